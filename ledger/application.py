@@ -1,0 +1,850 @@
+"""The Ledger: the command side of SPEC §4, as an eventsourcing Application.
+
+Every command validates its input, then runs in `_run`: load, decide, save the events together
+with their side rows (claims, command id, keys, credentials) in one transaction. A version
+conflict or a lost race for a claim retries the whole command from fresh state; a command id
+seen before returns the first result.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import random
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from typing import Any, Final, TypeVar, cast
+from uuid import UUID
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from eventsourcing.application import Application
+from eventsourcing.persistence import (
+    InfrastructureFactory,
+    IntegrityError,
+    Mapper,
+    OperationalError,
+)
+from eventsourcing.utils import Environment
+
+from ledger.domain import DEFAULT_TIMEZONE, Account, AccountRole, AnnotationKey, Meta, Role, User
+from ledger.errors import Conflict, NotFound, ValidationError
+from ledger.storage import side_tables as side
+from ledger.storage.personal_data import Keyring, PersonalDataMapper
+from ledger.storage.recorders import (
+    LedgerPostgresFactory,
+    LedgerSQLiteFactory,
+    SideTableRecorder,
+)
+from ledger.storage.settings import database_url, eventsourcing_env, is_postgres
+from ledger.unit_of_work import UnitOfWork
+from ledger.validation import (
+    AccountName,
+    Actor,
+    AnnotationType,
+    Colour,
+    CommandId,
+    Content,
+    Description,
+    Email,
+    IpAddress,
+    LogoUrl,
+    Moment,
+    Password,
+    Reason,
+    SourceName,
+    Timezone,
+    Username,
+    as_uuid,
+    now,
+    optional,
+    role_name,
+    valid,
+)
+
+R = TypeVar("R")
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Final = _Unset()
+"""Default of `update_*` keyword arguments: leave that field as it is."""
+
+_EMAIL: Final = "email"
+_USERNAME: Final = "username"
+_ACCOUNT_NAME: Final = "account-name"
+_HMAC_SECRET: Final = "hmac"
+
+
+class Ledger(Application[UUID]):
+    """The write side. `Ledger(url=...)`; without a URL, `LEDGER_DATABASE_URL`, else
+    `sqlite:///ledger.db`. `clock` (for imports and tests) supplies event timestamps."""
+
+    name = "Ledger"
+    max_attempts = 12
+
+    def __init__(
+        self, url: str | None = None, *, clock: Callable[[], datetime] | None = None
+    ) -> None:
+        self.url = database_url(url)
+        self._keyring = Keyring()
+        self._clock = clock or now
+        self._hasher = PasswordHasher()
+        settings = {"AGGREGATE_CACHE_MAXSIZE": "10000", **eventsourcing_env(self.url)}
+        super().__init__(env=settings)
+        self.side = cast(SideTableRecorder, self.recorder)
+        self._keyring.attach(self._lookup_key, self._lookup_user_key)
+        self._secret = self._load_secret()
+        self.last_seen_resolution = timedelta(
+            seconds=float(os.environ.get("LEDGER_LAST_SEEN_RESOLUTION", "300"))
+        )
+
+    # -- wiring -------------------------------------------------------------------------------
+
+    def construct_factory(self, env: Environment) -> InfrastructureFactory[Any]:
+        factory = LedgerPostgresFactory if is_postgres(self.url) else LedgerSQLiteFactory
+        return factory(env)
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        return PersonalDataMapper(self.construct_transcoder(), self._keyring)
+
+    def _load_secret(self) -> bytes:
+        self.side.write_side([side.put_secret_if_absent(_HMAC_SECRET, secrets.token_hex(32))])
+        row = self.side.select_one(side.SELECT_SECRET, (_HMAC_SECRET,))
+        assert row is not None
+        return bytes.fromhex(row["value"])
+
+    def _lookup_key(self, key_id: str) -> bytes | None:
+        row = self.side.select_one(side.SELECT_KEY_BY_ID, (key_id,))
+        return None if row is None else base64.b64decode(row["secret"])
+
+    def _lookup_user_key(self, user_id: UUID) -> tuple[str, bytes] | None:
+        row = self.side.select_one(side.SELECT_KEY_FOR_USER, (str(user_id),))
+        return None if row is None else (row["key_id"], base64.b64decode(row["secret"]))
+
+    def _blind(self, kind: str, value: str) -> str:
+        """A keyed hash: equal values match, and without the secret nothing can be guessed."""
+        return hmac.new(self._secret, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
+
+    def _claim_key(self, kind: str, value: str) -> str:
+        if kind == _EMAIL:
+            return self._blind(kind, value.casefold())
+        if kind == _USERNAME:
+            return self._blind(kind, value)
+        return value
+
+    def _claim_owner(self, kind: str, value: str) -> UUID | None:
+        row = self.side.select_one(side.SELECT_CLAIM_OWNER, (kind, self._claim_key(kind, value)))
+        return None if row is None else UUID(row["owner_id"])
+
+    def _claim(self, uow: UnitOfWork, kind: str, value: str, owner_id: UUID) -> None:
+        uow.write(side.claim(kind, self._claim_key(kind, value), owner_id))
+
+    def _release(self, uow: UnitOfWork, kind: str, value: str) -> None:
+        uow.write(side.release(kind, self._claim_key(kind, value)))
+
+    # -- running a command --------------------------------------------------------------------
+
+    def _run(
+        self,
+        command: str,
+        args: dict[str, Any],
+        handle: Callable[[UnitOfWork], R],
+        *,
+        actor: Any,
+        reason: Any = None,
+        command_id: Any = None,
+    ) -> R:
+        actor = valid(Actor, actor, "actor")
+        reason = optional(Reason, reason, "reason") or None
+        command_id = optional(CommandId, command_id, "command_id")
+        fingerprint = self._fingerprint(command, args)
+        for attempt in range(self.max_attempts):
+            if command_id is not None:
+                found, prior = self._prior_result(command_id, fingerprint, command)
+                if found:
+                    return cast(R, prior)
+            meta = Meta(actor, reason, command_id, valid(Moment, self._clock(), "clock time"))
+            uow = UnitOfWork(self.repository, meta)
+            result = handle(uow)
+            writes = list(uow.side_writes)
+            if command_id is not None:
+                writes.append(side.remember_command(command_id, fingerprint, _encode(result)))
+            changed = uow.changed()
+            if not changed and not writes:
+                return result
+            try:
+                self.save(*changed, side_writes=writes)
+            except IntegrityError as error:
+                # A concurrent writer won: a version, a claim or the command id. Retrying
+                # from fresh state either succeeds or rejects the command with a clear error.
+                self._back_off(attempt, error)
+            except OperationalError as error:
+                self._back_off(attempt, error)
+            else:
+                for callback in uow.after_commit:
+                    callback()
+                return result
+        raise Conflict(
+            f"{command} was not applied: concurrent changes kept conflicting "
+            f"after {self.max_attempts} attempts; try again"
+        )
+
+    def _back_off(self, attempt: int, error: Exception) -> None:
+        time.sleep(random.uniform(0, 0.005 * (attempt + 1)))
+
+    def _fingerprint(self, command: str, args: dict[str, Any]) -> str:
+        canonical = json.dumps({"command": command, "args": args}, sort_keys=True, default=str)
+        return hmac.new(self._secret, canonical.encode(), hashlib.sha256).hexdigest()
+
+    def _prior_result(self, command_id: str, fingerprint: str, command: str) -> tuple[bool, Any]:
+        row = self.side.select_one(side.SELECT_COMMAND, (command_id,))
+        if row is None:
+            return False, None
+        if row["fingerprint"] != fingerprint:
+            raise Conflict(
+                f"command_id {command_id!r} was already used for a different command or "
+                f"different arguments than this {command}"
+            )
+        return True, _decode(row["result"])
+
+    def _meta_with_reason(self, meta: Meta, reason: str) -> Meta:
+        return Meta(meta.actor, reason, meta.command_id, meta.timestamp)
+
+    def _check_role(self, uow: UnitOfWork, cls: type[Role | AccountRole], name: str) -> None:
+        if not uow.exists(cls, cls.id_for(name)):
+            what = "role" if cls is Role else "account role"
+            raise NotFound(f"{what} {name!r} is not defined")
+
+    # -- role catalogues ------------------------------------------------------------------------
+
+    def define_role(
+        self,
+        name: Any,
+        description: Any = None,
+        *,
+        actor: Any,
+        reason: Any = None,
+        command_id: Any = None,
+    ) -> bool:
+        return self._define(Role, "define_role", name, description, actor, reason, command_id)
+
+    def define_account_role(
+        self,
+        name: Any,
+        description: Any = None,
+        *,
+        actor: Any,
+        reason: Any = None,
+        command_id: Any = None,
+    ) -> bool:
+        return self._define(
+            AccountRole, "define_account_role", name, description, actor, reason, command_id
+        )
+
+    def _define(
+        self,
+        cls: type[Role | AccountRole],
+        command: str,
+        name: Any,
+        description: Any,
+        actor: Any,
+        reason: Any,
+        command_id: Any,
+    ) -> bool:
+        what = "role" if cls is Role else "account role"
+        name = role_name(name, what)
+        description = optional(Description, description, "description")
+
+        def handle(uow: UnitOfWork) -> bool:
+            if uow.exists(cls, cls.id_for(name)):
+                raise Conflict(f"{what} {name!r} is already defined")
+            uow.add(cls.define(name, description, uow.meta))
+            return True
+
+        args = {"name": name, "description": description}
+        return self._run(command, args, handle, actor=actor, reason=reason, command_id=command_id)
+
+    # -- accounts -------------------------------------------------------------------------------
+
+    def create_account(
+        self,
+        name: Any,
+        *,
+        actor: Any,
+        roles: Iterable[Any] = (),
+        consultancy_account_id: Any = None,
+        primary_color: Any = None,
+        secondary_color: Any = None,
+        logo_url: Any = None,
+        reason: Any = None,
+        command_id: Any = None,
+    ) -> UUID:
+        name = valid(AccountName, name, "account name")
+        primary_color = optional(Colour, primary_color, "primary_color")
+        secondary_color = optional(Colour, secondary_color, "secondary_color")
+        _check_colour_pair(primary_color, secondary_color)
+        logo_url = optional(LogoUrl, logo_url, "logo_url")
+        role_names = _role_names(roles, "account role")
+        consultancy = _optional_id(consultancy_account_id, "consultancy account")
+
+        def handle(uow: UnitOfWork) -> UUID:
+            self._check_name_free(name, None)
+            if consultancy is not None:
+                uow.load(Account, consultancy, "consultancy account").check_open()
+            for role in role_names:
+                self._check_role(uow, AccountRole, role)
+            account = Account.create(
+                name=name,
+                primary_color=primary_color,
+                secondary_color=secondary_color,
+                logo_url=logo_url,
+                consultancy_account_id=consultancy,
+                meta=uow.meta,
+            )
+            for role in role_names:
+                account.grant_role(role, uow.meta)
+            uow.add(account)
+            self._claim(uow, _ACCOUNT_NAME, name, account.id)
+            return account.id
+
+        args = {
+            "name": name,
+            "roles": role_names,
+            "consultancy_account_id": consultancy,
+            "primary_color": primary_color,
+            "secondary_color": secondary_color,
+            "logo_url": logo_url,
+        }
+        return self._run(
+            "create_account", args, handle, actor=actor, reason=reason, command_id=command_id
+        )
+
+    def _check_name_free(self, name: str, account_id: UUID | None) -> None:
+        owner = self._claim_owner(_ACCOUNT_NAME, name)
+        if owner is not None and owner != account_id:
+            raise Conflict(f"account name {name!r} is already taken by open account {owner}")
+
+    def update_account(
+        self,
+        account: Any,
+        *,
+        actor: Any,
+        name: Any = UNSET,
+        primary_color: Any = UNSET,
+        secondary_color: Any = UNSET,
+        logo_url: Any = UNSET,
+        reason: Any = None,
+        command_id: Any = None,
+    ) -> bool:
+        account_id = as_uuid(account, "account")
+        changes: dict[str, Any] = {}
+        if name is not UNSET:
+            changes["name"] = valid(AccountName, name, "account name")
+        if primary_color is not UNSET:
+            changes["primary_color"] = optional(Colour, primary_color, "primary_color")
+        if secondary_color is not UNSET:
+            changes["secondary_color"] = optional(Colour, secondary_color, "secondary_color")
+        if logo_url is not UNSET:
+            changes["logo_url"] = optional(LogoUrl, logo_url, "logo_url")
+
+        def handle(uow: UnitOfWork) -> bool:
+            acc = uow.load(Account, account_id, "account")
+            acc.check_open()
+            _check_colour_pair(
+                changes.get("primary_color", acc.primary_color),
+                changes.get("secondary_color", acc.secondary_color),
+            )
+            old_name = acc.name
+            new_name = changes.get("name", old_name)
+            if new_name != old_name:
+                self._check_name_free(new_name, acc.id)
+            if not acc.update(changes, uow.meta):
+                return False
+            if new_name != old_name:
+                self._release(uow, _ACCOUNT_NAME, old_name)
+                self._claim(uow, _ACCOUNT_NAME, new_name, acc.id)
+            return True
+
+        args = {"account": account_id, **changes}
+        return self._run(
+            "update_account", args, handle, actor=actor, reason=reason, command_id=command_id
+        )
+
+    def grant_account_role(
+        self, account: Any, role: Any, *, actor: Any, reason: Any = None, command_id: Any = None
+    ) -> bool:
+        return self._change_account_role(
+            "grant_account_role", account, role, actor, reason, command_id
+        )
+
+    def revoke_account_role(
+        self, account: Any, role: Any, *, actor: Any, reason: Any = None, command_id: Any = None
+    ) -> bool:
+        return self._change_account_role(
+            "revoke_account_role", account, role, actor, reason, command_id
+        )
+
+    def _change_account_role(
+        self, command: str, account: Any, role: Any, actor: Any, reason: Any, command_id: Any
+    ) -> bool:
+        account_id = as_uuid(account, "account")
+        name = role_name(role, "account role")
+
+        def handle(uow: UnitOfWork) -> bool:
+            acc = uow.load(Account, account_id, "account")
+            self._check_role(uow, AccountRole, name)
+            if command == "grant_account_role":
+                return acc.grant_role(name, uow.meta)
+            return acc.revoke_role(name, uow.meta)
+
+        args = {"account": account_id, "role": name}
+        return self._run(command, args, handle, actor=actor, reason=reason, command_id=command_id)
+
+    def set_consultancy(
+        self,
+        account: Any,
+        consultancy_account_id: Any,
+        *,
+        actor: Any,
+        reason: Any = None,
+        command_id: Any = None,
+    ) -> bool:
+        account_id = as_uuid(account, "account")
+        consultancy = _optional_id(consultancy_account_id, "consultancy account")
+        if consultancy == account_id:
+            raise ValidationError(f"account {account_id} cannot be its own consultancy")
+
+        def handle(uow: UnitOfWork) -> bool:
+            acc = uow.load(Account, account_id, "account")
+            acc.check_open()
+            if consultancy is not None:
+                uow.load(Account, consultancy, "consultancy account").check_open()
+                self._check_no_cycle(uow, account_id, consultancy)
+            return acc.set_consultancy(consultancy, uow.meta)
+
+        args = {"account": account_id, "consultancy_account_id": consultancy}
+        return self._run(
+            "set_consultancy", args, handle, actor=actor, reason=reason, command_id=command_id
+        )
+
+    def _check_no_cycle(self, uow: UnitOfWork, account_id: UUID, consultancy: UUID) -> None:
+        seen: set[UUID] = set()
+        current: UUID | None = consultancy
+        while current is not None and current not in seen:
+            if current == account_id:
+                raise ValidationError(
+                    f"consultancy account {consultancy} would make a cycle: it is, directly or "
+                    f"through others, a client of account {account_id}"
+                )
+            seen.add(current)
+            current = uow.load(Account, current, "account").consultancy_account_id
+
+    def close_account(
+        self, account: Any, *, actor: Any, reason: Any = None, command_id: Any = None
+    ) -> bool:
+        account_id = as_uuid(account, "account")
+
+        def handle(uow: UnitOfWork) -> bool:
+            acc = uow.load(Account, account_id, "account")
+            if acc.closed:
+                return False
+            leaving = self._meta_with_reason(uow.meta, "account closed")
+            for user_id in sorted(acc.members):
+                uow.load(User, user_id, "user").deactivate(leaving)
+            acc.close(uow.meta)
+            self._release(uow, _ACCOUNT_NAME, acc.name)
+            return True
+
+        args = {"account": account_id}
+        return self._run(
+            "close_account", args, handle, actor=actor, reason=reason, command_id=command_id
+        )
+
+    # -- users ----------------------------------------------------------------------------------
+
+    def create_user(
+        self,
+        email: Any,
+        *,
+        account_id: Any,
+        actor: Any,
+        username: Any = None,
+        timezone: Any = DEFAULT_TIMEZONE,
+        roles: Iterable[Any] = (),
+        password: Any = None,
+        reason: Any = None,
+        command_id: Any = None,
+    ) -> UUID:
+        email = valid(Email, email, "email")
+        account = as_uuid(account_id, "account")
+        username = optional(Username, username, "username")
+        timezone = valid(Timezone, timezone, "timezone")
+        role_names = _role_names(roles, "role")
+        password = optional(Password, password, "password")
+        password_hash = None if password is None else self._hasher.hash(password)
+
+        def handle(uow: UnitOfWork) -> UUID:
+            acc = uow.load(Account, account, "account")
+            acc.check_open()
+            if self._claim_owner(_EMAIL, email) is not None:
+                raise Conflict(f"email {email!r} is already taken")
+            chosen = username or self._default_username(email)
+            if self._claim_owner(_USERNAME, chosen) is not None:
+                raise Conflict(f"username {chosen!r} is already taken")
+            for role in role_names:
+                self._check_role(uow, Role, role)
+            user = User.create(
+                email=email, username=chosen, account_id=acc.id, timezone=timezone, meta=uow.meta
+            )
+            key_id, key = self._keyring.new_key()
+            self._keyring.stage(user.id, key_id, key)
+            uow.write(side.put_user_key(key_id, user.id, base64.b64encode(key).decode()))
+            uow.add(user)
+            acc.add_member(user.id, uow.meta)
+            for role in role_names:
+                user.grant_role(role, uow.meta)
+            if password_hash is not None:
+                user.change_password(uow.meta)
+                uow.write(
+                    side.put_credential(user.id, password_hash, uow.meta.timestamp.isoformat())
+                )
+            self._claim(uow, _EMAIL, email, user.id)
+            self._claim(uow, _USERNAME, chosen, user.id)
+            return user.id
+
+        args = {
+            "email": email,
+            "account_id": account,
+            "username": username,
+            "timezone": timezone,
+            "roles": role_names,
+            "password": password,
+        }
+        return self._run(
+            "create_user", args, handle, actor=actor, reason=reason, command_id=command_id
+        )
+
+    def _default_username(self, email: str) -> str:
+        local_part = email.rsplit("@", 1)[0]
+        return email if self._claim_owner(_USERNAME, local_part) is not None else local_part
+
+    def update_user(
+        self,
+        user: Any,
+        *,
+        actor: Any,
+        email: Any = UNSET,
+        username: Any = UNSET,
+        timezone: Any = UNSET,
+        reason: Any = None,
+        command_id: Any = None,
+    ) -> bool:
+        user_id = as_uuid(user, "user")
+        new_email = None if email is UNSET else valid(Email, email, "email")
+        new_username = None if username is UNSET else valid(Username, username, "username")
+        new_timezone = None if timezone is UNSET else valid(Timezone, timezone, "timezone")
+
+        def handle(uow: UnitOfWork) -> bool:
+            usr = uow.load(User, user_id, "user")
+            old_email, old_username = usr.email, usr.username
+            if not usr.update(
+                uow.meta, email=new_email, username=new_username, timezone=new_timezone
+            ):
+                return False
+            if usr.email.casefold() != old_email.casefold():
+                if self._claim_owner(_EMAIL, usr.email) is not None:
+                    raise Conflict(f"email {usr.email!r} is already taken")
+                self._release(uow, _EMAIL, old_email)
+                self._claim(uow, _EMAIL, usr.email, usr.id)
+            if usr.username != old_username:
+                if self._claim_owner(_USERNAME, usr.username) is not None:
+                    raise Conflict(f"username {usr.username!r} is already taken")
+                self._release(uow, _USERNAME, old_username)
+                self._claim(uow, _USERNAME, usr.username, usr.id)
+            return True
+
+        args = {
+            "user": user_id,
+            "email": new_email,
+            "username": new_username,
+            "timezone": new_timezone,
+        }
+        return self._run(
+            "update_user", args, handle, actor=actor, reason=reason, command_id=command_id
+        )
+
+    def grant_role(
+        self, user: Any, role: Any, *, actor: Any, reason: Any = None, command_id: Any = None
+    ) -> bool:
+        return self._change_role("grant_role", user, role, actor, reason, command_id)
+
+    def revoke_role(
+        self, user: Any, role: Any, *, actor: Any, reason: Any = None, command_id: Any = None
+    ) -> bool:
+        return self._change_role("revoke_role", user, role, actor, reason, command_id)
+
+    def _change_role(
+        self, command: str, user: Any, role: Any, actor: Any, reason: Any, command_id: Any
+    ) -> bool:
+        user_id = as_uuid(user, "user")
+        name = role_name(role)
+
+        def handle(uow: UnitOfWork) -> bool:
+            usr = uow.load(User, user_id, "user")
+            self._check_role(uow, Role, name)
+            if command == "grant_role":
+                return usr.grant_role(name, uow.meta)
+            return usr.revoke_role(name, uow.meta)
+
+        args = {"user": user_id, "role": name}
+        return self._run(command, args, handle, actor=actor, reason=reason, command_id=command_id)
+
+    def deactivate_user(
+        self, user: Any, *, actor: Any, reason: Any = None, command_id: Any = None
+    ) -> bool:
+        user_id = as_uuid(user, "user")
+
+        def handle(uow: UnitOfWork) -> bool:
+            return uow.load(User, user_id, "user").deactivate(uow.meta)
+
+        return self._run(
+            "deactivate_user",
+            {"user": user_id},
+            handle,
+            actor=actor,
+            reason=reason,
+            command_id=command_id,
+        )
+
+    def reactivate_user(
+        self, user: Any, *, actor: Any, reason: Any = None, command_id: Any = None
+    ) -> bool:
+        user_id = as_uuid(user, "user")
+
+        def handle(uow: UnitOfWork) -> bool:
+            usr = uow.load(User, user_id, "user")
+            if usr.active:
+                return False
+            assert usr.account_id is not None
+            uow.load(Account, usr.account_id, "account").check_open()
+            return usr.reactivate(uow.meta)
+
+        return self._run(
+            "reactivate_user",
+            {"user": user_id},
+            handle,
+            actor=actor,
+            reason=reason,
+            command_id=command_id,
+        )
+
+    def record_login(
+        self, user: Any, *, at: Any = None, ip: Any = None, command_id: Any = None
+    ) -> bool:
+        user_id = as_uuid(user, "user")
+        moment = optional(Moment, at, "at")
+        address = optional(IpAddress, ip, "ip")
+
+        def handle(uow: UnitOfWork) -> bool:
+            usr = uow.load(User, user_id, "user")
+            usr.record_login(moment or uow.meta.timestamp, address, uow.meta)
+            return True
+
+        args = {"user": user_id, "at": moment, "ip": address}
+        return self._run("record_login", args, handle, actor=str(user_id), command_id=command_id)
+
+    def record_last_seen(self, user: Any, *, at: Any = None, command_id: Any = None) -> bool:
+        user_id = as_uuid(user, "user")
+        moment = optional(Moment, at, "at")
+
+        def handle(uow: UnitOfWork) -> bool:
+            usr = uow.load(User, user_id, "user")
+            return usr.record_last_seen(
+                moment or uow.meta.timestamp, self.last_seen_resolution, uow.meta
+            )
+
+        args = {"user": user_id, "at": moment}
+        return self._run(
+            "record_last_seen", args, handle, actor=str(user_id), command_id=command_id
+        )
+
+    def set_password(
+        self, user: Any, password: Any, *, actor: Any, reason: Any = None, command_id: Any = None
+    ) -> bool:
+        user_id = as_uuid(user, "user")
+        password = valid(Password, password, "password")
+        password_hash = self._hasher.hash(password)
+
+        def handle(uow: UnitOfWork) -> bool:
+            usr = uow.load(User, user_id, "user")
+            usr.change_password(uow.meta)
+            uow.write(side.put_credential(usr.id, password_hash, uow.meta.timestamp.isoformat()))
+            return True
+
+        args = {"user": user_id, "password": password}
+        return self._run(
+            "set_password", args, handle, actor=actor, reason=reason, command_id=command_id
+        )
+
+    def erase_user(self, user: Any, *, actor: Any, reason: Any, command_id: Any = None) -> bool:
+        user_id = as_uuid(user, "user")
+        if reason is None or not str(reason).strip():
+            raise ValidationError("invalid reason None: erasing a user needs a reason")
+
+        def handle(uow: UnitOfWork) -> bool:
+            usr = uow.load(User, user_id, "user")
+            if not usr.erase(uow.meta):
+                return False
+            uow.write(
+                side.release_all(usr.id),
+                side.delete_user_keys(usr.id),
+                side.delete_credential(usr.id),
+            )
+            uow.after_commit.append(lambda: self._keyring.forget(usr.id))
+            return True
+
+        return self._run(
+            "erase_user",
+            {"user": user_id},
+            handle,
+            actor=actor,
+            reason=reason,
+            command_id=command_id,
+        )
+
+    # -- annotations ----------------------------------------------------------------------------
+
+    def add_annotation(
+        self,
+        account: Any,
+        *,
+        content: Any,
+        start: Any,
+        end: Any,
+        source: Any,
+        type: Any = "label",
+        belief_time: Any = None,
+        actor: Any,
+        reason: Any = None,
+        command_id: Any = None,
+    ) -> UUID:
+        account_id = as_uuid(account, "account")
+        content = valid(Content, content, "content")
+        start = valid(Moment, start, "start")
+        end = valid(Moment, end, "end")
+        if end <= start:
+            raise ValidationError(
+                f"invalid end {end.isoformat()}: must be after start {start.isoformat()}"
+            )
+        belief_time = optional(Moment, belief_time, "belief_time")
+        kind = valid(AnnotationType, type, "annotation type")
+        source_name, source_user = _source(source)
+
+        def handle(uow: UnitOfWork) -> UUID:
+            acc = uow.load(Account, account_id, "account")
+            if source_user is not None:
+                uow.load(User, source_user, "source user")
+            key = AnnotationKey(content, start, end, belief_time, source_name, source_user, kind)
+            annotation_id, _ = acc.add_annotation(key, uow.meta)
+            return annotation_id
+
+        args = {
+            "account": account_id,
+            "content": content,
+            "start": start,
+            "end": end,
+            "source_name": source_name,
+            "source_user": source_user,
+            "type": kind,
+            "belief_time": belief_time,
+        }
+        return self._run(
+            "add_annotation", args, handle, actor=actor, reason=reason, command_id=command_id
+        )
+
+    def remove_annotation(
+        self,
+        account: Any,
+        annotation: Any,
+        *,
+        actor: Any,
+        reason: Any = None,
+        command_id: Any = None,
+    ) -> bool:
+        account_id = as_uuid(account, "account")
+        annotation_id = as_uuid(annotation, "annotation")
+
+        def handle(uow: UnitOfWork) -> bool:
+            return uow.load(Account, account_id, "account").remove_annotation(
+                annotation_id, uow.meta
+            )
+
+        args = {"account": account_id, "annotation": annotation_id}
+        return self._run(
+            "remove_annotation", args, handle, actor=actor, reason=reason, command_id=command_id
+        )
+
+    # -- look-ups for the CLI and the read API --------------------------------------------------
+
+    def user_id_for_email(self, email: str) -> UUID | None:
+        """The user holding this email (case-insensitive), from the uniqueness claims."""
+        return self._claim_owner(_EMAIL, valid(Email, email, "email"))
+
+    def account_id_for_name(self, name: str) -> UUID | None:
+        """The open account with this name."""
+        return self._claim_owner(_ACCOUNT_NAME, valid(AccountName, name, "account name"))
+
+    def verify_password(self, user: Any, password: str) -> bool:
+        row = self.side.select_one(side.SELECT_CREDENTIAL, (str(as_uuid(user, "user")),))
+        if row is None:
+            return False
+        try:
+            return bool(self._hasher.verify(row["password_hash"], password))
+        except (VerificationError, InvalidHashError):
+            return False
+
+
+def _encode(result: Any) -> str:
+    return json.dumps(result if isinstance(result, bool) else {"id": str(result)})
+
+
+def _decode(stored: str) -> Any:
+    value = json.loads(stored)
+    return value if isinstance(value, bool) else UUID(value["id"])
+
+
+def _check_colour_pair(primary: str | None, secondary: str | None) -> None:
+    if (primary is None) != (secondary is None):
+        given, value = ("primary_color", primary) if primary else ("secondary_color", secondary)
+        raise ValidationError(
+            f"invalid {given} {value!r}: primary_color and secondary_color are given together "
+            "or not at all"
+        )
+
+
+def _role_names(roles: Iterable[Any], what: str) -> list[str]:
+    if isinstance(roles, str):
+        roles = [roles]
+    return list(dict.fromkeys(role_name(role, what) for role in roles))
+
+
+def _optional_id(value: Any, what: str) -> UUID | None:
+    return None if value is None else as_uuid(value, what)
+
+
+def _source(source: Any) -> tuple[str | None, UUID | None]:
+    """A source is a name, a user id, or a user model (whose id is taken)."""
+    if isinstance(source, str):
+        return valid(SourceName, source, "source"), None
+    if source is None:
+        raise ValidationError("invalid source None: give a source name or a user id")
+    return None, as_uuid(source, "source user")

@@ -1,0 +1,18 @@
+"""The domain: aggregates and their events, free of I/O."""
+
+from ledger.domain.accounts import Account, AnnotationKey
+from ledger.domain.base import ERASED, LedgerAggregate, Meta
+from ledger.domain.roles import AccountRole, Role
+from ledger.domain.users import DEFAULT_TIMEZONE, User
+
+__all__ = [
+    "DEFAULT_TIMEZONE",
+    "ERASED",
+    "Account",
+    "AccountRole",
+    "AnnotationKey",
+    "LedgerAggregate",
+    "Meta",
+    "Role",
+    "User",
+]

@@ -1,0 +1,73 @@
+"""The two role catalogues: user roles (`Role`) and account roles (`AccountRole`).
+
+A role's id is derived from its name, so defining a name twice is a version conflict in the
+event store itself: uniqueness holds across processes without a separate check.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID, uuid5
+
+from ledger.domain.base import LedgerAggregate, Meta
+
+_NAMESPACE = UUID("6f0c2b7e-8a4c-4f53-9a55-2f1f0b1e7d10")
+
+
+class _CatalogueEntry(LedgerAggregate):
+    catalogue = ""
+
+    def __init__(self) -> None:
+        self.name = ""
+        self.description: str | None = None
+
+    @classmethod
+    def id_for(cls, name: str) -> UUID:
+        return uuid5(_NAMESPACE, f"{cls.catalogue}:{name}")
+
+
+class Role(_CatalogueEntry):
+    """A user role, such as `admin` or `account-admin`."""
+
+    catalogue = "role"
+
+    class RoleDefined(LedgerAggregate.Created):
+        name: str
+        description: str | None
+
+        def apply(self, aggregate: Role) -> None:  # type: ignore[override]
+            aggregate.name = self.name
+            aggregate.description = self.description
+
+    @classmethod
+    def define(cls, name: str, description: str | None, meta: Meta) -> Role:
+        return cls._create(
+            cls.RoleDefined,
+            id=cls.id_for(name),
+            name=name,
+            description=description,
+            **meta.fields(),
+        )
+
+
+class AccountRole(_CatalogueEntry):
+    """An account role, such as `Consultancy`."""
+
+    catalogue = "account-role"
+
+    class AccountRoleDefined(LedgerAggregate.Created):
+        name: str
+        description: str | None
+
+        def apply(self, aggregate: AccountRole) -> None:  # type: ignore[override]
+            aggregate.name = self.name
+            aggregate.description = self.description
+
+    @classmethod
+    def define(cls, name: str, description: str | None, meta: Meta) -> AccountRole:
+        return cls._create(
+            cls.AccountRoleDefined,
+            id=cls.id_for(name),
+            name=name,
+            description=description,
+            **meta.fields(),
+        )

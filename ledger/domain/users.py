@@ -1,0 +1,201 @@
+"""The User aggregate: identity, roles, activity and logins of one person."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Final
+from uuid import UUID, uuid4
+
+from ledger.domain.base import ERASED, LedgerAggregate, Meta
+from ledger.errors import Conflict, InactiveUser
+
+DEFAULT_TIMEZONE: Final = "Europe/Amsterdam"
+
+
+class User(LedgerAggregate):
+    def __init__(self) -> None:
+        self.email = ""
+        self.username = ""
+        self.account_id: UUID | None = None
+        self.timezone = DEFAULT_TIMEZONE
+        self.active = True
+        self.erased = False
+        self.roles: set[str] = set()
+        self.login_count = 0
+        self.last_login_at: datetime | None = None
+        self.last_seen_at: datetime | None = None
+        self.created_at: datetime | None = None
+
+    class UserCreated(LedgerAggregate.Created):
+        personal_fields = ("email", "username")
+        class_version = 2
+        email: str
+        username: str
+        account_id: UUID
+        timezone: str
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            """Version 1 had no time zone: every user was in the platform's default zone."""
+            state["timezone"] = DEFAULT_TIMEZONE
+
+        def apply(self, user: User) -> None:  # type: ignore[override]
+            user.email = self.email
+            user.username = self.username
+            user.account_id = self.account_id
+            user.timezone = self.timezone
+            user.active = True
+            user.erased = False
+            user.roles = set()
+            user.login_count = 0
+            user.last_login_at = None
+            user.last_seen_at = None
+            user.created_at = self.timestamp
+
+    class UserUpdated(LedgerAggregate.Event):
+        """Only the changed fields are set; the others are None."""
+
+        personal_fields = ("email", "username")
+        email: str | None
+        username: str | None
+        timezone: str | None
+
+        def apply(self, user: User) -> None:  # type: ignore[override]
+            user.email = self.email or user.email
+            user.username = self.username or user.username
+            user.timezone = self.timezone or user.timezone
+
+    class RoleGranted(LedgerAggregate.Event):
+        role: str
+
+        def apply(self, user: User) -> None:  # type: ignore[override]
+            user.roles.add(self.role)
+
+    class RoleRevoked(LedgerAggregate.Event):
+        role: str
+
+        def apply(self, user: User) -> None:  # type: ignore[override]
+            user.roles.discard(self.role)
+
+    class UserDeactivated(LedgerAggregate.Event):
+        def apply(self, user: User) -> None:  # type: ignore[override]
+            user.active = False
+
+    class UserReactivated(LedgerAggregate.Event):
+        def apply(self, user: User) -> None:  # type: ignore[override]
+            user.active = True
+
+    class LoginRecorded(LedgerAggregate.Event):
+        personal_fields = ("ip",)
+        at: datetime
+        ip: str | None
+
+        def apply(self, user: User) -> None:  # type: ignore[override]
+            user.login_count += 1
+            if user.last_login_at is None or self.at > user.last_login_at:
+                user.last_login_at = self.at
+
+    class LastSeenRecorded(LedgerAggregate.Event):
+        at: datetime
+
+        def apply(self, user: User) -> None:  # type: ignore[override]
+            user.last_seen_at = self.at
+
+    class PasswordChanged(LedgerAggregate.Event):
+        """Says that the password changed; the hash lives in the credential table."""
+
+        def apply(self, user: User) -> None:  # type: ignore[override]
+            pass
+
+    class UserErased(LedgerAggregate.Event):
+        def apply(self, user: User) -> None:  # type: ignore[override]
+            user.email = ERASED
+            user.username = ERASED
+            user.erased = True
+
+    @classmethod
+    def create(
+        cls, *, email: str, username: str, account_id: UUID, timezone: str, meta: Meta
+    ) -> User:
+        return cls._create(
+            cls.UserCreated,
+            id=uuid4(),
+            email=email,
+            username=username,
+            account_id=account_id,
+            timezone=timezone,
+            **meta.fields(),
+        )
+
+    def describe(self) -> str:
+        return f"user {self.id}" if self.erased else f"user {self.email!r}"
+
+    def _check_not_erased(self) -> None:
+        if self.erased:
+            raise Conflict(f"user {self.id} is erased and accepts no further commands")
+
+    def update(
+        self, meta: Meta, *, email: str | None, username: str | None, timezone: str | None
+    ) -> bool:
+        self._check_not_erased()
+        email = email if email is not None and email != self.email else None
+        username = username if username is not None and username != self.username else None
+        timezone = timezone if timezone is not None and timezone != self.timezone else None
+        if email is None and username is None and timezone is None:
+            return False
+        self.record(self.UserUpdated, meta, email=email, username=username, timezone=timezone)
+        return True
+
+    def grant_role(self, role: str, meta: Meta) -> bool:
+        self._check_not_erased()
+        if role in self.roles:
+            return False
+        self.record(self.RoleGranted, meta, role=role)
+        return True
+
+    def revoke_role(self, role: str, meta: Meta) -> bool:
+        self._check_not_erased()
+        if role not in self.roles:
+            return False
+        self.record(self.RoleRevoked, meta, role=role)
+        return True
+
+    def deactivate(self, meta: Meta) -> bool:
+        if not self.active:
+            return False
+        self.record(self.UserDeactivated, meta)
+        return True
+
+    def reactivate(self, meta: Meta) -> bool:
+        self._check_not_erased()
+        if self.active:
+            return False
+        self.record(self.UserReactivated, meta)
+        return True
+
+    def record_login(self, at: datetime, ip: str | None, meta: Meta) -> None:
+        self._check_active("record a login for")
+        self.record(self.LoginRecorded, meta, at=at, ip=ip)
+
+    def record_last_seen(self, at: datetime, resolution: timedelta, meta: Meta) -> bool:
+        self._check_active("record last-seen for")
+        if self.last_seen_at is not None and at < self.last_seen_at + resolution:
+            return False
+        self.record(self.LastSeenRecorded, meta, at=at)
+        return True
+
+    def change_password(self, meta: Meta) -> None:
+        self._check_not_erased()
+        self.record(self.PasswordChanged, meta)
+
+    def erase(self, meta: Meta) -> bool:
+        if self.erased:
+            return False
+        self.deactivate(meta)
+        self.record(self.UserErased, meta)
+        return True
+
+    def _check_active(self, doing: str) -> None:
+        self._check_not_erased()
+        if not self.active:
+            raise InactiveUser(f"cannot {doing} inactive {self.describe()}")

@@ -1,0 +1,130 @@
+"""Personal data encrypted with one key per user (crypto-shredding).
+
+Events name their personal fields in `personal_fields`. The mapper encrypts those fields with
+the originator's key (AES-GCM, the user id and field name as associated data) and tags the
+ciphertext with the key's id. Deleting a user's keys erases the data: decoding then yields
+`ERASED` in place of each field, and everything else in the event stays readable.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, Final
+from uuid import UUID
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
+
+from ledger.domain.base import ERASED
+
+_PREFIX: Final = "enc1:"
+KeyLookup = Callable[[str], bytes | None]
+UserKeyLookup = Callable[[UUID], tuple[str, bytes] | None]
+
+
+class Keyring:
+    """Keys by key id and each user's current key, cached briefly.
+
+    The cache lives for `ttl` seconds so that an erasure made by another process takes effect
+    here within that time; erasures made through this process take effect at once (`forget`).
+    """
+
+    def __init__(self, ttl: float = 5.0) -> None:
+        self.ttl = ttl
+        self._by_id: dict[str, tuple[float, bytes | None]] = {}
+        self._by_user: dict[UUID, tuple[str, bytes]] = {}
+        self._lock = threading.Lock()
+        self._lookup_key: KeyLookup = lambda key_id: None
+        self._lookup_user_key: UserKeyLookup = lambda user_id: None
+
+    def attach(self, lookup_key: KeyLookup, lookup_user_key: UserKeyLookup) -> None:
+        self._lookup_key = lookup_key
+        self._lookup_user_key = lookup_user_key
+
+    @staticmethod
+    def new_key() -> tuple[str, bytes]:
+        return uuid.uuid4().hex, AESGCM.generate_key(bit_length=256)
+
+    def stage(self, user_id: UUID, key_id: str, key: bytes) -> None:
+        """Make a key being written in the current transaction usable for encryption now."""
+        with self._lock:
+            self._by_user[user_id] = (key_id, key)
+            self._by_id[key_id] = (time.monotonic(), key)
+
+    def forget(self, user_id: UUID) -> None:
+        with self._lock:
+            entry = self._by_user.pop(user_id, None)
+            if entry is not None:
+                self._by_id[entry[0]] = (time.monotonic(), None)
+
+    def key_for_user(self, user_id: UUID) -> tuple[str, bytes]:
+        with self._lock:
+            entry = self._by_user.get(user_id)
+        if entry is None:
+            entry = self._lookup_user_key(user_id)
+            if entry is None:
+                raise LookupError(f"user {user_id} has no encryption key (erased?)")
+            with self._lock:
+                self._by_user[user_id] = entry
+        return entry
+
+    def key(self, key_id: str) -> bytes | None:
+        now = time.monotonic()
+        with self._lock:
+            cached = self._by_id.get(key_id)
+        if cached is not None and now - cached[0] < self.ttl:
+            return cached[1]
+        key = self._lookup_key(key_id)
+        with self._lock:
+            self._by_id[key_id] = (now, key)
+        return key
+
+
+def _aad(originator_id: Any, field: str) -> bytes:
+    return f"{originator_id}:{field}".encode()
+
+
+class PersonalDataMapper(Mapper[UUID]):
+    def __init__(self, transcoder: Transcoder, keyring: Keyring) -> None:
+        super().__init__(transcoder=transcoder)
+        self.keyring = keyring
+
+    def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
+        fields = getattr(type(domain_event), "personal_fields", ())
+        if not fields or all(getattr(domain_event, f) is None for f in fields):
+            return super().to_stored_event(domain_event)
+        key_id, key = self.keyring.key_for_user(domain_event.originator_id)
+        sealed = object.__new__(type(domain_event))
+        state = dict(vars(domain_event))
+        for field in fields:
+            if state[field] is not None:
+                nonce = os.urandom(12)
+                ciphertext = AESGCM(key).encrypt(
+                    nonce, str(state[field]).encode(), _aad(domain_event.originator_id, field)
+                )
+                encoded = base64.b64encode(nonce + ciphertext).decode()
+                state[field] = f"{_PREFIX}{key_id}:{encoded}"
+        object.__setattr__(sealed, "__dict__", state)
+        return super().to_stored_event(sealed)
+
+    def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
+        event = super().to_domain_event(stored_event)
+        for field in getattr(type(event), "personal_fields", ()):
+            value = event.__dict__.get(field)
+            if isinstance(value, str) and value.startswith(_PREFIX):
+                event.__dict__[field] = self._open(value, event.originator_id, field)
+        return event
+
+    def _open(self, sealed: str, originator_id: UUID, field: str) -> str:
+        key_id, encoded = sealed[len(_PREFIX) :].split(":", 1)
+        key = self.keyring.key(key_id)
+        if key is None:
+            return ERASED
+        raw = base64.b64decode(encoded)
+        return AESGCM(key).decrypt(raw[:12], raw[12:], _aad(originator_id, field)).decode()

@@ -1,0 +1,100 @@
+"""Rows written in the same transaction as the events, but kept outside the event log.
+
+- `ledger_claims`: unique values (email, username, open account name) and who holds them;
+  the primary key makes a second claimant's whole transaction fail.
+- `ledger_commands`: applied command ids, with a fingerprint of the arguments and the result.
+- `ledger_user_keys`: one encryption key per user; deleting it erases the user's personal data.
+- `ledger_credentials`: argon2 password hashes.
+- `ledger_secrets`: the server-side secret behind the keyed hashes.
+
+Statements use `?` placeholders; recorders for other drivers translate them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+from uuid import UUID
+
+DDL: Final = [
+    "CREATE TABLE IF NOT EXISTS ledger_claims ("
+    " kind TEXT NOT NULL, key TEXT NOT NULL, owner_id TEXT NOT NULL,"
+    " PRIMARY KEY (kind, key))",
+    "CREATE INDEX IF NOT EXISTS ledger_claims_owner ON ledger_claims (owner_id)",
+    "CREATE TABLE IF NOT EXISTS ledger_commands ("
+    " command_id TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, result TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS ledger_user_keys ("
+    " key_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, secret TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS ledger_user_keys_user ON ledger_user_keys (user_id)",
+    "CREATE TABLE IF NOT EXISTS ledger_credentials ("
+    " user_id TEXT PRIMARY KEY, password_hash TEXT NOT NULL, changed_at TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS ledger_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+]
+
+
+
+@dataclass(frozen=True)
+class SideWrite:
+    sql: str
+    params: tuple[Any, ...]
+
+
+def claim(kind: str, key: str, owner_id: UUID) -> SideWrite:
+    return SideWrite(
+        "INSERT INTO ledger_claims (kind, key, owner_id) VALUES (?, ?, ?)",
+        (kind, key, str(owner_id)),
+    )
+
+
+def release(kind: str, key: str) -> SideWrite:
+    return SideWrite("DELETE FROM ledger_claims WHERE kind = ? AND key = ?", (kind, key))
+
+
+def release_all(owner_id: UUID) -> SideWrite:
+    return SideWrite("DELETE FROM ledger_claims WHERE owner_id = ?", (str(owner_id),))
+
+
+def remember_command(command_id: str, fingerprint: str, result: str) -> SideWrite:
+    return SideWrite(
+        "INSERT INTO ledger_commands (command_id, fingerprint, result) VALUES (?, ?, ?)",
+        (command_id, fingerprint, result),
+    )
+
+
+def put_user_key(key_id: str, user_id: UUID, secret: str) -> SideWrite:
+    return SideWrite(
+        "INSERT INTO ledger_user_keys (key_id, user_id, secret) VALUES (?, ?, ?)",
+        (key_id, str(user_id), secret),
+    )
+
+
+def delete_user_keys(user_id: UUID) -> SideWrite:
+    return SideWrite("DELETE FROM ledger_user_keys WHERE user_id = ?", (str(user_id),))
+
+
+def put_credential(user_id: UUID, password_hash: str, changed_at: str) -> SideWrite:
+    return SideWrite(
+        "INSERT INTO ledger_credentials (user_id, password_hash, changed_at) VALUES (?, ?, ?)"
+        " ON CONFLICT (user_id) DO UPDATE SET password_hash = excluded.password_hash,"
+        " changed_at = excluded.changed_at",
+        (str(user_id), password_hash, changed_at),
+    )
+
+
+def delete_credential(user_id: UUID) -> SideWrite:
+    return SideWrite("DELETE FROM ledger_credentials WHERE user_id = ?", (str(user_id),))
+
+
+def put_secret_if_absent(name: str, value: str) -> SideWrite:
+    return SideWrite(
+        "INSERT INTO ledger_secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+        (name, value),
+    )
+
+
+SELECT_CLAIM_OWNER: Final = "SELECT owner_id FROM ledger_claims WHERE kind = ? AND key = ?"
+SELECT_COMMAND: Final = "SELECT fingerprint, result FROM ledger_commands WHERE command_id = ?"
+SELECT_KEY_BY_ID: Final = "SELECT user_id, secret FROM ledger_user_keys WHERE key_id = ?"
+SELECT_KEY_FOR_USER: Final = "SELECT key_id, secret FROM ledger_user_keys WHERE user_id = ?"
+SELECT_CREDENTIAL: Final = "SELECT password_hash FROM ledger_credentials WHERE user_id = ?"
+SELECT_SECRET: Final = "SELECT value FROM ledger_secrets WHERE name = ?"
