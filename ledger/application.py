@@ -89,7 +89,7 @@ class Ledger(Application[UUID]):
     `sqlite:///ledger.db`. `clock` (for imports and tests) supplies event timestamps."""
 
     name = "Ledger"
-    max_attempts = 12
+    max_attempts = 30
 
     def __init__(
         self, url: str | None = None, *, clock: Callable[[], datetime] | None = None
@@ -183,12 +183,11 @@ class Ledger(Application[UUID]):
                 return result
             try:
                 self.save(*changed, side_writes=writes)
-            except IntegrityError as error:
-                # A concurrent writer won: a version, a claim or the command id. Retrying
-                # from fresh state either succeeds or rejects the command with a clear error.
-                self._back_off(attempt, error)
-            except OperationalError as error:
-                self._back_off(attempt, error)
+            except (IntegrityError, OperationalError):
+                # A concurrent writer won a version, a claim or the command id (or held the
+                # database lock too long). Retrying from fresh state either succeeds or
+                # rejects the command with a clear error.
+                self._back_off(attempt)
             else:
                 for callback in uow.after_commit:
                     callback()
@@ -198,8 +197,10 @@ class Ledger(Application[UUID]):
             f"after {self.max_attempts} attempts; try again"
         )
 
-    def _back_off(self, attempt: int, error: Exception) -> None:
-        time.sleep(random.uniform(0, 0.005 * (attempt + 1)))
+    @staticmethod
+    def _back_off(attempt: int) -> None:
+        """Exponential back-off with full jitter, so colliding writers spread out."""
+        time.sleep(random.uniform(0, min(0.25, 0.002 * 2**attempt)))
 
     def _fingerprint(self, command: str, args: dict[str, Any]) -> str:
         canonical = json.dumps({"command": command, "args": args}, sort_keys=True, default=str)
@@ -698,7 +699,7 @@ class Ledger(Application[UUID]):
     def erase_user(self, user: Any, *, actor: Any, reason: Any, command_id: Any = None) -> bool:
         user_id = as_uuid(user, "user")
         if reason is None or not str(reason).strip():
-            raise ValidationError("invalid reason None: erasing a user needs a reason")
+            raise ValidationError(f"invalid reason {reason!r}: erasing a user needs a reason")
 
         def handle(uow: UnitOfWork) -> bool:
             usr = uow.load(User, user_id, "user")

@@ -11,7 +11,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteFactory
 from psycopg import Cursor
 from psycopg.rows import DictRow
-from psycopg.sql import SQL
+from psycopg.sql import SQL, Composed
 
 from ledger.storage import side_tables
 from ledger.storage.side_tables import SideWrite
@@ -54,7 +54,6 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
         return None if row is None else dict(row)
 
 
-
 class LedgerSQLiteFactory(SQLiteFactory):
     application_recorder_class = LedgerSQLiteRecorder
 
@@ -66,7 +65,7 @@ def _pg(sql: str) -> str:
 class LedgerPostgresRecorder(PostgresApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.sql_create_statements.extend(SQL(statement) for statement in side_tables.DDL)  # type: ignore[arg-type]
+        self.sql_create_statements.extend(Composed([SQL(ddl)]) for ddl in side_tables.DDL)
 
     def create_table(self) -> None:
         with self.datastore.get_connection() as conn:
@@ -96,7 +95,6 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             curs.execute(_pg(sql), params)  # type: ignore[arg-type]
             row = curs.fetchone()
         return None if row is None else dict(row)
-
 
 
 class LedgerPostgresFactory(PostgresFactory):

@@ -32,7 +32,6 @@ DDL: Final = [
 ]
 
 
-
 @dataclass(frozen=True)
 class SideWrite:
     sql: str

@@ -1,0 +1,97 @@
+"""Four processes at once: nothing lost or duplicated, one winner per unique value, and no
+raw driver error."""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from ledger import Ledger
+from tests import workers
+from tests.conftest import ADMIN
+from tests.helpers import event_names
+
+PROCESSES = 4
+pytestmark = pytest.mark.slow
+
+
+def run_workers(function: Callable[..., list[str]], *args_per_worker: tuple[Any, ...]) -> list[str]:
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager:
+        barrier = manager.Barrier(len(args_per_worker))
+        with ProcessPoolExecutor(len(args_per_worker), mp_context=context) as pool:
+            futures = [pool.submit(function, *args, barrier) for args in args_per_worker]
+            outcomes = [outcome for future in futures for outcome in future.result(timeout=300)]
+    raw = [o for o in outcomes if o.startswith("RAW")]
+    assert not raw, raw
+    return outcomes
+
+
+def test_one_of_four_wins_an_email(led: Ledger, acme: UUID) -> None:
+    outcomes = run_workers(
+        workers.create_same_user,
+        *[
+            (led.url, acme, email)
+            for email in (
+                "same@example.org",
+                "SAME@example.org",
+                "Same@Example.org",
+                "sAme@EXAMPLE.org",
+            )
+        ],
+    )
+    kinds = Counter(o.split()[0] for o in outcomes)
+    assert kinds == {"ok": 1, "Conflict": PROCESSES - 1}
+    assert event_names(led).count("UserCreated") == 1
+    assert led.repository.get(acme).members == {led.user_id_for_email("same@example.org")}
+
+
+def test_one_of_four_wins_an_account_name(led: Ledger) -> None:
+    outcomes = run_workers(workers.create_same_account, *[(led.url, "Same BV")] * PROCESSES)
+    assert Counter(o.split()[0] for o in outcomes) == {"ok": 1, "Conflict": PROCESSES - 1}
+    assert event_names(led).count("AccountCreated") == 1
+
+
+def test_version_conflicts_on_one_user_are_retried(led: Ledger, acme: UUID) -> None:
+    rounds = 15
+    for worker in range(PROCESSES):
+        for i in range(rounds):
+            led.define_role(f"role-{worker}-{i}", actor=ADMIN)
+    ann = led.create_user("ann@example.org", account_id=acme, actor=ADMIN)
+    outcomes = run_workers(
+        workers.hammer_one_user, *[(led.url, ann, w, rounds) for w in range(PROCESSES)]
+    )
+    assert set(outcomes) == {"ok True"}
+    fresh = Ledger(led.url)
+    try:
+        user = fresh.repository.get(ann)
+        assert user.login_count == PROCESSES * rounds
+        assert len(user.roles) == PROCESSES * rounds
+        assert user.version == 1 + 2 * PROCESSES * rounds
+    finally:
+        fresh.close()
+    names = event_names(led)
+    assert names.count("LoginRecorded") == PROCESSES * rounds
+
+
+def test_renames_never_leave_two_open_accounts_with_one_name(led: Ledger) -> None:
+    accounts = [led.create_account(f"start-{i}", actor=ADMIN) for i in range(PROCESSES)]
+    outcomes = run_workers(
+        workers.claim_and_release,
+        *[(led.url, accounts[w], w, 12) for w in range(PROCESSES)],
+    )
+    assert {o.split()[0] for o in outcomes} <= {"ok", "Conflict"}
+    names = [led.repository.get(a).name for a in accounts]
+    assert len(set(names)) == len(names)
+    for account, name in zip(accounts, names, strict=True):
+        assert led.account_id_for_name(name) == account
+    claims = led.side.select_one(
+        "SELECT COUNT(*) AS n FROM ledger_claims WHERE kind = ?", ("account-name",)
+    )
+    assert claims is not None and claims["n"] == PROCESSES

@@ -1,0 +1,70 @@
+"""Functions run in separate processes by the concurrency tests (importable after spawn)."""
+
+from __future__ import annotations
+
+from functools import partial
+from multiprocessing.synchronize import Barrier
+from typing import Any
+from uuid import UUID
+
+from ledger import Ledger, LedgerError
+
+ADMIN = "cli:worker"
+
+
+def _outcome(call: Any) -> str:
+    try:
+        result = call()
+    except LedgerError as error:
+        return type(error).__name__
+    except Exception as error:  # a raw driver error must never escape: report it
+        return f"RAW {type(error).__module__}.{type(error).__name__}: {error}"
+    return f"ok {result}"
+
+
+def create_same_user(url: str, account: UUID, email: str, barrier: Barrier) -> list[str]:
+    led = Ledger(url)
+    try:
+        barrier.wait()
+        return [_outcome(lambda: led.create_user(email, account_id=account, actor=ADMIN))]
+    finally:
+        led.close()
+
+
+def create_same_account(url: str, name: str, barrier: Barrier) -> list[str]:
+    led = Ledger(url)
+    try:
+        barrier.wait()
+        return [_outcome(lambda: led.create_account(name, actor=ADMIN))]
+    finally:
+        led.close()
+
+
+def hammer_one_user(url: str, user: UUID, worker: int, rounds: int, barrier: Barrier) -> list[str]:
+    """Grant distinct roles and record logins on one user: every one must land."""
+    led = Ledger(url)
+    try:
+        barrier.wait()
+        outcomes = []
+        for i in range(rounds):
+            role = f"role-{worker}-{i}"
+            outcomes.append(_outcome(partial(led.grant_role, user, role, actor=ADMIN)))
+            outcomes.append(_outcome(lambda: led.record_login(user)))
+        return outcomes
+    finally:
+        led.close()
+
+
+def claim_and_release(
+    url: str, account: UUID, worker: int, rounds: int, barrier: Barrier
+) -> list[str]:
+    """Rename one account back and forth between names others want too."""
+    led = Ledger(url)
+    try:
+        barrier.wait()
+        return [
+            _outcome(partial(led.update_account, account, actor=ADMIN, name=f"name-{i % 3}"))
+            for i in range(worker, worker + rounds)
+        ]
+    finally:
+        led.close()
