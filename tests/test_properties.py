@@ -1,0 +1,320 @@
+"""Random command histories against both databases and a plain in-memory reference model:
+every command's outcome and the final state of every aggregate must agree."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Any
+from uuid import UUID
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ledger import Ledger, LedgerError
+from tests.conftest import ADMIN, create_pg_database
+
+pytestmark = pytest.mark.slow
+
+ROLES = ["admin", "consultant", "viewer"]
+NAMES = ["Acme", "Beta", "Gamma"]
+EMAILS = ["ann@x.org", "ANN@x.org", "ann@y.org", "bob@x.org", "carl@y.org"]
+ERASED = "[erased]"
+
+
+@dataclass
+class RefUser:
+    email: str
+    username: str
+    account: int
+    active: bool = True
+    erased: bool = False
+    roles: set[str] = field(default_factory=set)
+    login_count: int = 0
+
+
+@dataclass
+class RefAccount:
+    name: str
+    closed: bool = False
+    roles: set[str] = field(default_factory=set)
+    members: list[int] = field(default_factory=list)
+    consultancy: int | None = None
+
+
+class Reference:
+    """SPEC §3's rules, written as plainly as possible."""
+
+    def __init__(self) -> None:
+        self.roles: set[str] = set()
+        self.accounts: list[RefAccount] = []
+        self.users: list[RefUser] = []
+
+    def _email_taken(self, email: str) -> bool:
+        return any(u.email.casefold() == email.casefold() for u in self.users if not u.erased)
+
+    def _username_taken(self, name: str) -> bool:
+        return any(u.username == name for u in self.users if not u.erased)
+
+    def define_role(self, role: str) -> Any:
+        if role in self.roles:
+            return "Conflict"
+        self.roles.add(role)
+        return True
+
+    def create_account(self, name: str) -> Any:
+        if any(a.name == name and not a.closed for a in self.accounts):
+            return "Conflict"
+        self.accounts.append(RefAccount(name))
+        return ("account", len(self.accounts) - 1)
+
+    def close_account(self, a: int) -> Any:
+        account = self.accounts[a]
+        if account.closed:
+            return False
+        for member in account.members:
+            self.users[member].active = False
+        account.roles.clear()
+        account.closed = True
+        return True
+
+    def grant_account_role(self, a: int) -> Any:
+        account = self.accounts[a]
+        if account.closed:
+            return "Conflict"
+        if "Consultancy" in account.roles:
+            return False
+        account.roles.add("Consultancy")
+        return True
+
+    def set_consultancy(self, a: int, c: int | None) -> Any:
+        if a == c:
+            return "ValidationError"
+        if self.accounts[a].closed:
+            return "Conflict"
+        if c is not None:
+            if self.accounts[c].closed:
+                return "Conflict"
+            current: int | None = c
+            while current is not None:
+                if current == a:
+                    return "ValidationError"
+                current = self.accounts[current].consultancy
+        if self.accounts[a].consultancy == c:
+            return False
+        self.accounts[a].consultancy = c
+        return True
+
+    def create_user(self, email: str, a: int) -> Any:
+        if self.accounts[a].closed:
+            return "Conflict"
+        if self._email_taken(email):
+            return "Conflict"
+        local = email.split("@")[0]
+        username = email if self._username_taken(local) else local
+        if self._username_taken(username):
+            return "Conflict"
+        self.users.append(RefUser(email, username, a))
+        self.accounts[a].members.append(len(self.users) - 1)
+        return ("user", len(self.users) - 1)
+
+    def grant_role(self, u: int, role: str, grant: bool) -> Any:
+        user = self.users[u]
+        if role not in self.roles:
+            return "NotFound"
+        if user.erased:
+            return "Conflict"
+        if (role in user.roles) == grant:
+            return False
+        (user.roles.add if grant else user.roles.discard)(role)
+        return True
+
+    def deactivate_user(self, u: int) -> Any:
+        if not self.users[u].active:
+            return False
+        self.users[u].active = False
+        return True
+
+    def reactivate_user(self, u: int) -> Any:
+        user = self.users[u]
+        if user.active:
+            return False
+        if self.accounts[user.account].closed or user.erased:
+            return "Conflict"
+        user.active = True
+        return True
+
+    def record_login(self, u: int) -> Any:
+        user = self.users[u]
+        if user.erased:
+            return "Conflict"
+        if not user.active:
+            return "InactiveUser"
+        user.login_count += 1
+        return True
+
+    def update_email(self, u: int, email: str) -> Any:
+        user = self.users[u]
+        if user.erased:
+            return "Conflict"
+        if email == user.email:
+            return False
+        if email.casefold() != user.email.casefold() and self._email_taken(email):
+            return "Conflict"
+        user.email = email
+        return True
+
+    def erase_user(self, u: int) -> Any:
+        user = self.users[u]
+        if user.erased:
+            return False
+        user.active = False
+        user.erased = True
+        return True
+
+
+index = st.integers(min_value=0, max_value=3)
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("define_role"), st.sampled_from(ROLES)),
+        st.tuples(st.just("create_account"), st.sampled_from(NAMES)),
+        st.tuples(st.just("close_account"), index),
+        st.tuples(st.just("grant_account_role"), index),
+        st.tuples(st.just("set_consultancy"), index, st.none() | index),
+        st.tuples(st.just("create_user"), st.sampled_from(EMAILS), index),
+        st.tuples(st.just("create_user"), st.sampled_from(EMAILS), st.just(0)),
+        st.tuples(st.just("grant_role"), index, st.sampled_from(ROLES), st.booleans()),
+        st.tuples(st.just("deactivate_user"), index),
+        st.tuples(st.just("reactivate_user"), index),
+        st.tuples(st.just("record_login"), index),
+        st.tuples(st.just("update_email"), index, st.sampled_from(EMAILS)),
+        st.tuples(st.just("erase_user"), index),
+    ),
+    min_size=5,
+    max_size=40,
+)
+
+
+def apply(led: Ledger, accounts: list[UUID], users: list[UUID], op: tuple[Any, ...]) -> Any:
+    name, *args = op
+    try:
+        match name:
+            case "define_role":
+                return led.define_role(args[0], actor=ADMIN)
+            case "create_account":
+                accounts.append(led.create_account(args[0], actor=ADMIN))
+                return ("account", len(accounts) - 1)
+            case "close_account":
+                return led.close_account(accounts[args[0]], actor=ADMIN)
+            case "grant_account_role":
+                return led.grant_account_role(accounts[args[0]], "Consultancy", actor=ADMIN)
+            case "set_consultancy":
+                target = None if args[1] is None else accounts[args[1]]
+                return led.set_consultancy(accounts[args[0]], target, actor=ADMIN)
+            case "create_user":
+                users.append(led.create_user(args[0], account_id=accounts[args[1]], actor=ADMIN))
+                return ("user", len(users) - 1)
+            case "grant_role":
+                change = led.grant_role if args[2] else led.revoke_role
+                return change(users[args[0]], args[1], actor=ADMIN)
+            case "deactivate_user":
+                return led.deactivate_user(users[args[0]], actor=ADMIN)
+            case "reactivate_user":
+                return led.reactivate_user(users[args[0]], actor=ADMIN)
+            case "record_login":
+                return led.record_login(users[args[0]])
+            case "update_email":
+                return led.update_user(users[args[0]], actor=ADMIN, email=args[1])
+            case "erase_user":
+                return led.erase_user(users[args[0]], actor=ADMIN, reason="test")
+    except LedgerError as error:
+        return type(error).__name__
+    raise AssertionError(name)
+
+
+def applicable(reference: Reference, op: tuple[Any, ...]) -> bool:
+    """Indices must point at existing accounts/users (the model picks among what exists)."""
+    name, *args = op
+    accounts, users = len(reference.accounts), len(reference.users)
+    if name in ("close_account", "grant_account_role"):
+        return args[0] < accounts
+    if name == "set_consultancy":
+        return args[0] < accounts and (args[1] is None or args[1] < accounts)
+    if name == "create_user":
+        return args[1] < accounts
+    if name in ("grant_role", "deactivate_user", "reactivate_user", "record_login",
+                "update_email", "erase_user"):
+        return args[0] < users
+    return True
+
+
+def check_history(url: str, ops: list[tuple[Any, ...]]) -> None:
+    reference = Reference()
+    led = Ledger(url)
+    try:
+        led.define_account_role("Consultancy", actor=ADMIN)
+        accounts: list[UUID] = []
+        users: list[UUID] = []
+        for op in [("create_account", "Acme"), ("define_role", "admin"), *ops]:
+            if not applicable(reference, op):
+                continue
+            expected = getattr(reference, op[0])(*op[1:])
+            assert apply(led, accounts, users, op) == expected, op
+        fresh = Ledger(url)  # no cache: everything comes from the stored events
+    finally:
+        led.close()
+    try:
+        for ref_user, user_id in zip(reference.users, users, strict=True):
+            user = fresh.repository.get(user_id)
+            assert user.email == (ERASED if ref_user.erased else ref_user.email)
+            assert user.username == (ERASED if ref_user.erased else ref_user.username)
+            assert (user.active, user.erased) == (ref_user.active, ref_user.erased)
+            assert user.roles == ref_user.roles
+            assert user.login_count == ref_user.login_count
+            assert user.account_id == accounts[ref_user.account]
+        for ref_account, account_id in zip(reference.accounts, accounts, strict=True):
+            account = fresh.repository.get(account_id)
+            assert (account.name, account.closed) == (ref_account.name, ref_account.closed)
+            assert account.roles == ref_account.roles
+            assert account.members == {users[m] for m in ref_account.members}
+            expected = None if ref_account.consultancy is None else accounts[ref_account.consultancy]
+            assert account.consultancy_account_id == expected
+            if not ref_account.closed:
+                assert fresh.account_id_for_name(ref_account.name) == account_id
+        for ref_user, user_id in zip(reference.users, users, strict=True):
+            if not ref_user.erased:
+                assert fresh.user_id_for_email(ref_user.email.upper()) == user_id
+    finally:
+        fresh.close()
+
+
+@contextmanager
+def fresh_database(backend: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A new empty database for each example (fixtures would be shared between examples)."""
+    if backend == "sqlite":
+        with TemporaryDirectory() as folder:
+            yield f"sqlite:///{Path(folder) / 'ledger.db'}"
+        return
+    url, drop = create_pg_database(request.getfixturevalue("postgres_server"))
+    try:
+        yield url
+    finally:
+        drop()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(ops=operations)
+def test_random_histories_match_the_reference_model(
+    backend: str, request: pytest.FixtureRequest, ops: list[Any]
+) -> None:
+    with fresh_database(backend, request) as url:
+        check_history(url, ops)
