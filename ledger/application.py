@@ -635,7 +635,6 @@ class Ledger(Application[UUID]):
             usr = uow.load(User, user_id, "user")
             if usr.active:
                 return False
-            assert usr.account_id is not None
             uow.load(Account, usr.account_id, "account").check_open()
             return usr.reactivate(uow.meta)
 

@@ -246,8 +246,14 @@ def applicable(reference: Reference, op: tuple[Any, ...]) -> bool:
         return args[0] < accounts and (args[1] is None or args[1] < accounts)
     if name == "create_user":
         return args[1] < accounts
-    if name in ("grant_role", "deactivate_user", "reactivate_user", "record_login",
-                "update_email", "erase_user"):
+    if name in (
+        "grant_role",
+        "deactivate_user",
+        "reactivate_user",
+        "record_login",
+        "update_email",
+        "erase_user",
+    ):
         return args[0] < users
     return True
 
@@ -281,7 +287,9 @@ def check_history(url: str, ops: list[tuple[Any, ...]]) -> None:
             assert (account.name, account.closed) == (ref_account.name, ref_account.closed)
             assert account.roles == ref_account.roles
             assert account.members == {users[m] for m in ref_account.members}
-            expected = None if ref_account.consultancy is None else accounts[ref_account.consultancy]
+            expected = (
+                None if ref_account.consultancy is None else accounts[ref_account.consultancy]
+            )
             assert account.consultancy_account_id == expected
             if not ref_account.closed:
                 assert fresh.account_id_for_name(ref_account.name) == account_id

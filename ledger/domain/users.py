@@ -16,7 +16,7 @@ class User(LedgerAggregate):
     def __init__(self) -> None:
         self.email = ""
         self.username = ""
-        self.account_id: UUID | None = None
+        self.account_id = UUID(int=0)  # set by UserCreated
         self.timezone = DEFAULT_TIMEZONE
         self.active = True
         self.erased = False

@@ -1,0 +1,60 @@
+"""`ledger demo`, the main job, through the real console entry point."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from ledger import Ledger
+
+
+def run_ledger(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-c", "from ledger.cli import main; main()", *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_demo_records_into_its_own_folder_afresh(tmp_path: Path) -> None:
+    first = run_ledger("demo", cwd=tmp_path, env={"PATH": "/usr/bin:/bin"})
+    assert first.returncode == 0, first.stderr
+    assert "UserCreated" in first.stdout and "Greenhouse Westland" in first.stdout
+    database = tmp_path / "ledger-demo" / "ledger.db"
+    led = Ledger(f"sqlite:///{database}")
+    try:
+        count = led.recorder.max_notification_id()
+    finally:
+        led.close()
+    assert count and count > 100
+    again = run_ledger("demo", cwd=tmp_path, env={"PATH": "/usr/bin:/bin"})
+    assert again.returncode == 0, again.stderr
+    led = Ledger(f"sqlite:///{database}")
+    try:
+        assert led.recorder.max_notification_id() == count  # recreated, not appended to
+    finally:
+        led.close()
+
+
+def test_demo_refuses_a_database_that_holds_events(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'busy.db'}"
+    led = Ledger(url)
+    try:
+        led.define_role("admin", actor="test")
+    finally:
+        led.close()
+    result = run_ledger("--db", url, "demo", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "already holds events" in result.stderr
+    assert "Traceback" not in result.stderr
+    led = Ledger(url)
+    try:
+        assert led.recorder.max_notification_id() == 1
+    finally:
+        led.close()
+
+
+def test_demo_writes_into_an_empty_database_given_by_url(url: str, tmp_path: Path) -> None:
+    result = run_ledger("--db", url, "demo", "--seed", "3", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "ledger-demo").exists()
