@@ -6,6 +6,7 @@ event store itself: uniqueness holds across processes without a separate check.
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID, uuid5
 
 from ledger.domain.base import LedgerAggregate, Meta
@@ -13,8 +14,18 @@ from ledger.domain.base import LedgerAggregate, Meta
 _NAMESPACE = UUID("6f0c2b7e-8a4c-4f53-9a55-2f1f0b1e7d10")
 
 
+class _Defined(LedgerAggregate.Created):
+    name: str
+    description: str | None
+
+    def apply(self, aggregate: Any) -> None:
+        aggregate.name = self.name
+        aggregate.description = self.description
+
+
 class _CatalogueEntry(LedgerAggregate):
     catalogue = ""
+    defined_event = _Defined  # each catalogue names its own event
 
     def __init__(self) -> None:
         self.name = ""
@@ -24,29 +35,26 @@ class _CatalogueEntry(LedgerAggregate):
     def id_for(cls, name: str) -> UUID:
         return uuid5(_NAMESPACE, f"{cls.catalogue}:{name}")
 
+    @classmethod
+    def define(cls, name: str, description: str | None, meta: Meta) -> Any:
+        return cls._create(
+            cls.defined_event,
+            id=cls.id_for(name),
+            name=name,
+            description=description,
+            **meta.fields(),
+        )
+
 
 class Role(_CatalogueEntry):
     """A user role, such as `admin` or `account-admin`."""
 
     catalogue = "role"
 
-    class RoleDefined(LedgerAggregate.Created):
-        name: str
-        description: str | None
+    class RoleDefined(_Defined):
+        pass
 
-        def apply(self, aggregate: Role) -> None:  # type: ignore[override]
-            aggregate.name = self.name
-            aggregate.description = self.description
-
-    @classmethod
-    def define(cls, name: str, description: str | None, meta: Meta) -> Role:
-        return cls._create(
-            cls.RoleDefined,
-            id=cls.id_for(name),
-            name=name,
-            description=description,
-            **meta.fields(),
-        )
+    defined_event = RoleDefined
 
 
 class AccountRole(_CatalogueEntry):
@@ -54,20 +62,7 @@ class AccountRole(_CatalogueEntry):
 
     catalogue = "account-role"
 
-    class AccountRoleDefined(LedgerAggregate.Created):
-        name: str
-        description: str | None
+    class AccountRoleDefined(_Defined):
+        pass
 
-        def apply(self, aggregate: AccountRole) -> None:  # type: ignore[override]
-            aggregate.name = self.name
-            aggregate.description = self.description
-
-    @classmethod
-    def define(cls, name: str, description: str | None, meta: Meta) -> AccountRole:
-        return cls._create(
-            cls.AccountRoleDefined,
-            id=cls.id_for(name),
-            name=name,
-            description=description,
-            **meta.fields(),
-        )
+    defined_event = AccountRoleDefined
