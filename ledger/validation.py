@@ -118,9 +118,13 @@ def _is_naive(value: Any) -> bool:
 
 
 def as_uuid(value: Any, what: str) -> UUID:
-    """Accept a UUID, its string form, or a model with an `id` (as returned by the read side)."""
+    """Accept a UUID, its string form, or a model with an `id` (as returned by the read side),
+    also behind a proxy with `_get_current_object()` (such as werkzeug's LocalProxy)."""
     if isinstance(value, UUID):
         return value
+    unwrap = getattr(value, "_get_current_object", None)
+    if callable(unwrap):
+        value = unwrap()
     candidate = getattr(value, "id", value)
     if isinstance(candidate, UUID):
         return candidate

@@ -1,0 +1,21 @@
+"""Account Ledger: the read side (read models, projector, queries, HTTP read API)."""
+
+from projections.models import (
+    AccountModel,
+    AccountRoleModel,
+    AnnotationModel,
+    RoleModel,
+    UserModel,
+    is_user,
+)
+from projections.read_model import ReadModel
+
+__all__ = [
+    "AccountModel",
+    "AccountRoleModel",
+    "AnnotationModel",
+    "ReadModel",
+    "RoleModel",
+    "UserModel",
+    "is_user",
+]

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from ledger import Ledger
+from projections import ReadModel
 
 PG_ADMIN_URL = os.environ.get("LEDGER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -84,3 +85,12 @@ def acme(led: Ledger) -> uuid.UUID:
         led.define_role(role, actor=ADMIN)
     led.define_account_role("Consultancy", actor=ADMIN)
     return led.create_account("Acme", actor=ADMIN)
+
+
+@pytest.fixture
+def rm(url: str, led: Ledger) -> Iterator[ReadModel]:
+    model = ReadModel(url)
+    try:
+        yield model
+    finally:
+        model.close()

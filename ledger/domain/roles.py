@@ -25,7 +25,7 @@ class _Defined(LedgerAggregate.Created):
 
 class _CatalogueEntry(LedgerAggregate):
     catalogue = ""
-    defined_event = _Defined  # each catalogue names its own event
+    defined_event = ""  # the name of the catalogue's own definition event
 
     def __init__(self) -> None:
         self.name = ""
@@ -38,7 +38,7 @@ class _CatalogueEntry(LedgerAggregate):
     @classmethod
     def define(cls, name: str, description: str | None, meta: Meta) -> Any:
         return cls._create(
-            cls.defined_event,
+            getattr(cls, cls.defined_event),  # the class as finalised by the metaclass
             id=cls.id_for(name),
             name=name,
             description=description,
@@ -54,7 +54,7 @@ class Role(_CatalogueEntry):
     class RoleDefined(_Defined):
         pass
 
-    defined_event = RoleDefined
+    defined_event = "RoleDefined"
 
 
 class AccountRole(_CatalogueEntry):
@@ -65,4 +65,4 @@ class AccountRole(_CatalogueEntry):
     class AccountRoleDefined(_Defined):
         pass
 
-    defined_event = AccountRoleDefined
+    defined_event = "AccountRoleDefined"

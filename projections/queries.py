@@ -1,0 +1,352 @@
+"""The questions of SPEC §4, each answered by an indexed look-up in the read models."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any, Final
+from uuid import UUID
+
+import pandas as pd
+from sqlalchemy import Engine, and_, exists, or_, select
+from sqlalchemy.sql.elements import ColumnElement
+
+from ledger.validation import Moment, as_uuid, optional, role_name
+from projections import tables as t
+from projections.models import (
+    AccountModel,
+    AccountRoleModel,
+    AnnotationModel,
+    RoleModel,
+    UserModel,
+)
+
+AUDIT_COLUMNS: Final = [
+    "position",
+    "timestamp",
+    "aggregate_id",
+    "aggregate_type",
+    "event",
+    "actor",
+    "reason",
+    "command_id",
+]
+ANNOTATION_FRAME_COLUMNS: Final = ["start", "end", "belief_time", "source", "type", "content"]
+
+
+def _moment(value: Any, what: str = "at") -> datetime | None:
+    return optional(Moment, value, what)  # type: ignore[no-any-return]
+
+
+def _held_at(
+    columns: tuple[ColumnElement[datetime], ColumnElement[datetime]], at: datetime | None
+) -> ColumnElement[bool]:
+    """An interval row (granted_at/revoked_at or active_from/active_to) that covers `at`."""
+    start, end = columns
+    if at is None:
+        return end.is_(None)
+    return and_(start <= at, or_(end.is_(None), end > at))
+
+
+def _active(user_id: Any, at: datetime | None) -> ColumnElement[bool]:
+    a = t.user_activity.c
+    return exists().where(a.user_id == user_id, _held_at((a.active_from, a.active_to), at))
+
+
+class Queries:
+    engine: Engine
+
+    # -- roles ----------------------------------------------------------------------------------
+
+    def has_role(self, user: Any, role: Any, at: datetime | None = None) -> bool:
+        """Whether the user effectively holds the role (now, or at `at`); never if inactive."""
+        user_id, name, moment = as_uuid(user, "user"), role_name(role), _moment(at)
+        g = t.role_grants.c
+        query = select(
+            exists().where(
+                g.user_id == user_id,
+                g.role == name,
+                _held_at((g.granted_at, g.revoked_at), moment),
+                _active(user_id, moment),
+            )
+        )
+        with self.engine.connect() as conn:
+            return bool(conn.execute(query).scalar())
+
+    def roles(self, user: Any, at: datetime | None = None, effective: bool = True) -> set[str]:
+        """Role names held (now or at `at`); with `effective`, none while the user is inactive."""
+        user_id, moment = as_uuid(user, "user"), _moment(at)
+        g = t.role_grants.c
+        query = select(g.role).where(
+            g.user_id == user_id, _held_at((g.granted_at, g.revoked_at), moment)
+        )
+        if effective:
+            query = query.where(_active(user_id, moment))
+        with self.engine.connect() as conn:
+            return set(conn.execute(query).scalars())
+
+    def is_active(self, user: Any, at: datetime | None = None) -> bool:
+        user_id, moment = as_uuid(user, "user"), _moment(at)
+        with self.engine.connect() as conn:
+            return bool(conn.execute(select(_active(user_id, moment))).scalar())
+
+    def account_has_role(self, account: Any, role: Any, at: datetime | None = None) -> bool:
+        account_id = as_uuid(account, "account")
+        name, moment = role_name(role, "account role"), _moment(at)
+        g = t.account_role_grants.c
+        query = select(
+            exists().where(
+                g.account_id == account_id,
+                g.role == name,
+                _held_at((g.granted_at, g.revoked_at), moment),
+            )
+        )
+        with self.engine.connect() as conn:
+            return bool(conn.execute(query).scalar())
+
+    def users_with_role(self, role: Any, at: datetime | None = None) -> list[UserModel]:
+        """The effective holders of a role (now or at `at`), as their current user models."""
+        name, moment = role_name(role), _moment(at)
+        g = t.role_grants.c
+        holders = (
+            select(g.user_id)
+            .where(
+                g.role == name,
+                _held_at((g.granted_at, g.revoked_at), moment),
+                _active(g.user_id, moment),
+            )
+            .distinct()
+        )
+        return self._users(t.users.c.id.in_(holders))
+
+    def list_roles(self) -> list[RoleModel]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(t.roles.c.name, t.roles.c.description).order_by(t.roles.c.name)
+            )
+            return [RoleModel(name=r.name, description=r.description) for r in rows]
+
+    def list_account_roles(self) -> list[AccountRoleModel]:
+        r = t.account_roles.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(r.name, r.description).order_by(r.name))
+            return [AccountRoleModel(name=row.name, description=row.description) for row in rows]
+
+    # -- users and accounts ---------------------------------------------------------------------
+
+    def get_user(self, user: Any) -> UserModel | None:
+        found = self._users(t.users.c.id == as_uuid(user, "user"))
+        return found[0] if found else None
+
+    def find_user_by_email(self, email: str) -> UserModel | None:
+        """The user with this email, matched case-insensitively."""
+        key = str(email).strip().casefold()
+        if not key:
+            return None
+        found = self._users(t.users.c.email_key == key)
+        return found[0] if found else None
+
+    def list_users(self, account_id: Any = None, include_inactive: bool = False) -> list[UserModel]:
+        conditions: list[ColumnElement[bool]] = []
+        if account_id is not None:
+            conditions.append(t.users.c.account_id == as_uuid(account_id, "account"))
+        if not include_inactive:
+            conditions.append(t.users.c.active.is_(True))
+        return self._users(and_(True, *conditions))
+
+    def _users(self, condition: ColumnElement[bool]) -> list[UserModel]:
+        u, g = t.users.c, t.role_grants.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.users).where(condition).order_by(u.created_position)).all()
+            held: dict[UUID, list[str]] = {row.id: [] for row in rows}
+            if held:
+                grants = conn.execute(
+                    select(g.user_id, g.role)
+                    .where(g.user_id.in_(list(held)), g.revoked_at.is_(None))
+                    .order_by(g.role)
+                )
+                for user_id, role in grants:
+                    held[user_id].append(role)
+        return [
+            UserModel(
+                id=row.id,
+                email=row.email,
+                username=row.username,
+                account_id=row.account_id,
+                timezone=row.timezone,
+                active=row.active,
+                erased=row.erased,
+                roles=held[row.id],
+                login_count=row.login_count,
+                last_login_at=row.last_login_at,
+                last_seen_at=row.last_seen_at,
+                created_at=row.created_at,
+            )
+            for row in rows
+        ]
+
+    def get_account(self, account: Any) -> AccountModel | None:
+        found = self._accounts(t.accounts.c.id == as_uuid(account, "account"))
+        return found[0] if found else None
+
+    def list_accounts(self, include_closed: bool = False) -> list[AccountModel]:
+        condition = and_(True) if include_closed else t.accounts.c.closed.is_(False)
+        return self._accounts(condition)
+
+    def _accounts(self, condition: ColumnElement[bool]) -> list[AccountModel]:
+        a, g = t.accounts.c, t.account_role_grants.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.accounts).where(condition).order_by(a.name, a.id)).all()
+            held: dict[UUID, list[str]] = {row.id: [] for row in rows}
+            if held:
+                grants = conn.execute(
+                    select(g.account_id, g.role)
+                    .where(g.account_id.in_(list(held)), g.revoked_at.is_(None))
+                    .order_by(g.role)
+                )
+                for account_id, role in grants:
+                    held[account_id].append(role)
+        return [
+            AccountModel(
+                id=row.id,
+                name=row.name,
+                primary_color=row.primary_color,
+                secondary_color=row.secondary_color,
+                logo_url=row.logo_url,
+                consultancy_account_id=row.consultancy_account_id,
+                account_roles=held[row.id],
+                closed=row.closed,
+                created_at=row.created_at,
+            )
+            for row in rows
+        ]
+
+    # -- annotations ----------------------------------------------------------------------------
+
+    def search_annotations(
+        self,
+        account: Any,
+        annotations_after: datetime | None = None,
+        annotations_before: datetime | None = None,
+        beliefs_after: datetime | None = None,
+        beliefs_before: datetime | None = None,
+        source: Any = None,
+        as_frame: bool = False,
+        annotation_starts_after: datetime | None = None,
+        annotation_ends_before: datetime | None = None,
+    ) -> list[AnnotationModel] | pd.DataFrame:
+        """The account's annotations, filtered as FlexMeasures' `search_annotations` does."""
+        if annotation_starts_after is not None:
+            warnings.warn(
+                "annotation_starts_after is deprecated, use annotations_after",
+                FutureWarning,
+                stacklevel=2,
+            )
+            if annotations_after is None:
+                annotations_after = annotation_starts_after
+        if annotation_ends_before is not None:
+            warnings.warn(
+                "annotation_ends_before is deprecated, use annotations_before",
+                FutureWarning,
+                stacklevel=2,
+            )
+            if annotations_before is None:
+                annotations_before = annotation_ends_before
+        n = t.annotations.c
+        conditions: list[ColumnElement[bool]] = [
+            n.account_id == as_uuid(account, "account"),
+            n.removed_at.is_(None),
+        ]
+        if (after := _moment(annotations_after, "annotations_after")) is not None:
+            conditions.append(n.end > after)
+        if (before := _moment(annotations_before, "annotations_before")) is not None:
+            conditions.append(n.start < before)
+        if (belief_after := _moment(beliefs_after, "beliefs_after")) is not None:
+            conditions.append(or_(n.belief_time.is_(None), n.belief_time > belief_after))
+        if (belief_before := _moment(beliefs_before, "beliefs_before")) is not None:
+            conditions.append(or_(n.belief_time.is_(None), n.belief_time <= belief_before))
+        if source is not None:
+            conditions.append(_source_condition(source))
+        query = select(t.annotations).where(*conditions).order_by(n.start, n.end, n.id)
+        with self.engine.connect() as conn:
+            found = [
+                AnnotationModel(
+                    id=row.id,
+                    account_id=row.account_id,
+                    content=row.content,
+                    start=row.start,
+                    end=row.end,
+                    belief_time=row.belief_time,
+                    source=row.source_user_id if row.source_user_id else row.source_name,
+                    type=row.type,
+                )
+                for row in conn.execute(query)
+            ]
+        if not as_frame:
+            return found
+        return pd.DataFrame(
+            [[getattr(a, c) for c in ANNOTATION_FRAME_COLUMNS] for a in found],
+            columns=ANNOTATION_FRAME_COLUMNS,
+        )
+
+    # -- audit log ------------------------------------------------------------------------------
+
+    def audit_log(
+        self,
+        aggregate_id: Any = None,
+        *,
+        account_id: Any = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> pd.DataFrame:
+        """One row per domain event, oldest first, within [since, until); with `account_id`, the
+        account's events and those of its users."""
+        log = t.audit_log.c
+        conditions: list[ColumnElement[bool]] = []
+        if aggregate_id is not None:
+            conditions.append(log.aggregate_id == as_uuid(aggregate_id, "aggregate"))
+        if account_id is not None:
+            conditions.append(log.account_id == as_uuid(account_id, "account"))
+        if (start := _moment(since, "since")) is not None:
+            conditions.append(log.timestamp >= start)
+        if (end := _moment(until, "until")) is not None:
+            conditions.append(log.timestamp < end)
+        query = select(t.audit_log).where(*conditions).order_by(log.position)
+        with self.engine.connect() as conn:
+            rows = [
+                {**{c: getattr(row, c) for c in AUDIT_COLUMNS}, **_fields(row.fields)}
+                for row in conn.execute(query)
+            ]
+        frame = pd.DataFrame(rows)
+        for column in AUDIT_COLUMNS:
+            if column not in frame.columns:
+                frame[column] = pd.Series(dtype=object)
+        return frame
+
+
+def _fields(value: Any) -> dict[str, Any]:
+    if isinstance(value, str):
+        import json
+
+        return dict(json.loads(value))
+    return dict(value)
+
+
+def _source_condition(source: Any) -> ColumnElement[bool]:
+    """Sources by name, by user id (or user model), or a list of them."""
+    wanted: Sequence[Any] = (
+        list(source) if isinstance(source, Iterable) and not isinstance(source, str) else [source]
+    )
+    names: list[str] = []
+    user_ids: list[UUID] = []
+    for item in wanted:
+        if isinstance(item, str):
+            names.append(item)
+            with contextlib.suppress(ValueError):
+                user_ids.append(UUID(item))
+        else:
+            user_ids.append(as_uuid(item, "source user"))
+    n = t.annotations.c
+    return or_(n.source_name.in_(names), n.source_user_id.in_(user_ids))

@@ -1,0 +1,67 @@
+"""`ReadModel`: the read side's facade — keep the read models up to date, and ask them."""
+
+from __future__ import annotations
+
+import threading
+
+from sqlalchemy import Engine, text
+
+from ledger.application import Ledger
+from ledger.storage.database import open_engine
+from ledger.storage.settings import database_url, is_postgres
+from projections import tables as t
+from projections.projector import Projector
+from projections.queries import Queries
+
+_CREATE_LOCK = 7_350_002  # pg_advisory_xact_lock key: one process creates the tables at a time
+
+
+class ReadModel(Queries):
+    """`ReadModel(url=None)`: the same URL resolution as `Ledger`."""
+
+    def __init__(self, url: str | None = None) -> None:
+        self.url = database_url(url)
+        self.engine: Engine = open_engine(self.url)
+        self._writer = open_engine(self.url, writer=True)
+        self._ledger: Ledger | None = None
+        self._projector: Projector | None = None
+        self._create_tables()
+
+    def _create_tables(self) -> None:
+        with self._writer.begin() as conn:
+            if is_postgres(self.url):
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CREATE_LOCK})
+            t.metadata.create_all(conn)
+
+    @property
+    def projector(self) -> Projector:
+        if self._projector is None:
+            self._ledger = Ledger(self.url)
+            self._projector = Projector(self._ledger, self._writer)
+        return self._projector
+
+    def catch_up(self) -> int:
+        """Project every event recorded so far; return how many."""
+        return self.projector.catch_up()
+
+    def follow(self, stop: threading.Event, interval: float = 0.2) -> None:
+        """Keep projecting until `stop` is set (polling: works on SQLite and PostgreSQL)."""
+        while not stop.is_set():
+            if self.catch_up() == 0:
+                stop.wait(interval)
+
+    def rebuild(self) -> int:
+        """Drop every read model and project the whole log again; return how many events."""
+        with self._writer.begin() as conn:
+            if is_postgres(self.url):
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CREATE_LOCK})
+            t.metadata.drop_all(conn)
+            t.metadata.create_all(conn)
+        self._projector = None
+        return self.catch_up()
+
+    def close(self) -> None:
+        if self._ledger is not None:
+            self._ledger.close()
+        self.engine.dispose()
+        self._writer.dispose()

@@ -1,0 +1,166 @@
+"""The read-model tables, each named for the question it answers."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    Uuid,
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stored in UTC (naive on SQLite, timestamptz on PostgreSQL); read back timezone-aware."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+        return value.astimezone(UTC)  # type: ignore[no-any-return]
+
+
+metadata = MetaData()
+
+projection_tracking = Table(
+    "projection_tracking",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("position", BigInteger, nullable=False),
+)
+
+roles = Table(
+    "roles",
+    metadata,
+    Column("name", String(80), primary_key=True),
+    Column("description", String(255)),
+    Column("defined_at", UTCDateTime, nullable=False),
+)
+
+account_roles = Table(
+    "account_roles",
+    metadata,
+    Column("name", String(80), primary_key=True),
+    Column("description", String(255)),
+    Column("defined_at", UTCDateTime, nullable=False),
+)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("name", String(100), nullable=False, index=True),
+    Column("primary_color", String(7)),
+    Column("secondary_color", String(7)),
+    Column("logo_url", String(255)),
+    Column("consultancy_account_id", Uuid, index=True),
+    Column("closed", Boolean, nullable=False, default=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("closed_at", UTCDateTime),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("email", String(255), nullable=False),
+    Column("email_key", String(255), nullable=False, index=True),  # casefolded, for look-ups
+    Column("username", String(255), nullable=False),
+    Column("account_id", Uuid, nullable=False, index=True),
+    Column("timezone", String(64), nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("erased", Boolean, nullable=False, default=False),
+    Column("login_count", Integer, nullable=False, default=0),
+    Column("last_login_at", UTCDateTime),
+    Column("last_seen_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_position", BigInteger, nullable=False),  # orders users by creation
+)
+
+role_grants = Table(
+    "role_grants",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", Uuid, nullable=False),
+    Column("role", String(80), nullable=False),
+    Column("granted_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime),
+    Index("role_grants_by_user", "user_id", "role", "granted_at"),
+    Index("role_grants_by_role", "role", "granted_at"),
+)
+
+user_activity = Table(
+    "user_activity",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", Uuid, nullable=False),
+    Column("active_from", UTCDateTime, nullable=False),
+    Column("active_to", UTCDateTime),
+    Index("user_activity_by_user", "user_id", "active_from"),
+)
+
+account_role_grants = Table(
+    "account_role_grants",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", Uuid, nullable=False),
+    Column("role", String(80), nullable=False),
+    Column("granted_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime),
+    Index("account_role_grants_by_account", "account_id", "role", "granted_at"),
+)
+
+annotations = Table(
+    "annotations",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("account_id", Uuid, nullable=False),
+    Column("content", String(1024), nullable=False),
+    Column("start", UTCDateTime, nullable=False),
+    Column("end", UTCDateTime, nullable=False),
+    Column("belief_time", UTCDateTime),
+    Column("source_name", String(255)),
+    Column("source_user_id", Uuid),
+    Column("type", String(16), nullable=False),
+    Column("added_at", UTCDateTime, nullable=False),
+    Column("removed_at", UTCDateTime),
+    Index("annotations_by_account", "account_id", "start"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("position", BigInteger, primary_key=True, autoincrement=False),
+    Column("timestamp", UTCDateTime, nullable=False, index=True),
+    Column("aggregate_id", Uuid, nullable=False, index=True),
+    Column("aggregate_type", String(32), nullable=False),
+    Column("account_id", Uuid, index=True),  # the account, or the user's account
+    Column("event", String(64), nullable=False),
+    Column("actor", String(255), nullable=False),
+    Column("reason", Text),
+    Column("command_id", String(255)),
+    Column("fields", JSON, nullable=False),
+)
+
+READ_MODEL_TABLES = [t for t in metadata.sorted_tables if t is not projection_tracking]
