@@ -64,11 +64,10 @@ def aggregate_type(event: Event) -> str:
 
 
 class Projector:
-    page_size = 1000
-
-    def __init__(self, ledger: Ledger, engine: Engine) -> None:
+    def __init__(self, ledger: Ledger, engine: Engine, *, page_size: int = 1000) -> None:
         self.ledger = ledger
         self.engine = engine
+        self.page_size = page_size
         self._account_of_user: dict[UUID, UUID] = {}
         self.position_now = 0  # the position of the event being applied
 
@@ -87,24 +86,26 @@ class Projector:
     def catch_up(self) -> int:
         """Project every event recorded so far, a page per transaction; return how many."""
         projected = 0
-        while True:
-            with self.engine.begin() as conn:
-                start = self.position(conn, lock=True) + 1
-                notifications = self.ledger.recorder.select_notifications(
-                    start=start, limit=self.page_size
-                )
-                if not notifications:
-                    return projected
-                for notification in notifications:
-                    self.apply(
-                        conn, notification.id, self.ledger.mapper.to_domain_event(notification)
-                    )
+        while page := self.project_page():
+            projected += page
+        return projected
+
+    def project_page(self) -> int:
+        """Project the next page of events and advance the position, in one transaction."""
+        with self.engine.begin() as conn:
+            start = self.position(conn, lock=True) + 1
+            notifications = self.ledger.recorder.select_notifications(
+                start=start, limit=self.page_size
+            )
+            for notification in notifications:
+                self.apply(conn, notification.id, self.ledger.mapper.to_domain_event(notification))
+            if notifications:
                 conn.execute(
                     update(t.projection_tracking)
                     .where(t.projection_tracking.c.name == TRACKING_NAME)
                     .values(position=notifications[-1].id)
                 )
-            projected += len(notifications)
+        return len(notifications)
 
     def apply(self, conn: Connection, position: int, event: Event) -> None:
         handler = _HANDLERS.get(type(event))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, insert, select, text
 
 from ledger.application import Ledger
 from ledger.storage.database import open_engine
@@ -14,13 +14,16 @@ from projections.projector import Projector
 from projections.queries import Queries
 
 _CREATE_LOCK = 7_350_002  # pg_advisory_xact_lock key: one process creates the tables at a time
+SCHEMA_ROW = "schema-version"
+SCHEMA_VERSION = 1  # raise whenever a read-model table changes shape
 
 
 class ReadModel(Queries):
     """`ReadModel(url=None)`: the same URL resolution as `Ledger`."""
 
-    def __init__(self, url: str | None = None) -> None:
+    def __init__(self, url: str | None = None, *, page_size: int = 1000) -> None:
         self.url = database_url(url)
+        self.page_size = page_size
         self.engine: Engine = open_engine(self.url)
         self._writer = open_engine(self.url, writer=True)
         self._ledger: Ledger | None = None
@@ -28,16 +31,31 @@ class ReadModel(Queries):
         self._create_tables()
 
     def _create_tables(self) -> None:
+        """Create the read models; drop and recreate them when their schema has changed (they
+        are rebuilt from the log by the next catch-up)."""
         with self._writer.begin() as conn:
             if is_postgres(self.url):
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CREATE_LOCK})
             t.metadata.create_all(conn)
+            tracking = t.projection_tracking.c
+            stored = conn.execute(
+                select(tracking.position).where(tracking.name == SCHEMA_ROW)
+            ).scalar_one_or_none()
+            if stored == SCHEMA_VERSION:
+                return
+            if stored is not None or conn.execute(select(tracking.name)).first() is not None:
+                t.metadata.drop_all(conn)
+                t.metadata.create_all(conn)
+            conn.execute(
+                insert(t.projection_tracking).values(name=SCHEMA_ROW, position=SCHEMA_VERSION)
+            )
 
     @property
     def projector(self) -> Projector:
         if self._projector is None:
-            self._ledger = Ledger(self.url)
-            self._projector = Projector(self._ledger, self._writer)
+            if self._ledger is None:
+                self._ledger = Ledger(self.url)
+            self._projector = Projector(self._ledger, self._writer, page_size=self.page_size)
         return self._projector
 
     def catch_up(self) -> int:
@@ -57,6 +75,9 @@ class ReadModel(Queries):
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CREATE_LOCK})
             t.metadata.drop_all(conn)
             t.metadata.create_all(conn)
+            conn.execute(
+                insert(t.projection_tracking).values(name=SCHEMA_ROW, position=SCHEMA_VERSION)
+            )
         self._projector = None
         return self.catch_up()
 
