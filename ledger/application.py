@@ -15,10 +15,12 @@ import json
 import os
 import random
 import secrets
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any, Final, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 from uuid import UUID
 
 from argon2 import PasswordHasher
@@ -33,7 +35,7 @@ from eventsourcing.persistence import (
 from eventsourcing.utils import Environment
 
 from ledger.domain import DEFAULT_TIMEZONE, Account, AccountRole, AnnotationKey, Meta, Role, User
-from ledger.errors import Conflict, NotFound, ValidationError
+from ledger.errors import Conflict, LedgerError, NotFound, ValidationError
 from ledger.storage import side_tables as side
 from ledger.storage.personal_data import Keyring, PersonalDataMapper
 from ledger.storage.recorders import (
@@ -43,6 +45,9 @@ from ledger.storage.recorders import (
 )
 from ledger.storage.settings import database_url, eventsourcing_env, is_postgres
 from ledger.unit_of_work import UnitOfWork
+
+if TYPE_CHECKING:
+    from ledger.batch import Batch
 from ledger.validation import (
     AccountName,
     Actor,
@@ -97,6 +102,7 @@ class Ledger(Application[UUID]):
         self.url = database_url(url)
         self._keyring = Keyring()
         self._clock = clock or now
+        self._local = threading.local()
         self._hasher = PasswordHasher()
         settings = {"AGGREGATE_CACHE_MAXSIZE": "10000", **eventsourcing_env(self.url)}
         super().__init__(env=settings)
@@ -142,14 +148,69 @@ class Ledger(Application[UUID]):
         return value
 
     def _claim_owner(self, kind: str, value: str) -> UUID | None:
-        row = self.side.select_one(side.SELECT_CLAIM_OWNER, (kind, self._claim_key(kind, value)))
+        """Who holds a unique value: as the current batch left it, else as stored."""
+        key = self._claim_key(kind, value)
+        batch = self._batch_uow()
+        if batch is not None:
+            known, owner = batch.claimed(kind, key)
+            if known:
+                return owner
+        row = self.side.select_one(side.SELECT_CLAIM_OWNER, (kind, key))
         return None if row is None else UUID(row["owner_id"])
 
     def _claim(self, uow: UnitOfWork, kind: str, value: str, owner_id: UUID) -> None:
-        uow.write(side.claim(kind, self._claim_key(kind, value), owner_id))
+        key = self._claim_key(kind, value)
+        uow.write(side.claim(kind, key, owner_id))
+        uow.claims[(kind, key)] = owner_id
 
     def _release(self, uow: UnitOfWork, kind: str, value: str) -> None:
-        uow.write(side.release(kind, self._claim_key(kind, value)))
+        key = self._claim_key(kind, value)
+        uow.write(side.release(kind, key))
+        uow.claims[(kind, key)] = None
+
+    # -- batches and dry runs -------------------------------------------------------------------
+
+    @property
+    def last_recorded(self) -> bool:
+        """Whether this thread's last command recorded anything (False for a no-op, or for a
+        command id applied before)."""
+        return bool(getattr(self._local, "recorded", False))
+
+    def _batch_uow(self) -> UnitOfWork | None:
+        return getattr(self._local, "batch", None)
+
+    @contextmanager
+    def batch(self) -> Iterator[Batch]:
+        """Run commands in one transaction: each still validates against the state the earlier
+        ones left, and a rejected one changes nothing; `commit()` saves them all at once."""
+        if self._batch_uow() is not None:
+            raise RuntimeError("batches do not nest")
+        from ledger.batch import Batch
+
+        batch = Batch(self, UnitOfWork(self.repository, self._meta("batch", None, None)))
+        self._local.batch = batch.uow
+        try:
+            yield batch
+        finally:
+            self._local.batch = None
+
+    def _commit_batch(self, uow: UnitOfWork) -> None:
+        """Save a batch's events and side rows in one transaction (no retry: on a conflict the
+        caller re-runs the commands one by one)."""
+        changed = uow.changed()
+        if changed or uow.side_writes:
+            self.save(*changed, side_writes=uow.side_writes)
+        for callback in uow.after_commit:
+            callback()
+
+    @contextmanager
+    def validating_only(self) -> Iterator[None]:
+        """Commands check their input (not the state) and return None without recording."""
+        self._local.validating = True
+        try:
+            yield
+        finally:
+            self._local.validating = False
 
     # -- running a command --------------------------------------------------------------------
 
@@ -166,14 +227,21 @@ class Ledger(Application[UUID]):
         actor = valid(Actor, actor, "actor")
         reason = optional(Reason, reason, "reason") or None
         command_id = optional(CommandId, command_id, "command_id")
+        if getattr(self._local, "validating", False):
+            return cast(R, None)
         fingerprint = self._fingerprint(command, args)
+        batch = self._batch_uow()
+        if batch is not None:
+            return self._run_in_batch(
+                batch, command, fingerprint, handle, actor, reason, command_id
+            )
         for attempt in range(self.max_attempts):
+            self._local.recorded = False
             if command_id is not None:
-                found, prior = self._prior_result(command_id, fingerprint, command)
+                found, prior = self._prior_result(None, command_id, fingerprint, command)
                 if found:
                     return cast(R, prior)
-            meta = Meta(actor, reason, command_id, valid(Moment, self._clock(), "clock time"))
-            uow = UnitOfWork(self.repository, meta)
+            uow = UnitOfWork(self.repository, self._meta(actor, reason, command_id))
             result = handle(uow)
             writes = list(uow.side_writes)
             if command_id is not None:
@@ -191,11 +259,43 @@ class Ledger(Application[UUID]):
             else:
                 for callback in uow.after_commit:
                     callback()
+                self._local.recorded = bool(changed) or len(writes) > (command_id is not None)
                 return result
         raise Conflict(
             f"{command} was not applied: concurrent changes kept conflicting "
             f"after {self.max_attempts} attempts; try again"
         )
+
+    def _meta(self, actor: str, reason: str | None, command_id: str | None) -> Meta:
+        return Meta(actor, reason, command_id, valid(Moment, self._clock(), "clock time"))
+
+    def _run_in_batch(
+        self,
+        uow: UnitOfWork,
+        command: str,
+        fingerprint: str,
+        handle: Callable[[UnitOfWork], R],
+        actor: str,
+        reason: str | None,
+        command_id: str | None,
+    ) -> R:
+        self._local.recorded = False
+        if command_id is not None:
+            found, prior = self._prior_result(uow, command_id, fingerprint, command)
+            if found:
+                return cast(R, prior)
+        uow.begin_command(self._meta(actor, reason, command_id))
+        try:
+            result = handle(uow)
+        except LedgerError:
+            if uow.command_changed():  # handlers must reject before their first change
+                raise RuntimeError(f"{command} changed state before it was rejected") from None
+            raise
+        self._local.recorded = uow.command_changed()
+        if command_id is not None:
+            uow.write(side.remember_command(command_id, fingerprint, _encode(result)))
+            uow.command_results[command_id] = (fingerprint, result)
+        return result
 
     @staticmethod
     def _back_off(attempt: int) -> None:
@@ -206,16 +306,23 @@ class Ledger(Application[UUID]):
         canonical = json.dumps({"command": command, "args": args}, sort_keys=True, default=str)
         return hmac.new(self._secret, canonical.encode(), hashlib.sha256).hexdigest()
 
-    def _prior_result(self, command_id: str, fingerprint: str, command: str) -> tuple[bool, Any]:
-        row = self.side.select_one(side.SELECT_COMMAND, (command_id,))
-        if row is None:
-            return False, None
-        if row["fingerprint"] != fingerprint:
+    def _prior_result(
+        self, uow: UnitOfWork | None, command_id: str, fingerprint: str, command: str
+    ) -> tuple[bool, Any]:
+        """Whether the command id was applied before (in this batch or stored), and its result."""
+        if uow is not None and command_id in uow.command_results:
+            stored_fingerprint, result = uow.command_results[command_id]
+        else:
+            row = self.side.select_one(side.SELECT_COMMAND, (command_id,))
+            if row is None:
+                return False, None
+            stored_fingerprint, result = row["fingerprint"], _decode(row["result"])
+        if stored_fingerprint != fingerprint:
             raise Conflict(
                 f"command_id {command_id!r} was already used for a different command or "
                 f"different arguments than this {command}"
             )
-        return True, _decode(row["result"])
+        return True, result
 
     def _meta_with_reason(self, meta: Meta, reason: str) -> Meta:
         return Meta(meta.actor, reason, meta.command_id, meta.timestamp)
@@ -557,18 +664,20 @@ class Ledger(Application[UUID]):
         def handle(uow: UnitOfWork) -> bool:
             usr = uow.load(User, user_id, "user")
             old_email, old_username = usr.email, usr.username
+            email_moves = new_email is not None and new_email.casefold() != old_email.casefold()
+            username_moves = new_username is not None and new_username != old_username
+            if email_moves and self._claim_owner(_EMAIL, new_email or "") is not None:
+                raise Conflict(f"email {new_email!r} is already taken")
+            if username_moves and self._claim_owner(_USERNAME, new_username or "") is not None:
+                raise Conflict(f"username {new_username!r} is already taken")
             if not usr.update(
                 uow.meta, email=new_email, username=new_username, timezone=new_timezone
             ):
                 return False
-            if usr.email.casefold() != old_email.casefold():
-                if self._claim_owner(_EMAIL, usr.email) is not None:
-                    raise Conflict(f"email {usr.email!r} is already taken")
+            if email_moves:
                 self._release(uow, _EMAIL, old_email)
                 self._claim(uow, _EMAIL, usr.email, usr.id)
-            if usr.username != old_username:
-                if self._claim_owner(_USERNAME, usr.username) is not None:
-                    raise Conflict(f"username {usr.username!r} is already taken")
+            if username_moves:
                 self._release(uow, _USERNAME, old_username)
                 self._claim(uow, _USERNAME, usr.username, usr.id)
             return True

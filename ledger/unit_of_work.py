@@ -1,9 +1,10 @@
-"""One attempt at one command: the aggregates it loaded or created and the side rows it writes."""
+"""The aggregates one command (or one batch of commands) loaded or created, the side rows it
+writes, and the claims and command ids it made, so later commands of a batch see them."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Repository
@@ -13,6 +14,7 @@ from ledger.errors import NotFound
 from ledger.storage.side_tables import SideWrite
 
 A = TypeVar("A", bound=LedgerAggregate)
+_RELEASED = None
 
 
 class UnitOfWork:
@@ -21,7 +23,24 @@ class UnitOfWork:
         self.meta = meta
         self.side_writes: list[SideWrite] = []
         self.after_commit: list[Callable[[], None]] = []
+        self.claims: dict[tuple[str, str], UUID | None] = {}
+        self.command_results: dict[str, tuple[str, Any]] = {}
         self._aggregates: dict[UUID, LedgerAggregate] = {}
+        self._touched: dict[UUID, int] = {}
+        self._writes_mark = 0
+
+    def begin_command(self, meta: Meta) -> None:
+        """Start the next command of this unit of work."""
+        self.meta = meta
+        self._touched = {}
+        self._writes_mark = len(self.side_writes)
+
+    def command_changed(self) -> bool:
+        """Whether the current command recorded anything."""
+        return len(self.side_writes) > self._writes_mark or any(
+            len(self._aggregates[aggregate_id].pending_events) > before
+            for aggregate_id, before in self._touched.items()
+        )
 
     def load(self, cls: type[A], aggregate_id: UUID, what: str) -> A:
         """The aggregate, loaded once per unit of work; NotFound if absent or of another kind."""
@@ -34,6 +53,7 @@ class UnitOfWork:
         if not isinstance(aggregate, cls):
             raise NotFound(f"{what} {aggregate_id} not found")
         self._aggregates[aggregate_id] = aggregate
+        self._touched.setdefault(aggregate_id, len(aggregate.pending_events))
         return aggregate
 
     def exists(self, cls: type[LedgerAggregate], aggregate_id: UUID) -> bool:
@@ -45,9 +65,16 @@ class UnitOfWork:
 
     def add(self, aggregate: LedgerAggregate) -> None:
         self._aggregates[aggregate.id] = aggregate
+        self._touched.setdefault(aggregate.id, 0)
 
     def write(self, *writes: SideWrite) -> None:
         self.side_writes.extend(writes)
+
+    def claimed(self, kind: str, key: str) -> tuple[bool, UUID | None]:
+        """(known, owner) for a claim this unit of work made or released."""
+        if (kind, key) in self.claims:
+            return True, self.claims[(kind, key)]
+        return False, None
 
     def changed(self) -> list[LedgerAggregate]:
         """Aggregates with new events, the newly created first (so their events come first)."""

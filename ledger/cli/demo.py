@@ -1,4 +1,4 @@
-"""The `ledger` command line. User mistakes print one line and exit 1; usage errors exit 2."""
+"""`ledger demo`: the main job — record a realistic history, project it, summarise it."""
 
 from __future__ import annotations
 
@@ -10,50 +10,33 @@ from rich.console import Console
 from rich.table import Table
 
 from ledger.application import Ledger
+from ledger.cli.state import global_options, state
 from ledger.demo import describe, record_demo
 from ledger.errors import LedgerError
-from ledger.storage.settings import URL_VARIABLE
 
 DEMO_DIR = Path("ledger-demo")
 
 
-@click.group()
-@click.option(
-    "--db",
-    "db_url",
-    envvar=URL_VARIABLE,
-    default=None,
-    help=f"SQLAlchemy URL of the ledger database (else ${URL_VARIABLE}).",
-)
-@click.pass_context
-def main(ctx: click.Context, db_url: str | None) -> None:
-    """Account Ledger: an event-sourced ledger of accounts, users and roles."""
-    ctx.obj = {"db_url": db_url}
-
-
-@main.command()
+@click.command()
 @click.option("--seed", default=7, show_default=True, help="Seed of the simulated history.")
-@click.pass_context
-def demo(ctx: click.Context, seed: int) -> None:
+@global_options
+def demo(seed: int) -> None:
     """Record a realistic platform history and print what it recorded.
 
     Without --db (or LEDGER_DATABASE_URL) it writes ./ledger-demo/ledger.db afresh; a database
     given explicitly must hold no events yet.
     """
-    console = Console()
-    url = ctx.obj["db_url"]
-    try:
-        if url is None:
-            shutil.rmtree(DEMO_DIR, ignore_errors=True)
-            DEMO_DIR.mkdir()
-            url = f"sqlite:///{DEMO_DIR / 'ledger.db'}"
-        else:
-            _require_empty(url)
-        history = record_demo(url, seed=seed)
-        summary = describe(url, history)
-    except LedgerError as error:
-        raise click.ClickException(str(error)) from None
-    _print_summary(console, url, summary)
+    s = state()
+    url = s.db_url
+    if url is None:
+        shutil.rmtree(DEMO_DIR, ignore_errors=True)
+        DEMO_DIR.mkdir()
+        url = f"sqlite:///{DEMO_DIR / 'ledger.db'}"
+    else:
+        _require_empty(url)
+    history = record_demo(url, seed=seed)
+    summary = describe(url, history)
+    s.emit({"database": url, **summary}, lambda console: _print_summary(console, url, summary))
 
 
 def _require_empty(url: str) -> None:

@@ -1,0 +1,23 @@
+"""A batch: many commands validated one after another against the state the earlier ones
+left, saved in one transaction. The fast path of `ledger apply`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ledger.unit_of_work import UnitOfWork
+
+if TYPE_CHECKING:
+    from ledger.application import Ledger
+
+
+class Batch:
+    def __init__(self, ledger: Ledger, uow: UnitOfWork) -> None:
+        self.ledger = ledger
+        self.uow = uow
+
+    def commit(self) -> None:
+        """Save everything the batch's commands recorded, atomically. Raises eventsourcing's
+        IntegrityError or OperationalError if a concurrent writer got in the way; then nothing
+        of the batch was saved."""
+        self.ledger._commit_batch(self.uow)

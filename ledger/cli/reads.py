@@ -1,0 +1,286 @@
+"""`ledger query ...`, `ledger project` and `ledger rebuild`: the read side from the shell."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+from uuid import UUID
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from ledger.cli.state import State, global_options, state
+from ledger.errors import NotFound
+
+at_option = click.option("--at", help="Answer as of this instant (ISO 8601 with offset).")
+
+
+def _user(s: State, reference: str) -> UUID:
+    try:
+        return UUID(reference)
+    except ValueError:
+        found = s.reads.find_user_by_email(reference)
+        if found is None:
+            raise NotFound(f"user {reference!r} not found") from None
+        return found.id  # type: ignore[no-any-return]
+
+
+def _account(s: State, reference: str) -> UUID:
+    try:
+        return UUID(reference)
+    except ValueError:
+        for candidate in s.reads.list_accounts(include_closed=True):
+            if candidate.name == reference.strip():
+                return candidate.id  # type: ignore[no-any-return]
+        raise NotFound(f"account {reference!r} not found") from None
+
+
+def _table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*[_cell(row.get(column)) for column in columns])
+    return table
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list | set | tuple):
+        return ", ".join(sorted(str(v) for v in value)) or "-"
+    if hasattr(value, "isoformat"):
+        return str(value.isoformat(timespec="seconds"))
+    return str(value)
+
+
+@click.group()
+def query() -> None:
+    """Ask the read models (caught up first)."""
+
+
+@query.command("has-role")
+@click.argument("user_ref", metavar="USER")
+@click.argument("role_name", metavar="ROLE")
+@at_option
+@global_options
+def query_has_role(user_ref: str, role_name: str, at: str | None) -> None:
+    """Whether USER effectively holds ROLE (an inactive user holds none)."""
+    s = state()
+    answer = s.reads.has_role(_user(s, user_ref), role_name, at=at)
+    s.emit({"has_role": answer}, "yes" if answer else "no")
+
+
+@query.command("roles")
+@click.argument("user_ref", metavar="USER")
+@at_option
+@click.option("--held", is_flag=True, help="Roles held, even while inactive.")
+@global_options
+def query_roles(user_ref: str, at: str | None, held: bool) -> None:
+    """The roles of USER."""
+    s = state()
+    roles = sorted(s.reads.roles(_user(s, user_ref), at=at, effective=not held))
+    s.emit({"roles": roles}, "\n".join(roles) or "(none)")
+
+
+@query.command("holders")
+@click.argument("role_name", metavar="ROLE")
+@at_option
+@global_options
+def query_holders(role_name: str, at: str | None) -> None:
+    """The users who effectively hold ROLE."""
+    s = state()
+    users = [u.model_dump(mode="json") for u in s.reads.users_with_role(role_name, at=at)]
+    s.emit(
+        users,
+        lambda c: c.print(
+            _table(
+                f"Holders of {role_name!r}",
+                users,
+                ["email", "account_id", "active", "last_login_at"],
+            )
+        ),
+    )
+
+
+@query.command("user")
+@click.argument("user_ref", metavar="USER")
+@global_options
+def query_user(user_ref: str) -> None:
+    """One user."""
+    s = state()
+    found = s.reads.get_user(_user(s, user_ref))
+    if found is None:
+        raise NotFound(f"user {user_ref!r} not found")
+    data = found.model_dump(mode="json")
+    s.emit(data, lambda c: _record(c, data))
+
+
+@query.command("account")
+@click.argument("account_ref", metavar="ACCOUNT")
+@global_options
+def query_account(account_ref: str) -> None:
+    """One account."""
+    s = state()
+    found = s.reads.get_account(_account(s, account_ref))
+    if found is None:
+        raise NotFound(f"account {account_ref!r} not found")
+    data = found.model_dump(mode="json")
+    s.emit(data, lambda c: _record(c, data))
+
+
+def _record(console: Console, data: dict[str, Any]) -> None:
+    for key, value in data.items():
+        console.print(f"[bold]{key}[/bold]: {_cell(value)}", highlight=False)
+
+
+@query.command("users")
+@click.option("--account", "account_ref", help="Only this account's users (id or name).")
+@click.option("--include-inactive", is_flag=True)
+@global_options
+def query_users(account_ref: str | None, include_inactive: bool) -> None:
+    """Users, active ones unless --include-inactive."""
+    s = state()
+    account_id = _account(s, account_ref) if account_ref else None
+    users = [
+        u.model_dump(mode="json")
+        for u in s.reads.list_users(account_id, include_inactive=include_inactive)
+    ]
+    s.emit(
+        users,
+        lambda c: c.print(
+            _table(
+                "Users",
+                users,
+                ["email", "username", "account_id", "active", "roles", "last_login_at"],
+            )
+        ),
+    )
+
+
+@query.command("accounts")
+@click.option("--include-closed", is_flag=True)
+@global_options
+def query_accounts(include_closed: bool) -> None:
+    """Accounts, open ones unless --include-closed."""
+    s = state()
+    accounts = [
+        a.model_dump(mode="json") for a in s.reads.list_accounts(include_closed=include_closed)
+    ]
+    s.emit(
+        accounts,
+        lambda c: c.print(
+            _table(
+                "Accounts",
+                accounts,
+                ["name", "id", "account_roles", "consultancy_account_id", "closed"],
+            )
+        ),
+    )
+
+
+@query.command("annotations")
+@click.argument("account_ref", metavar="ACCOUNT")
+@click.option("--after", help="Annotations ending after this instant.")
+@click.option("--before", help="Annotations starting before this instant.")
+@click.option("--beliefs-after")
+@click.option("--beliefs-before")
+@click.option("--source", "sources", multiple=True, help="Source name or user id (repeatable).")
+@global_options
+def query_annotations(
+    account_ref: str,
+    after: str | None,
+    before: str | None,
+    beliefs_after: str | None,
+    beliefs_before: str | None,
+    sources: tuple[str, ...],
+) -> None:
+    """The annotations of ACCOUNT."""
+    s = state()
+    found = s.reads.search_annotations(
+        _account(s, account_ref),
+        annotations_after=after,
+        annotations_before=before,
+        beliefs_after=beliefs_after,
+        beliefs_before=beliefs_before,
+        source=list(sources) if sources else None,
+    )
+    rows = [a.model_dump(mode="json") for a in found]
+    s.emit(
+        rows,
+        lambda c: c.print(
+            _table("Annotations", rows, ["start", "end", "type", "source", "content", "id"])
+        ),
+    )
+
+
+@query.command("audit-log")
+@click.argument("aggregate", required=False)
+@click.option("--account", "account_ref", help="An account's events and its users' (id/name).")
+@click.option("--since", help="From this instant (inclusive).")
+@click.option("--until", help="Up to this instant (exclusive).")
+@global_options
+def query_audit_log(
+    aggregate: str | None, account_ref: str | None, since: str | None, until: str | None
+) -> None:
+    """Every event, oldest first; of one user or account (AGGREGATE: id, email or name)."""
+    s = state()
+    aggregate_id = None
+    if aggregate:
+        try:
+            aggregate_id = _user(s, aggregate)
+        except NotFound:
+            aggregate_id = _account(s, aggregate)
+    frame = s.reads.audit_log(
+        aggregate_id,
+        account_id=_account(s, account_ref) if account_ref else None,
+        since=since,
+        until=until,
+    )
+    rows = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+    s.emit(
+        rows,
+        lambda c: c.print(
+            _table(
+                "Audit log",
+                rows,
+                ["position", "timestamp", "aggregate_type", "event", "actor", "reason"],
+            )
+        ),
+    )
+
+
+@click.command()
+@click.option("--follow", is_flag=True, help="Keep projecting new events until interrupted.")
+@global_options
+def project(follow: bool) -> None:
+    """Bring the read models up to date with the event log."""
+    s = state()
+    count = s.read_model.catch_up()
+    if not follow:
+        s.emit({"projected": count}, f"projected {count} events")
+        return
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    s.emit(
+        {"projected": count, "following": True},
+        f"projected {count} events; following (Ctrl-C to stop)",
+    )
+    try:
+        s.read_model.follow(stop)
+    except KeyboardInterrupt:
+        stop.set()
+
+
+@click.command()
+@global_options
+def rebuild() -> None:
+    """Drop the read models and project the whole event log again."""
+    s = state()
+    count = s.read_model.rebuild()
+    s.emit({"projected": count}, f"rebuilt the read models from {count} events")
+
+
+COMMANDS = [query, project, rebuild]

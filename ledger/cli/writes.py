@@ -1,0 +1,478 @@
+"""`ledger role|account-role|account|user|annotation ...`: every command of the Ledger."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from ledger.application import UNSET
+from ledger.cli.state import global_options, state
+
+command_id_option = click.option(
+    "--command-id", default=None, help="Idempotency key: a second run records nothing."
+)
+
+
+def _clearable(value: str | None) -> Any:
+    """Update options: absent leaves the field; an empty string clears it."""
+    if value is None:
+        return UNSET
+    return value if value.strip() else None
+
+
+# -- role catalogues ----------------------------------------------------------------------------
+
+
+@click.group()
+def role() -> None:
+    """User roles: define them before granting them."""
+
+
+@role.command("define")
+@click.argument("name")
+@click.argument("description", required=False)
+@command_id_option
+@global_options
+def role_define(name: str, description: str | None, command_id: str | None) -> None:
+    """Define the user role NAME."""
+    s = state()
+    result = s.ledger.define_role(
+        name, description, actor=s.who, reason=s.reason, command_id=command_id
+    )
+    s.emit_result(result, f"role {name!r} defined")
+
+
+@click.group("account-role")
+def account_role() -> None:
+    """Account roles (such as Consultancy)."""
+
+
+@account_role.command("define")
+@click.argument("name")
+@click.argument("description", required=False)
+@command_id_option
+@global_options
+def account_role_define(name: str, description: str | None, command_id: str | None) -> None:
+    """Define the account role NAME."""
+    s = state()
+    result = s.ledger.define_account_role(
+        name, description, actor=s.who, reason=s.reason, command_id=command_id
+    )
+    s.emit_result(result, f"account role {name!r} defined")
+
+
+# -- accounts -----------------------------------------------------------------------------------
+
+
+@click.group()
+def account() -> None:
+    """Accounts (tenants), named by id or name."""
+
+
+@account.command("create")
+@click.argument("name")
+@click.option("--role", "roles", multiple=True, help="An account role to grant (repeatable).")
+@click.option(
+    "--consultancy-account-id",
+    "--consultancy",
+    "consultancy",
+    help="The consultancy account (id or name).",
+)
+@click.option("--primary-color", help="#RRGGBB, together with --secondary-color.")
+@click.option("--secondary-color", help="#RRGGBB, together with --primary-color.")
+@click.option("--logo-url", help="http(s) URL of the account's logo.")
+@command_id_option
+@global_options
+def account_create(
+    name: str,
+    roles: tuple[str, ...],
+    consultancy: str | None,
+    primary_color: str | None,
+    secondary_color: str | None,
+    logo_url: str | None,
+    command_id: str | None,
+) -> None:
+    """Create the account NAME; prints its id."""
+    s = state()
+    result = s.ledger.create_account(
+        name,
+        actor=s.who,
+        roles=roles,
+        consultancy_account_id=s.account_id(consultancy) if consultancy else None,
+        primary_color=primary_color,
+        secondary_color=secondary_color,
+        logo_url=logo_url,
+        reason=s.reason,
+        command_id=command_id,
+    )
+    s.emit_result(result, "account created")
+
+
+@account.command("update")
+@click.argument("account_ref", metavar="ACCOUNT")
+@click.option("--name", help="A new name.")
+@click.option("--primary-color", help="#RRGGBB; an empty string clears it.")
+@click.option("--secondary-color", help="#RRGGBB; an empty string clears it.")
+@click.option("--logo-url", help="http(s) URL; an empty string clears it.")
+@command_id_option
+@global_options
+def account_update(
+    account_ref: str,
+    name: str | None,
+    primary_color: str | None,
+    secondary_color: str | None,
+    logo_url: str | None,
+    command_id: str | None,
+) -> None:
+    """Change an account's name, colours or logo."""
+    s = state()
+    result = s.ledger.update_account(
+        s.account_id(account_ref),
+        actor=s.who,
+        name=name if name is not None else UNSET,
+        primary_color=_clearable(primary_color),
+        secondary_color=_clearable(secondary_color),
+        logo_url=_clearable(logo_url),
+        reason=s.reason,
+        command_id=command_id,
+    )
+    s.emit_result(result, "account updated")
+
+
+@account.command("grant-role")
+@click.argument("account_ref", metavar="ACCOUNT")
+@click.argument("role_name", metavar="ROLE")
+@command_id_option
+@global_options
+def account_grant_role(account_ref: str, role_name: str, command_id: str | None) -> None:
+    """Grant an account role."""
+    s = state()
+    result = s.ledger.grant_account_role(
+        s.account_id(account_ref), role_name, actor=s.who, reason=s.reason, command_id=command_id
+    )
+    s.emit_result(result, f"account role {role_name!r} granted")
+
+
+@account.command("revoke-role")
+@click.argument("account_ref", metavar="ACCOUNT")
+@click.argument("role_name", metavar="ROLE")
+@command_id_option
+@global_options
+def account_revoke_role(account_ref: str, role_name: str, command_id: str | None) -> None:
+    """Revoke an account role."""
+    s = state()
+    result = s.ledger.revoke_account_role(
+        s.account_id(account_ref), role_name, actor=s.who, reason=s.reason, command_id=command_id
+    )
+    s.emit_result(result, f"account role {role_name!r} revoked")
+
+
+@account.command("set-consultancy")
+@click.argument("account_ref", metavar="ACCOUNT")
+@click.argument("consultancy", metavar="CONSULTANCY")
+@command_id_option
+@global_options
+def account_set_consultancy(account_ref: str, consultancy: str, command_id: str | None) -> None:
+    """Set the consultancy account of ACCOUNT (`none` clears it)."""
+    s = state()
+    target = None if consultancy.strip().lower() == "none" else s.account_id(consultancy)
+    result = s.ledger.set_consultancy(
+        s.account_id(account_ref), target, actor=s.who, reason=s.reason, command_id=command_id
+    )
+    s.emit_result(result, "consultancy set")
+
+
+@account.command("close")
+@click.argument("account_ref", metavar="ACCOUNT")
+@command_id_option
+@global_options
+def account_close(account_ref: str, command_id: str | None) -> None:
+    """Close an account: its users are deactivated and its roles revoked."""
+    s = state()
+    result = s.ledger.close_account(
+        s.account_id(account_ref), actor=s.who, reason=s.reason, command_id=command_id
+    )
+    s.emit_result(result, "account closed")
+
+
+# -- users --------------------------------------------------------------------------------------
+
+
+def _password(from_stdin: bool, prompt: bool) -> str | None:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    if prompt:
+        return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+    return None
+
+
+@click.group()
+def user() -> None:
+    """Users, named by id or email."""
+
+
+@user.command("create")
+@click.argument("email")
+@click.option(
+    "--account-id",
+    "--account",
+    "account_ref",
+    required=True,
+    help="The user's account (id or name).",
+)
+@click.option("--username", help="Defaults to the email's local part.")
+@click.option(
+    "--timezone", default="Europe/Amsterdam", show_default=True, help="IANA time zone name."
+)
+@click.option("--role", "roles", multiple=True, help="A user role to grant (repeatable).")
+@click.option("--password-stdin", is_flag=True, help="Read a password from standard input.")
+@click.option(
+    "--password",
+    "prompt_password",
+    is_flag=True,
+    help="Prompt for a password (twice, without echo).",
+)
+@command_id_option
+@global_options
+def user_create(
+    email: str,
+    account_ref: str,
+    username: str | None,
+    timezone: str,
+    roles: tuple[str, ...],
+    password_stdin: bool,
+    prompt_password: bool,
+    command_id: str | None,
+) -> None:
+    """Create a user with EMAIL; prints the user's id."""
+    s = state()
+    result = s.ledger.create_user(
+        email,
+        account_id=s.account_id(account_ref),
+        actor=s.who,
+        username=username,
+        timezone=timezone,
+        roles=roles,
+        password=_password(password_stdin, prompt_password),
+        reason=s.reason,
+        command_id=command_id,
+    )
+    s.emit_result(result, "user created")
+
+
+@user.command("update")
+@click.argument("user_ref", metavar="USER")
+@click.option("--email")
+@click.option("--username")
+@click.option("--timezone")
+@command_id_option
+@global_options
+def user_update(
+    user_ref: str,
+    email: str | None,
+    username: str | None,
+    timezone: str | None,
+    command_id: str | None,
+) -> None:
+    """Change a user's email, username or time zone."""
+    s = state()
+    result = s.ledger.update_user(
+        s.user_id(user_ref),
+        actor=s.who,
+        email=UNSET if email is None else email,
+        username=UNSET if username is None else username,
+        timezone=UNSET if timezone is None else timezone,
+        reason=s.reason,
+        command_id=command_id,
+    )
+    s.emit_result(result, "user updated")
+
+
+@user.command("grant-role")
+@click.argument("user_ref", metavar="USER")
+@click.argument("role_name", metavar="ROLE")
+@command_id_option
+@global_options
+def user_grant_role(user_ref: str, role_name: str, command_id: str | None) -> None:
+    """Grant a user role."""
+    s = state()
+    result = s.ledger.grant_role(
+        s.user_id(user_ref), role_name, actor=s.who, reason=s.reason, command_id=command_id
+    )
+    s.emit_result(result, f"role {role_name!r} granted")
+
+
+@user.command("revoke-role")
+@click.argument("user_ref", metavar="USER")
+@click.argument("role_name", metavar="ROLE")
+@command_id_option
+@global_options
+def user_revoke_role(user_ref: str, role_name: str, command_id: str | None) -> None:
+    """Revoke a user role."""
+    s = state()
+    result = s.ledger.revoke_role(
+        s.user_id(user_ref), role_name, actor=s.who, reason=s.reason, command_id=command_id
+    )
+    s.emit_result(result, f"role {role_name!r} revoked")
+
+
+@user.command("deactivate")
+@click.argument("user_ref", metavar="USER")
+@command_id_option
+@global_options
+def user_deactivate(user_ref: str, command_id: str | None) -> None:
+    """Deactivate a user (a leaver): they keep their roles but hold none effectively."""
+    s = state()
+    result = s.ledger.deactivate_user(
+        s.user_id(user_ref), actor=s.who, reason=s.reason, command_id=command_id
+    )
+    s.emit_result(result, "user deactivated")
+
+
+@user.command("reactivate")
+@click.argument("user_ref", metavar="USER")
+@command_id_option
+@global_options
+def user_reactivate(user_ref: str, command_id: str | None) -> None:
+    """Reactivate a deactivated user."""
+    s = state()
+    result = s.ledger.reactivate_user(
+        s.user_id(user_ref), actor=s.who, reason=s.reason, command_id=command_id
+    )
+    s.emit_result(result, "user reactivated")
+
+
+@user.command("record-login")
+@click.argument("user_ref", metavar="USER")
+@click.option("--at", help="When (ISO 8601 with offset); default now.")
+@click.option("--ip", help="The login's IP address.")
+@command_id_option
+@global_options
+def user_record_login(
+    user_ref: str, at: str | None, ip: str | None, command_id: str | None
+) -> None:
+    """Record a login (the user is the actor)."""
+    s = state()
+    result = s.ledger.record_login(s.user_id(user_ref), at=at, ip=ip, command_id=command_id)
+    s.emit_result(result, "login recorded")
+
+
+@user.command("record-last-seen")
+@click.argument("user_ref", metavar="USER")
+@click.option("--at", help="When (ISO 8601 with offset); default now.")
+@command_id_option
+@global_options
+def user_record_last_seen(user_ref: str, at: str | None, command_id: str | None) -> None:
+    """Record that the user was seen (at most once per LEDGER_LAST_SEEN_RESOLUTION seconds)."""
+    s = state()
+    result = s.ledger.record_last_seen(s.user_id(user_ref), at=at, command_id=command_id)
+    s.emit_result(result, "last seen recorded")
+
+
+@user.command("set-password")
+@click.argument("user_ref", metavar="USER")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@command_id_option
+@global_options
+def user_set_password(user_ref: str, password_stdin: bool, command_id: str | None) -> None:
+    """Set a user's password (prompted twice without echo, or read from stdin)."""
+    s = state()
+    password = _password(password_stdin, prompt=not password_stdin)
+    result = s.ledger.set_password(
+        s.user_id(user_ref), password, actor=s.who, reason=s.reason, command_id=command_id
+    )
+    s.emit_result(result, "password set")
+
+
+@user.command("erase")
+@click.argument("user_ref", metavar="USER")
+@command_id_option
+@global_options
+def user_erase(user_ref: str, command_id: str | None) -> None:
+    """Erase a user's personal data (needs --reason); the rest of the history stays."""
+    s = state()
+    if not s.reason:
+        raise click.UsageError("erasing a user needs --reason (e.g. the request's reference)")
+    result = s.ledger.erase_user(
+        s.user_id(user_ref), actor=s.who, reason=s.reason, command_id=command_id
+    )
+    s.emit_result(result, "user erased")
+
+
+# -- annotations --------------------------------------------------------------------------------
+
+
+@click.group()
+def annotation() -> None:
+    """Annotations on accounts (holidays, alerts, labels, ...)."""
+
+
+@annotation.command("add")
+@click.argument("account_ref", metavar="ACCOUNT")
+@click.option("--content", required=True)
+@click.option("--start", required=True, help="ISO 8601 with offset.")
+@click.option("--end", required=True, help="ISO 8601 with offset, after --start.")
+@click.option("--source", help="A source name.")
+@click.option("--source-user", help="Or the user who is the source (id or email).")
+@click.option(
+    "--type",
+    "kind",
+    default="label",
+    show_default=True,
+    type=click.Choice(["alert", "holiday", "label", "feedback", "warning", "error"]),
+)
+@click.option("--belief-time", help="ISO 8601 with offset.")
+@command_id_option
+@global_options
+def annotation_add(
+    account_ref: str,
+    content: str,
+    start: str,
+    end: str,
+    source: str | None,
+    source_user: str | None,
+    kind: str,
+    belief_time: str | None,
+    command_id: str | None,
+) -> None:
+    """Add an annotation to ACCOUNT; prints its id (an identical one is not added twice)."""
+    s = state()
+    if (source is None) == (source_user is None):
+        raise click.UsageError("give exactly one of --source and --source-user")
+    origin: Any = source if source is not None else s.user_id(str(source_user))
+    result = s.ledger.add_annotation(
+        s.account_id(account_ref),
+        content=content,
+        start=start,
+        end=end,
+        source=origin,
+        type=kind,
+        belief_time=belief_time,
+        actor=s.who,
+        reason=s.reason,
+        command_id=command_id,
+    )
+    s.emit_result(result, "annotation added")
+
+
+@annotation.command("remove")
+@click.argument("account_ref", metavar="ACCOUNT")
+@click.argument("annotation_id", metavar="ANNOTATION")
+@command_id_option
+@global_options
+def annotation_remove(account_ref: str, annotation_id: str, command_id: str | None) -> None:
+    """Remove an annotation from ACCOUNT."""
+    s = state()
+    result = s.ledger.remove_annotation(
+        s.account_id(account_ref),
+        annotation_id,
+        actor=s.who,
+        reason=s.reason,
+        command_id=command_id,
+    )
+    s.emit_result(result, "annotation removed")
+
+
+GROUPS = [role, account_role, account, user, annotation]
