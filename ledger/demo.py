@@ -1,33 +1,47 @@
-"""`ledger demo`: records a realistic platform history, so there is something to look at.
+"""The demo history: a year of a consultancy and its client accounts, recorded on a simulated
+clock that runs from a year ago to now. Deterministic for a given seed.
 
-A consultancy with client accounts, their staff joining over a year, role grants and
-revocations, a leaver, logins and a holiday annotation, all on a simulated clock that runs from
-a year ago to now. Deterministic for a given seed.
+What happens: roles are defined; a consultancy and six client accounts are created; staff join
+over the year (and a few leave); roles are granted, changed and revoked; one client gains its
+consultancy late and another loses it; a consultant gains and later loses access; people log in
+at their own rhythm (some fall dormant); holidays and alerts are annotated; a client account is
+closed; one leaver's personal data is erased on request.
 """
 
 from __future__ import annotations
 
 import random
-from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 from ledger.application import Ledger
-from ledger.domain import Account, User
 
 DEMO_ACTOR = "demo:platform-admin"
+DEMO_PASSWORD = "demo-password"  # set for the first user of each account, to try the read API
 USER_ROLES = {
     "admin": "Full access to every account",
     "admin-reader": "Read access to every account",
     "account-admin": "Administers the users of their own account",
     "consultant": "Reads the accounts their consultancy advises",
 }
-FIRST_NAMES = [
+CONSULTANCY = "Seita Energy Consultancy"
+CLIENTS = [
+    ("Greenhouse Westland", "greenhouse-westland.example"),
+    ("Solar Coop Zuid", "solarcoop.example"),
+    ("Harbour Batteries", "harbour-batteries.example"),
+    ("Polder Wind", "polderwind.example"),
+    ("Dairy Friesland", "dairy-friesland.example"),
+    ("City Heat Utrecht", "cityheat.example"),
+]
+CLOSING, CLOSING_DAY = "City Heat Utrecht", 300  # a client that leaves the platform
+FIRST = [
     "ann",
-    "bob",
+    "bas",
     "carla",
-    "dev",
+    "daan",
     "eva",
     "femke",
     "gijs",
@@ -35,13 +49,36 @@ FIRST_NAMES = [
     "ivo",
     "jun",
     "kees",
-    "lena",
+    "lotte",
     "mo",
     "noor",
     "otto",
     "pia",
+    "quinten",
+    "roos",
+    "sem",
+    "tess",
+    "umar",
+    "vera",
+    "wim",
+    "xander",
+    "yara",
+    "zoe",
 ]
-LAST_NAMES = ["smit", "jansen", "devries", "bakker", "visser", "mulder", "bos", "meijer"]
+LAST = [
+    "smit",
+    "jansen",
+    "devries",
+    "bakker",
+    "visser",
+    "mulder",
+    "bos",
+    "meijer",
+    "dekker",
+    "peters",
+    "hendriks",
+    "vandijk",
+]
 
 
 class SimulatedClock:
@@ -53,121 +90,305 @@ class SimulatedClock:
     def __call__(self) -> datetime:
         return self.now
 
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
 
 @dataclass
 class DemoHistory:
+    start: datetime
+    end: datetime
     accounts: dict[str, UUID] = field(default_factory=dict)
-    users: list[UUID] = field(default_factory=list)
+    users: dict[str, UUID] = field(default_factory=dict)  # by email
+    dormant: list[str] = field(default_factory=list)
+    leavers: list[str] = field(default_factory=list)
+    erased: list[str] = field(default_factory=list)
+
+
+@dataclass(order=True)
+class _Action:
+    at: datetime
+    order: int
+    run: Callable[[], Any] = field(compare=False)
+
+
+class _Script:
+    """Actions scheduled at simulated instants, then played in time order."""
+
+    def __init__(self) -> None:
+        self.actions: list[_Action] = []
+
+    def at(self, moment: datetime, run: Callable[[], Any]) -> None:
+        self.actions.append(_Action(moment, len(self.actions), run))
+
+    def play(self, led: Ledger, clock: SimulatedClock, batch_size: int = 500) -> None:
+        ordered = sorted(self.actions)
+        for start in range(0, len(ordered), batch_size):
+            with led.batch() as batch:
+                for action in ordered[start : start + batch_size]:
+                    clock.now = action.at
+                    action.run()
+                batch.commit()
 
 
 def record_demo(url: str, *, seed: int = 7, now: datetime | None = None) -> DemoHistory:
     """Record the demo history into the (empty) database at `url`."""
     rng = random.Random(seed)
-    end = now or datetime.now(UTC)
-    clock = SimulatedClock(end - timedelta(days=365))
+    end = (now or datetime.now(UTC)).replace(microsecond=0)
+    start = end - timedelta(days=365)
+    clock = SimulatedClock(start)
     led = Ledger(url, clock=clock)
-    history = DemoHistory()
+    history = DemoHistory(start=start, end=end)
+    script = _Script()
+    day = timedelta(days=1)
+
+    def on(days: float, run: Callable[[], Any]) -> None:
+        script.at(start + days * day, run)
+
     try:
+        clock.now = start
         for role, description in USER_ROLES.items():
             led.define_role(role, description, actor=DEMO_ACTOR)
         led.define_account_role("Consultancy", "Advises client accounts", actor=DEMO_ACTOR)
-
-        consultancy = led.create_account(
-            "Seita Consultancy",
+        seita = led.create_account(
+            CONSULTANCY,
             actor=DEMO_ACTOR,
             roles=["Consultancy"],
             primary_color="#1a3b5c",
             secondary_color="#f5a623",
             logo_url="https://seita.example/logo.png",
         )
-        history.accounts["Seita Consultancy"] = consultancy
-        for name in ("Greenhouse Westland", "Solar Coop Zuid", "Harbour Batteries"):
-            clock.advance(days=rng.randint(5, 20))
+        history.accounts[CONSULTANCY] = seita
+        for index, (name, _domain) in enumerate(CLIENTS):
+            clock.now = start + (3 + 9 * index) * day
+            advised = name != "Polder Wind"  # Polder Wind gains its consultancy later
             history.accounts[name] = led.create_account(
-                name, actor=DEMO_ACTOR, consultancy_account_id=consultancy
+                name,
+                actor=DEMO_ACTOR,
+                consultancy_account_id=seita if advised else None,
+                reason="Contract signed",
             )
 
-        names = iter(rng.sample([(f, s) for f in FIRST_NAMES for s in LAST_NAMES], 16))
-        for account_name, account_id in history.accounts.items():
-            domain = account_name.split()[0].lower() + ".example"
-            for position in range(4):
-                clock.advance(days=rng.randint(1, 12), hours=rng.randint(0, 8))
-                first, last = next(names)
-                if account_name == "Seita Consultancy":
-                    roles = ["admin"] if position == 0 else ["consultant"]
-                else:
-                    roles = ["account-admin"] if position == 0 else []
-                history.users.append(
-                    led.create_user(
-                        f"{first}.{last}@{domain}",
-                        account_id=account_id,
-                        actor=DEMO_ACTOR,
-                        roles=roles,
-                        timezone="Europe/Amsterdam",
-                        password=f"demo-{first}",
-                    )
+        names = iter(rng.sample([f"{f}.{s}" for f in FIRST for s in LAST], 80))
+        staff = [(CONSULTANCY, "seita.example", 9), *[(n, d, 9) for n, d in CLIENTS]]
+        for account_name, domain, size in staff:
+            opened = (
+                0
+                if account_name == CONSULTANCY
+                else 3 + 9 * CLIENTS.index(next(c for c in CLIENTS if c[0] == account_name))
+            )
+            for position in range(size):
+                email = f"{next(names)}@{domain}"
+                joined = opened + (
+                    position * rng.uniform(2, 6) if position < 6 else rng.uniform(120, 330)
+                )  # later joiners
+                _schedule_user(
+                    script,
+                    led,
+                    history,
+                    rng,
+                    account_name,
+                    email,
+                    position,
+                    start + joined * day,
+                    end,
                 )
 
-        for user_id in history.users:
-            for _ in range(rng.randint(1, 6)):
-                clock.advance(hours=rng.randint(1, 90))
-                led.record_login(user_id, at=clock.now, ip=f"192.0.2.{rng.randint(1, 254)}")
+        def consultancy_for_polder_wind() -> None:
+            led.set_consultancy(
+                history.accounts["Polder Wind"],
+                seita,
+                actor=DEMO_ACTOR,
+                reason="Advisory contract started",
+            )
 
-        clock.advance(days=30)
-        promoted = history.users[5]
-        led.grant_role(promoted, "account-admin", actor=DEMO_ACTOR, reason="Team lead (JIRA-12)")
-        clock.advance(days=40)
-        led.revoke_role(
-            history.users[2], "consultant", actor=DEMO_ACTOR, reason="Moved to internal projects"
+        def harbour_drops_consultancy() -> None:
+            led.set_consultancy(
+                history.accounts["Harbour Batteries"],
+                None,
+                actor=DEMO_ACTOR,
+                reason="Advisory contract ended",
+            )
+
+        on(150, consultancy_for_polder_wind)
+        on(240, harbour_drops_consultancy)
+        on(
+            CLOSING_DAY,
+            lambda: led.close_account(
+                history.accounts[CLOSING], actor=DEMO_ACTOR, reason="Customer left the platform"
+            ),
         )
-        clock.advance(days=25)
-        led.deactivate_user(history.users[9], actor=DEMO_ACTOR, reason="Left the company")
-        clock.advance(days=10)
-        led.add_annotation(
-            history.accounts["Greenhouse Westland"],
-            content="Christmas holidays",
-            start=datetime(end.year - 1, 12, 24, tzinfo=UTC),
-            end=datetime(end.year - 1, 12, 27, tzinfo=UTC),
-            source="Holiday calendar",
-            type="holiday",
-            actor=DEMO_ACTOR,
-        )
+        _schedule_annotations(script, led, history, rng, start, end)
+        script.play(led, clock)
     finally:
         led.close()
     return history
 
 
-def describe(url: str, history: DemoHistory) -> dict[str, object]:
-    """What the demo recorded, read back from the stored events."""
-    led = Ledger(url)
-    try:
-        events = Counter(
-            n.topic.rsplit(".", 1)[-1]
-            for n in led.recorder.select_notifications(start=None, limit=10_000_000)
+def _schedule_user(
+    script: _Script,
+    led: Ledger,
+    history: DemoHistory,
+    rng: random.Random,
+    account: str,
+    email: str,
+    position: int,
+    joined: datetime,
+    end: datetime,
+) -> None:
+    in_consultancy = account == CONSULTANCY
+    if in_consultancy:
+        roles = (
+            [["admin"], ["admin-reader"], ["account-admin"]][position]
+            if position < 3
+            else (["consultant"])
         )
-        accounts = []
-        for name, account_id in history.accounts.items():
-            account: Account = led.repository.get(account_id)
-            accounts.append(
-                {"name": name, "users": len(account.members), "roles": sorted(account.roles)}
+    else:
+        roles = ["account-admin"] if position == 0 else []
+    closes = history.start + timedelta(days=CLOSING_DAY) if account == CLOSING else None
+    if joined >= end or (closes is not None and joined >= closes - timedelta(days=7)):
+        return
+
+    def create() -> None:
+        history.users[email] = led.create_user(
+            email,
+            account_id=history.accounts[account],
+            actor=DEMO_ACTOR,
+            roles=roles,
+            timezone="Europe/Amsterdam",
+            password=DEMO_PASSWORD if position == 0 else None,
+            reason="New employee",
+        )
+
+    script.at(joined, create)
+
+    def user() -> UUID:  # resolved when the action runs, after the user was created
+        return history.users[email]
+
+    leaves = None
+    if position in (4, 7) and rng.random() < 0.7:
+        leaves = joined + timedelta(days=rng.uniform(60, 200))
+        if leaves < end - timedelta(days=5):
+            script.at(
+                leaves,
+                lambda: led.deactivate_user(user(), actor=DEMO_ACTOR, reason="Left the company"),
             )
-        users = []
-        for user_id in history.users:
-            user: User = led.repository.get(user_id)
-            account = led.repository.get(user.account_id)
-            users.append(
-                {
-                    "email": user.email,
-                    "account": account.name,
-                    "roles": sorted(user.roles),
-                    "active": user.active,
-                    "logins": user.login_count,
-                    "last_login_at": user.last_login_at,
-                }
+            history.leavers.append(email)
+            if not history.erased and not in_consultancy and leaves + timedelta(days=30) < end:
+                script.at(
+                    leaves + timedelta(days=30),
+                    lambda: led.erase_user(
+                        user(), actor="demo:privacy-officer", reason="GDPR erasure request #2041"
+                    ),
+                )
+                history.erased.append(email)
+        else:
+            leaves = None
+    if in_consultancy and position == 5:  # a consultant who gains and later loses access
+        script.at(
+            joined + timedelta(days=1),
+            lambda: led.revoke_role(
+                user(), "consultant", actor=DEMO_ACTOR, reason="Starts on internal projects"
+            ),
+        )
+        script.at(
+            joined + timedelta(days=60),
+            lambda: led.grant_role(
+                user(), "consultant", actor=DEMO_ACTOR, reason="Assigned to client work (JIRA-311)"
+            ),
+        )
+        script.at(
+            joined + timedelta(days=200),
+            lambda: led.revoke_role(
+                user(), "consultant", actor=DEMO_ACTOR, reason="Moved to sales"
+            ),
+        )
+    if not in_consultancy and position == 2:  # promoted to account admin
+        script.at(
+            joined + timedelta(days=rng.uniform(30, 90)),
+            lambda: led.grant_role(
+                user(), "account-admin", actor=DEMO_ACTOR, reason="Team lead (JIRA-12)"
+            ),
+        )
+    if in_consultancy and position == 3:  # temporary read access for an audit
+        script.at(
+            joined + timedelta(days=20),
+            lambda: led.grant_role(
+                user(), "admin-reader", actor=DEMO_ACTOR, reason="Quarterly audit support"
+            ),
+        )
+        script.at(
+            joined + timedelta(days=34),
+            lambda: led.revoke_role(
+                user(), "admin-reader", actor=DEMO_ACTOR, reason="Audit finished"
+            ),
+        )
+
+    # Logins: each person has a rhythm; some stop logging in (dormant) while staying active.
+    mean_gap = rng.choice([1.5, 3, 7, 14, 30])
+    dormant_from = None
+    if rng.random() < 0.15 and leaves is None:
+        dormant_from = joined + timedelta(days=rng.uniform(20, 120))
+        history.dormant.append(email)
+    last_possible = min(
+        x for x in (leaves, dormant_from, end - timedelta(hours=1), closes) if x is not None
+    ) - timedelta(minutes=10)
+
+    def login(at: datetime, ip: str) -> Callable[[], Any]:
+        return lambda: led.record_login(user(), at=at, ip=ip)
+
+    moment = joined + timedelta(hours=rng.uniform(1, 30))
+    while moment < last_possible:
+        at = moment
+        script.at(at, login(at, f"192.0.2.{rng.randint(1, 254)}"))
+        script.at(at + timedelta(minutes=rng.uniform(1, 9)), lambda: led.record_last_seen(user()))
+        moment += timedelta(days=rng.expovariate(1 / mean_gap), hours=rng.uniform(0, 10))
+
+
+def _schedule_annotations(
+    script: _Script,
+    led: Ledger,
+    history: DemoHistory,
+    rng: random.Random,
+    start: datetime,
+    end: datetime,
+) -> None:
+    def annotate(account: str, **fields: Any) -> Callable[[], Any]:
+        return lambda: led.add_annotation(history.accounts[account], **fields)
+
+    holidays = []
+    for year in {start.year, end.year}:
+        holidays += [
+            ("Christmas holidays", datetime(year, 12, 24, tzinfo=UTC), 3),
+            ("King's Day", datetime(year, 4, 27, tzinfo=UTC), 1),
+            ("New Year", datetime(year, 1, 1, tzinfo=UTC), 1),
+        ]
+    for name, _domain in CLIENTS:
+        last = start + timedelta(days=CLOSING_DAY - 1) if name == CLOSING else end
+        for content, first_day, days in holidays:
+            announced = first_day - timedelta(days=14)
+            if start <= announced < last:
+                script.at(
+                    announced,
+                    annotate(
+                        name,
+                        content=content,
+                        start=first_day,
+                        end=first_day + timedelta(days=days),
+                        source="Holiday calendar",
+                        type="holiday",
+                        actor=DEMO_ACTOR,
+                    ),
+                )
+        for _ in range(2):
+            when = start + timedelta(days=rng.uniform(60, 280), hours=rng.randint(0, 23))
+            script.at(
+                when,
+                annotate(
+                    name,
+                    content="Battery inverter offline",
+                    start=when,
+                    end=when + timedelta(hours=rng.randint(1, 6)),
+                    source="Monitoring",
+                    type="alert",
+                    belief_time=when + timedelta(minutes=5),
+                    actor="demo:monitoring",
+                ),
             )
-        return {"events": dict(events), "accounts": accounts, "users": users}
-    finally:
-        led.close()

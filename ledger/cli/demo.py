@@ -1,9 +1,12 @@
-"""`ledger demo`: the main job — record a realistic history, project it, summarise it."""
+"""`ledger demo`: the main job — record a realistic year, project it, verify it, summarise it."""
 
 from __future__ import annotations
 
 import shutil
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -11,32 +14,39 @@ from rich.table import Table
 
 from ledger.application import Ledger
 from ledger.cli.state import global_options, state
-from ledger.demo import describe, record_demo
+from ledger.demo import record_demo
 from ledger.errors import LedgerError
 
 DEMO_DIR = Path("ledger-demo")
+PRIVILEGED = ("admin", "admin-reader", "account-admin", "consultant")
+DORMANT_DAYS = 90
 
 
 @click.command()
 @click.option("--seed", default=7, show_default=True, help="Seed of the simulated history.")
 @global_options
 def demo(seed: int) -> None:
-    """Record a realistic platform history and print what it recorded.
+    """Record a year of a consultancy and its clients, and summarise it.
 
     Without --db (or LEDGER_DATABASE_URL) it writes ./ledger-demo/ledger.db afresh; a database
     given explicitly must hold no events yet.
     """
     s = state()
+    started = time.perf_counter()
     url = s.db_url
     if url is None:
         shutil.rmtree(DEMO_DIR, ignore_errors=True)
         DEMO_DIR.mkdir()
         url = f"sqlite:///{DEMO_DIR / 'ledger.db'}"
+        s.db_url = url
     else:
         _require_empty(url)
     history = record_demo(url, seed=seed)
-    summary = describe(url, history)
-    s.emit({"database": url, **summary}, lambda console: _print_summary(console, url, summary))
+    projected = s.read_model.catch_up()
+    summary = _summary(s.read_model, history.end, projected)
+    summary["database"] = url
+    summary["seconds"] = round(time.perf_counter() - started, 1)
+    s.emit(summary, lambda console: _print(console, summary))
 
 
 def _require_empty(url: str) -> None:
@@ -48,29 +58,81 @@ def _require_empty(url: str) -> None:
         led.close()
 
 
-def _print_summary(console: Console, url: str, summary: dict[str, object]) -> None:
+def _summary(rm: Any, now: datetime, projected: int) -> dict[str, Any]:
+    half_year_ago = now - timedelta(days=182)
+    users = rm.list_users(include_inactive=True)
+    accounts = rm.list_accounts(include_closed=True)
+    names = {a.id: a.name for a in accounts}
+    dormant_since = now - timedelta(days=DORMANT_DAYS)
+    return {
+        "events": projected,
+        "period": {"from": (now - timedelta(days=365)).isoformat(), "to": now.isoformat()},
+        "accounts": [
+            {
+                "name": a.name,
+                "consultancy": names.get(a.consultancy_account_id),
+                "roles": a.account_roles,
+                "active_users": sum(1 for u in users if u.account_id == a.id and u.active),
+                "users": sum(1 for u in users if u.account_id == a.id),
+                "closed": a.closed,
+            }
+            for a in accounts
+        ],
+        "privileged": {
+            role: {
+                "now": sorted(u.email for u in rm.users_with_role(role)),
+                "six_months_ago": sorted(
+                    u.email for u in rm.users_with_role(role, at=half_year_ago)
+                ),
+            }
+            for role in PRIVILEGED
+        },
+        "dormant": [
+            {"email": u.email, "account": names[u.account_id], "last_login_at": u.last_login_at}
+            for u in users
+            if u.active and (u.last_login_at or u.created_at) < dormant_since
+        ],
+        "leavers": [
+            {"email": u.email, "account": names[u.account_id]} for u in users if not u.active
+        ],
+    }
+
+
+def _print(console: Console, summary: dict[str, Any]) -> None:
+    console.print(
+        f"[bold]Account Ledger demo[/bold]: {summary['events']} events from "
+        f"{summary['period']['from'][:10]} to {summary['period']['to'][:10]}, recorded into "
+        f"{summary['database']} and projected in {summary['seconds']} s.",
+        highlight=False,
+    )
     accounts = Table(title="Accounts")
-    for column in ("account", "users", "account roles"):
+    for column in ("account", "consultancy", "active / users", "account roles", "status"):
         accounts.add_column(column)
-    for row in summary["accounts"]:  # type: ignore[attr-defined]
-        accounts.add_row(row["name"], str(row["users"]), ", ".join(row["roles"]))
-    users = Table(title="Users")
-    for column in ("email", "account", "roles", "active", "logins", "last login (UTC)"):
-        users.add_column(column)
-    for row in summary["users"]:  # type: ignore[attr-defined]
-        last = row["last_login_at"]
-        users.add_row(
-            row["email"],
-            row["account"],
-            ", ".join(row["roles"]) or "-",
-            "yes" if row["active"] else "no",
-            str(row["logins"]),
-            last.strftime("%Y-%m-%d %H:%M") if last else "-",
+    for a in summary["accounts"]:
+        accounts.add_row(
+            a["name"],
+            a["consultancy"] or "-",
+            f"{a['active_users']} / {a['users']}",
+            ", ".join(a["roles"]) or "-",
+            "closed" if a["closed"] else "open",
         )
-    events = Table(title="Recorded events")
-    events.add_column("event")
-    events.add_column("count", justify="right")
-    for name, count in sorted(summary["events"].items()):  # type: ignore[attr-defined]
-        events.add_row(name, str(count))
-    console.print(accounts, users, events)
-    console.print(f"Recorded into [bold]{url}[/bold]")
+    privileged = Table(title="Privileged roles: effective holders")
+    for column in ("role", "now", "six months ago"):
+        privileged.add_column(column)
+    for role, holders in summary["privileged"].items():
+        privileged.add_row(
+            role, "\n".join(holders["now"]) or "-", "\n".join(holders["six_months_ago"]) or "-"
+        )
+    dormant = Table(title=f"Dormant users (active, no login for {DORMANT_DAYS} days)")
+    for column in ("email", "account", "last login"):
+        dormant.add_column(column)
+    for u in summary["dormant"]:
+        last = u["last_login_at"]
+        dormant.add_row(u["email"], u["account"], last.strftime("%Y-%m-%d") if last else "never")
+    console.print(accounts, privileged, dormant)
+    console.print(
+        f"Leavers (deactivated): {len(summary['leavers'])}. Try: "
+        f"ledger --db {summary['database']} query holders admin --at "
+        f"{(datetime.now(UTC) - timedelta(days=182)).date()}T00:00:00Z",
+        highlight=False,
+    )
