@@ -79,33 +79,49 @@ class Projector:
             query = query.with_for_update()
         found = conn.execute(query).scalar_one_or_none()
         if found is None:
-            conn.execute(insert(t.projection_tracking).values(name=TRACKING_NAME, position=0))
+            if lock:
+                conn.execute(insert(t.projection_tracking).values(name=TRACKING_NAME, position=0))
             return 0
         return int(found)
 
-    def catch_up(self) -> int:
-        """Project every event recorded so far, a page per transaction; return how many."""
-        projected = 0
-        while page := self.project_page():
-            projected += page
-        return projected
+    def catch_up(self, *, until: datetime | None = None, stop: int | None = None) -> int:
+        """Project every event recorded so far, a page per transaction; return how many.
 
-    def project_page(self) -> int:
-        """Project the next page of events and advance the position, in one transaction."""
+        `until` leaves out events recorded after that instant (for point-in-time replays);
+        `stop` reads no further than that position.
+        """
+        projected = 0
+        while True:
+            read, applied = self.project_page(until=until, stop=stop)
+            if not read:
+                return projected
+            projected += applied
+
+    def project_page(
+        self, *, until: datetime | None = None, stop: int | None = None
+    ) -> tuple[int, int]:
+        """Project the next page of events and advance the position, in one transaction;
+        return how many events were read and how many applied."""
+        applied = 0
         with self.engine.begin() as conn:
             start = self.position(conn, lock=True) + 1
+            if stop is not None and start > stop:
+                return 0, 0
             notifications = self.ledger.recorder.select_notifications(
-                start=start, limit=self.page_size
+                start=start, limit=self.page_size, stop=stop
             )
             for notification in notifications:
-                self.apply(conn, notification.id, self.ledger.mapper.to_domain_event(notification))
+                event: Event = self.ledger.mapper.to_domain_event(notification)
+                if until is None or event.timestamp <= until:
+                    self.apply(conn, notification.id, event)
+                    applied += 1
             if notifications:
                 conn.execute(
                     update(t.projection_tracking)
                     .where(t.projection_tracking.c.name == TRACKING_NAME)
                     .values(position=notifications[-1].id)
                 )
-        return len(notifications)
+        return len(notifications), applied
 
     def apply(self, conn: Connection, position: int, event: Event) -> None:
         handler = _HANDLERS.get(type(event))
@@ -346,6 +362,7 @@ def _user_reactivated(p: Projector, conn: Connection, e: Event) -> None:
 
 @handles(User.LoginRecorded)
 def _login_recorded(p: Projector, conn: Connection, e: Event) -> None:
+    conn.execute(insert(t.logins).values(position=p.position_now, user_id=e.originator_id, at=e.at))
     u = t.users.c
     conn.execute(update(t.users).where(_user(e)).values(login_count=u.login_count + 1))
     conn.execute(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import datetime
 
 from sqlalchemy import Engine, insert, select, text
 
@@ -15,15 +16,20 @@ from projections.queries import Queries
 
 _CREATE_LOCK = 7_350_002  # pg_advisory_xact_lock key: one process creates the tables at a time
 SCHEMA_ROW = "schema-version"
-SCHEMA_VERSION = 1  # raise whenever a read-model table changes shape
+SCHEMA_VERSION = 2  # raise whenever a read-model table changes shape
 
 
 class ReadModel(Queries):
     """`ReadModel(url=None)`: the same URL resolution as `Ledger`."""
 
-    def __init__(self, url: str | None = None, *, page_size: int = 1000) -> None:
+    def __init__(
+        self, url: str | None = None, *, page_size: int = 1000, source: Ledger | None = None
+    ) -> None:
+        """`source`: the ledger whose events to project (default: the one at `url`); a
+        point-in-time replay projects another database's events into a file of its own."""
         self.url = database_url(url)
         self.page_size = page_size
+        self._source = source
         self.engine: Engine = open_engine(self.url)
         self._writer = open_engine(self.url, writer=True)
         self._ledger: Ledger | None = None
@@ -53,14 +59,23 @@ class ReadModel(Queries):
     @property
     def projector(self) -> Projector:
         if self._projector is None:
-            if self._ledger is None:
-                self._ledger = Ledger(self.url)
-            self._projector = Projector(self._ledger, self._writer, page_size=self.page_size)
+            source = self._source
+            if source is None:
+                if self._ledger is None:
+                    self._ledger = Ledger(self.url)
+                source = self._ledger
+            self._projector = Projector(source, self._writer, page_size=self.page_size)
         return self._projector
 
-    def catch_up(self) -> int:
-        """Project every event recorded so far; return how many."""
-        return self.projector.catch_up()
+    def catch_up(self, *, until: datetime | None = None, stop: int | None = None) -> int:
+        """Project every event recorded so far; return how many. `until` leaves out events
+        recorded after that instant; `stop` reads no further than that position."""
+        return self.projector.catch_up(until=until, stop=stop)
+
+    def position(self) -> int:
+        """The position of the last event projected (0 before any)."""
+        with self.engine.connect() as conn:
+            return self.projector.position(conn)
 
     def follow(self, stop: threading.Event, interval: float = 0.2) -> None:
         """Keep projecting until `stop` is set (polling: works on SQLite and PostgreSQL)."""

@@ -120,6 +120,15 @@ user_activity = Table(
     Index("user_activity_by_user", "user_id", "active_from"),
 )
 
+logins = Table(
+    "logins",
+    metadata,
+    Column("position", BigInteger, primary_key=True, autoincrement=False),
+    Column("user_id", Uuid, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Index("logins_by_user", "user_id", "at"),
+)
+
 account_role_grants = Table(
     "account_role_grants",
     metadata,

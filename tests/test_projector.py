@@ -89,7 +89,7 @@ CATCH_UP = """
 import sys
 from projections import ReadModel
 rm = ReadModel(sys.argv[1], page_size=20)
-while rm.projector.project_page():
+while rm.projector.project_page()[0]:
     print("page", flush=True)
 print("done", flush=True)
 """

@@ -12,6 +12,7 @@ import psycopg
 import sqlalchemy.exc
 from eventsourcing.persistence import PersistenceError
 
+from ledger.cli.audit import audit
 from ledger.cli.batch import apply
 from ledger.cli.demo import demo
 from ledger.cli.reads import COMMANDS as READ_COMMANDS
@@ -55,5 +56,5 @@ def main(ctx: click.Context) -> None:
     ctx.call_on_close(found.close)
 
 
-for command in [*GROUPS, *READ_COMMANDS, apply, demo]:
+for command in [*GROUPS, *READ_COMMANDS, apply, audit, demo]:
     main.add_command(command)

@@ -1,0 +1,354 @@
+"""Compliance reports as pandas DataFrames, from the read models (each an indexed query)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+from uuid import UUID
+
+import pandas as pd
+from sqlalchemy import and_, func, or_, select
+
+from ledger.validation import Moment, optional, valid
+from projections import ReadModel
+from projections import tables as t
+
+PRIVILEGED_ROLES: Final = ("admin", "admin-reader", "account-admin", "consultant")
+REPORTS: Final = (
+    "access-review",
+    "role-changes",
+    "joiners-movers-leavers",
+    "dormant",
+    "privileged",
+)
+
+
+def _at(value: Any, what: str = "at") -> datetime:
+    return optional(Moment, value, what) or datetime.now(UTC)  # type: ignore[no-any-return]
+
+
+def _covers(start: Any, end: Any, at: datetime) -> Any:
+    return and_(start <= at, or_(end.is_(None), end > at))
+
+
+def _accounts(rm: ReadModel) -> dict[UUID, str]:
+    with rm.engine.connect() as conn:
+        return dict(conn.execute(select(t.accounts.c.id, t.accounts.c.name)).all())
+
+
+@dataclass(frozen=True)
+class _Person:
+    id: UUID
+    email: str
+    username: str
+    account: str | None
+    account_id: UUID
+    created_at: datetime
+    active: bool
+    held: list[str]
+    last_login_at: datetime | None
+
+
+def _people(rm: ReadModel, moment: datetime) -> list[_Person]:
+    """Every user that existed at `moment`, as they stood then."""
+    u, g, a, lg = t.users.c, t.role_grants.c, t.user_activity.c, t.logins.c
+    with rm.engine.connect() as conn:
+        people = conn.execute(
+            select(u.id, u.email, u.username, u.account_id, u.created_at)
+            .where(u.created_at <= moment)
+            .order_by(u.created_position)
+        ).all()
+        active = set(
+            conn.execute(
+                select(a.user_id).where(_covers(a.active_from, a.active_to, moment))
+            ).scalars()
+        )
+        held: dict[UUID, list[str]] = defaultdict(list)
+        for user_id, role in conn.execute(
+            select(g.user_id, g.role)
+            .where(_covers(g.granted_at, g.revoked_at, moment))
+            .order_by(g.role)
+        ):
+            held[user_id].append(role)
+        last_login = dict(
+            conn.execute(
+                select(lg.user_id, func.max(lg.at)).where(lg.at <= moment).group_by(lg.user_id)
+            ).all()
+        )
+    names = _accounts(rm)
+    return [
+        _Person(
+            p.id,
+            p.email,
+            p.username,
+            names.get(p.account_id),
+            p.account_id,
+            _utc(p.created_at) or moment,
+            p.id in active,
+            held[p.id],
+            _utc(last_login.get(p.id)),
+        )
+        for p in people
+    ]
+
+
+def access_review(rm: ReadModel, at: Any = None) -> pd.DataFrame:
+    """Every user that existed at `at`: account, active, effective roles, last login."""
+    rows = [
+        {
+            "user_id": p.id,
+            "email": p.email,
+            "username": p.username,
+            "account": p.account,
+            "account_id": p.account_id,
+            "active": p.active,
+            "roles": ";".join(p.held) if p.active else "",
+            "roles_held": ";".join(p.held),
+            "last_login_at": p.last_login_at,
+        }
+        for p in _people(rm, _at(at))
+    ]
+    return _frame(
+        rows,
+        [
+            "user_id",
+            "email",
+            "username",
+            "account",
+            "account_id",
+            "active",
+            "roles",
+            "roles_held",
+            "last_login_at",
+        ],
+    )
+
+
+def role_changes(rm: ReadModel, since: Any, until: Any = None) -> pd.DataFrame:
+    """Every role granted or revoked in [since, until): to whom, by whom, why."""
+    start, end = valid(Moment, since, "since"), _at(until, "until")
+    log, u = t.audit_log.c, t.users.c
+    events = ("RoleGranted", "RoleRevoked", "AccountRoleGranted", "AccountRoleRevoked")
+    names = _accounts(rm)
+    with rm.engine.connect() as conn:
+        emails = dict(conn.execute(select(u.id, u.email)).all())
+        rows = [
+            {
+                "timestamp": row.timestamp,
+                "subject_type": "user" if row.aggregate_type == "User" else "account",
+                "subject_id": row.aggregate_id,
+                "subject": emails.get(row.aggregate_id)
+                if row.aggregate_type == "User"
+                else names.get(row.aggregate_id),
+                "account": names.get(row.account_id),
+                "role": _fields(row.fields).get("role"),
+                "change": "granted" if row.event.endswith("Granted") else "revoked",
+                "actor": row.actor,
+                "reason": row.reason,
+                "command_id": row.command_id,
+                "position": row.position,
+            }
+            for row in conn.execute(
+                select(t.audit_log)
+                .where(log.event.in_(events), log.timestamp >= start, log.timestamp < end)
+                .order_by(log.position)
+            )
+        ]
+    return _frame(
+        rows,
+        [
+            "timestamp",
+            "subject_type",
+            "subject_id",
+            "subject",
+            "account",
+            "role",
+            "change",
+            "actor",
+            "reason",
+            "command_id",
+            "position",
+        ],
+    )
+
+
+def joiners_movers_leavers(rm: ReadModel, since: Any, until: Any = None) -> pd.DataFrame:
+    """Who joined (created), moved (roles or identity changed, reactivated) or left
+    (deactivated) in [since, until)."""
+    start, end = valid(Moment, since, "since"), _at(until, "until")
+    kinds = {
+        "UserCreated": "joiner",
+        "UserDeactivated": "leaver",
+        "UserReactivated": "mover",
+        "RoleGranted": "mover",
+        "RoleRevoked": "mover",
+        "UserUpdated": "mover",
+        "UserErased": "leaver",
+    }
+    log, u = t.audit_log.c, t.users.c
+    names = _accounts(rm)
+    with rm.engine.connect() as conn:
+        emails = dict(conn.execute(select(u.id, u.email)).all())
+        rows = [
+            {
+                "timestamp": row.timestamp,
+                "kind": kinds[row.event],
+                "event": row.event,
+                "user_id": row.aggregate_id,
+                "email": emails.get(row.aggregate_id),
+                "account": names.get(row.account_id),
+                "detail": _detail(row.event, row.fields),
+                "actor": row.actor,
+                "reason": row.reason,
+                "position": row.position,
+            }
+            for row in conn.execute(
+                select(t.audit_log)
+                .where(log.event.in_(kinds), log.timestamp >= start, log.timestamp < end)
+                .order_by(log.position)
+            )
+        ]
+    return _frame(
+        rows,
+        [
+            "timestamp",
+            "kind",
+            "event",
+            "user_id",
+            "email",
+            "account",
+            "detail",
+            "actor",
+            "reason",
+            "position",
+        ],
+    )
+
+
+def dormant_users(rm: ReadModel, days: int = 90, at: Any = None) -> pd.DataFrame:
+    """Users active at `at` who have not logged in for `days` days (or never, since joining
+    more than `days` days before)."""
+    moment = _at(at)
+    cutoff = moment - timedelta(days=days)
+    rows = [
+        {
+            "user_id": p.id,
+            "email": p.email,
+            "account": p.account,
+            "roles": ";".join(p.held),
+            "last_login_at": p.last_login_at,
+            "days_idle": (moment - (p.last_login_at or p.created_at)).days,
+        }
+        for p in _people(rm, moment)
+        if p.active and (p.last_login_at or p.created_at) <= cutoff
+    ]
+    return _frame(rows, ["user_id", "email", "account", "roles", "last_login_at", "days_idle"])
+
+
+def privileged_holders(
+    rm: ReadModel, at: Any = None, roles: tuple[str, ...] = PRIVILEGED_ROLES
+) -> pd.DataFrame:
+    """Effective holders of the privileged roles at `at`, with the time they got the role."""
+    moment = _at(at)
+    g, a, u = t.role_grants.c, t.user_activity.c, t.users.c
+    names = _accounts(rm)
+    with rm.engine.connect() as conn:
+        found = conn.execute(
+            select(g.role, g.user_id, g.granted_at, u.email, u.account_id)
+            .join(t.users, u.id == g.user_id)
+            .where(g.role.in_(roles), _covers(g.granted_at, g.revoked_at, moment))
+            .where(
+                select(a.user_id)
+                .where(a.user_id == g.user_id, _covers(a.active_from, a.active_to, moment))
+                .exists()
+            )
+            .order_by(g.role, u.email)
+        ).all()
+    rows = [
+        {
+            "role": r.role,
+            "user_id": r.user_id,
+            "email": r.email,
+            "account": names.get(r.account_id),
+            "since": _utc(r.granted_at),
+        }
+        for r in found
+    ]
+    return _frame(rows, ["role", "user_id", "email", "account", "since"])
+
+
+def privileged_timeline(
+    rm: ReadModel, since: Any, until: Any = None, roles: tuple[str, ...] = PRIVILEGED_ROLES
+) -> pd.DataFrame:
+    """Intervals in which each user effectively held each privileged role, clipped to
+    [since, until): the data of the report's timeline chart."""
+    start, end = valid(Moment, since, "since"), _at(until, "until")
+    g, a, u = t.role_grants.c, t.user_activity.c, t.users.c
+    with rm.engine.connect() as conn:
+        grants = conn.execute(
+            select(g.user_id, g.role, g.granted_at, g.revoked_at, u.email)
+            .join(t.users, u.id == g.user_id)
+            .where(
+                g.role.in_(roles),
+                g.granted_at < end,
+                or_(g.revoked_at.is_(None), g.revoked_at > start),
+            )
+        ).all()
+        user_ids = list({row.user_id for row in grants})
+        activity: dict[UUID, list[tuple[datetime, datetime | None]]] = defaultdict(list)
+        for user_id, active_from, active_to in conn.execute(
+            select(a.user_id, a.active_from, a.active_to).where(a.user_id.in_(user_ids))
+        ):
+            activity[user_id].append((active_from, active_to))
+    rows = []
+    for grant in grants:
+        for active_from, active_to in activity[grant.user_id]:
+            begin = max(grant.granted_at, active_from, start)
+            finish = min(x for x in (grant.revoked_at, active_to, end) if x is not None)
+            if begin < finish:
+                rows.append(
+                    {
+                        "email": grant.email,
+                        "user_id": grant.user_id,
+                        "role": grant.role,
+                        "start": _utc(begin),
+                        "end": _utc(finish),
+                    }
+                )
+    rows.sort(key=lambda r: (r["email"], r["role"], r["start"]))
+    return _frame(rows, ["email", "user_id", "role", "start", "end"])
+
+
+def _detail(event: str, fields: Any) -> str:
+    data = _fields(fields)
+    if event in ("RoleGranted", "RoleRevoked"):
+        return f"{'granted' if event == 'RoleGranted' else 'revoked'} {data.get('role')}"
+    if event == "UserUpdated":
+        changed = [k for k in ("email", "username", "timezone") if data.get(k) is not None]
+        return "changed " + ", ".join(changed)
+    return {
+        "UserCreated": "created",
+        "UserDeactivated": "deactivated",
+        "UserReactivated": "reactivated",
+        "UserErased": "personal data erased",
+    }[event]
+
+
+def _fields(value: Any) -> dict[str, Any]:
+    if isinstance(value, str):
+        import json
+
+        return dict(json.loads(value))
+    return dict(value or {})
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=columns)

@@ -1,0 +1,39 @@
+"""The integrity chain: each stored event's link is SHA-256 over the previous link and the
+event's stored form (position, originator, version, topic and state as written, personal data
+encrypted), so any change, deletion, insertion or reordering breaks every later link."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Final
+
+from eventsourcing.persistence import StoredEvent
+
+GENESIS: Final = "0" * 64
+DDL: Final = (
+    "CREATE TABLE IF NOT EXISTS ledger_chain (position BIGINT PRIMARY KEY, hash TEXT NOT NULL)"
+)
+SELECT_HEAD: Final = "SELECT position, hash FROM ledger_chain ORDER BY position DESC LIMIT 1"
+SELECT_PAGE: Final = (
+    "SELECT position, hash FROM ledger_chain WHERE position > ? ORDER BY position LIMIT ?"
+)
+INSERT: Final = "INSERT INTO ledger_chain (position, hash) VALUES (?, ?)"
+
+
+def link(previous: str, position: int, event: StoredEvent) -> str:
+    header = f"{previous}\x1f{position}\x1f{event.originator_id}\x1f{event.originator_version}"
+    digest = hashlib.sha256(f"{header}\x1f{event.topic}\x1f".encode())
+    digest.update(event.state)
+    return digest.hexdigest()
+
+
+def links(
+    previous: str, positions: Sequence[int], events: Sequence[StoredEvent]
+) -> list[tuple[int, str]]:
+    """The links of newly inserted events, continuing from the `previous` link."""
+    rows = []
+    for position, event in zip(positions, events, strict=True):
+        previous = link(previous, position, event)
+        rows.append((position, previous))
+    return rows

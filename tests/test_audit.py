@@ -1,0 +1,299 @@
+"""The compliance audit: a tamper-evident chain, point-in-time replay, the live-versus-replay
+check, and the reports. The adversarial tests edit the database directly."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+from click.testing import CliRunner
+
+from ledger import Ledger
+from ledger.audit import Audit, Digest
+from ledger.cli import main
+from ledger.storage import chain
+from ledger.storage.side_tables import SideWrite
+from projections import ReadModel
+from tests.conftest import ADMIN
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(hours=6)
+        return self.now
+
+
+@pytest.fixture
+def history(url: str) -> Ledger:
+    """28 events, one command every six hours from T0: roles, an account, four users (at
+    +30h, +36h, +42h, +48h) with logins and grants, a revocation, a leaver, an erasure."""
+    led = Ledger(url, clock=Clock())
+    for role in ("admin", "account-admin", "consultant"):
+        led.define_role(role, actor=ADMIN)
+    acme = led.create_account("Acme", actor=ADMIN)
+    users = [
+        led.create_user(f"u{i}@acme.org", account_id=acme, actor=ADMIN, roles=["admin"])
+        for i in range(4)
+    ]
+    for user in users:
+        led.record_login(user, ip="192.0.2.1")
+        led.grant_role(user, "consultant", actor=ADMIN, reason="JIRA-1")
+    led.revoke_role(users[1], "admin", actor=ADMIN)
+    led.deactivate_user(users[2], actor=ADMIN, reason="left")
+    led.erase_user(users[3], actor=ADMIN, reason="GDPR")
+    return led
+
+
+def events_table(led: Ledger) -> tuple[str, str]:
+    return (
+        ("stored_events", "rowid")
+        if led.url.startswith("sqlite")
+        else ("ledger_events", "notification_id")
+    )
+
+
+def raw(led: Ledger, sql: str, *params: object) -> None:
+    led.side.write_side([SideWrite(sql, tuple(params))])
+
+
+def state_at(led: Ledger, position: int) -> bytes:
+    table, column = events_table(led)
+    row = led.side.select_one(f"SELECT state FROM {table} WHERE {column} = ?", (position,))
+    assert row is not None
+    return bytes(row["state"])
+
+
+def verify(led: Ledger, kept: Digest | None = None) -> tuple[bool, int | None]:
+    with Audit(led.url) as audit:
+        result = audit.verify(kept)
+    return result.ok, result.first_bad_position
+
+
+def test_an_untouched_log_verifies_with_and_without_a_digest(history: Ledger) -> None:
+    with Audit(history.url) as audit:
+        kept = audit.digest()
+        result = audit.verify(kept)
+    assert result.ok and result.events == kept.position == history.recorder.max_notification_id()
+    assert result.summary().startswith("intact:")
+    assert verify(history) == (True, None)
+
+
+def test_a_flipped_byte_is_found(history: Ledger) -> None:
+    table, column = events_table(history)
+    state = bytearray(state_at(history, 7))
+    state[20] ^= 0x01
+    raw(history, f"UPDATE {table} SET state = ? WHERE {column} = ?", bytes(state), 7)
+    assert verify(history) == (False, 7)
+
+
+def test_a_deleted_event_is_found(history: Ledger) -> None:
+    table, column = events_table(history)
+    raw(history, f"DELETE FROM {table} WHERE {column} = ?", 9)
+    assert verify(history) == (False, 9)
+    raw(history, "DELETE FROM ledger_chain WHERE position = ?", 9)  # and its link too
+    assert verify(history) == (False, 10)
+
+
+def test_an_inserted_event_is_found(history: Ledger) -> None:
+    table, _ = events_table(history)
+    last = int(history.recorder.max_notification_id())
+    forged_id = "0" * 31 + "1" if history.url.startswith("sqlite") else str(UUID(int=1))
+    raw(
+        history,
+        f"INSERT INTO {table} (originator_id, originator_version, topic, state) "
+        "VALUES (?, 1, ?, ?)",
+        forged_id,
+        "ledger.domain.roles:Role.RoleDefined",
+        state_at(history, 1),
+    )
+    assert verify(history) == (False, last + 1)
+
+
+def test_swapped_events_are_found(history: Ledger) -> None:
+    table, column = events_table(history)
+    raw(history, f"UPDATE {table} SET {column} = -1 WHERE {column} = 12")
+    raw(history, f"UPDATE {table} SET {column} = 12 WHERE {column} = 13")
+    raw(history, f"UPDATE {table} SET {column} = 13 WHERE {column} = -1")
+    assert verify(history) == (False, 12)
+
+
+def test_a_corrupted_link_is_found(history: Ledger) -> None:
+    raw(history, "UPDATE ledger_chain SET hash = ? WHERE position = ?", "f" * 64, 5)
+    assert verify(history) == (False, 5)
+
+
+def test_truncation_is_found_by_a_kept_digest(history: Ledger) -> None:
+    with Audit(history.url) as audit:
+        kept = audit.digest()
+    table, column = events_table(history)
+    raw(history, f"DELETE FROM {table} WHERE {column} > ?", kept.position - 2)
+    raw(history, "DELETE FROM ledger_chain WHERE position > ?", kept.position - 2)
+    assert verify(history) == (True, None)  # a consistent, shorter chain ...
+    ok, position = verify(history, kept)  # ... that no longer reaches the kept head
+    assert not ok and position == kept.position - 2
+
+
+def test_a_rewritten_tail_with_fresh_links_is_found_by_a_kept_digest(history: Ledger) -> None:
+    with Audit(history.url) as audit:
+        kept = audit.digest()
+    table, column = events_table(history)
+    position = kept.position - 1
+    forged = state_at(history, position).replace(b"GDPR", b"ok!!")
+    raw(history, f"UPDATE {table} SET state = ? WHERE {column} = ?", forged, position)
+    # Recompute the links from the rewritten event on, as a careful forger would.
+    previous = history.side.select_one(
+        "SELECT hash FROM ledger_chain WHERE position = ?", (position - 1,)
+    )
+    assert previous is not None
+    notifications = history.recorder.select_notifications(start=position, limit=10)
+    for position_now, link in chain.links(
+        previous["hash"], [n.id for n in notifications], notifications
+    ):
+        raw(history, "UPDATE ledger_chain SET hash = ? WHERE position = ?", link, position_now)
+    assert verify(history) == (True, None)
+    assert verify(history, kept) == (False, kept.position)
+
+
+def test_erasure_never_breaks_the_chain(history: Ledger) -> None:
+    with Audit(history.url) as audit:
+        kept = audit.digest()
+    ann = history.create_user(
+        "ann@acme.org", account_id=history.account_id_for_name("Acme"), actor=ADMIN
+    )
+    history.record_login(ann, ip="192.0.2.99")
+    history.erase_user(ann, actor=ADMIN, reason="GDPR 2")
+    assert verify(history, kept) == (True, None)
+
+
+def test_verify_and_digest_from_the_shell(history: Ledger, tmp_path: Path) -> None:
+    runner = CliRunner()
+    digest = runner.invoke(main, ["--db", history.url, "audit", "digest"])
+    assert digest.exit_code == 0
+    kept = tmp_path / "digest.json"
+    kept.write_text(digest.stdout)
+    assert set(json.loads(digest.stdout)) == {"position", "hash", "time"}
+    ok = runner.invoke(main, ["--db", history.url, "audit", "verify", "--digest", str(kept)])
+    assert ok.exit_code == 0 and ok.stdout.startswith("intact:")
+    raw(history, "UPDATE ledger_chain SET hash = ? WHERE position = ?", "0" * 64, 3)
+    bad = runner.invoke(main, ["--db", history.url, "audit", "verify", "--digest", str(kept)])
+    assert bad.exit_code == 1 and "BROKEN at position 3" in bad.stdout
+    kept.write_text("not a digest")
+    wrong = runner.invoke(main, ["--db", history.url, "audit", "verify", "--digest", str(kept)])
+    assert wrong.exit_code == 1 and "not a digest" in wrong.stderr
+
+
+def test_replay_builds_the_read_models_as_they_stood(history: Ledger, tmp_path: Path) -> None:
+    live = ReadModel(history.url)
+    live.catch_up()
+    instant = T0 + timedelta(days=3)
+    out = tmp_path / "replay.db"
+    with Audit(history.url) as audit:
+        count = audit.replay(instant, out)
+    assert 0 < count < history.recorder.max_notification_id()
+    then = ReadModel(f"sqlite:///{out}")
+    try:
+        users = live.list_users(include_inactive=True)
+        past_users = then.list_users(include_inactive=True)
+        assert {u.id for u in past_users} == {u.id for u in users if u.created_at <= instant}
+        for user in past_users:
+            for role in ("admin", "consultant"):
+                assert then.has_role(user.id, role) == live.has_role(user.id, role, at=instant)
+            assert then.is_active(user.id) == live.is_active(user.id, at=instant)
+        later = then.audit_log()
+        assert later["timestamp"].max() <= instant
+        assert then.list_roles() == live.list_roles()
+    finally:
+        then.close()
+        live.close()
+
+
+def test_replay_from_the_shell_is_independent_of_the_live_read_models(
+    history: Ledger, tmp_path: Path
+) -> None:
+    out = tmp_path / "then.db"
+    result = CliRunner().invoke(
+        main,
+        [
+            "--db",
+            history.url,
+            "audit",
+            "replay",
+            "--until",
+            "2026-01-02T13:00:00+00:00",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    then = ReadModel(f"sqlite:///{out}")
+    try:
+        assert [u.email for u in then.users_with_role("admin")] == ["u0@acme.org", "u1@acme.org"]
+    finally:
+        then.close()
+
+
+def test_check_compares_live_read_models_with_a_replay(history: Ledger) -> None:
+    runner = CliRunner()
+    fine = runner.invoke(main, ["--db", history.url, "audit", "check"])
+    assert fine.exit_code == 0, fine.output
+    assert "equal a fresh replay" in fine.stdout
+    live = ReadModel(history.url)
+    with live.engine.begin() as conn:
+        from sqlalchemy import text
+
+        conn.execute(text("UPDATE users SET login_count = login_count + 5"))
+    live.close()
+    broken = runner.invoke(main, ["--db", history.url, "--json", "audit", "check"])
+    assert broken.exit_code == 1
+    found = json.loads(broken.stdout)["differences"]
+    assert len(found) == 1 and found[0].startswith("users:")
+
+
+def test_reports(history: Ledger) -> None:
+    with Audit(history.url) as audit:
+        review = audit.report("access-review", at=T0 + timedelta(days=30))
+        assert len(review) == 4
+        active = review.set_index("email")["active"].to_dict()
+        assert active == {
+            "u0@acme.org": True,
+            "u1@acme.org": True,
+            "u2@acme.org": False,
+            "[erased]": False,
+        }
+        roles = review.set_index("email")["roles"].to_dict()
+        assert roles["u0@acme.org"] == "admin;consultant"
+        assert roles["u1@acme.org"] == "consultant" and roles["u2@acme.org"] == ""
+        assert review["last_login_at"].notna().all()
+        early = audit.report("access-review", at=T0 + timedelta(hours=33))
+        assert list(early["email"]) == ["u0@acme.org"]
+
+        changes = audit.report("role-changes", since=T0, until=T0 + timedelta(days=30))
+        assert list(changes["change"]).count("revoked") == 1
+        grant = changes[changes["reason"] == "JIRA-1"].iloc[0]
+        assert (grant["role"], grant["actor"], grant["change"]) == ("consultant", ADMIN, "granted")
+        jml = audit.report("joiners-movers-leavers", since=T0, until=T0 + timedelta(days=30))
+        kinds = jml.groupby("kind")["user_id"].nunique().to_dict()
+        assert kinds == {"joiner": 4, "leaver": 2, "mover": 4}
+
+        privileged = audit.report("privileged", at=T0 + timedelta(days=30))
+        assert sorted(zip(privileged["role"], privileged["email"], strict=True)) == [
+            ("admin", "u0@acme.org"),
+            ("consultant", "u0@acme.org"),
+            ("consultant", "u1@acme.org"),
+        ]
+        dormant = audit.report("dormant", days=5, at=T0 + timedelta(days=30))
+        assert set(dormant["email"]) == {"u0@acme.org", "u1@acme.org"}
+        assert audit.report("dormant", days=90, at=T0 + timedelta(days=30)).empty
+
+        csv = audit.render(["privileged"], "csv", at=T0 + timedelta(days=30))
+        assert csv.splitlines()[0] == "role,user_id,email,account,since"
+        data = json.loads(audit.render(["role-changes", "dormant"], "json", since=T0))
+        assert set(data) == {"role-changes", "dormant"}
