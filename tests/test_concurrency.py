@@ -13,6 +13,7 @@ from uuid import UUID
 import pytest
 
 from ledger import Ledger
+from ledger.audit import Audit
 from tests import workers
 from tests.conftest import ADMIN
 from tests.helpers import event_names
@@ -78,6 +79,15 @@ def test_version_conflicts_on_one_user_are_retried(led: Ledger, acme: UUID) -> N
         fresh.close()
     names = event_names(led)
     assert names.count("LoginRecorded") == PROCESSES * rounds
+    assert_chain_intact(led)
+
+
+def assert_chain_intact(led: Ledger) -> None:
+    """Concurrent writers extend the integrity chain without a wrong or missing link."""
+    with Audit(led.url) as audit:
+        result = audit.verify()
+    assert result.ok, result.summary()
+    assert result.events == len(event_names(led))  # PostgreSQL ids may have gaps
 
 
 def test_renames_never_leave_two_open_accounts_with_one_name(led: Ledger) -> None:
@@ -95,3 +105,4 @@ def test_renames_never_leave_two_open_accounts_with_one_name(led: Ledger) -> Non
         "SELECT COUNT(*) AS n FROM ledger_claims WHERE kind = ?", ("account-name",)
     )
     assert claims is not None and claims["n"] == PROCESSES
+    assert_chain_intact(led)

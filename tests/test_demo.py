@@ -20,6 +20,16 @@ def test_demo_records_into_its_own_folder_afresh(tmp_path: Path) -> None:
     first = run_ledger("demo", cwd=tmp_path, env={"PATH": "/usr/bin:/bin"})
     assert first.returncode == 0, first.stderr
     assert "Greenhouse" in first.stdout and "Dormant users" in first.stdout
+    assert "Integrity chain: intact" in first.stdout
+    reports = tmp_path / "ledger-demo" / "reports"
+    assert {p.name for p in reports.iterdir()} == {
+        "access-review.csv",
+        "role-changes.csv",
+        "joiners-movers-leavers.csv",
+        "dormant.csv",
+        "privileged.csv",
+        "audit-report.html",
+    }
     database = tmp_path / "ledger-demo" / "ledger.db"
     led = Ledger(f"sqlite:///{database}")
     try:
@@ -57,4 +67,5 @@ def test_demo_refuses_a_database_that_holds_events(tmp_path: Path) -> None:
 def test_demo_writes_into_an_empty_database_given_by_url(url: str, tmp_path: Path) -> None:
     result = run_ledger("--db", url, "demo", "--seed", "3", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert not (tmp_path / "ledger-demo").exists()
+    assert not (tmp_path / "ledger-demo" / "ledger.db").exists()  # only the reports go there
+    assert (tmp_path / "ledger-demo" / "reports" / "audit-report.html").exists()

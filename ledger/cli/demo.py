@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ledger.application import Ledger
+from ledger.audit import TITLES, Audit
 from ledger.cli.state import global_options, state
 from ledger.demo import record_demo
 from ledger.errors import LedgerError
@@ -45,8 +46,33 @@ def demo(seed: int) -> None:
     projected = s.read_model.catch_up()
     summary = _summary(s.read_model, history.end, projected)
     summary["database"] = url
+    with Audit(url) as auditor:
+        verified = auditor.verify()
+        if not verified.ok:
+            raise LedgerError(f"the demo's integrity chain does not verify: {verified.summary()}")
+        summary["integrity"] = verified.summary()
+        summary["reports"] = _write_reports(auditor, history.end)
     summary["seconds"] = round(time.perf_counter() - started, 1)
     s.emit(summary, lambda console: _print(console, summary))
+
+
+def _write_reports(auditor: Audit, now: datetime) -> dict[str, str]:
+    folder = DEMO_DIR / "reports"
+    folder.mkdir(parents=True, exist_ok=True)
+    since = (now - timedelta(days=365)).isoformat()
+    written = {}
+    for name in TITLES:
+        path = folder / f"{name}.csv"
+        path.write_text(
+            auditor.render([name], "csv", at=now, since=since, until=now), encoding="utf-8"
+        )
+        written[name] = str(path)
+    page = folder / "audit-report.html"
+    page.write_text(
+        auditor.render(list(TITLES), "html", at=now, since=since, until=now), encoding="utf-8"
+    )
+    written["html"] = str(page)
+    return written
 
 
 def _require_empty(url: str) -> None:
@@ -130,9 +156,14 @@ def _print(console: Console, summary: dict[str, Any]) -> None:
         last = u["last_login_at"]
         dormant.add_row(u["email"], u["account"], last.strftime("%Y-%m-%d") if last else "never")
     console.print(accounts, privileged, dormant)
+    console.print(f"Leavers (deactivated): {len(summary['leavers'])}.", highlight=False)
+    console.print(f"Integrity chain: {summary['integrity']}", highlight=False)
+    reports = Path(summary["reports"]["html"]).parent
     console.print(
-        f"Leavers (deactivated): {len(summary['leavers'])}. Try: "
-        f"ledger --db {summary['database']} query holders admin --at "
-        f"{(datetime.now(UTC) - timedelta(days=182)).date()}T00:00:00Z",
+        f"Reports: {reports}/ (CSV per report, audit-report.html with a timeline)", highlight=False
+    )
+    since = (datetime.now(UTC) - timedelta(days=182)).date()
+    console.print(
+        f"Try: ledger --db {summary['database']} query holders admin --at {since}T00:00:00Z",
         highlight=False,
     )
