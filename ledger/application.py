@@ -123,8 +123,15 @@ class Ledger(Application[UUID]):
         return PersonalDataMapper(self.construct_transcoder(), self._keyring)
 
     def _load_secret(self) -> bytes:
-        self.side.write_side([side.put_secret_if_absent(_HMAC_SECRET, secrets.token_hex(32))])
-        row = self.side.select_one(side.SELECT_SECRET, (_HMAC_SECRET,))
+        return self.named_secret(_HMAC_SECRET)
+
+    def named_secret(self, name: str) -> bytes:
+        """A random server-side secret, made once per database and kept outside the events
+        (the keyed hashes use one; the read API signs its tokens with another)."""
+        row = self.side.select_one(side.SELECT_SECRET, (name,))
+        if row is None:
+            self.side.write_side([side.put_secret_if_absent(name, secrets.token_hex(32))])
+            row = self.side.select_one(side.SELECT_SECRET, (name,))
         assert row is not None
         return bytes.fromhex(row["value"])
 
@@ -911,6 +918,14 @@ class Ledger(Application[UUID]):
     def account_id_for_name(self, name: str) -> UUID | None:
         """The open account with this name."""
         return self._claim_owner(_ACCOUNT_NAME, valid(AccountName, name, "account name"))
+
+    def credential_version(self, user: Any) -> str | None:
+        """A short fingerprint of the user's stored password hash: it changes with every new
+        password (so tokens issued before stop working), None without a password."""
+        row = self.side.select_one(side.SELECT_CREDENTIAL, (str(as_uuid(user, "user")),))
+        if row is None:
+            return None
+        return hashlib.sha256(row["password_hash"].encode()).hexdigest()[:16]
 
     def verify_password(self, user: Any, password: str) -> bool:
         row = self.side.select_one(side.SELECT_CREDENTIAL, (str(as_uuid(user, "user")),))

@@ -284,3 +284,19 @@ def rebuild() -> None:
 
 
 COMMANDS = [query, project, rebuild]
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@global_options
+def serve(host: str, port: int) -> None:
+    """Serve the read API (FlexMeasures v3_0 routes; OpenAPI at /docs)."""
+    import uvicorn
+
+    from projections.api import create_app
+
+    uvicorn.run(create_app(state().url), host=host, port=port, log_level="info")
+
+
+COMMANDS.append(serve)

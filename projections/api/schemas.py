@@ -1,0 +1,124 @@
+"""The read API's request and response bodies, with FlexMeasures v3_0 field names."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from projections.models import AccountModel, UserModel
+
+
+class Versions(BaseModel):
+    flexmeasures_version: str
+    versions: list[str]
+    message: str
+
+
+class TokenRequest(BaseModel):
+    email: str
+    password: str
+
+
+class Token(BaseModel):
+    auth_token: str
+
+
+class Problem(BaseModel):
+    message: str
+    status: str
+
+
+class User(BaseModel):
+    id: UUID
+    email: str
+    username: str
+    account_id: UUID
+    active: bool
+    timezone: str
+    flexmeasures_roles: list[str] = Field(description="Names of the roles the user holds.")
+    last_login_at: datetime | None
+    last_seen_at: datetime | None
+
+    @classmethod
+    def of(cls, user: UserModel) -> User:
+        return cls(
+            id=user.id,
+            email=user.email,
+            username=user.username,
+            account_id=user.account_id,
+            active=user.active,
+            timezone=user.timezone,
+            flexmeasures_roles=user.roles,
+            last_login_at=user.last_login_at,
+            last_seen_at=user.last_seen_at,
+        )
+
+
+class UsersPage(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    data: list[User]
+    num_records: int = Field(alias="num-records")
+    filtered_records: int = Field(alias="filtered-records")
+
+
+class Account(BaseModel):
+    id: UUID
+    name: str
+    primary_color: str | None
+    secondary_color: str | None
+    logo_url: str | None
+    account_roles: list[str]
+    consultancy_account_id: UUID | None
+
+    @classmethod
+    def of(cls, account: AccountModel) -> Account:
+        return cls(
+            id=account.id,
+            name=account.name,
+            primary_color=account.primary_color,
+            secondary_color=account.secondary_color,
+            logo_url=account.logo_url,
+            account_roles=account.account_roles,
+            consultancy_account_id=account.consultancy_account_id,
+        )
+
+
+class AccountsPage(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    data: list[Account]
+    num_records: int = Field(alias="num-records")
+    filtered_records: int = Field(alias="filtered-records")
+
+
+class AuditLogEntry(BaseModel):
+    event: str = Field(description="What happened, in words.")
+    event_type: str = Field(description="The ledger's event name, e.g. RoleGranted.")
+    event_datetime: datetime
+    active_user_name: str | None = Field(description="Who did it: a username or an actor.")
+    active_user_id: UUID | None
+    reason: str | None
+
+
+class AuditLog(BaseModel):
+    audit_logs: list[AuditLogEntry]
+
+
+class Annotation(BaseModel):
+    id: UUID
+    account_id: UUID
+    content: str
+    start: datetime
+    end: datetime
+    belief_time: datetime | None
+    source: str
+    type: str
+
+
+class UserRoles(BaseModel):
+    user_id: UUID
+    at: datetime | None
+    roles: list[str]
