@@ -30,8 +30,9 @@ class World:
     tokens: dict[str, str | None] = field(default_factory=dict)
 
     def token(self, email: str) -> str:
-        response = self.client.post("/api/requestAuthToken",
-                                    json={"email": email, "password": PASSWORD})
+        response = self.client.post(
+            "/api/requestAuthToken", json={"email": email, "password": PASSWORD}
+        )
         assert response.status_code == 200, response.text
         return str(response.json()["auth_token"])
 
@@ -41,8 +42,18 @@ class World:
         return self.client.get(path, headers=headers, params=params or None)
 
 
-CALLERS = ["admin", "reader", "client_admin", "client_plain", "consultant", "rival",
-           "inactive", "no_token", "expired", "forged"]
+CALLERS = [
+    "admin",
+    "reader",
+    "client_admin",
+    "client_plain",
+    "consultant",
+    "rival",
+    "inactive",
+    "no_token",
+    "expired",
+    "forged",
+]
 UNAUTHENTICATED = {"inactive", "no_token", "expired", "forged"}
 # Which of the three target accounts (and their users) each caller may read ...
 READS = {
@@ -63,9 +74,12 @@ AUDITS = {
     "rival": {"foreign"},
 }
 CALLER_EMAIL = {
-    "admin": "admin@platform.example", "reader": "reader@platform.example",
-    "client_admin": "boss@client.example", "client_plain": "plain@client.example",
-    "consultant": "consultant@seita.example", "rival": "consultant@rival.example",
+    "admin": "admin@platform.example",
+    "reader": "reader@platform.example",
+    "client_admin": "boss@client.example",
+    "client_plain": "plain@client.example",
+    "consultant": "consultant@seita.example",
+    "rival": "consultant@rival.example",
     "inactive": "leaver@client.example",
 }
 
@@ -83,29 +97,37 @@ def build_world(url: str) -> World:
     a["client"] = led.create_account("Client", actor=ADMIN, consultancy_account_id=a["seita"])
     a["foreign"] = led.create_account("Foreign", actor=ADMIN, consultancy_account_id=a["rival"])
     people = [
-        ("admin", "platform", ["admin"]), ("reader", "platform", ["admin-reader"]),
-        ("client_admin", "client", ["account-admin"]), ("client_plain", "client", []),
-        ("consultant", "seita", ["consultant"]), ("rival", "rival", ["consultant"]),
+        ("admin", "platform", ["admin"]),
+        ("reader", "platform", ["admin-reader"]),
+        ("client_admin", "client", ["account-admin"]),
+        ("client_plain", "client", []),
+        ("consultant", "seita", ["consultant"]),
+        ("rival", "rival", ["consultant"]),
         ("inactive", "client", []),
     ]
     for name, account, roles in people:
-        world.users[name] = led.create_user(CALLER_EMAIL[name], account_id=a[account],
-                                            actor=ADMIN, roles=roles, password=PASSWORD)
+        world.users[name] = led.create_user(
+            CALLER_EMAIL[name], account_id=a[account], actor=ADMIN, roles=roles, password=PASSWORD
+        )
     for target in ("seita", "client", "foreign"):
         world.users[f"{target}_member"] = led.create_user(
-            f"member@{target}.example", account_id=a[target], actor=ADMIN)
+            f"member@{target}.example", account_id=a[target], actor=ADMIN
+        )
     for name in CALLER_EMAIL:
         world.tokens[name] = world.token(CALLER_EMAIL[name])
     led.deactivate_user(world.users["inactive"], actor=ADMIN)
     world.tokens["no_token"] = None
     world.tokens["forged"] = URLSafeTimedSerializer(b"not the secret", salt="auth-token").dumps(
-        {"user": str(world.users["admin"]), "credential": None})
+        {"user": str(world.users["admin"]), "credential": None}
+    )
     return world
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-          ) -> Iterator[World]:
+def world(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[World]:
     if request.param == "sqlite":
         url, drop = f"sqlite:///{tmp_path_factory.mktemp('api') / 'ledger.db'}", None
     else:
@@ -164,49 +186,67 @@ def test_list_routes_hold_exactly_what_the_caller_may_read(world: World) -> None
         if caller in UNAUTHENTICATED:
             assert response.status_code == 401
             continue
-        own = {"admin": "platform", "reader": "platform", "client_admin": "client",
-               "client_plain": "client", "consultant": "seita", "rival": "rival"}[caller]
+        own = {
+            "admin": "platform",
+            "reader": "platform",
+            "client_admin": "client",
+            "client_plain": "client",
+            "consultant": "seita",
+            "rival": "rival",
+        }[caller]
         visible = READS[caller] | {own}
         if caller in ("admin", "reader"):
             visible = set(world.accounts)
         assert {UUID(a["id"]) for a in response.json()} == {world.accounts[n] for n in visible}
         users = world.get("/api/v3_0/users", caller, include_inactive=True).json()
         expected_users = {
-            user_id for name, user_id in world.users.items()
-            if _account_of(name) in visible
+            user_id for name, user_id in world.users.items() if _account_of(name) in visible
         }
         assert {UUID(u["id"]) for u in users} == expected_users, caller
 
 
 def _account_of(user: str) -> str:
-    return {"admin": "platform", "reader": "platform", "client_admin": "client",
-            "client_plain": "client", "consultant": "seita", "rival": "rival",
-            "inactive": "client"}.get(user) or user.removesuffix("_member")
+    return {
+        "admin": "platform",
+        "reader": "platform",
+        "client_admin": "client",
+        "client_plain": "client",
+        "consultant": "seita",
+        "rival": "rival",
+        "inactive": "client",
+    }.get(user) or user.removesuffix("_member")
 
 
 def test_tokens(world: World) -> None:
     login = {"email": CALLER_EMAIL["client_plain"], "password": "wrong"}
     wrong = world.client.post("/api/requestAuthToken", json=login)
-    unknown = world.client.post("/api/requestAuthToken",
-                                json={"email": "nobody@x.example", "password": PASSWORD})
-    inactive = world.client.post("/api/requestAuthToken",
-                                 json={"email": CALLER_EMAIL["inactive"], "password": PASSWORD})
+    unknown = world.client.post(
+        "/api/requestAuthToken", json={"email": "nobody@x.example", "password": PASSWORD}
+    )
+    inactive = world.client.post(
+        "/api/requestAuthToken", json={"email": CALLER_EMAIL["inactive"], "password": PASSWORD}
+    )
     assert wrong.status_code == unknown.status_code == inactive.status_code == 401
     assert wrong.json() == unknown.json() == inactive.json()  # no user enumeration
     token = world.token(CALLER_EMAIL["client_plain"].upper())
     for header in (token, f"Bearer {token}"):
-        me = world.client.get(f"/api/v3_0/users/{world.users['client_plain']}",
-                              headers={"Authorization": header})
+        me = world.client.get(
+            f"/api/v3_0/users/{world.users['client_plain']}", headers={"Authorization": header}
+        )
         assert me.status_code == 200
-    assert world.get("/api/v3_0/accounts", "expired").json()["message"].startswith(
-        "the token has expired")
+    assert (
+        world.get("/api/v3_0/accounts", "expired")
+        .json()["message"]
+        .startswith("the token has expired")
+    )
 
 
 def test_a_token_stops_working_at_once(world: World) -> None:
     led = world.led
     email = "temp@client.example"
-    user = led.create_user(email, account_id=world.accounts["client"], actor=ADMIN,
-                           password=PASSWORD)
+    user = led.create_user(
+        email, account_id=world.accounts["client"], actor=ADMIN, password=PASSWORD
+    )
     path = f"/api/v3_0/users/{user}"
 
     def status(token: str) -> int:
@@ -230,15 +270,29 @@ def test_routes_and_fields(world: World) -> None:
     versions = world.client.get("/api/").json()
     assert versions["versions"] == ["v3_0"] and "flexmeasures_version" in versions
     me = world.get(f"/api/v3_0/users/{world.users['client_admin']}", "admin").json()
-    assert set(me) >= {"id", "email", "username", "account_id", "active", "timezone",
-                       "flexmeasures_roles", "last_login_at", "last_seen_at"}
+    assert set(me) >= {
+        "id",
+        "email",
+        "username",
+        "account_id",
+        "active",
+        "timezone",
+        "flexmeasures_roles",
+        "last_login_at",
+        "last_seen_at",
+    }
     assert me["flexmeasures_roles"] == ["account-admin"]
     assert datetime.fromisoformat(me["last_login_at"]).tzinfo is not None  # logged in on token
     account = world.get(f"/api/v3_0/accounts/{world.accounts['client']}", "admin").json()
     assert account == {
-        "id": str(world.accounts["client"]), "name": "Client", "primary_color": None,
-        "secondary_color": None, "logo_url": None, "account_roles": [],
-        "consultancy_account_id": str(world.accounts["seita"])}
+        "id": str(world.accounts["client"]),
+        "name": "Client",
+        "primary_color": None,
+        "secondary_color": None,
+        "logo_url": None,
+        "account_roles": [],
+        "consultancy_account_id": str(world.accounts["seita"]),
+    }
     log = world.get(f"/api/v3_0/users/{world.users['client_admin']}/auditlog", "admin").json()
     first = log["audit_logs"][0]
     assert set(first) >= {"event", "event_datetime", "active_user_name", "active_user_id"}
@@ -253,28 +307,49 @@ def test_routes_and_fields(world: World) -> None:
     assert {u["email"] for u in holders} == {CALLER_EMAIL["consultant"]}  # not the rival's
     everyone = world.get("/api/v3_0/roles/consultant/holders", "admin").json()
     assert len(everyone) == 2
-    past = world.get("/api/v3_0/roles/consultant/holders", "admin",
-                     at=(datetime.now(UTC) - timedelta(days=1)).isoformat()).json()
+    past = world.get(
+        "/api/v3_0/roles/consultant/holders",
+        "admin",
+        at=(datetime.now(UTC) - timedelta(days=1)).isoformat(),
+    ).json()
     assert past == []
     assert world.get("/api/v3_0/roles/nosuch/holders", "admin").status_code == 404
     assert world.get(f"/api/v3_0/users/{UUID(int=7)}", "admin").status_code == 404
     assert world.get("/api/v3_0/users/not-a-uuid", "admin").status_code == 422
-    naive = world.get(f"/api/v3_0/users/{world.users['admin']}/roles", "admin",
-                      at="2026-01-01T00:00:00")
+    naive = world.get(
+        f"/api/v3_0/users/{world.users['admin']}/roles", "admin", at="2026-01-01T00:00:00"
+    )
     assert naive.status_code == 422 and "naive" in naive.json()["message"]
 
 
 def test_annotations_route(world: World) -> None:
     led, client = world.led, world.accounts["client"]
     start = datetime(2026, 12, 24, tzinfo=UTC)
-    led.add_annotation(client, content="Christmas", start=start, end=start + timedelta(days=3),
-                       source="calendar", type="holiday", actor=ADMIN)
-    led.add_annotation(client, content="Outage", start=start - timedelta(days=30),
-                       end=start - timedelta(days=29), source="monitoring", type="alert",
-                       actor=ADMIN)
-    found = world.get(f"/api/v3_0/accounts/{client}/annotations", "client_plain",
-                      annotations_after=(start - timedelta(days=1)).isoformat()).json()
+    led.add_annotation(
+        client,
+        content="Christmas",
+        start=start,
+        end=start + timedelta(days=3),
+        source="calendar",
+        type="holiday",
+        actor=ADMIN,
+    )
+    led.add_annotation(
+        client,
+        content="Outage",
+        start=start - timedelta(days=30),
+        end=start - timedelta(days=29),
+        source="monitoring",
+        type="alert",
+        actor=ADMIN,
+    )
+    found = world.get(
+        f"/api/v3_0/accounts/{client}/annotations",
+        "client_plain",
+        annotations_after=(start - timedelta(days=1)).isoformat(),
+    ).json()
     assert [a["content"] for a in found] == ["Christmas"]
-    by_source = world.get(f"/api/v3_0/accounts/{client}/annotations", "consultant",
-                          source=["monitoring", "other"]).json()
+    by_source = world.get(
+        f"/api/v3_0/accounts/{client}/annotations", "consultant", source=["monitoring", "other"]
+    ).json()
     assert [a["content"] for a in by_source] == ["Outage"]

@@ -4,7 +4,6 @@ Read-only: it never records events, except a login when a token is issued (as Fl
 does). Every route answers from the read models, caught up first if they lag behind the log.
 """
 
-
 import threading
 from datetime import datetime
 from importlib.metadata import version
