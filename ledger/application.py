@@ -201,6 +201,23 @@ class Ledger(Application[UUID]):
         finally:
             self._local.batch = None
 
+    def _prefetch_commands(self, uow: UnitOfWork, command_ids: list[str]) -> None:
+        for start in range(0, len(command_ids), 500):
+            chunk = list(dict.fromkeys(command_ids[start : start + 500]))
+            marks = ", ".join("?" * len(chunk))
+            rows = self.side.select_all(
+                f"SELECT command_id, fingerprint, result FROM ledger_commands "
+                f"WHERE command_id IN ({marks})",
+                tuple(chunk),
+            )
+            found = {row["command_id"]: row for row in rows}
+            for command_id in chunk:
+                row = found.get(command_id)
+                if row is None:
+                    uow.commands_not_applied.add(command_id)
+                else:
+                    uow.command_results[command_id] = (row["fingerprint"], _decode(row["result"]))
+
     def _commit_batch(self, uow: UnitOfWork) -> None:
         """Save a batch's events and side rows in one transaction (no retry: on a conflict the
         caller re-runs the commands one by one)."""
@@ -319,6 +336,8 @@ class Ledger(Application[UUID]):
         """Whether the command id was applied before (in this batch or stored), and its result."""
         if uow is not None and command_id in uow.command_results:
             stored_fingerprint, result = uow.command_results[command_id]
+        elif uow is not None and command_id in uow.commands_not_applied:
+            return False, None
         else:
             row = self.side.select_one(side.SELECT_COMMAND, (command_id,))
             if row is None:

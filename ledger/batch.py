@@ -16,6 +16,11 @@ class Batch:
         self.ledger = ledger
         self.uow = uow
 
+    def prefetch_command_ids(self, command_ids: list[str]) -> None:
+        """Look up, in a few queries, which of these command ids were applied before, so the
+        batch's commands need no look-up each."""
+        self.ledger._prefetch_commands(self.uow, command_ids)
+
     def commit(self) -> None:
         """Save everything the batch's commands recorded, atomically. Raises eventsourcing's
         IntegrityError or OperationalError if a concurrent writer got in the way; then nothing

@@ -25,6 +25,7 @@ class UnitOfWork:
         self.after_commit: list[Callable[[], None]] = []
         self.claims: dict[tuple[str, str], UUID | None] = {}
         self.command_results: dict[str, tuple[str, Any]] = {}
+        self.commands_not_applied: set[str] = set()  # looked up: not in the command table
         self._aggregates: dict[UUID, LedgerAggregate] = {}
         self._touched: dict[UUID, int] = {}
         self._writes_mark = 0

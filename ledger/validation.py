@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, lru_cache
 from typing import Annotated, Any, Final, Literal, TypeVar, get_args
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -27,6 +27,7 @@ AnnotationType = Literal["alert", "holiday", "label", "feedback", "warning", "er
 assert get_args(AnnotationType) == ANNOTATION_TYPES
 
 
+@lru_cache(maxsize=65_536)
 def _email(value: str) -> str:
     try:
         return email_validator.validate_email(value, check_deliverability=False).normalized

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any, Final
 from uuid import UUID
 
-from sqlalchemy import Connection, Engine, and_, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, case, insert, or_, select, update
 
 from ledger.application import Ledger
 from ledger.domain import ERASED, Account, AccountRole, Role, User
@@ -70,6 +70,7 @@ class Projector:
         self.page_size = page_size
         self._account_of_user: dict[UUID, UUID] = {}
         self.position_now = 0  # the position of the event being applied
+        self._pending_log: list[dict[str, Any]] = []
 
     def position(self, conn: Connection, *, lock: bool = False) -> int:
         query = select(t.projection_tracking.c.position).where(
@@ -110,11 +111,13 @@ class Projector:
             notifications = self.ledger.recorder.select_notifications(
                 start=start, limit=self.page_size, stop=stop
             )
+            self._pending_log = []
             for notification in notifications:
                 event: Event = self.ledger.mapper.to_domain_event(notification)
                 if until is None or event.timestamp <= until:
                     self.apply(conn, notification.id, event)
                     applied += 1
+            self.flush(conn)
             if notifications:
                 conn.execute(
                     update(t.projection_tracking)
@@ -131,26 +134,34 @@ class Projector:
         self._log(conn, position, event)
 
     def _log(self, conn: Connection, position: int, event: Event) -> None:
+        """Queue the event's audit-log row; a page's rows are inserted together."""
         kind = aggregate_type(event)
         account_id = None
         if kind == "Account":
             account_id = event.originator_id
         elif kind == "User":
             account_id = self.account_of(conn, event.originator_id)
-        conn.execute(
-            insert(t.audit_log).values(
-                position=position,
-                timestamp=event.timestamp,
-                aggregate_id=event.originator_id,
-                aggregate_type=kind,
-                account_id=account_id,
-                event=type(event).__name__,
-                actor=event.actor,
-                reason=event.reason,
-                command_id=event.command_id,
-                fields=event_fields(event),
-            )
+        self._pending_log.append(
+            {
+                "position": position,
+                "timestamp": event.timestamp,
+                "aggregate_id": event.originator_id,
+                "aggregate_type": kind,
+                "account_id": account_id,
+                "event": type(event).__name__,
+                "actor": event.actor,
+                "reason": event.reason,
+                "command_id": event.command_id,
+                "fields": event_fields(event),
+            }
         )
+
+    def flush(self, conn: Connection) -> None:
+        """Insert the queued audit-log rows (before the page commits, or before a handler
+        that reads the audit log)."""
+        if self._pending_log:
+            conn.execute(_INSERT_LOG, self._pending_log)
+            self._pending_log = []
 
     def remember_account(self, user_id: UUID, account_id: UUID) -> None:
         self._account_of_user[user_id] = account_id
@@ -166,6 +177,60 @@ class Projector:
         return account_id
 
 
+# -- statements, built once -----------------------------------------------------------------
+
+_INSERT_LOG = insert(t.audit_log)
+_u, _a, _g, _ag, _act, _n = (
+    t.users.c,
+    t.accounts.c,
+    t.role_grants.c,
+    t.account_role_grants.c,
+    t.user_activity.c,
+    t.annotations.c,
+)
+_AT: Any = bindparam("b_at")
+_SET_CONSULTANCY = (
+    update(t.accounts)
+    .where(_a.id == bindparam("b_id"))
+    .values(consultancy_account_id=bindparam("b_consultancy"))
+)
+_CLOSE_ACCOUNT = (
+    update(t.accounts).where(_a.id == bindparam("b_id")).values(closed=True, closed_at=_AT)
+)
+_REVOKE_ACCOUNT_ROLE = (
+    update(t.account_role_grants)
+    .where(
+        _ag.account_id == bindparam("b_id"),
+        _ag.role == bindparam("b_role"),
+        _ag.revoked_at.is_(None),
+    )
+    .values(revoked_at=_AT)
+)
+_REMOVE_ANNOTATION = update(t.annotations).where(_n.id == bindparam("b_id")).values(removed_at=_AT)
+_REVOKE_ROLE = (
+    update(t.role_grants)
+    .where(_g.user_id == bindparam("b_id"), _g.role == bindparam("b_role"), _g.revoked_at.is_(None))
+    .values(revoked_at=_AT)
+)
+_SET_ACTIVE = update(t.users).where(_u.id == bindparam("b_id")).values(active=bindparam("b_active"))
+_CLOSE_ACTIVITY = (
+    update(t.user_activity)
+    .where(_act.user_id == bindparam("b_id"), _act.active_to.is_(None))
+    .values(active_to=_AT)
+)
+_COUNT_LOGIN = (
+    update(t.users)
+    .where(_u.id == bindparam("b_id"))
+    .values(
+        login_count=_u.login_count + 1,
+        last_login_at=case(
+            (or_(_u.last_login_at.is_(None), _u.last_login_at < _AT), _AT), else_=_u.last_login_at
+        ),
+    )
+)
+_SEEN = update(t.users).where(_u.id == bindparam("b_id")).values(last_seen_at=_AT)
+
+
 # -- role catalogues ----------------------------------------------------------------------------
 
 
@@ -173,134 +238,125 @@ class Projector:
 def _role_defined(p: Projector, conn: Connection, e: Event) -> None:
     table = t.roles if isinstance(e, Role.RoleDefined) else t.account_roles
     conn.execute(
-        insert(table).values(name=e.name, description=e.description, defined_at=e.timestamp)
+        insert(table), {"name": e.name, "description": e.description, "defined_at": e.timestamp}
     )
 
 
 # -- accounts -----------------------------------------------------------------------------------
 
 
-def _account(e: Event) -> Any:
-    return t.accounts.c.id == e.originator_id
-
-
 @handles(Account.AccountCreated)
 def _account_created(p: Projector, conn: Connection, e: Event) -> None:
     conn.execute(
-        insert(t.accounts).values(
-            id=e.originator_id,
-            name=e.name,
-            primary_color=e.primary_color,
-            secondary_color=e.secondary_color,
-            logo_url=e.logo_url,
-            consultancy_account_id=e.consultancy_account_id,
-            closed=False,
-            created_at=e.timestamp,
-        )
+        insert(t.accounts),
+        {
+            "id": e.originator_id,
+            "name": e.name,
+            "primary_color": e.primary_color,
+            "secondary_color": e.secondary_color,
+            "logo_url": e.logo_url,
+            "consultancy_account_id": e.consultancy_account_id,
+            "closed": False,
+            "created_at": e.timestamp,
+            "closed_at": None,
+        },
     )
 
 
 @handles(Account.AccountUpdated)
 def _account_updated(p: Projector, conn: Connection, e: Event) -> None:
-    conn.execute(update(t.accounts).where(_account(e)).values(**e.changes))
+    conn.execute(update(t.accounts).where(_a.id == e.originator_id).values(**e.changes))
 
 
 @handles(Account.ConsultancySet)
 def _consultancy_set(p: Projector, conn: Connection, e: Event) -> None:
     conn.execute(
-        update(t.accounts)
-        .where(_account(e))
-        .values(consultancy_account_id=e.consultancy_account_id)
+        _SET_CONSULTANCY, {"b_id": e.originator_id, "b_consultancy": e.consultancy_account_id}
     )
 
 
 @handles(Account.AccountClosed)
 def _account_closed(p: Projector, conn: Connection, e: Event) -> None:
-    conn.execute(update(t.accounts).where(_account(e)).values(closed=True, closed_at=e.timestamp))
+    conn.execute(_CLOSE_ACCOUNT, {"b_id": e.originator_id, "b_at": e.timestamp})
 
 
 @handles(Account.AccountRoleGranted)
 def _account_role_granted(p: Projector, conn: Connection, e: Event) -> None:
     conn.execute(
-        insert(t.account_role_grants).values(
-            account_id=e.originator_id, role=e.role, granted_at=e.timestamp
-        )
+        insert(t.account_role_grants),
+        {
+            "account_id": e.originator_id,
+            "role": e.role,
+            "granted_at": e.timestamp,
+            "revoked_at": None,
+        },
     )
 
 
 @handles(Account.AccountRoleRevoked)
 def _account_role_revoked(p: Projector, conn: Connection, e: Event) -> None:
-    g = t.account_role_grants.c
     conn.execute(
-        update(t.account_role_grants)
-        .where(
-            and_(
-                g.account_id == e.originator_id,
-                g.role == e.role,
-                g.revoked_at.is_(None),
-            )
-        )
-        .values(revoked_at=e.timestamp)
+        _REVOKE_ACCOUNT_ROLE, {"b_id": e.originator_id, "b_role": e.role, "b_at": e.timestamp}
     )
 
 
 @handles(Account.AnnotationAdded)
 def _annotation_added(p: Projector, conn: Connection, e: Event) -> None:
     conn.execute(
-        insert(t.annotations).values(
-            id=e.annotation_id,
-            account_id=e.originator_id,
-            content=e.content,
-            start=e.start,
-            end=e.end,
-            belief_time=e.belief_time,
-            source_name=e.source_name,
-            source_user_id=e.source_user_id,
-            type=e.type,
-            added_at=e.timestamp,
-        )
+        insert(t.annotations),
+        {
+            "id": e.annotation_id,
+            "account_id": e.originator_id,
+            "content": e.content,
+            "start": e.start,
+            "end": e.end,
+            "belief_time": e.belief_time,
+            "source_name": e.source_name,
+            "source_user_id": e.source_user_id,
+            "type": e.type,
+            "added_at": e.timestamp,
+            "removed_at": None,
+        },
     )
 
 
 @handles(Account.AnnotationRemoved)
 def _annotation_removed(p: Projector, conn: Connection, e: Event) -> None:
-    conn.execute(
-        update(t.annotations)
-        .where(t.annotations.c.id == e.annotation_id)
-        .values(removed_at=e.timestamp)
-    )
+    conn.execute(_REMOVE_ANNOTATION, {"b_id": e.annotation_id, "b_at": e.timestamp})
 
 
 # -- users --------------------------------------------------------------------------------------
 
 
-def _user(e: Event) -> Any:
-    return t.users.c.id == e.originator_id
+def _email_key(email: str) -> str:
+    return "" if email == ERASED else email.casefold()
 
 
 @handles(User.UserCreated)
 def _user_created(p: Projector, conn: Connection, e: Event) -> None:
     conn.execute(
-        insert(t.users).values(
-            id=e.originator_id,
-            email=e.email,
-            email_key=_email_key(e.email),
-            username=e.username,
-            account_id=e.account_id,
-            timezone=e.timezone,
-            active=True,
-            erased=False,
-            login_count=0,
-            created_at=e.timestamp,
-            created_position=p.position_now,
-        )
+        insert(t.users),
+        {
+            "id": e.originator_id,
+            "email": e.email,
+            "email_key": _email_key(e.email),
+            "username": e.username,
+            "account_id": e.account_id,
+            "timezone": e.timezone,
+            "active": True,
+            "erased": False,
+            "login_count": 0,
+            "last_login_at": None,
+            "last_seen_at": None,
+            "created_at": e.timestamp,
+            "created_position": p.position_now,
+        },
     )
-    conn.execute(insert(t.user_activity).values(user_id=e.originator_id, active_from=e.timestamp))
+    conn.execute(
+        insert(t.user_activity),
+        {"user_id": e.originator_id, "active_from": e.timestamp, "active_to": None},
+    )
     p.remember_account(e.originator_id, e.account_id)
-
-
-def _email_key(email: str) -> str:
-    return "" if email == ERASED else email.casefold()
 
 
 @handles(User.UserUpdated)
@@ -312,81 +368,56 @@ def _user_updated(p: Projector, conn: Connection, e: Event) -> None:
         values["username"] = e.username
     if e.timezone is not None:
         values["timezone"] = e.timezone
-    conn.execute(update(t.users).where(_user(e)).values(**values))
+    conn.execute(update(t.users).where(_u.id == e.originator_id).values(**values))
 
 
 @handles(User.RoleGranted)
 def _role_granted(p: Projector, conn: Connection, e: Event) -> None:
     conn.execute(
-        insert(t.role_grants).values(user_id=e.originator_id, role=e.role, granted_at=e.timestamp)
+        insert(t.role_grants),
+        {"user_id": e.originator_id, "role": e.role, "granted_at": e.timestamp, "revoked_at": None},
     )
 
 
 @handles(User.RoleRevoked)
 def _role_revoked(p: Projector, conn: Connection, e: Event) -> None:
-    g = t.role_grants.c
-    conn.execute(
-        update(t.role_grants)
-        .where(
-            and_(
-                g.user_id == e.originator_id,
-                g.role == e.role,
-                g.revoked_at.is_(None),
-            )
-        )
-        .values(revoked_at=e.timestamp)
-    )
+    conn.execute(_REVOKE_ROLE, {"b_id": e.originator_id, "b_role": e.role, "b_at": e.timestamp})
 
 
 @handles(User.UserDeactivated)
 def _user_deactivated(p: Projector, conn: Connection, e: Event) -> None:
-    conn.execute(update(t.users).where(_user(e)).values(active=False))
-    a = t.user_activity.c
-    conn.execute(
-        update(t.user_activity)
-        .where(
-            and_(
-                a.user_id == e.originator_id,
-                a.active_to.is_(None),
-            )
-        )
-        .values(active_to=e.timestamp)
-    )
+    conn.execute(_SET_ACTIVE, {"b_id": e.originator_id, "b_active": False})
+    conn.execute(_CLOSE_ACTIVITY, {"b_id": e.originator_id, "b_at": e.timestamp})
 
 
 @handles(User.UserReactivated)
 def _user_reactivated(p: Projector, conn: Connection, e: Event) -> None:
-    conn.execute(update(t.users).where(_user(e)).values(active=True))
-    conn.execute(insert(t.user_activity).values(user_id=e.originator_id, active_from=e.timestamp))
+    conn.execute(_SET_ACTIVE, {"b_id": e.originator_id, "b_active": True})
+    conn.execute(
+        insert(t.user_activity),
+        {"user_id": e.originator_id, "active_from": e.timestamp, "active_to": None},
+    )
 
 
 @handles(User.LoginRecorded)
 def _login_recorded(p: Projector, conn: Connection, e: Event) -> None:
-    conn.execute(insert(t.logins).values(position=p.position_now, user_id=e.originator_id, at=e.at))
-    u = t.users.c
-    conn.execute(update(t.users).where(_user(e)).values(login_count=u.login_count + 1))
     conn.execute(
-        update(t.users)
-        .where(
-            and_(
-                _user(e),
-                (u.last_login_at.is_(None)) | (u.last_login_at < e.at),
-            )
-        )
-        .values(last_login_at=e.at)
+        insert(t.logins), {"position": p.position_now, "user_id": e.originator_id, "at": e.at}
     )
+    conn.execute(_COUNT_LOGIN, {"b_id": e.originator_id, "b_at": e.at})
 
 
 @handles(User.LastSeenRecorded)
 def _last_seen_recorded(p: Projector, conn: Connection, e: Event) -> None:
-    conn.execute(update(t.users).where(_user(e)).values(last_seen_at=e.at))
+    conn.execute(_SEEN, {"b_id": e.originator_id, "b_at": e.at})
 
 
 @handles(User.UserErased)
 def _user_erased(p: Projector, conn: Connection, e: Event) -> None:
+    p.flush(conn)  # the rows to blank may still be queued
     conn.execute(
         update(t.users)
-        .where(_user(e))
+        .where(_u.id == e.originator_id)
         .values(email=ERASED, email_key="", username=ERASED, erased=True)
     )
     personal = {
@@ -396,10 +427,7 @@ def _user_erased(p: Projector, conn: Connection, e: Event) -> None:
     log = t.audit_log.c
     rows = conn.execute(
         select(log.position, log.event, log.fields).where(
-            and_(
-                log.aggregate_id == e.originator_id,
-                log.event.in_(personal),
-            )
+            log.aggregate_id == e.originator_id, log.event.in_(personal)
         )
     ).all()
     for position, name, fields in rows:

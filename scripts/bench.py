@@ -1,0 +1,558 @@
+#!/usr/bin/env python3
+"""Benchmark: each workload of SPEC §8 beside its physical reference, measured in the same run
+on the same database, as a ratio.
+
+    python scripts/bench.py                      # SQLite file, --scale small (under 2 minutes)
+    python scripts/bench.py --url postgresql+psycopg://postgres@127.0.0.1/postgres
+    python scripts/bench.py --scale full --out bench.json   # 100,000 users, 1,000,000 events
+
+On PostgreSQL the benchmark creates (and drops) a scratch database on the server of --url.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+SCALES = {
+    # users, extra events (logins and role changes), annotations, single commands, query samples
+    "tiny": dict(users=200, extra=1_000, annotations=300, singles=150, samples=100),
+    "small": dict(users=5_000, extra=45_000, annotations=10_000, singles=1_000, samples=500),
+    "full": dict(users=100_000, extra=700_000, annotations=10_000, singles=3_000, samples=2_000),
+}
+PAYLOAD = os.urandom(120).hex().encode()  # about the size of a stored event's state
+
+
+@dataclass
+class Result:
+    workload: str
+    figure: float
+    unit: str
+    reference: float
+    reference_name: str
+    ratio: float
+    target: str
+    passed: bool | None
+    note: str = ""
+
+
+# -- the databases ------------------------------------------------------------------------------
+
+
+@contextmanager
+def scratch_database(url: str | None) -> Iterator[str]:
+    if url is None:
+        with tempfile.TemporaryDirectory(prefix="ledger-bench-") as folder:
+            yield f"sqlite:///{Path(folder) / 'bench.db'}"
+        return
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    server = make_url(url)
+    name = f"ledger_bench_{uuid.uuid4().hex[:8]}"
+    admin = server.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class Raw:
+    """The physical references: a table shaped like the event table, driven directly."""
+
+    def __init__(self, url: str) -> None:
+        self.sqlite = url.startswith("sqlite")
+        if self.sqlite:
+            import sqlite3
+
+            self.conn: Any = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute(
+                "CREATE TABLE bench_events (originator_id TEXT, originator_version INTEGER, "
+                "topic TEXT, state BLOB, PRIMARY KEY (originator_id, originator_version))"
+            )
+            self.mark = "?"
+        else:
+            import psycopg
+
+            self.conn = psycopg.connect(
+                url.replace("postgresql+psycopg", "postgresql"), autocommit=True
+            )
+            self.conn.execute(
+                "CREATE TABLE bench_events (originator_id uuid, originator_version bigint, "
+                "topic text, state bytea, notification_id bigserial, "
+                "PRIMARY KEY (originator_id, originator_version))"
+            )
+            self.mark = "%s"
+        self.insert = (
+            f"INSERT INTO bench_events (originator_id, originator_version, topic, "
+            f"state) VALUES ({', '.join([self.mark] * 4)})"
+        )
+
+    def _row(self) -> tuple[Any, ...]:
+        key = uuid.uuid4()
+        return (key.hex if self.sqlite else key, 1, "ledger.domain.users:User.RoleGranted", PAYLOAD)
+
+    def single_inserts(self, count: int) -> float:
+        start = time.perf_counter()
+        for _ in range(count):
+            if self.sqlite:
+                self.conn.execute("BEGIN")
+                self.conn.execute(self.insert, self._row())
+                self.conn.execute("COMMIT")
+            else:
+                with self.conn.transaction():
+                    self.conn.execute(self.insert, self._row())
+        return count / (time.perf_counter() - start)
+
+    def executemany(self, count: int) -> float:
+        rows = [self._row() for _ in range(count)]
+        start = time.perf_counter()
+        if self.sqlite:
+            self.conn.execute("BEGIN")
+            self.conn.executemany(self.insert, rows)
+            self.conn.execute("COMMIT")
+        else:
+            with self.conn.transaction(), self.conn.cursor() as cursor:
+                cursor.executemany(self.insert, rows)
+        return count / (time.perf_counter() - start)
+
+    def point_selects(self, count: int) -> list[float]:
+        keys = [
+            row[0] for row in self.conn.execute("SELECT originator_id FROM bench_events").fetchall()
+        ]
+        query = (
+            f"SELECT state FROM bench_events WHERE originator_id = {self.mark} AND "
+            f"originator_version = 1"
+        )
+        latencies = []
+        for key in random.sample(keys, min(count, len(keys))):
+            start = time.perf_counter()
+            self.conn.execute(query, (key,)).fetchone()
+            latencies.append(time.perf_counter() - start)
+        return latencies
+
+    def full_scan(self) -> float:
+        order = "rowid" if self.sqlite else "notification_id"
+        start = time.perf_counter()
+        cursor = self.conn.execute(f"SELECT * FROM bench_events ORDER BY {order}")
+        count = 0
+        while rows := cursor.fetchmany(10_000):
+            count += len(rows)
+        return count / (time.perf_counter() - start)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+# -- measuring ----------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def ratio_result(
+    workload: str,
+    figure: float,
+    unit: str,
+    reference: float,
+    name: str,
+    target: float,
+    note: str = "",
+) -> Result:
+    ratio = figure / reference
+    return Result(
+        workload, figure, unit, reference, name, ratio, f">= {target:.0%}", ratio >= target, note
+    )
+
+
+def latency_result(workload: str, latencies: list[float], reference_p50: float) -> Result:
+    p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
+    ratio = p50 / reference_p50
+    return Result(
+        workload,
+        p50 * 1e6,
+        "us p50",
+        reference_p50 * 1e6,
+        "raw indexed SELECT p50",
+        ratio,
+        "p50 <= 5x",
+        ratio <= 5,
+        f"p99 {p99 * 1e6:.0f} us",
+    )
+
+
+def batch_lines(users: int, extra: int, annotations: int, rng: random.Random) -> list[str]:
+    lines = [
+        json.dumps({"command": "define_role", "name": r, "command_id": f"r-{r}"})
+        for r in ("admin", "account-admin", "consultant", "viewer")
+    ]
+    accounts = max(1, users // 500)
+    for a in range(accounts):
+        lines.append(
+            json.dumps(
+                {"command": "create_account", "name": f"Account {a}", "command_id": f"a-{a}"}
+            )
+        )
+    for u in range(users):
+        lines.append(
+            json.dumps(
+                {
+                    "command": "create_user",
+                    "email": f"user{u}@bench.example",
+                    "account": f"Account {u % accounts}",
+                    "roles": ["viewer"],
+                    "command_id": f"u-{u}",
+                }
+            )
+        )
+    moment = datetime(2026, 1, 1, tzinfo=UTC)
+    for e in range(extra):
+        user = f"user{rng.randrange(users)}@bench.example"
+        kind = e % 3
+        if kind == 0:
+            moment += timedelta(seconds=7)
+            lines.append(
+                json.dumps(
+                    {
+                        "command": "record_login",
+                        "user": user,
+                        "at": moment.isoformat(),
+                        "command_id": f"l-{e}",
+                    }
+                )
+            )
+        else:
+            command = "grant_role" if kind == 1 else "revoke_role"
+            lines.append(
+                json.dumps(
+                    {"command": command, "user": user, "role": "consultant", "command_id": f"g-{e}"}
+                )
+            )
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for n in range(annotations):
+        lines.append(
+            json.dumps(
+                {
+                    "command": "add_annotation",
+                    "account": "Account 0",
+                    "content": f"note {n}",
+                    "start": (start + timedelta(hours=n)).isoformat(),
+                    "end": (start + timedelta(hours=n + 2)).isoformat(),
+                    "source": "bench" if n % 2 else "monitoring",
+                    "type": "label",
+                    "command_id": f"n-{n}",
+                }
+            )
+        )
+    return lines
+
+
+def child_rss(code: str, url: str) -> tuple[float, float]:
+    """Run `code` in a fresh Python (after importing the audit module); return the seconds it
+    took and the peak RSS in MB of that process."""
+    wrapper = (
+        "import resource, sys, time\n"
+        "from datetime import UTC, datetime\n"
+        "from ledger.audit import Audit\n"
+        f"url = {url!r}\n"
+        "start = time.perf_counter()\n"
+        f"{code}\n"
+        "print(time.perf_counter() - start)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", wrapper], capture_output=True, text=True, check=True
+    ).stdout.split()
+    return float(output[-2]), float(output[-1])
+
+
+def writer(url: str, users: list[str], count: int) -> tuple[int, int]:
+    """One of four concurrent writers: (commands done, errors)."""
+    from ledger import Ledger, LedgerError
+
+    led = Ledger(url)
+    done = errors = 0
+    try:
+        for i in range(count):
+            user = uuid.UUID(users[i % len(users)])
+            try:
+                if i % 2:
+                    led.record_login(user)
+                else:
+                    led.grant_role(user, "consultant" if i % 4 else "viewer", actor="bench")
+                done += 1
+            except LedgerError:
+                errors += 1
+    finally:
+        led.close()
+    return done, errors
+
+
+# -- the run ------------------------------------------------------------------------------------
+
+
+def run(url: str, scale: dict[str, int], log: Callable[[str], None]) -> list[Result]:
+    from ledger import Ledger
+    from ledger.importer import Importer
+    from projections import ReadModel
+
+    rng = random.Random(42)
+    results: list[Result] = []
+    raw = Raw(url)
+    n_ref = max(200, scale["singles"])
+    single_rate = raw.single_inserts(n_ref)
+    many_rate = raw.executemany(max(20_000, scale["users"]))
+    point_p50 = percentile(raw.point_selects(scale["samples"]), 0.5)
+    scan_rate = raw.full_scan()
+    log(
+        f"references: {single_rate:,.0f} single inserts/s, {many_rate:,.0f} executemany rows/s, "
+        f"point SELECT p50 {point_p50 * 1e6:.0f} us, full scan {scan_rate:,.0f} rows/s"
+    )
+
+    led = Ledger(url)
+    lines = batch_lines(scale["users"], scale["extra"], scale["annotations"], rng)
+    importer = Importer(led, actor="bench", batch_size=2000)
+    start = time.perf_counter()
+    summary = importer.apply([(n, text) for n, text in enumerate(lines, 1)])
+    elapsed = time.perf_counter() - start
+    assert not summary.rejected, summary.rejected[:3]
+    events = int(led.recorder.max_notification_id())
+    results.append(
+        ratio_result(
+            "batch import (ledger apply)",
+            events / elapsed,
+            "events/s",
+            many_rate,
+            "executemany rows/s",
+            0.35,
+            f"{len(lines):,} lines, {events:,} events",
+        )
+    )
+    log(f"imported {len(lines):,} lines: {events:,} events in {elapsed:.1f} s")
+
+    users = [
+        str(led.user_id_for_email(f"user{u}@bench.example"))
+        for u in rng.sample(range(scale["users"]), min(500, scale["users"]))
+    ]
+    singles = scale["singles"]
+    start = time.perf_counter()
+    for i in range(singles):
+        user = users[i % len(users)]
+        if i % 3 == 0:
+            led.record_login(user)
+        elif i % 3 == 1:
+            led.grant_role(user, "admin", actor="bench")
+        else:
+            led.revoke_role(user, "admin", actor="bench")
+    rate = singles / (time.perf_counter() - start)
+    results.append(
+        ratio_result(
+            "single commands (grant/revoke/login)",
+            rate,
+            "commands/s",
+            single_rate,
+            "single-row insert per transaction /s",
+            0.35,
+        )
+    )
+    events = int(led.recorder.max_notification_id())
+
+    rm = ReadModel(url, page_size=2000)
+    start = time.perf_counter()
+    projected = rm.catch_up()
+    catch_up_seconds = time.perf_counter() - start
+    results.append(
+        ratio_result(
+            "projection catch_up",
+            projected / catch_up_seconds,
+            "events/s",
+            many_rate,
+            "executemany rows/s",
+            0.40,
+        )
+    )
+    start = time.perf_counter()
+    rebuilt = rm.rebuild()
+    results.append(
+        ratio_result(
+            "projection rebuild",
+            rebuilt / (time.perf_counter() - start),
+            "events/s",
+            many_rate,
+            "executemany rows/s",
+            0.40,
+        )
+    )
+    log(f"projected {projected:,} events in {catch_up_seconds:.1f} s")
+
+    sample = [uuid.UUID(u) for u in users[: scale["samples"]]]
+    at = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=20)
+    for name, call in (
+        ("has_role now", lambda u: rm.has_role(u, "consultant")),
+        ("has_role at=", lambda u: rm.has_role(u, "consultant", at=at)),
+    ):
+        latencies = []
+        for user in (sample * 3)[: scale["samples"]]:
+            begin = time.perf_counter()
+            call(user)
+            latencies.append(time.perf_counter() - begin)
+        results.append(latency_result(name, latencies, point_p50))
+    account = led.account_id_for_name("Account 0")
+    latencies = []
+    for i in range(min(scale["samples"], 300)):
+        window = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(
+            hours=rng.randrange(max(1, scale["annotations"]))
+        )
+        begin = time.perf_counter()
+        rm.search_annotations(
+            account,
+            annotations_after=window,
+            annotations_before=window + timedelta(hours=6),
+            source="bench" if i % 2 else None,
+        )
+        latencies.append(time.perf_counter() - begin)
+    results.append(
+        latency_result(
+            f"search_annotations ({scale['annotations']:,} on the account)", latencies, point_p50
+        )
+    )
+    rm.close()
+
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "replay.db"
+        seconds, rss = child_rss(
+            f"with Audit(url) as a: a.replay(datetime.now(UTC), {str(out)!r})", url
+        )
+    results.append(
+        Result(
+            "point-in-time replay (all events)",
+            seconds,
+            "s",
+            catch_up_seconds,
+            "catch_up s",
+            seconds / catch_up_seconds,
+            "<= 1.5x catch_up",
+            seconds <= 1.5 * catch_up_seconds,
+            f"peak RSS {rss:.0f} MB",
+        )
+    )
+    results.append(
+        Result("replay peak RSS", rss, "MB", 300, "limit MB", rss / 300, "<= 300 MB", rss <= 300)
+    )
+    seconds, rss = child_rss("with Audit(url) as a: assert a.verify().ok", url)
+    results.append(
+        ratio_result(
+            "verify",
+            events / seconds,
+            "events/s",
+            scan_rate,
+            "full ordered scan rows/s",
+            0.50,
+            f"peak RSS {rss:.0f} MB",
+        )
+    )
+    results.append(
+        Result("verify peak RSS", rss, "MB", 300, "limit MB", rss / 300, "<= 300 MB", rss <= 300)
+    )
+
+    if not url.startswith("sqlite"):
+        from concurrent.futures import ProcessPoolExecutor
+
+        per_writer = max(50, scale["singles"] // 4)
+        start = time.perf_counter()
+        with ProcessPoolExecutor(4) as pool:
+            outcomes = list(pool.map(writer, [url] * 4, [users] * 4, [per_writer] * 4))
+        seconds = time.perf_counter() - start
+        done = sum(o[0] for o in outcomes)
+        errors = sum(o[1] for o in outcomes)
+        results.append(
+            Result(
+                "4 writer processes",
+                done / seconds,
+                "commands/s",
+                single_rate,
+                "single-row insert per transaction /s",
+                done / seconds / single_rate,
+                "zero errors",
+                errors == 0,
+                f"{errors} errors",
+            )
+        )
+    led.close()
+    raw.close()
+    return results
+
+
+def show(results: list[Result], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("workload", "figure", "reference", "ratio", "target", ""):
+        table.add_column(column)
+    for r in results:
+        table.add_row(
+            r.workload + (f" ({r.note})" if r.note else ""),
+            f"{r.figure:,.1f} {r.unit}",
+            f"{r.reference:,.1f} ({r.reference_name})",
+            f"{r.ratio:.2f}",
+            r.target,
+            "" if r.passed is None else ("pass" if r.passed else "MISS"),
+        )
+    Console(width=160).print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--url", help="PostgreSQL server (a scratch database is made on it).")
+    parser.add_argument("--scale", choices=sorted(SCALES), default="small")
+    parser.add_argument("--out", help="Write the results as JSON to this file.")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    with scratch_database(args.url) as url:
+        backend = "SQLite" if url.startswith("sqlite") else "PostgreSQL"
+        results = run(url, SCALES[args.scale], lambda m: print(m, file=sys.stderr, flush=True))
+    title = (
+        f"{backend}, --scale {args.scale}, {datetime.now(UTC):%Y-%m-%d}, "
+        f"{time.perf_counter() - started:.0f} s"
+    )
+    show(results, title)
+    if args.out:
+        Path(args.out).write_text(
+            json.dumps(
+                {
+                    "backend": backend,
+                    "scale": args.scale,
+                    "date": datetime.now(UTC).isoformat(),
+                    "peak_rss_mb_bench": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                    "results": [asdict(r) for r in results],
+                },
+                indent=1,
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
