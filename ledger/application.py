@@ -218,6 +218,33 @@ class Ledger(Application[UUID]):
                 else:
                     uow.command_results[command_id] = (row["fingerprint"], _decode(row["result"]))
 
+    def _prefetch_claims(self, uow: UnitOfWork, wanted: list[tuple[str, str]]) -> None:
+        """Look up, a few queries per kind, who holds these unique values; the batch then
+        answers its own look-ups. A value claimed concurrently meanwhile makes the batch's
+        commit fail, and its lines are re-run one by one."""
+        keys: dict[str, set[str]] = {}
+        for kind, value in wanted:
+            try:
+                key = self._claim_key(
+                    kind, valid(Email, value, "email") if kind == _EMAIL else value
+                )
+            except ValidationError:
+                continue
+            if (kind, key) not in uow.claims:
+                keys.setdefault(kind, set()).add(key)
+        for kind, kind_keys in keys.items():
+            ordered = sorted(kind_keys)
+            for start in range(0, len(ordered), 500):
+                chunk = ordered[start : start + 500]
+                rows = self.side.select_all(
+                    f"SELECT key, owner_id FROM ledger_claims WHERE kind = ? "
+                    f"AND key IN ({', '.join('?' * len(chunk))})",
+                    (kind, *chunk),
+                )
+                owners = {row["key"]: UUID(row["owner_id"]) for row in rows}
+                for key in chunk:
+                    uow.claims[(kind, key)] = owners.get(key)
+
     def _commit_batch(self, uow: UnitOfWork) -> None:
         """Save a batch's events and side rows in one transaction (no retry: on a conflict the
         caller re-runs the commands one by one)."""

@@ -21,6 +21,20 @@ class Batch:
         batch's commands need no look-up each."""
         self.ledger._prefetch_commands(self.uow, command_ids)
 
+    def prefetch_claims(
+        self, emails: list[str], usernames: list[str], account_names: list[str]
+    ) -> None:
+        """Look up who holds these emails, usernames and open account names, in a few
+        queries, so the batch's commands and references need no look-up each."""
+        self.ledger._prefetch_claims(
+            self.uow,
+            [
+                *(("email", e) for e in emails),
+                *(("username", u) for u in usernames),
+                *(("account-name", a) for a in account_names),
+            ],
+        )
+
     def commit(self) -> None:
         """Save everything the batch's commands recorded, atomically. Raises eventsourcing's
         IntegrityError or OperationalError if a concurrent writer got in the way; then nothing

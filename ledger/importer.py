@@ -108,17 +108,34 @@ def read_lines(lines: Iterable[str]) -> list[tuple[int, str]]:
     ]
 
 
-def _command_ids(chunk: list[tuple[int, str]]) -> list[str]:
-    """The command ids the lines name (a quick look; parsing proper happens per line)."""
-    found = []
+def _references(
+    chunk: list[tuple[int, str]],
+) -> tuple[list[str], list[str], list[str], list[str]]:
+    """The command ids, emails, usernames and account names the lines name (a quick look to
+    fetch them in bulk; parsing proper happens per line)."""
+    ids, emails, usernames, accounts = [], [], [], []
     for _, text in chunk:
         try:
             data = json.loads(text)
         except json.JSONDecodeError:
             continue
-        if isinstance(data, dict) and isinstance(data.get("command_id"), str):
-            found.append(data["command_id"].strip())
-    return found
+        if not isinstance(data, dict):
+            continue
+        if isinstance(data.get("command_id"), str):
+            ids.append(data["command_id"].strip())
+        for key in ("user", "email"):
+            value = data.get(key)
+            if isinstance(value, str) and "@" in value:
+                emails.append(value)
+                if key == "email":
+                    usernames += [value.rsplit("@", 1)[0], value]
+        if isinstance(data.get("username"), str):
+            usernames.append(data["username"])
+        for key in ("account", "consultancy_account_id", "name"):
+            value = data.get(key)
+            if isinstance(value, str):
+                accounts.append(value.strip())
+    return ids, emails, usernames, accounts
 
 
 class Importer:
@@ -261,7 +278,9 @@ class Importer:
     ) -> tuple[list[LineResult], bool]:
         try:
             with self.ledger.batch() as batch:
-                batch.prefetch_command_ids(_command_ids(chunk))
+                ids, emails, usernames, accounts = _references(chunk)
+                batch.prefetch_command_ids(ids)
+                batch.prefetch_claims(emails, usernames, accounts)
                 results, stopped = self._run_lines(chunk, stop_on_error)
                 batch.commit()
             return results, stopped
