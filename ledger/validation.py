@@ -140,6 +140,13 @@ def as_uuid(value: Any, what: str) -> UUID:
 def role_name(value: Any, what: str = "role") -> str:
     """A role given by name or as a role model with a `name`."""
     name = value if isinstance(value, str) else getattr(value, "name", value)
+    if isinstance(name, str):
+        return _role_name(name, what)
+    return str(valid(RoleName, name, f"{what} name"))
+
+
+@lru_cache(maxsize=4096)
+def _role_name(name: str, what: str) -> str:
     return str(valid(RoleName, name, f"{what} name"))
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 from uuid import UUID
 
 import pandas as pd
-from sqlalchemy import Engine, and_, exists, or_, select
+from sqlalchemy import Engine, String, Uuid, and_, bindparam, exists, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from ledger.validation import Moment, as_uuid, optional, role_name
@@ -37,13 +37,16 @@ ANNOTATION_FRAME_COLUMNS: Final = ["start", "end", "belief_time", "source", "typ
 
 
 def _moment(value: Any, what: str = "at") -> datetime | None:
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(UTC)  # the common case, without a validator round
     return optional(Moment, value, what)  # type: ignore[no-any-return]
 
 
 def _held_at(
-    columns: tuple[ColumnElement[datetime], ColumnElement[datetime]], at: datetime | None
+    columns: tuple[ColumnElement[datetime], ColumnElement[datetime]], at: Any
 ) -> ColumnElement[bool]:
-    """An interval row (granted_at/revoked_at or active_from/active_to) that covers `at`."""
+    """An interval row (granted_at/revoked_at or active_from/active_to) that covers `at` (an
+    instant or a bound parameter; None: now)."""
     start, end = columns
     if at is None:
         return end.is_(None)
@@ -55,6 +58,31 @@ def _active(user_id: Any, at: datetime | None) -> ColumnElement[bool]:
     return exists().where(a.user_id == user_id, _held_at((a.active_from, a.active_to), at))
 
 
+# The hottest questions, built once with bound parameters (u: user id, r: role, at: instant).
+_U, _R, _AT = (
+    bindparam("u", type_=Uuid()),
+    bindparam("r", type_=String()),
+    bindparam("at", type_=t.UTCDateTime()),
+)
+_grants, _activity = t.role_grants.c, t.user_activity.c
+_ACTIVE_NOW = select(exists().where(_activity.user_id == _U, _activity.active_to.is_(None)))
+_ACTIVE_AT = select(
+    exists().where(
+        _activity.user_id == _U, _held_at((_activity.active_from, _activity.active_to), _AT)
+    )
+)
+_HELD_NOW = and_(_grants.user_id == _U, _grants.revoked_at.is_(None))
+_HELD_AT = and_(_grants.user_id == _U, _held_at((_grants.granted_at, _grants.revoked_at), _AT))
+_HAS_ROLE_NOW = select(exists().where(_HELD_NOW, _grants.role == _R, _ACTIVE_NOW.scalar_subquery()))
+_HAS_ROLE_AT = select(exists().where(_HELD_AT, _grants.role == _R, _ACTIVE_AT.scalar_subquery()))
+_ROLES = {
+    (True, False): select(_grants.role).where(_HELD_NOW),
+    (True, True): select(_grants.role).where(_HELD_NOW, _ACTIVE_NOW.scalar_subquery()),
+    (False, False): select(_grants.role).where(_HELD_AT),
+    (False, True): select(_grants.role).where(_HELD_AT, _ACTIVE_AT.scalar_subquery()),
+}
+
+
 class Queries:
     engine: Engine
 
@@ -63,34 +91,31 @@ class Queries:
     def has_role(self, user: Any, role: Any, at: datetime | None = None) -> bool:
         """Whether the user effectively holds the role (now, or at `at`); never if inactive."""
         user_id, name, moment = as_uuid(user, "user"), role_name(role), _moment(at)
-        g = t.role_grants.c
-        query = select(
-            exists().where(
-                g.user_id == user_id,
-                g.role == name,
-                _held_at((g.granted_at, g.revoked_at), moment),
-                _active(user_id, moment),
-            )
+        query, params = (
+            (_HAS_ROLE_NOW, {"u": user_id, "r": name})
+            if moment is None
+            else (_HAS_ROLE_AT, {"u": user_id, "r": name, "at": moment})
         )
         with self.engine.connect() as conn:
-            return bool(conn.execute(query).scalar())
+            return bool(conn.execute(query, params).scalar())
 
     def roles(self, user: Any, at: datetime | None = None, effective: bool = True) -> set[str]:
         """Role names held (now or at `at`); with `effective`, none while the user is inactive."""
         user_id, moment = as_uuid(user, "user"), _moment(at)
-        g = t.role_grants.c
-        query = select(g.role).where(
-            g.user_id == user_id, _held_at((g.granted_at, g.revoked_at), moment)
-        )
-        if effective:
-            query = query.where(_active(user_id, moment))
+        query = _ROLES[(moment is None, effective)]
+        params: dict[str, Any] = {"u": user_id} if moment is None else {"u": user_id, "at": moment}
         with self.engine.connect() as conn:
-            return set(conn.execute(query).scalars())
+            return set(conn.execute(query, params).scalars())
 
     def is_active(self, user: Any, at: datetime | None = None) -> bool:
         user_id, moment = as_uuid(user, "user"), _moment(at)
+        query, params = (
+            (_ACTIVE_NOW, {"u": user_id})
+            if moment is None
+            else (_ACTIVE_AT, {"u": user_id, "at": moment})
+        )
         with self.engine.connect() as conn:
-            return bool(conn.execute(select(_active(user_id, moment))).scalar())
+            return bool(conn.execute(query, params).scalar())
 
     def account_has_role(self, account: Any, role: Any, at: datetime | None = None) -> bool:
         account_id = as_uuid(account, "account")

@@ -22,7 +22,8 @@ def sqlalchemy_url(url: str) -> URL:
 
 def open_engine(url: str, *, writer: bool = False) -> Engine:
     """An engine on the ledger database. On SQLite a `writer` engine begins its transactions
-    with BEGIN IMMEDIATE, so a read-then-write transaction never fails to upgrade its lock."""
+    with BEGIN IMMEDIATE, so a read-then-write transaction never fails to upgrade its lock;
+    a reader's statements run in autocommit."""
     target = sqlalchemy_url(url)
     if target.get_backend_name() != "sqlite":
         return create_engine(target, pool_pre_ping=True)
@@ -36,8 +37,12 @@ def open_engine(url: str, *, writer: bool = False) -> Engine:
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.close()
 
-    @event.listens_for(engine, "begin")
-    def _begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
+    if writer:
 
+        @event.listens_for(engine, "begin")
+        def _begin(connection: Any) -> None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    # Readers run in autocommit: each statement sees a consistent snapshot of its own, and a
+    # point query costs no BEGIN/ROLLBACK round.
     return engine
