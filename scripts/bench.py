@@ -269,16 +269,18 @@ def batch_lines(users: int, extra: int, annotations: int, rng: random.Random) ->
 
 def child_rss(code: str, url: str) -> tuple[float, float]:
     """Run `code` in a fresh Python (after importing the audit module); return the seconds it
-    took and the peak RSS in MB of that process."""
+    took and the peak RSS in MB of that process (VmHWM: getrusage's maxrss would include this
+    parent's, as Linux keeps it across fork and exec)."""
     wrapper = (
-        "import resource, sys, time\n"
+        "import sys, time\n"
         "from datetime import UTC, datetime\n"
         "from ledger.audit import Audit\n"
         f"url = {url!r}\n"
         "start = time.perf_counter()\n"
         f"{code}\n"
         "print(time.perf_counter() - start)\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0]\n"
+        "print(int(hwm.split()[1]) / 1024)\n"
     )
     output = subprocess.run(
         [sys.executable, "-c", wrapper], capture_output=True, text=True, check=True
