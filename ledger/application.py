@@ -103,6 +103,7 @@ class Ledger(Application[UUID]):
         self._keyring = Keyring()
         self._clock = clock or now
         self._local = threading.local()
+        self._defined_roles: set[tuple[str, str]] = set()
         self._hasher = PasswordHasher()
         settings = {"AGGREGATE_CACHE_MAXSIZE": "10000", **eventsourcing_env(self.url)}
         super().__init__(env=settings)
@@ -381,9 +382,15 @@ class Ledger(Application[UUID]):
         return Meta(meta.actor, reason, meta.command_id, meta.timestamp)
 
     def _check_role(self, uow: UnitOfWork, cls: type[Role | AccountRole], name: str) -> None:
+        """A role must be defined before it is granted. Roles are never undefined, so a role
+        once found needs no look-up again."""
+        key = (cls.catalogue, name)
+        if key in self._defined_roles:
+            return
         if not uow.exists(cls, cls.id_for(name)):
             what = "role" if cls is Role else "account role"
             raise NotFound(f"{what} {name!r} is not defined")
+        self._defined_roles.add(key)
 
     # -- role catalogues ------------------------------------------------------------------------
 
