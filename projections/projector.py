@@ -228,6 +228,12 @@ _COUNT_LOGIN = (
         ),
     )
 )
+_SPAN: Any = bindparam("b_span")
+_WIDEN_SPAN = (
+    update(t.accounts)
+    .where(_a.id == bindparam("b_id"))
+    .values(annotation_span=case((_a.annotation_span < _SPAN, _SPAN), else_=_a.annotation_span))
+)
 _SEEN = update(t.users).where(_u.id == bindparam("b_id")).values(last_seen_at=_AT)
 
 
@@ -259,6 +265,7 @@ def _account_created(p: Projector, conn: Connection, e: Event) -> None:
             "closed": False,
             "created_at": e.timestamp,
             "closed_at": None,
+            "annotation_span": 0.0,
         },
     )
 
@@ -317,6 +324,9 @@ def _annotation_added(p: Projector, conn: Connection, e: Event) -> None:
             "added_at": e.timestamp,
             "removed_at": None,
         },
+    )
+    conn.execute(
+        _WIDEN_SPAN, {"b_id": e.originator_id, "b_span": (e.end - e.start).total_seconds()}
     )
 
 

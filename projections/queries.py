@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 from uuid import UUID
 
@@ -280,12 +280,18 @@ class Queries:
             if annotations_before is None:
                 annotations_before = annotation_ends_before
         n = t.annotations.c
-        conditions: list[ColumnElement[bool]] = [
-            n.account_id == as_uuid(account, "account"),
-            n.removed_at.is_(None),
-        ]
+        account_id = as_uuid(account, "account")
+        conditions: list[ColumnElement[bool]] = [n.account_id == account_id, n.removed_at.is_(None)]
         if (after := _moment(annotations_after, "annotations_after")) is not None:
             conditions.append(n.end > after)
+            # No annotation is longer than the account's span, so one that ends after `after`
+            # starts after `after - span`: that bound lets the (account, start) index do the work.
+            with self.engine.connect() as conn:
+                span = conn.execute(
+                    select(t.accounts.c.annotation_span).where(t.accounts.c.id == account_id)
+                ).scalar_one_or_none()
+            if span is not None:
+                conditions.append(n.start > after - timedelta(seconds=span + 1))
         if (before := _moment(annotations_before, "annotations_before")) is not None:
             conditions.append(n.start < before)
         if (belief_after := _moment(beliefs_after, "beliefs_after")) is not None:

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -78,6 +79,8 @@ accounts = Table(
     Column("closed", Boolean, nullable=False, default=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("closed_at", UTCDateTime),
+    # The longest annotation ever added (seconds): bounds `start` in an "ends after" search.
+    Column("annotation_span", Float, nullable=False, default=0.0),
 )
 
 users = Table(

@@ -262,6 +262,29 @@ def test_search_annotations_bounds_are_exclusive(rm: ReadModel, annotated: tuple
     ) == ["February", "Outage"]
 
 
+def test_a_long_annotation_is_found_from_a_late_window(timed: Ledger, rm: ReadModel) -> None:
+    acme = timed.create_account("Acme", actor=ADMIN)
+    year = timed.add_annotation(
+        acme, content="The year", start=T0, end=T0 + timedelta(days=365), source="plan", actor=ADMIN
+    )
+    for day in range(40):
+        timed.add_annotation(
+            acme,
+            content=f"day {day}",
+            start=T0 + timedelta(days=day),
+            end=T0 + timedelta(days=day, hours=1),
+            source="log",
+            actor=ADMIN,
+        )
+    rm.catch_up()
+    late = rm.search_annotations(acme, annotations_after=T0 + timedelta(days=300))
+    assert [a.id for a in late] == [year]  # type: ignore[union-attr]
+    window = rm.search_annotations(
+        acme, annotations_after=T0 + timedelta(days=10), annotations_before=T0 + timedelta(days=11)
+    )
+    assert [a.content for a in window] == ["The year", "day 10"]  # type: ignore[union-attr]
+
+
 def test_search_annotations_belief_filters(rm: ReadModel, annotated: tuple) -> None:
     acme, _, _ = annotated
     day = timedelta(days=1)
