@@ -109,30 +109,26 @@ def read_lines(lines: Iterable[str]) -> list[tuple[int, str]]:
 
 
 def _references(
-    chunk: list[tuple[int, str]],
+    commands: list[Command],
 ) -> tuple[list[str], list[str], list[str], list[str]]:
-    """The command ids, emails, usernames and account names the lines name (a quick look to
-    fetch them in bulk; parsing proper happens per line)."""
+    """The command ids, emails, usernames and account names the commands name, to look them
+    up in bulk before running them."""
     ids, emails, usernames, accounts = [], [], [], []
-    for _, text in chunk:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError:
-            continue
-        if not isinstance(data, dict):
-            continue
-        if isinstance(data.get("command_id"), str):
-            ids.append(data["command_id"].strip())
+    for command in commands:
+        arguments = command.arguments
+        if isinstance(arguments.get("command_id"), str):
+            ids.append(arguments["command_id"].strip())
         for key in ("user", "email"):
-            value = data.get(key)
+            value = arguments.get(key)
             if isinstance(value, str) and "@" in value:
                 emails.append(value)
-                if key == "email":
-                    usernames += [value.rsplit("@", 1)[0], value]
-        if isinstance(data.get("username"), str):
-            usernames.append(data["username"])
-        for key in ("account", "consultancy_account_id", "name"):
-            value = data.get(key)
+        if command.name == "create_user" and isinstance(arguments.get("email"), str):
+            email = arguments["email"]
+            usernames += [email.rsplit("@", 1)[0], email]
+        if isinstance(arguments.get("username"), str):
+            usernames.append(arguments["username"])
+        for key in ("account", "account_id", "consultancy_account_id", "name"):
+            value = arguments.get(key)
             if isinstance(value, str):
                 accounts.append(value.strip())
     return ids, emails, usernames, accounts
@@ -276,32 +272,37 @@ class Importer:
     def _apply_batch(
         self, chunk: list[tuple[int, str]], stop_on_error: bool
     ) -> tuple[list[LineResult], bool]:
+        parsed = [self._parse_line(number, text) for number, text in chunk]
         try:
             with self.ledger.batch() as batch:
-                ids, emails, usernames, accounts = _references(chunk)
+                ids, emails, usernames, accounts = _references(
+                    [line for line in parsed if isinstance(line, Command)]
+                )
                 batch.prefetch_command_ids(ids)
                 batch.prefetch_claims(emails, usernames, accounts)
-                results, stopped = self._run_lines(chunk, stop_on_error)
+                results, stopped = self._run_lines(parsed, stop_on_error)
                 batch.commit()
             return results, stopped
         except (IntegrityError, OperationalError):
             # A concurrent writer got in the way: nothing of the batch was saved. Apply its
             # lines one by one, each in its own transaction, with the usual retries.
-            return self._run_lines(chunk, stop_on_error)
+            return self._run_lines(parsed, stop_on_error)
+
+    def _parse_line(self, number: int, text: str) -> Command | LineResult:
+        """The line's command, or its rejection."""
+        try:
+            return self.parse(number, text)
+        except LedgerError as error:
+            return LineResult(
+                number, None, "rejected", error=str(error), error_type=type(error).__name__
+            )
 
     def _run_lines(
-        self, chunk: list[tuple[int, str]], stop_on_error: bool
+        self, parsed: list[Command | LineResult], stop_on_error: bool
     ) -> tuple[list[LineResult], bool]:
         results: list[LineResult] = []
-        for number, text in chunk:
-            try:
-                command = self.parse(number, text)
-            except LedgerError as error:
-                result = LineResult(
-                    number, None, "rejected", error=str(error), error_type=type(error).__name__
-                )
-            else:
-                result = self.run(command)
+        for line in parsed:
+            result = self.run(line) if isinstance(line, Command) else line
             results.append(result)
             if stop_on_error and result.status == "rejected":
                 return results, True

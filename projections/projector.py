@@ -4,7 +4,6 @@ loses nor double-applies an event."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Final
@@ -441,7 +440,7 @@ def _user_erased(p: Projector, conn: Connection, e: Event) -> None:
         )
     ).all()
     for position, name, fields in rows:
-        fields = dict(json.loads(fields) if isinstance(fields, str) else fields)
+        fields = dict(fields)
         for field in personal[name]:
             if fields.get(field) is not None:
                 fields[field] = ERASED

@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 from uuid import UUID
 
 import pandas as pd
-from sqlalchemy import Engine, String, Uuid, and_, bindparam, exists, or_, select
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Select,
+    String,
+    Uuid,
+    and_,
+    bindparam,
+    exists,
+    or_,
+    select,
+)
 from sqlalchemy.sql.elements import ColumnElement
 
 from ledger.validation import Moment, as_uuid, optional, role_name
@@ -185,15 +197,7 @@ class Queries:
         u, g = t.users.c, t.role_grants.c
         with self.engine.connect() as conn:
             rows = conn.execute(select(t.users).where(condition).order_by(u.created_position)).all()
-            held: dict[UUID, list[str]] = {row.id: [] for row in rows}
-            if held:
-                grants = conn.execute(
-                    select(g.user_id, g.role)
-                    .where(g.user_id.in_(list(held)), g.revoked_at.is_(None))
-                    .order_by(g.role)
-                )
-                for user_id, role in grants:
-                    held[user_id].append(role)
+            held = _roles_held_now(conn, g.user_id, g, select(u.id).where(condition))
         return [
             UserModel(
                 id=row.id,
@@ -203,7 +207,7 @@ class Queries:
                 timezone=row.timezone,
                 active=row.active,
                 erased=row.erased,
-                roles=held[row.id],
+                roles=held.get(row.id, []),
                 login_count=row.login_count,
                 last_login_at=row.last_login_at,
                 last_seen_at=row.last_seen_at,
@@ -224,15 +228,7 @@ class Queries:
         a, g = t.accounts.c, t.account_role_grants.c
         with self.engine.connect() as conn:
             rows = conn.execute(select(t.accounts).where(condition).order_by(a.name, a.id)).all()
-            held: dict[UUID, list[str]] = {row.id: [] for row in rows}
-            if held:
-                grants = conn.execute(
-                    select(g.account_id, g.role)
-                    .where(g.account_id.in_(list(held)), g.revoked_at.is_(None))
-                    .order_by(g.role)
-                )
-                for account_id, role in grants:
-                    held[account_id].append(role)
+            held = _roles_held_now(conn, g.account_id, g, select(a.id).where(condition))
         return [
             AccountModel(
                 id=row.id,
@@ -241,7 +237,7 @@ class Queries:
                 secondary_color=row.secondary_color,
                 logo_url=row.logo_url,
                 consultancy_account_id=row.consultancy_account_id,
-                account_roles=held[row.id],
+                account_roles=held.get(row.id, []),
                 closed=row.closed,
                 created_at=row.created_at,
             )
@@ -347,7 +343,7 @@ class Queries:
         query = select(t.audit_log).where(*conditions).order_by(log.position)
         with self.engine.connect() as conn:
             rows = [
-                {**{c: getattr(row, c) for c in AUDIT_COLUMNS}, **_fields(row.fields)}
+                {**{c: getattr(row, c) for c in AUDIT_COLUMNS}, **dict(row.fields)}
                 for row in conn.execute(query)
             ]
         frame = pd.DataFrame(rows)
@@ -357,12 +353,20 @@ class Queries:
         return frame
 
 
-def _fields(value: Any) -> dict[str, Any]:
-    if isinstance(value, str):
-        import json
-
-        return dict(json.loads(value))
-    return dict(value)
+def _roles_held_now(
+    conn: Connection, holder: ColumnElement[UUID], grants: Any, holders: Select[Any]
+) -> dict[UUID, list[str]]:
+    """The roles each of `holders` (a subquery of ids) holds now, by name; one query, however
+    many holders (no list of ids as parameters)."""
+    held: dict[UUID, list[str]] = defaultdict(list)
+    query = (
+        select(holder, grants.role)
+        .where(holder.in_(holders.scalar_subquery()), grants.revoked_at.is_(None))
+        .order_by(grants.role)
+    )
+    for holder_id, role in conn.execute(query):
+        held[holder_id].append(role)
+    return held
 
 
 def _source_condition(source: Any) -> ColumnElement[bool]:

@@ -128,34 +128,24 @@ def access_review(rm: ReadModel, at: Any = None) -> pd.DataFrame:
 
 def role_changes(rm: ReadModel, since: Any, until: Any = None) -> pd.DataFrame:
     """Every role granted or revoked in [since, until): to whom, by whom, why."""
-    start, end = valid(Moment, since, "since"), _at(until, "until")
-    log, u = t.audit_log.c, t.users.c
     events = ("RoleGranted", "RoleRevoked", "AccountRoleGranted", "AccountRoleRevoked")
-    names = _accounts(rm)
-    with rm.engine.connect() as conn:
-        emails = dict(conn.execute(select(u.id, u.email)).all())
-        rows = [
-            {
-                "timestamp": row.timestamp,
-                "subject_type": "user" if row.aggregate_type == "User" else "account",
-                "subject_id": row.aggregate_id,
-                "subject": emails.get(row.aggregate_id)
-                if row.aggregate_type == "User"
-                else names.get(row.aggregate_id),
-                "account": names.get(row.account_id),
-                "role": _fields(row.fields).get("role"),
-                "change": "granted" if row.event.endswith("Granted") else "revoked",
-                "actor": row.actor,
-                "reason": row.reason,
-                "command_id": row.command_id,
-                "position": row.position,
-            }
-            for row in conn.execute(
-                select(t.audit_log)
-                .where(log.event.in_(events), log.timestamp >= start, log.timestamp < end)
-                .order_by(log.position)
-            )
-        ]
+    found, names = _events_between(rm, events, since, until)
+    rows = [
+        {
+            "timestamp": row.timestamp,
+            "subject_type": "user" if row.aggregate_type == "User" else "account",
+            "subject_id": row.aggregate_id,
+            "subject": row.email if row.aggregate_type == "User" else names.get(row.aggregate_id),
+            "account": names.get(row.account_id),
+            "role": dict(row.fields).get("role"),
+            "change": "granted" if row.event.endswith("Granted") else "revoked",
+            "actor": row.actor,
+            "reason": row.reason,
+            "command_id": row.command_id,
+            "position": row.position,
+        }
+        for row in found
+    ]
     return _frame(
         rows,
         [
@@ -177,7 +167,6 @@ def role_changes(rm: ReadModel, since: Any, until: Any = None) -> pd.DataFrame:
 def joiners_movers_leavers(rm: ReadModel, since: Any, until: Any = None) -> pd.DataFrame:
     """Who joined (created), moved (roles or identity changed, reactivated) or left
     (deactivated) in [since, until)."""
-    start, end = valid(Moment, since, "since"), _at(until, "until")
     kinds = {
         "UserCreated": "joiner",
         "UserDeactivated": "leaver",
@@ -187,29 +176,22 @@ def joiners_movers_leavers(rm: ReadModel, since: Any, until: Any = None) -> pd.D
         "UserUpdated": "mover",
         "UserErased": "leaver",
     }
-    log, u = t.audit_log.c, t.users.c
-    names = _accounts(rm)
-    with rm.engine.connect() as conn:
-        emails = dict(conn.execute(select(u.id, u.email)).all())
-        rows = [
-            {
-                "timestamp": row.timestamp,
-                "kind": kinds[row.event],
-                "event": row.event,
-                "user_id": row.aggregate_id,
-                "email": emails.get(row.aggregate_id),
-                "account": names.get(row.account_id),
-                "detail": _detail(row.event, row.fields),
-                "actor": row.actor,
-                "reason": row.reason,
-                "position": row.position,
-            }
-            for row in conn.execute(
-                select(t.audit_log)
-                .where(log.event.in_(kinds), log.timestamp >= start, log.timestamp < end)
-                .order_by(log.position)
-            )
-        ]
+    found, names = _events_between(rm, tuple(kinds), since, until)
+    rows = [
+        {
+            "timestamp": row.timestamp,
+            "kind": kinds[row.event],
+            "event": row.event,
+            "user_id": row.aggregate_id,
+            "email": row.email,
+            "account": names.get(row.account_id),
+            "detail": _detail(row.event, row.fields),
+            "actor": row.actor,
+            "reason": row.reason,
+            "position": row.position,
+        }
+        for row in found
+    ]
     return _frame(
         rows,
         [
@@ -225,6 +207,23 @@ def joiners_movers_leavers(rm: ReadModel, since: Any, until: Any = None) -> pd.D
             "position",
         ],
     )
+
+
+def _events_between(
+    rm: ReadModel, events: tuple[str, ...], since: Any, until: Any
+) -> tuple[list[Any], dict[UUID, str]]:
+    """Audit-log rows of these events in [since, until), oldest first, each with the email of
+    its user (None for other aggregates); and the account names by id."""
+    start, end = valid(Moment, since, "since"), _at(until, "until")
+    log = t.audit_log.c
+    query = (
+        select(t.audit_log, t.users.c.email)
+        .outerjoin(t.users, t.users.c.id == log.aggregate_id)
+        .where(log.event.in_(events), log.timestamp >= start, log.timestamp < end)
+        .order_by(log.position)
+    )
+    with rm.engine.connect() as conn:
+        return list(conn.execute(query)), _accounts(rm)
 
 
 def dormant_users(rm: ReadModel, days: int = 90, at: Any = None) -> pd.DataFrame:
@@ -322,7 +321,7 @@ def privileged_timeline(
 
 
 def _detail(event: str, fields: Any) -> str:
-    data = _fields(fields)
+    data = dict(fields or {})
     if event in ("RoleGranted", "RoleRevoked"):
         return f"{'granted' if event == 'RoleGranted' else 'revoked'} {data.get('role')}"
     if event == "UserUpdated":
@@ -334,14 +333,6 @@ def _detail(event: str, fields: Any) -> str:
         "UserReactivated": "reactivated",
         "UserErased": "personal data erased",
     }[event]
-
-
-def _fields(value: Any) -> dict[str, Any]:
-    if isinstance(value, str):
-        import json
-
-        return dict(json.loads(value))
-    return dict(value or {})
 
 
 def _utc(value: datetime | None) -> datetime | None:

@@ -350,7 +350,7 @@ def _page(
 
 def _audit_log(rm: ReadModel, aggregate_id: UUID) -> schemas.AuditLog:
     frame = rm.audit_log(aggregate_id)
-    names = {u.id: u.username for u in rm.list_users(include_inactive=True)}
+    names: dict[UUID, str] = {}  # the usernames of the actors that are users, looked up once
     entries = []
     for row in frame.astype(object).where(frame.notna(), None).to_dict(orient="records"):
         actor = str(row["actor"])
@@ -363,12 +363,19 @@ def _audit_log(rm: ReadModel, aggregate_id: UUID) -> schemas.AuditLog:
                 event=_describe(row),
                 event_type=row["event"],
                 event_datetime=row["timestamp"],
-                active_user_name=names.get(actor_id, actor) if actor_id else actor,
+                active_user_name=_username(rm, actor_id, names) if actor_id else actor,
                 active_user_id=actor_id,
                 reason=row.get("reason"),
             )
         )
     return schemas.AuditLog(audit_logs=entries)
+
+
+def _username(rm: ReadModel, user_id: UUID, names: dict[UUID, str]) -> str:
+    if user_id not in names:
+        user = rm.get_user(user_id)
+        names[user_id] = user.username if user else str(user_id)
+    return names[user_id]
 
 
 def _describe(row: dict[Any, Any]) -> str:
