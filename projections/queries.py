@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -20,6 +21,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     exists,
+    false,
     or_,
     select,
 )
@@ -34,6 +36,7 @@ from projections.models import (
     RoleModel,
     UserModel,
 )
+from projections.prepared import PreparedReader
 
 AUDIT_COLUMNS: Final = [
     "position",
@@ -97,6 +100,7 @@ _ROLES = {
 
 class Queries:
     engine: Engine
+    reader: PreparedReader
 
     # -- roles ----------------------------------------------------------------------------------
 
@@ -108,16 +112,15 @@ class Queries:
             if moment is None
             else (_HAS_ROLE_AT, {"u": user_id, "r": name, "at": moment})
         )
-        with self.engine.connect() as conn:
-            return bool(conn.execute(query, params).scalar())
+        return bool(self.reader.scalar(query, params))
 
     def roles(self, user: Any, at: datetime | None = None, effective: bool = True) -> set[str]:
         """Role names held (now or at `at`); with `effective`, none while the user is inactive."""
         user_id, moment = as_uuid(user, "user"), _moment(at)
         query = _ROLES[(moment is None, effective)]
         params: dict[str, Any] = {"u": user_id} if moment is None else {"u": user_id, "at": moment}
-        with self.engine.connect() as conn:
-            return set(conn.execute(query, params).scalars())
+        rows = self.reader.all(query, params)
+        return {row[0] for row in rows}
 
     def is_active(self, user: Any, at: datetime | None = None) -> bool:
         user_id, moment = as_uuid(user, "user"), _moment(at)
@@ -126,8 +129,7 @@ class Queries:
             if moment is None
             else (_ACTIVE_AT, {"u": user_id, "at": moment})
         )
-        with self.engine.connect() as conn:
-            return bool(conn.execute(query, params).scalar())
+        return bool(self.reader.scalar(query, params))
 
     def account_has_role(self, account: Any, role: Any, at: datetime | None = None) -> bool:
         account_id = as_uuid(account, "account")
@@ -275,42 +277,52 @@ class Queries:
             )
             if annotations_before is None:
                 annotations_before = annotation_ends_before
-        n = t.annotations.c
         account_id = as_uuid(account, "account")
-        conditions: list[ColumnElement[bool]] = [n.account_id == account_id, n.removed_at.is_(None)]
+        params: dict[str, Any] = {"account": account_id}
         if (after := _moment(annotations_after, "annotations_after")) is not None:
-            conditions.append(n.end > after)
+            params["after"] = after
             # No annotation is longer than the account's span, so one that ends after `after`
             # starts after `after - span`: that bound lets the (account, start) index do the work.
-            with self.engine.connect() as conn:
-                span = conn.execute(
-                    select(t.accounts.c.annotation_span).where(t.accounts.c.id == account_id)
-                ).scalar_one_or_none()
-            if span is not None:
-                conditions.append(n.start > after - timedelta(seconds=span + 1))
+            span = self.reader.scalar(_ANNOTATION_SPAN, {"account": account_id})
+            params["starts_after"] = after - timedelta(seconds=(span or 0) + 1)
         if (before := _moment(annotations_before, "annotations_before")) is not None:
-            conditions.append(n.start < before)
+            params["before"] = before
         if (belief_after := _moment(beliefs_after, "beliefs_after")) is not None:
-            conditions.append(or_(n.belief_time.is_(None), n.belief_time > belief_after))
+            params["beliefs_after"] = belief_after
         if (belief_before := _moment(beliefs_before, "beliefs_before")) is not None:
-            conditions.append(or_(n.belief_time.is_(None), n.belief_time <= belief_before))
-        if source is not None:
-            conditions.append(_source_condition(source))
-        query = select(t.annotations).where(*conditions).order_by(n.start, n.end, n.id)
-        with self.engine.connect() as conn:
-            found = [
-                AnnotationModel(
-                    id=row.id,
-                    account_id=row.account_id,
-                    content=row.content,
-                    start=row.start,
-                    end=row.end,
-                    belief_time=row.belief_time,
-                    source=row.source_user_id if row.source_user_id else row.source_name,
-                    type=row.type,
-                )
-                for row in conn.execute(query)
-            ]
+            params["beliefs_before"] = belief_before
+        names, user_ids = ([], []) if source is None else _sources(source)
+        params.update({f"name_{i}": name for i, name in enumerate(names)})
+        params.update({f"user_{i}": user_id for i, user_id in enumerate(user_ids)})
+        query = _annotation_search(
+            after is not None,
+            before is not None,
+            belief_after is not None,
+            belief_before is not None,
+            None if source is None else (len(names), len(user_ids)),
+        )
+        found = [
+            AnnotationModel(
+                id=id_,
+                account_id=account_id,
+                content=content,
+                start=start,
+                end=end,
+                belief_time=belief_time,
+                source=source_user_id if source_user_id else source_name,
+                type=type_,
+            )
+            for (
+                id_,
+                content,
+                start,
+                end,
+                belief_time,
+                source_name,
+                source_user_id,
+                type_,
+            ) in self.reader.all(query, params)
+        ]
         if not as_frame:
             return found
         return pd.DataFrame(
@@ -369,8 +381,8 @@ def _roles_held_now(
     return held
 
 
-def _source_condition(source: Any) -> ColumnElement[bool]:
-    """Sources by name, by user id (or user model), or a list of them."""
+def _sources(source: Any) -> tuple[list[str], list[UUID]]:
+    """Sources by name, by user id (or user model), or a list of them: (names, user ids)."""
     wanted: Sequence[Any] = (
         list(source) if isinstance(source, Iterable) and not isinstance(source, str) else [source]
     )
@@ -383,5 +395,55 @@ def _source_condition(source: Any) -> ColumnElement[bool]:
                 user_ids.append(UUID(item))
         else:
             user_ids.append(as_uuid(item, "source user"))
+    return names, user_ids
+
+
+_ANNOTATION_COLUMNS: Final = [
+    "id",
+    "content",
+    "start",
+    "end",
+    "belief_time",
+    "source_name",
+    "source_user_id",
+    "type",
+]
+_ANNOTATION_SPAN = select(t.accounts.c.annotation_span).where(
+    t.accounts.c.id == bindparam("account", type_=Uuid())
+)
+
+
+@functools.lru_cache(maxsize=256)
+def _annotation_search(
+    after: bool,
+    before: bool,
+    beliefs_after: bool,
+    beliefs_before: bool,
+    sources: tuple[int, int] | None,
+) -> Select[Any]:
+    """The search for one combination of filters (and numbers of source names and user ids),
+    with bound parameters named as `search_annotations` fills them; built once per combination."""
     n = t.annotations.c
-    return or_(n.source_name.in_(names), n.source_user_id.in_(user_ids))
+
+    def moment(name: str) -> Any:
+        return bindparam(name, type_=t.UTCDateTime())
+
+    conditions: list[ColumnElement[bool]] = [
+        n.account_id == bindparam("account", type_=Uuid()),
+        n.removed_at.is_(None),
+    ]
+    if after:
+        conditions += [n.end > moment("after"), n.start > moment("starts_after")]
+    if before:
+        conditions.append(n.start < moment("before"))
+    if beliefs_after:
+        conditions.append(or_(n.belief_time.is_(None), n.belief_time > moment("beliefs_after")))
+    if beliefs_before:
+        conditions.append(or_(n.belief_time.is_(None), n.belief_time <= moment("beliefs_before")))
+    if sources is not None:
+        names, users = sources
+        by_name = [n.source_name == bindparam(f"name_{i}", type_=String()) for i in range(names)]
+        by_user = [n.source_user_id == bindparam(f"user_{i}", type_=Uuid()) for i in range(users)]
+        conditions.append(or_(false(), *by_name, *by_user))
+    columns = [t.annotations.c[name] for name in _ANNOTATION_COLUMNS]
+    return select(*columns).where(*conditions).order_by(n.start, n.end, n.id)

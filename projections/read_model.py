@@ -11,6 +11,7 @@ from ledger.application import Ledger
 from ledger.storage.database import open_engine
 from ledger.storage.settings import database_url, is_postgres
 from projections import tables as t
+from projections.prepared import PreparedReader
 from projections.projector import Projector
 from projections.queries import Queries
 
@@ -31,6 +32,7 @@ class ReadModel(Queries):
         self.page_size = page_size
         self._source = source
         self.engine: Engine = open_engine(self.url)
+        self.reader = PreparedReader(self.engine)
         self._writer = open_engine(self.url, writer=True)
         self._ledger: Ledger | None = None
         self._projector: Projector | None = None
@@ -99,5 +101,6 @@ class ReadModel(Queries):
     def close(self) -> None:
         if self._ledger is not None:
             self._ledger.close()
+        self.reader.close()
         self.engine.dispose()
         self._writer.dispose()

@@ -1,0 +1,85 @@
+"""The hot read path (prepared statements on each thread's own connection): many threads, a
+dropped connection, and closing."""
+
+from __future__ import annotations
+
+import gc
+import threading
+from uuid import UUID
+
+import psycopg
+import pytest
+
+from ledger import Ledger
+from projections import ReadModel
+from tests.conftest import ADMIN, create_pg_database
+
+
+@pytest.fixture
+def granted(led: Ledger, acme: UUID, rm: ReadModel) -> UUID:
+    user = led.create_user("ada@acme.example", account_id=acme, roles=["consultant"], actor=ADMIN)
+    rm.catch_up()
+    return user
+
+
+def test_more_threads_than_the_pool_holds_all_get_answers(rm: ReadModel, granted: UUID) -> None:
+    answers: list[bool] = []
+    barrier = threading.Barrier(40)
+
+    def ask() -> None:
+        barrier.wait()  # every thread holds its connection at the same time
+        answers.append(rm.has_role(granted, "consultant"))
+
+    threads = [threading.Thread(target=ask) for _ in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert answers == [True] * 40
+    gc.collect()
+    assert len(rm.reader._connections) == 0  # each thread's connection went with its thread
+    assert rm.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+def test_a_connection_dropped_by_the_server_is_replaced(postgres_server: str) -> None:
+    url, drop = create_pg_database(postgres_server)
+    led, rm = Ledger(url), ReadModel(url)
+    try:
+        acme = led.create_account("Acme", actor=ADMIN)
+        led.define_role("consultant", actor=ADMIN)
+        user = led.create_user(
+            "ada@acme.example", account_id=acme, roles=["consultant"], actor=ADMIN
+        )
+        rm.catch_up()
+        assert rm.has_role(user, "consultant")
+        with psycopg.connect(postgres_server, autocommit=True) as admin:
+            ended = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (rm.engine.url.database,),
+            ).fetchone()
+        assert ended is not None and ended[0] >= 1
+        assert rm.has_role(user, "consultant")
+        assert rm.roles(user) == {"consultant"}
+    finally:
+        rm.close()
+        led.close()
+        drop()
+
+
+def test_answers_follow_new_events(led: Ledger, rm: ReadModel, granted: UUID) -> None:
+    assert rm.has_role(granted, "consultant")
+    led.revoke_role(granted, "consultant", actor=ADMIN)
+    rm.catch_up()
+    assert not rm.has_role(granted, "consultant")  # autocommit: no stale snapshot is held
+
+
+def test_close_releases_every_thread_connection(url: str, granted: UUID) -> None:
+    model = ReadModel(url)
+    assert model.has_role(granted, "consultant")
+    held = list(model.reader._connections)
+    assert held
+    model.close()
+    assert not model.reader._connections
+    with pytest.raises(Exception, match="closed"):
+        held[0].connection.cursor().execute("SELECT 1")
