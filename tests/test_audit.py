@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from ledger import Ledger
-from ledger.audit import Audit, Digest
+from ledger.audit import Audit, Digest, integrity
 from ledger.cli import main
 from ledger.storage import chain
 from ledger.storage.side_tables import SideWrite
@@ -100,6 +100,27 @@ def test_a_deleted_event_is_found(history: Ledger) -> None:
     assert verify(history) == (False, 9)
     raw(history, "DELETE FROM ledger_chain WHERE position = ?", 9)  # and its link too
     assert verify(history) == (False, 10)
+
+
+def test_a_deleted_last_event_is_found_by_its_link(history: Ledger) -> None:
+    table, column = events_table(history)
+    last = int(history.recorder.max_notification_id())
+    raw(history, f"DELETE FROM {table} WHERE {column} = ?", last)
+    assert verify(history) == (False, last)  # the link outlives it
+
+
+def test_verify_reads_the_log_in_pages(history: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(integrity, "PAGE", 5)  # 28 events: six pages
+    with Audit(history.url) as audit:
+        result = audit.verify()
+        head = audit.digest()
+    assert result.ok and result.events == 28
+    assert result.head is not None and (result.head.position, result.head.hash) == (
+        head.position,
+        head.hash,
+    )
+    raw(history, "UPDATE ledger_chain SET hash = ? WHERE position = ?", "0" * 64, 23)
+    assert verify(history) == (False, 23)
 
 
 def test_an_inserted_event_is_found(history: Ledger) -> None:

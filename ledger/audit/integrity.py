@@ -4,12 +4,10 @@ pass (constant memory), and name the first position where the log and its links 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
-
-from eventsourcing.persistence import Notification
+from typing import Any, Final
 
 from ledger.application import Ledger
 from ledger.errors import ValidationError
@@ -67,60 +65,59 @@ def digest(led: Ledger) -> Digest:
     return Digest(position=int(head["position"]), hash=str(head["hash"]), time=now)
 
 
-def _events(led: Ledger) -> Iterator[Notification]:
-    start = 1
-    while page := led.recorder.select_notifications(start=start, limit=PAGE):
-        yield from page
-        start = page[-1].id + 1
-
-
-def _links(led: Ledger) -> Iterator[tuple[int, str]]:
-    after = 0
-    while page := led.side.select_all(chain.SELECT_PAGE, (after, PAGE)):
-        for row in page:
-            yield int(row["position"]), str(row["hash"])
-        after = int(page[-1]["position"])
-
-
 def verify(led: Ledger, kept: Digest | None = None) -> Verification:
-    """Recompute the chain; with a kept digest, also check that the log still extends it."""
-    events, links = _events(led), _links(led)
-    event, link = next(events, None), next(links, None)
-    previous, count, head = chain.GENESIS, 0, None
+    """Recompute the chain; with a kept digest, also check that the log still extends it.
+
+    One ordered scan of the events joined to their links (raw rows, no event objects), plus one
+    query for links whose event is gone; the first position where anything disagrees is named."""
+    orphan = led.side.first_link_without_event()
+    previous, count, position_seen = chain.GENESIS, 0, 0
+    kept_position = kept.position if kept is not None else -1
     kept_seen = kept is None or kept.position == 0
 
     def broken(position: int, problem: str) -> Verification:
+        head = Digest(position_seen, previous, "") if count else None
         return Verification(False, count, head, position, problem)
 
-    while event is not None or link is not None:
-        if link is None or (event is not None and event.id < link[0]):
-            assert event is not None
-            return broken(event.id, "an event without a link (inserted, or its link deleted)")
-        if event is None or link[0] < event.id:
-            return broken(link[0], "a link without its event (the event was deleted or moved)")
-        previous = chain.link(previous, event.id, event)
-        if previous != link[1]:
-            return broken(
-                event.id,
-                "the event or its link differs from what was recorded "
-                "(changed, reordered, or an earlier event removed)",
-            )
-        count += 1
-        head = Digest(event.id, previous, "")
-        if kept is not None and event.id == kept.position:
-            if previous != kept.hash:
-                return broken(
-                    event.id, "the log no longer extends the kept digest (history rewritten)"
-                )
-            kept_seen = True
-        event, link = next(events, None), next(links, None)
+    link_of = chain.link_of
+    with closing(led.side.chained_events(PAGE)) as pages:
+        for page in pages:
+            for position, originator_id, version, topic, state, recorded in page:
+                if orphan is not None and orphan < position:
+                    return broken(orphan, _LINK_WITHOUT_EVENT)
+                if recorded is None:
+                    return broken(position, _EVENT_WITHOUT_LINK)
+                expected = link_of(previous, position, originator_id, version, topic, state)
+                if expected != recorded:
+                    return broken(
+                        position,
+                        "the event or its link differs from what was recorded "
+                        "(changed, reordered, or an earlier event removed)",
+                    )
+                previous, position_seen = expected, position
+                count += 1
+                if position == kept_position:
+                    assert kept is not None
+                    if previous != kept.hash:
+                        return broken(
+                            position,
+                            "the log no longer extends the kept digest (history rewritten)",
+                        )
+                    kept_seen = True
+    if orphan is not None:
+        return broken(orphan, _LINK_WITHOUT_EVENT)
+    head = Digest(position_seen, previous, "") if count else None
     if not kept_seen:
         assert kept is not None
-        at = head.position if head else 0
         return broken(
-            at, f"the log ends before the kept digest's position {kept.position} (truncated)"
+            position_seen,
+            f"the log ends before the kept digest's position {kept.position} (truncated)",
         )
     return Verification(True, count, head)
+
+
+_LINK_WITHOUT_EVENT: Final = "a link without its event (the event was deleted or moved)"
+_EVENT_WITHOUT_LINK: Final = "an event without a link (inserted, or its link deleted)"
 
 
 def as_dict(result: Verification) -> dict[str, Any]:

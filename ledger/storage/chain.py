@@ -21,10 +21,23 @@ SELECT_PAGE: Final = (
 INSERT: Final = "INSERT INTO ledger_chain (position, hash) VALUES (?, ?)"
 
 
+# As an auditor reads the log back: position, originator id (text, as `str(UUID)` prints it),
+# version, topic, stored state, and the link recorded for it (None if it has none).
+ChainedEvent = tuple[int, str, int, str, bytes, str | None]
+
+
 def link(previous: str, position: int, event: StoredEvent) -> str:
-    header = f"{previous}\x1f{position}\x1f{event.originator_id}\x1f{event.originator_version}"
-    digest = hashlib.sha256(f"{header}\x1f{event.topic}\x1f".encode())
-    digest.update(event.state)
+    originator_id, version = str(event.originator_id), event.originator_version
+    return link_of(previous, position, originator_id, version, event.topic, event.state)
+
+
+def link_of(
+    previous: str, position: int, originator_id: str, version: int, topic: str, state: bytes
+) -> str:
+    digest = hashlib.sha256(
+        f"{previous}\x1f{position}\x1f{originator_id}\x1f{version}\x1f{topic}\x1f".encode()
+    )
+    digest.update(state)
     return digest.hexdigest()
 
 

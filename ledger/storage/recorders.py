@@ -3,15 +3,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from typing import Any, Protocol
 
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteFactory
 from psycopg import Cursor
-from psycopg.rows import DictRow
-from psycopg.sql import SQL, Composed
+from psycopg.rows import DictRow, tuple_row
+from psycopg.sql import SQL, Composed, Identifier
 
 from ledger.storage import chain, side_tables
 from ledger.storage.side_tables import SideWrite
@@ -27,6 +27,10 @@ class SideTableRecorder(Protocol):
     def select_one(self, sql: str, params: tuple[Any, ...]) -> dict[str, Any] | None: ...
 
     def select_all(self, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]: ...
+
+    def chained_events(self, page: int) -> Generator[Sequence[chain.ChainedEvent]]: ...
+
+    def first_link_without_event(self) -> int | None: ...
 
 
 class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
@@ -63,6 +67,34 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
         with self.datastore.transaction(commit=False) as c:
             c.execute(sql, params)
             return [dict(row) for row in c.fetchall()]
+
+    def chained_events(self, page: int) -> Generator[Sequence[chain.ChainedEvent]]:
+        """Every event in log order with its link (None if it has none), in pages, read in one
+        transaction: one consistent snapshot, however long the scan."""
+        with self.datastore.transaction(commit=False) as c:
+            cursor = c.sqlite_cursor
+            cursor.row_factory = None  # plain tuples
+            cursor.execute(
+                f"SELECT e.rowid, e.originator_id, e.originator_version, e.topic, e.state, l.hash "
+                f"FROM {self.events_table_name} e LEFT JOIN ledger_chain l ON l.position = e.rowid "
+                f"ORDER BY e.rowid"
+            )
+            while rows := cursor.fetchmany(page):
+                # ids are stored as 32 hex digits; the chain hashes them as str(UUID) prints them
+                yield [
+                    (p, f"{o[:8]}-{o[8:12]}-{o[12:16]}-{o[16:20]}-{o[20:]}", v, t, s, h)
+                    if len(o) == 32
+                    else (p, o, v, t, s, h)
+                    for p, o, v, t, s, h in rows
+                ]
+
+    def first_link_without_event(self) -> int | None:
+        row = self.select_one(
+            f"SELECT min(position) AS position FROM ledger_chain l WHERE NOT EXISTS "
+            f"(SELECT 1 FROM {self.events_table_name} e WHERE e.rowid = l.position)",
+            (),
+        )
+        return None if row is None or row["position"] is None else int(row["position"])
 
 
 class LedgerSQLiteFactory(SQLiteFactory):
@@ -131,6 +163,34 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(_pg(sql), params)  # type: ignore[arg-type]
             return [dict(row) for row in curs.fetchall()]
+
+    def chained_events(self, page: int) -> Generator[Sequence[chain.ChainedEvent]]:
+        """Every event in log order with its link (None if it has none), in pages, through a
+        server-side cursor in one transaction (constant memory, one consistent snapshot)."""
+        query = SQL(
+            "SELECT e.notification_id, e.originator_id::text, e.originator_version, e.topic, "
+            "e.state, l.hash FROM {schema}.{table} e "
+            "LEFT JOIN ledger_chain l ON l.position = e.notification_id "
+            "ORDER BY e.notification_id"
+        ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
+        with (
+            self.datastore.get_connection() as conn,
+            conn.transaction(),
+            conn.cursor(name="ledger_chained_events", row_factory=tuple_row) as cursor,
+        ):
+            cursor.execute(query)
+            while rows := cursor.fetchmany(page):
+                yield rows
+
+    def first_link_without_event(self) -> int | None:
+        query = SQL(
+            "SELECT min(position) AS position FROM ledger_chain l WHERE NOT EXISTS "
+            "(SELECT 1 FROM {schema}.{table} e WHERE e.notification_id = l.position)"
+        ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(query)
+            row = curs.fetchone()
+        return None if row is None or row["position"] is None else int(row["position"])
 
 
 class LedgerPostgresFactory(PostgresFactory):
