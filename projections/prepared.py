@@ -15,35 +15,45 @@ import contextlib
 import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Dialect, Engine
-from sqlalchemy.sql import Select
+from sqlalchemy import Connection, Dialect, Engine
+from sqlalchemy.sql import ClauseElement, Select
+from sqlalchemy.sql.compiler import SQLCompiler
 
 Processor = Callable[[Any], Any] | None
 
 
 class PreparedQuery:
-    """One statement compiled for one dialect, with its parameters' and columns' processors."""
+    """One statement compiled for one dialect, with its parameters' and columns' processors.
+    An INSERT without values is compiled for the given `column_keys`."""
 
-    def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
-        compiled = statement.compile(dialect=dialect)
+    def __init__(
+        self,
+        statement: ClauseElement,
+        dialect: Dialect,
+        column_keys: Sequence[str] | None = None,
+    ) -> None:
+        compiled = cast(SQLCompiler, statement.compile(dialect=dialect, column_keys=column_keys))
         self.sql = compiled.string
         self._positions: Sequence[str] | None = (
             list(compiled.positiontup or []) if compiled.positional else None
         )
-        self._binds: dict[str, Processor] = {
-            name: bind.type.dialect_impl(dialect).bind_processor(dialect)
-            for bind, name in compiled.bind_names.items()
-        }
-        self._types = [column.type.dialect_impl(dialect) for column in statement.selected_columns]
+        self._binds: dict[str, Processor] = {}
+        self._fixed: dict[str, Any] = {}  # values written into the statement (`count + 1`)
+        for bind, name in compiled.bind_names.items():
+            self._binds[name] = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if not bind.required:
+                self._fixed[name] = bind.effective_value
+        selected = list(statement.selected_columns) if isinstance(statement, Select) else []
+        self._types = [column.type.dialect_impl(dialect) for column in selected]
         self._dialect = dialect
         self._columns: list[Processor] | None = None
 
     def parameters(self, values: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
         bound = {}
         for name, process in self._binds.items():
-            value = values[name]
+            value = values[name] if name in values or name not in self._fixed else self._fixed[name]
             bound[name] = process(value) if process is not None and value is not None else value
         if self._positions is None:
             return bound
@@ -66,13 +76,85 @@ class PreparedQuery:
         ]
 
 
+class PreparedStatements:
+    """The compiled forms of long-lived statements (module constants, or the products of cached
+    builders), remembered by identity; each is kept beside its compiled form, so its id cannot
+    be reused."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self._compiled: dict[Any, tuple[ClauseElement, PreparedQuery]] = {}
+
+    def get(
+        self, statement: ClauseElement, column_keys: Sequence[str] | None = None
+    ) -> PreparedQuery:
+        key = id(statement) if column_keys is None else (id(statement), *column_keys)
+        found = self._compiled.get(key)
+        if found is None:
+            found = (statement, PreparedQuery(statement, self.dialect, column_keys))
+            self._compiled[key] = found
+        return found[1]
+
+
+class PageWriter:
+    """Writes inside a SQLAlchemy transaction through its DBAPI cursor: prepared statements for
+    the statements run once per event; `connection()` (SQLAlchemy) for reads and for the rare
+    statements built per call."""
+
+    def __init__(self, conn: Connection, statements: PreparedStatements) -> None:
+        self._conn = conn
+        self._statements = statements
+        # psycopg: writes are sent in pipeline mode, without waiting for each reply (they need
+        # none); the pipeline ends before any read through SQLAlchemy, which wants its result
+        self._start_pipeline = getattr(conn.connection.driver_connection, "pipeline", None)
+        self._pipeline = contextlib.ExitStack()
+        self._piped = False
+        self._cursor = conn.connection.cursor()
+
+    def connection(self) -> Connection:
+        """The SQLAlchemy connection, every statement sent so far answered."""
+        self._pipeline.close()
+        self._piped = False
+        return self._conn
+
+    def execute(self, statement: ClauseElement, values: Mapping[str, Any]) -> None:
+        query = self._statements.get(statement, list(values) if _is_insert(statement) else None)
+        self._in_pipeline()
+        self._cursor.execute(query.sql, query.parameters(values))
+
+    def executemany(self, statement: ClauseElement, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not rows:
+            return
+        keys = list(rows[0]) if _is_insert(statement) else None
+        query = self._statements.get(statement, keys)
+        parameters: Any = [query.parameters(values) for values in rows]
+        self._in_pipeline()
+        self._cursor.executemany(query.sql, parameters)
+
+    def _in_pipeline(self) -> None:
+        if self._start_pipeline is not None and not self._piped:
+            self._pipeline.enter_context(self._start_pipeline())
+            self._piped = True
+
+    def __enter__(self) -> PageWriter:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._cursor.close()
+        self._pipeline.__exit__(*exc_info)
+
+
+def _is_insert(statement: ClauseElement) -> bool:
+    return getattr(statement, "is_insert", False) is True
+
+
 class PreparedReader:
     """Runs prepared queries on the calling thread's own autocommit connection."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._local = threading.local()
-        self._queries: dict[int, tuple[Select[Any], PreparedQuery]] = {}
+        self._statements = PreparedStatements(engine.dialect)
         self._connections: weakref.WeakSet[_Held] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._disconnect_error: type[Exception] = engine.dialect.loaded_dbapi.OperationalError
@@ -80,7 +162,7 @@ class PreparedReader:
     def all(self, statement: Select[Any], values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """The rows of `statement` (a module constant or the product of a cached builder: it is
         compiled on first sight and remembered by identity)."""
-        query = self._prepare(statement)
+        query = self._statements.get(statement)
         parameters = query.parameters(values)
         try:
             description, rows = self._run(query.sql, parameters)
@@ -92,14 +174,6 @@ class PreparedReader:
     def scalar(self, statement: Select[Any], values: Mapping[str, Any]) -> Any:
         rows = self.all(statement, values)
         return rows[0][0] if rows else None
-
-    def _prepare(self, statement: Select[Any]) -> PreparedQuery:
-        found = self._queries.get(id(statement))
-        if found is None:
-            # the statement is kept beside its compiled form, so its id cannot be reused
-            found = (statement, PreparedQuery(statement, self.engine.dialect))
-            self._queries[id(statement)] = found
-        return found[1]
 
     def _run(self, sql: str, parameters: Any) -> tuple[Sequence[Any], list[Sequence[Any]]]:
         cursor = self._connection().cursor()

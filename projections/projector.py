@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Engine, bindparam, case, insert, or_, select,
 from ledger.application import Ledger
 from ledger.domain import ERASED, Account, AccountRole, Role, User
 from projections import tables as t
+from projections.prepared import PageWriter, PreparedStatements
 
 TRACKING_NAME: Final = "read_models"
 _METADATA: Final = frozenset(
@@ -28,7 +29,7 @@ _METADATA: Final = frozenset(
     }
 )
 Event = Any  # a decoded domain event of the ledger
-Handler = Callable[["Projector", Connection, Event], None]
+Handler = Callable[["Projector", PageWriter, Event], None]
 _HANDLERS: dict[type[Any], Handler] = {}
 
 
@@ -70,6 +71,7 @@ class Projector:
         self._account_of_user: dict[UUID, UUID] = {}
         self.position_now = 0  # the position of the event being applied
         self._pending_log: list[dict[str, Any]] = []
+        self._statements = PreparedStatements(engine.dialect)
 
     def position(self, conn: Connection, *, lock: bool = False) -> int:
         query = select(t.projection_tracking.c.position).where(
@@ -111,12 +113,13 @@ class Projector:
                 start=start, limit=self.page_size, stop=stop
             )
             self._pending_log = []
-            for notification in notifications:
-                event: Event = self.ledger.mapper.to_domain_event(notification)
-                if until is None or event.timestamp <= until:
-                    self.apply(conn, notification.id, event)
-                    applied += 1
-            self.flush(conn)
+            with PageWriter(conn, self._statements) as writer:
+                for notification in notifications:
+                    event: Event = self.ledger.mapper.to_domain_event(notification)
+                    if until is None or event.timestamp <= until:
+                        self.apply(writer, notification.id, event)
+                        applied += 1
+                self.flush(writer)
             if notifications:
                 conn.execute(
                     update(t.projection_tracking)
@@ -125,21 +128,21 @@ class Projector:
                 )
         return len(notifications), applied
 
-    def apply(self, conn: Connection, position: int, event: Event) -> None:
+    def apply(self, writer: PageWriter, position: int, event: Event) -> None:
         handler = _HANDLERS.get(type(event))
         if handler is not None:
             self.position_now = position
-            handler(self, conn, event)
-        self._log(conn, position, event)
+            handler(self, writer, event)
+        self._log(writer, position, event)
 
-    def _log(self, conn: Connection, position: int, event: Event) -> None:
+    def _log(self, writer: PageWriter, position: int, event: Event) -> None:
         """Queue the event's audit-log row; a page's rows are inserted together."""
         kind = aggregate_type(event)
         account_id = None
         if kind == "Account":
             account_id = event.originator_id
         elif kind == "User":
-            account_id = self.account_of(conn, event.originator_id)
+            account_id = self.account_of(writer, event.originator_id)
         self._pending_log.append(
             {
                 "position": position,
@@ -155,22 +158,24 @@ class Projector:
             }
         )
 
-    def flush(self, conn: Connection) -> None:
+    def flush(self, writer: PageWriter) -> None:
         """Insert the queued audit-log rows (before the page commits, or before a handler
         that reads the audit log)."""
         if self._pending_log:
-            conn.execute(_INSERT_LOG, self._pending_log)
+            writer.executemany(_INSERT_LOG, self._pending_log)
             self._pending_log = []
 
     def remember_account(self, user_id: UUID, account_id: UUID) -> None:
         self._account_of_user[user_id] = account_id
 
-    def account_of(self, conn: Connection, user_id: UUID) -> UUID | None:
+    def account_of(self, writer: PageWriter, user_id: UUID) -> UUID | None:
         account_id = self._account_of_user.get(user_id)
         if account_id is None:
-            account_id = conn.execute(
-                select(t.users.c.account_id).where(t.users.c.id == user_id)
-            ).scalar_one_or_none()
+            account_id = (
+                writer.connection()
+                .execute(select(t.users.c.account_id).where(t.users.c.id == user_id))
+                .scalar_one_or_none()
+            )
             if account_id is not None:
                 self._account_of_user[user_id] = account_id
         return account_id
@@ -179,6 +184,14 @@ class Projector:
 # -- statements, built once -----------------------------------------------------------------
 
 _INSERT_LOG = insert(t.audit_log)
+_INSERT_ROLE, _INSERT_ACCOUNT_ROLE = insert(t.roles), insert(t.account_roles)
+_INSERT_ACCOUNT = insert(t.accounts)
+_INSERT_ACCOUNT_ROLE_GRANT = insert(t.account_role_grants)
+_INSERT_ANNOTATION = insert(t.annotations)
+_INSERT_USER = insert(t.users)
+_INSERT_ACTIVITY = insert(t.user_activity)
+_INSERT_ROLE_GRANT = insert(t.role_grants)
+_INSERT_LOGIN = insert(t.logins)
 _u, _a, _g, _ag, _act, _n = (
     t.users.c,
     t.accounts.c,
@@ -240,20 +253,18 @@ _SEEN = update(t.users).where(_u.id == bindparam("b_id")).values(last_seen_at=_A
 
 
 @handles(Role.RoleDefined, AccountRole.AccountRoleDefined)
-def _role_defined(p: Projector, conn: Connection, e: Event) -> None:
-    table = t.roles if isinstance(e, Role.RoleDefined) else t.account_roles
-    conn.execute(
-        insert(table), {"name": e.name, "description": e.description, "defined_at": e.timestamp}
-    )
+def _role_defined(p: Projector, w: PageWriter, e: Event) -> None:
+    statement = _INSERT_ROLE if isinstance(e, Role.RoleDefined) else _INSERT_ACCOUNT_ROLE
+    w.execute(statement, {"name": e.name, "description": e.description, "defined_at": e.timestamp})
 
 
 # -- accounts -----------------------------------------------------------------------------------
 
 
 @handles(Account.AccountCreated)
-def _account_created(p: Projector, conn: Connection, e: Event) -> None:
-    conn.execute(
-        insert(t.accounts),
+def _account_created(p: Projector, w: PageWriter, e: Event) -> None:
+    w.execute(
+        _INSERT_ACCOUNT,
         {
             "id": e.originator_id,
             "name": e.name,
@@ -270,26 +281,26 @@ def _account_created(p: Projector, conn: Connection, e: Event) -> None:
 
 
 @handles(Account.AccountUpdated)
-def _account_updated(p: Projector, conn: Connection, e: Event) -> None:
-    conn.execute(update(t.accounts).where(_a.id == e.originator_id).values(**e.changes))
+def _account_updated(p: Projector, w: PageWriter, e: Event) -> None:
+    w.connection().execute(update(t.accounts).where(_a.id == e.originator_id).values(**e.changes))
 
 
 @handles(Account.ConsultancySet)
-def _consultancy_set(p: Projector, conn: Connection, e: Event) -> None:
-    conn.execute(
+def _consultancy_set(p: Projector, w: PageWriter, e: Event) -> None:
+    w.execute(
         _SET_CONSULTANCY, {"b_id": e.originator_id, "b_consultancy": e.consultancy_account_id}
     )
 
 
 @handles(Account.AccountClosed)
-def _account_closed(p: Projector, conn: Connection, e: Event) -> None:
-    conn.execute(_CLOSE_ACCOUNT, {"b_id": e.originator_id, "b_at": e.timestamp})
+def _account_closed(p: Projector, w: PageWriter, e: Event) -> None:
+    w.execute(_CLOSE_ACCOUNT, {"b_id": e.originator_id, "b_at": e.timestamp})
 
 
 @handles(Account.AccountRoleGranted)
-def _account_role_granted(p: Projector, conn: Connection, e: Event) -> None:
-    conn.execute(
-        insert(t.account_role_grants),
+def _account_role_granted(p: Projector, w: PageWriter, e: Event) -> None:
+    w.execute(
+        _INSERT_ACCOUNT_ROLE_GRANT,
         {
             "account_id": e.originator_id,
             "role": e.role,
@@ -300,16 +311,16 @@ def _account_role_granted(p: Projector, conn: Connection, e: Event) -> None:
 
 
 @handles(Account.AccountRoleRevoked)
-def _account_role_revoked(p: Projector, conn: Connection, e: Event) -> None:
-    conn.execute(
+def _account_role_revoked(p: Projector, w: PageWriter, e: Event) -> None:
+    w.execute(
         _REVOKE_ACCOUNT_ROLE, {"b_id": e.originator_id, "b_role": e.role, "b_at": e.timestamp}
     )
 
 
 @handles(Account.AnnotationAdded)
-def _annotation_added(p: Projector, conn: Connection, e: Event) -> None:
-    conn.execute(
-        insert(t.annotations),
+def _annotation_added(p: Projector, w: PageWriter, e: Event) -> None:
+    w.execute(
+        _INSERT_ANNOTATION,
         {
             "id": e.annotation_id,
             "account_id": e.originator_id,
@@ -324,14 +335,12 @@ def _annotation_added(p: Projector, conn: Connection, e: Event) -> None:
             "removed_at": None,
         },
     )
-    conn.execute(
-        _WIDEN_SPAN, {"b_id": e.originator_id, "b_span": (e.end - e.start).total_seconds()}
-    )
+    w.execute(_WIDEN_SPAN, {"b_id": e.originator_id, "b_span": (e.end - e.start).total_seconds()})
 
 
 @handles(Account.AnnotationRemoved)
-def _annotation_removed(p: Projector, conn: Connection, e: Event) -> None:
-    conn.execute(_REMOVE_ANNOTATION, {"b_id": e.annotation_id, "b_at": e.timestamp})
+def _annotation_removed(p: Projector, w: PageWriter, e: Event) -> None:
+    w.execute(_REMOVE_ANNOTATION, {"b_id": e.annotation_id, "b_at": e.timestamp})
 
 
 # -- users --------------------------------------------------------------------------------------
@@ -342,9 +351,9 @@ def _email_key(email: str) -> str:
 
 
 @handles(User.UserCreated)
-def _user_created(p: Projector, conn: Connection, e: Event) -> None:
-    conn.execute(
-        insert(t.users),
+def _user_created(p: Projector, w: PageWriter, e: Event) -> None:
+    w.execute(
+        _INSERT_USER,
         {
             "id": e.originator_id,
             "email": e.email,
@@ -361,15 +370,15 @@ def _user_created(p: Projector, conn: Connection, e: Event) -> None:
             "created_position": p.position_now,
         },
     )
-    conn.execute(
-        insert(t.user_activity),
+    w.execute(
+        _INSERT_ACTIVITY,
         {"user_id": e.originator_id, "active_from": e.timestamp, "active_to": None},
     )
     p.remember_account(e.originator_id, e.account_id)
 
 
 @handles(User.UserUpdated)
-def _user_updated(p: Projector, conn: Connection, e: Event) -> None:
+def _user_updated(p: Projector, w: PageWriter, e: Event) -> None:
     values: dict[str, Any] = {}
     if e.email is not None:
         values.update(email=e.email, email_key=_email_key(e.email))
@@ -377,53 +386,52 @@ def _user_updated(p: Projector, conn: Connection, e: Event) -> None:
         values["username"] = e.username
     if e.timezone is not None:
         values["timezone"] = e.timezone
-    conn.execute(update(t.users).where(_u.id == e.originator_id).values(**values))
+    w.connection().execute(update(t.users).where(_u.id == e.originator_id).values(**values))
 
 
 @handles(User.RoleGranted)
-def _role_granted(p: Projector, conn: Connection, e: Event) -> None:
-    conn.execute(
-        insert(t.role_grants),
+def _role_granted(p: Projector, w: PageWriter, e: Event) -> None:
+    w.execute(
+        _INSERT_ROLE_GRANT,
         {"user_id": e.originator_id, "role": e.role, "granted_at": e.timestamp, "revoked_at": None},
     )
 
 
 @handles(User.RoleRevoked)
-def _role_revoked(p: Projector, conn: Connection, e: Event) -> None:
-    conn.execute(_REVOKE_ROLE, {"b_id": e.originator_id, "b_role": e.role, "b_at": e.timestamp})
+def _role_revoked(p: Projector, w: PageWriter, e: Event) -> None:
+    w.execute(_REVOKE_ROLE, {"b_id": e.originator_id, "b_role": e.role, "b_at": e.timestamp})
 
 
 @handles(User.UserDeactivated)
-def _user_deactivated(p: Projector, conn: Connection, e: Event) -> None:
-    conn.execute(_SET_ACTIVE, {"b_id": e.originator_id, "b_active": False})
-    conn.execute(_CLOSE_ACTIVITY, {"b_id": e.originator_id, "b_at": e.timestamp})
+def _user_deactivated(p: Projector, w: PageWriter, e: Event) -> None:
+    w.execute(_SET_ACTIVE, {"b_id": e.originator_id, "b_active": False})
+    w.execute(_CLOSE_ACTIVITY, {"b_id": e.originator_id, "b_at": e.timestamp})
 
 
 @handles(User.UserReactivated)
-def _user_reactivated(p: Projector, conn: Connection, e: Event) -> None:
-    conn.execute(_SET_ACTIVE, {"b_id": e.originator_id, "b_active": True})
-    conn.execute(
-        insert(t.user_activity),
+def _user_reactivated(p: Projector, w: PageWriter, e: Event) -> None:
+    w.execute(_SET_ACTIVE, {"b_id": e.originator_id, "b_active": True})
+    w.execute(
+        _INSERT_ACTIVITY,
         {"user_id": e.originator_id, "active_from": e.timestamp, "active_to": None},
     )
 
 
 @handles(User.LoginRecorded)
-def _login_recorded(p: Projector, conn: Connection, e: Event) -> None:
-    conn.execute(
-        insert(t.logins), {"position": p.position_now, "user_id": e.originator_id, "at": e.at}
-    )
-    conn.execute(_COUNT_LOGIN, {"b_id": e.originator_id, "b_at": e.at})
+def _login_recorded(p: Projector, w: PageWriter, e: Event) -> None:
+    w.execute(_INSERT_LOGIN, {"position": p.position_now, "user_id": e.originator_id, "at": e.at})
+    w.execute(_COUNT_LOGIN, {"b_id": e.originator_id, "b_at": e.at})
 
 
 @handles(User.LastSeenRecorded)
-def _last_seen_recorded(p: Projector, conn: Connection, e: Event) -> None:
-    conn.execute(_SEEN, {"b_id": e.originator_id, "b_at": e.at})
+def _last_seen_recorded(p: Projector, w: PageWriter, e: Event) -> None:
+    w.execute(_SEEN, {"b_id": e.originator_id, "b_at": e.at})
 
 
 @handles(User.UserErased)
-def _user_erased(p: Projector, conn: Connection, e: Event) -> None:
-    p.flush(conn)  # the rows to blank may still be queued
+def _user_erased(p: Projector, w: PageWriter, e: Event) -> None:
+    p.flush(w)  # the rows to blank may still be queued
+    conn = w.connection()
     conn.execute(
         update(t.users)
         .where(_u.id == e.originator_id)

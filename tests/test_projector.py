@@ -180,3 +180,23 @@ def test_postgres_ids_commit_in_order(postgres_server: str) -> None:
         rm.close()
         led.close()
         drop()
+
+
+def test_a_new_projector_finds_the_account_of_users_projected_before(
+    url: str, led: Ledger, acme: UUID
+) -> None:
+    ann = led.create_user("ann@acme.org", account_id=acme, actor=ADMIN)
+    first = ReadModel(url)
+    try:
+        first.catch_up()
+    finally:
+        first.close()
+    led.record_login(ann)  # projected by a projector that never saw ann's creation
+    led.grant_role(ann, "admin", actor=ADMIN)
+    second = ReadModel(url)
+    try:
+        assert second.catch_up() == 2
+        events = second.audit_log(account_id=acme)["event"].tolist()
+    finally:
+        second.close()
+    assert events[-2:] == ["LoginRecorded", "RoleGranted"]
