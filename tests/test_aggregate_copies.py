@@ -1,0 +1,74 @@
+"""The aggregate cache's copies: a copy is independent of the cached aggregate, and every
+attribute keeps to the shape that makes the cheap copy a deep one."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
+from uuid import UUID
+
+from ledger import Ledger
+from ledger.domain import Account, LedgerAggregate, Meta, Role, User
+from tests.conftest import ADMIN
+
+IMMUTABLE = (str, int, float, bool, bytes, UUID, datetime, type(None), Enum, frozenset)
+
+
+def immutable(value: Any) -> bool:
+    if isinstance(value, tuple):  # NamedTuples too
+        return all(immutable(item) for item in value)
+    return isinstance(value, IMMUTABLE) or (
+        getattr(type(value), "__dataclass_params__", None) is not None
+        and type(value).__dataclass_params__.frozen
+    )
+
+
+def assert_copyable(aggregate: LedgerAggregate) -> None:
+    for name, value in vars(aggregate).items():
+        if isinstance(value, set | list):
+            assert all(immutable(item) for item in value), name
+        elif isinstance(value, dict):
+            assert all(immutable(k) and immutable(v) for k, v in value.items()), name
+        else:
+            assert immutable(value), name
+
+
+def test_every_aggregate_copies_deeply_and_independently(led: Ledger, acme: UUID) -> None:
+    ann = led.create_user("ann@acme.org", account_id=acme, actor=ADMIN, roles=["admin"])
+    led.record_login(ann, ip="192.0.2.1")
+    led.deactivate_user(ann, actor=ADMIN)
+    led.grant_account_role(acme, "Consultancy", actor=ADMIN)
+    note = led.add_annotation(
+        acme,
+        content="Outage",
+        start=datetime(2026, 1, 1, tzinfo=UTC),
+        end=datetime(2026, 1, 2, tzinfo=UTC),
+        source="ops",
+        actor=ADMIN,
+    )
+    led.remove_annotation(acme, note, actor=ADMIN)
+    led.add_annotation(
+        acme,
+        content="Maintenance",
+        start=datetime(2026, 2, 1, tzinfo=UTC),
+        end=datetime(2026, 2, 2, tzinfo=UTC),
+        source="ops",
+        actor=ADMIN,
+    )
+    user: User = led.repository.get(ann)
+    account: Account = led.repository.get(acme)
+    for aggregate in (user, account, led.repository.get(Role.id_for("admin"))):
+        assert_copyable(aggregate)
+        clone = copy.deepcopy(aggregate)
+        assert clone == aggregate and clone is not aggregate
+
+    meta = Meta(actor=ADMIN, reason=None, command_id=None, timestamp=datetime.now(UTC))
+    clone_user = copy.deepcopy(user)
+    clone_user.reactivate(meta)
+    clone_user.grant_role("consultant", meta)
+    assert not user.active and user.roles == {"admin"} and not user.pending_events
+    clone_account = copy.deepcopy(account)
+    clone_account.revoke_role("Consultancy", meta)
+    assert account.roles == {"Consultancy"} and len(account.annotations) == 1
