@@ -7,7 +7,7 @@ import functools
 import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Final
 from uuid import UUID
 
@@ -25,6 +25,7 @@ from sqlalchemy import (
     or_,
     select,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 
 from ledger.validation import Moment, as_uuid, optional, role_name
@@ -281,10 +282,6 @@ class Queries:
         params: dict[str, Any] = {"account": account_id}
         if (after := _moment(annotations_after, "annotations_after")) is not None:
             params["after"] = after
-            # No annotation is longer than the account's span, so one that ends after `after`
-            # starts after `after - span`: that bound lets the (account, start) index do the work.
-            span = self.reader.scalar(_ANNOTATION_SPAN, {"account": account_id})
-            params["starts_after"] = after - timedelta(seconds=(span or 0) + 1)
         if (before := _moment(annotations_before, "annotations_before")) is not None:
             params["before"] = before
         if (belief_after := _moment(beliefs_after, "beliefs_after")) is not None:
@@ -408,9 +405,28 @@ _ANNOTATION_COLUMNS: Final = [
     "source_user_id",
     "type",
 ]
-_ANNOTATION_SPAN = select(t.accounts.c.annotation_span).where(
-    t.accounts.c.id == bindparam("account", type_=Uuid())
-)
+
+
+class _SecondsBefore(ColumnElement[datetime]):
+    """`moment - seconds` in SQL, comparable with a stored UTCDateTime."""
+
+    inherit_cache = True
+    type = t.UTCDateTime()
+
+    def __init__(self, moment: ColumnElement[datetime], seconds: ColumnElement[float]) -> None:
+        self.moment, self.seconds = moment, seconds
+
+
+@compiles(_SecondsBefore, "sqlite")
+def _seconds_before_sqlite(element: _SecondsBefore, compiler: Any, **kw: Any) -> str:
+    moment, seconds = (compiler.process(part, **kw) for part in (element.moment, element.seconds))
+    return f"strftime('%Y-%m-%d %H:%M:%f', {moment}, '-' || ({seconds}) || ' seconds')"
+
+
+@compiles(_SecondsBefore, "postgresql")
+def _seconds_before_postgresql(element: _SecondsBefore, compiler: Any, **kw: Any) -> str:
+    moment, seconds = (compiler.process(part, **kw) for part in (element.moment, element.seconds))
+    return f"({moment} - make_interval(secs => {seconds}))"
 
 
 @functools.lru_cache(maxsize=256)
@@ -433,7 +449,14 @@ def _annotation_search(
         n.removed_at.is_(None),
     ]
     if after:
-        conditions += [n.end > moment("after"), n.start > moment("starts_after")]
+        # No annotation is longer than the account's span, so one that ends after `after`
+        # starts after `after - span`: that bound lets the (account, start) index do the work.
+        span = (
+            select(t.accounts.c.annotation_span + 1)
+            .where(t.accounts.c.id == bindparam("account", type_=Uuid()))
+            .scalar_subquery()
+        )
+        conditions += [n.end > moment("after"), n.start > _SecondsBefore(moment("after"), span)]
     if before:
         conditions.append(n.start < moment("before"))
     if beliefs_after:
