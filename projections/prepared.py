@@ -1,12 +1,15 @@
-"""The hot read path: Core statements compiled once, run on a DBAPI connection of each thread's own.
+"""The hot paths: SQLAlchemy Core statements compiled once, run straight on a DBAPI cursor.
 
 A point query through `engine.connect()` + `Connection.execute` spends most of its time outside
 the database (measured on SQLite: ~45 of ~52 µs of a `has_role` go to the pool checkout and
-reset, the compiled-cache look-up, the execution context and the result wrapper). Here the
-statement is still written with SQLAlchemy Core and compiled by SQLAlchemy for the engine's
-dialect, with the dialect's own bind and result processors; only the per-call machinery is left
-out. Each thread keeps one connection, in autocommit, detached from the engine's pool so that a
-pool of five never limits how many threads can ask.
+reset, the compiled-cache look-up, the execution context and the result wrapper); so does each
+of the projector's per-event statements. Here the statements are still written with Core and
+compiled by SQLAlchemy for the engine's dialect, with the dialect's own bind and result
+processors; only the per-call machinery is left out.
+
+- `PreparedReader`: each thread keeps one connection, in autocommit, detached from the engine's
+  pool (a pool of five never limits how many threads can ask).
+- `PageWriter`: the projector's writes, inside its page transaction.
 """
 
 from __future__ import annotations
@@ -157,6 +160,7 @@ class PreparedReader:
         self._statements = PreparedStatements(engine.dialect)
         self._connections: weakref.WeakSet[_Held] = weakref.WeakSet()
         self._lock = threading.Lock()
+        self._generation = 0  # raised by close(): threads then open fresh connections
         self._disconnect_error: type[Exception] = engine.dialect.loaded_dbapi.OperationalError
 
     def all(self, statement: Select[Any], values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
@@ -185,13 +189,13 @@ class PreparedReader:
 
     def _connection(self) -> Any:
         held: _Held | None = getattr(self._local, "held", None)
-        if held is None:
+        if held is None or held.generation != self._generation:
             proxy = self.engine.raw_connection()
             proxy.detach()
             connection = proxy.dbapi_connection
             assert connection is not None
             self.engine.dialect.set_isolation_level(connection, "AUTOCOMMIT")
-            held = _Held(connection)
+            held = _Held(connection, self._generation)
             self._local.held = held
             with self._lock:
                 self._connections.add(held)
@@ -205,6 +209,7 @@ class PreparedReader:
 
     def close(self) -> None:
         with self._lock:
+            self._generation += 1
             for held in list(self._connections):
                 held.close()
             self._connections.clear()
@@ -213,8 +218,8 @@ class PreparedReader:
 class _Held:
     """A thread's connection; closed when the thread ends (its local goes) or on `close()`."""
 
-    def __init__(self, connection: Any) -> None:
-        self.connection = connection
+    def __init__(self, connection: Any, generation: int) -> None:
+        self.connection, self.generation = connection, generation
         self._finalizer = weakref.finalize(self, _close_quietly, connection)
 
     def close(self) -> None:

@@ -83,3 +83,5 @@ def test_close_releases_every_thread_connection(url: str, granted: UUID) -> None
     assert not model.reader._connections
     with pytest.raises(Exception, match="closed"):
         held[0].connection.cursor().execute("SELECT 1")
+    assert model.has_role(granted, "consultant")  # usable again, on a fresh connection
+    model.close()
