@@ -9,7 +9,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Repository
 
-from ledger.domain import LedgerAggregate, Meta
+from ledger.domain import LedgerAggregate, Meta, project
 from ledger.errors import NotFound
 from ledger.storage.side_tables import SideWrite
 
@@ -48,7 +48,7 @@ class UnitOfWork:
         aggregate = self._aggregates.get(aggregate_id)
         if aggregate is None:
             try:
-                aggregate = self.repository.get(aggregate_id)
+                aggregate = self.repository.get(aggregate_id, projector_func=project)
             except AggregateNotFoundError:
                 raise NotFound(f"{what} {aggregate_id} not found") from None
         if not isinstance(aggregate, cls):

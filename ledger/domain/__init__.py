@@ -1,7 +1,7 @@
 """The domain: aggregates and their events, free of I/O."""
 
 from ledger.domain.accounts import Account, AnnotationKey
-from ledger.domain.base import ERASED, LedgerAggregate, Meta
+from ledger.domain.base import ERASED, LedgerAggregate, Meta, project
 from ledger.domain.roles import AccountRole, Role
 from ledger.domain.users import DEFAULT_TIMEZONE, User
 
@@ -15,4 +15,5 @@ __all__ = [
     "Meta",
     "Role",
     "User",
+    "project",
 ]

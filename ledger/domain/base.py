@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Self
@@ -54,3 +55,13 @@ class LedgerAggregate(Aggregate):
     def record(self, event_class: type[Aggregate.Event], meta: Meta, **fields: Any) -> None:
         """Trigger one event: the only way state changes after creation."""
         self.trigger_event(event_class, **meta.fields(), **fields)
+
+
+def project(aggregate: Any, events: Iterable[Any]) -> Any:
+    """Apply stored events to an aggregate (or to None, from its creation): what eventsourcing's
+    `project_aggregate` does, less its per-event `isinstance` against a runtime-checkable
+    Protocol, which on Python 3.11 costs more than applying the event (profiled: 2.6 of 14.6 s
+    of an import whose aggregates fall out of the cache). Pass as `projector_func`."""
+    for event in events:
+        aggregate = event.mutate(aggregate)
+    return aggregate

@@ -12,7 +12,7 @@ from eventsourcing.application import AggregateNotFoundError
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from ledger.application import Ledger
-from ledger.domain import Account, User
+from ledger.domain import Account, User, project
 
 DEFAULT_TTL = 6 * 3600
 WRONG_CREDENTIALS = "wrong email or password, or the user is not active"
@@ -61,10 +61,10 @@ class TokenService:
     def may_act(self, user_id: UUID) -> bool:
         """Active, not erased, in an open account — as recorded now, not as projected."""
         try:
-            user: Any = self.ledger.repository.get(user_id)
+            user: Any = self.ledger.repository.get(user_id, projector_func=project)
             if not isinstance(user, User) or not user.active or user.erased:
                 return False
-            account: Any = self.ledger.repository.get(user.account_id)
+            account: Any = self.ledger.repository.get(user.account_id, projector_func=project)
         except AggregateNotFoundError:
             return False
         return isinstance(account, Account) and not account.closed
