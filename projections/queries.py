@@ -289,6 +289,8 @@ class Queries:
         if (belief_before := _moment(beliefs_before, "beliefs_before")) is not None:
             params["beliefs_before"] = belief_before
         names, user_ids = ([], []) if source is None else _sources(source)
+        # lists padded (with repeats) to a power of two: few distinct statements to compile
+        names, user_ids = _padded(names), _padded(user_ids)
         params.update({f"name_{i}": name for i, name in enumerate(names)})
         params.update({f"user_{i}": user_id for i, user_id in enumerate(user_ids)})
         query = _annotation_search(
@@ -393,6 +395,12 @@ def _sources(source: Any) -> tuple[list[str], list[UUID]]:
         else:
             user_ids.append(as_uuid(item, "source user"))
     return names, user_ids
+
+
+def _padded(items: list[Any]) -> list[Any]:
+    if not items:
+        return items
+    return items + [items[0]] * ((1 << (len(items) - 1).bit_length()) - len(items))
 
 
 _ANNOTATION_COLUMNS: Final = [

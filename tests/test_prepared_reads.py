@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import threading
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import psycopg
@@ -85,3 +86,23 @@ def test_close_releases_every_thread_connection(url: str, granted: UUID) -> None
         held[0].connection.cursor().execute("SELECT 1")
     assert model.has_role(granted, "consultant")  # usable again, on a fresh connection
     model.close()
+
+
+def test_source_lists_of_any_length_compile_few_statements(
+    led: Ledger, acme: UUID, rm: ReadModel
+) -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for source in ("a", "b", "c"):
+        led.add_annotation(
+            acme,
+            content=source,
+            start=start,
+            end=start + timedelta(hours=1),
+            source=source,
+            actor=ADMIN,
+        )
+    rm.catch_up()
+    for length in range(1, 41):
+        sources = ["a", *(f"nobody-{i}" for i in range(length - 1))]
+        assert [a.content for a in rm.search_annotations(acme, source=sources)] == ["a"]
+    assert len(rm.reader._statements._compiled) <= 8  # lengths 1, 2, 4, ... 64
