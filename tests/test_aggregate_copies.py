@@ -40,23 +40,18 @@ def test_every_aggregate_copies_deeply_and_independently(led: Ledger, acme: UUID
     led.record_login(ann, ip="192.0.2.1")
     led.deactivate_user(ann, actor=ADMIN)
     led.grant_account_role(acme, "Consultancy", actor=ADMIN)
-    note = led.add_annotation(
-        acme,
-        content="Outage",
-        start=datetime(2026, 1, 1, tzinfo=UTC),
-        end=datetime(2026, 1, 2, tzinfo=UTC),
-        source="ops",
-        actor=ADMIN,
+    outage, _ = (
+        led.add_annotation(
+            acme,
+            content=content,
+            start=datetime(2026, month, 1, tzinfo=UTC),
+            end=datetime(2026, month, 2, tzinfo=UTC),
+            source="ops",
+            actor=ADMIN,
+        )
+        for content, month in (("Outage", 1), ("Maintenance", 2))
     )
-    led.remove_annotation(acme, note, actor=ADMIN)
-    led.add_annotation(
-        acme,
-        content="Maintenance",
-        start=datetime(2026, 2, 1, tzinfo=UTC),
-        end=datetime(2026, 2, 2, tzinfo=UTC),
-        source="ops",
-        actor=ADMIN,
-    )
+    led.remove_annotation(acme, outage, actor=ADMIN)
     user: User = led.repository.get(ann)
     account: Account = led.repository.get(acme)
     for aggregate in (user, account, led.repository.get(Role.id_for("admin"))):
