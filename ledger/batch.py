@@ -3,7 +3,9 @@ left, saved in one transaction. The fast path of `ledger apply`."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
+from uuid import UUID
 
 from ledger.unit_of_work import UnitOfWork
 
@@ -34,6 +36,15 @@ class Batch:
                 *(("account-name", a) for a in account_names),
             ],
         )
+
+    def preload(self, aggregate_ids: Iterable[UUID]) -> None:
+        """Load these aggregates (users, accounts) in a few queries, so the batch's commands
+        need no look-up each. Ids that name nothing are ignored here."""
+        self.ledger._preload(self.uow, aggregate_ids)
+
+    def claim_owners(self) -> list[UUID]:
+        """Who holds the values looked up so far (see `prefetch_claims`)."""
+        return [owner for owner in self.uow.claims.values() if owner is not None]
 
     def commit(self) -> None:
         """Save everything the batch's commands recorded, atomically. Raises eventsourcing's

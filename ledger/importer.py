@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 import json
 from collections.abc import Callable, Iterable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 from uuid import UUID, uuid5
@@ -132,6 +133,19 @@ def _references(
             if isinstance(value, str):
                 accounts.append(value.strip())
     return ids, emails, usernames, accounts
+
+
+def _ids_named(parsed: list[Command | LineResult]) -> list[UUID]:
+    """The users and accounts the commands name by id."""
+    ids = []
+    for line in parsed:
+        if isinstance(line, Command):
+            for key in (*_USER_REFS, *_ACCOUNT_REFS):
+                value = line.arguments.get(key)
+                if isinstance(value, str) and len(value) >= 32:
+                    with suppress(ValueError):
+                        ids.append(UUID(value))
+    return ids
 
 
 class Importer:
@@ -280,6 +294,7 @@ class Importer:
                 )
                 batch.prefetch_command_ids(ids)
                 batch.prefetch_claims(emails, usernames, accounts)
+                batch.preload([*_ids_named(parsed), *batch.claim_owners()])
                 results, stopped = self._run_lines(parsed, stop_on_error)
                 batch.commit()
             return results, stopped

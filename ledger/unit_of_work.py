@@ -64,6 +64,13 @@ class UnitOfWork:
             return False
         return True
 
+    def holds(self, aggregate_id: UUID) -> bool:
+        return aggregate_id in self._aggregates
+
+    def add_loaded(self, aggregate: LedgerAggregate) -> None:
+        """An aggregate loaded ahead of the commands that will use it (see `Ledger._preload`)."""
+        self._aggregates[aggregate.id] = aggregate
+
     def add(self, aggregate: LedgerAggregate) -> None:
         self._aggregates[aggregate.id] = aggregate
         self._touched.setdefault(aggregate.id, 0)

@@ -57,6 +57,12 @@ class Keyring:
             self._by_user[user_id] = (key_id, key)
             self._by_id[key_id] = (time.monotonic(), key)
 
+    def remember(self, keys: dict[str, bytes]) -> None:
+        """Keys looked up in bulk, cached as `key` would cache them."""
+        now = time.monotonic()
+        with self._lock:
+            self._by_id.update((key_id, (now, key)) for key_id, key in keys.items())
+
     def forget(self, user_id: UUID) -> None:
         with self._lock:
             entry = self._by_user.pop(user_id, None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Iterable, Sequence
 from typing import Any, Protocol
+from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
@@ -31,6 +32,8 @@ class SideTableRecorder(Protocol):
     def chained_events(self, page: int) -> Generator[Sequence[chain.ChainedEvent]]: ...
 
     def first_link_without_event(self) -> int | None: ...
+
+    def events_after(self, positions: Sequence[tuple[UUID, int]]) -> list[StoredEvent]: ...
 
 
 class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
@@ -95,6 +98,32 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
             (),
         )
         return None if row is None or row["position"] is None else int(row["position"])
+
+    def events_after(self, positions: Sequence[tuple[UUID, int]]) -> list[StoredEvent]:
+        """The stored events of many aggregates, each after the version given, in one query:
+        ordered by aggregate, then version."""
+        if not positions:
+            return []
+        wanted = ", ".join(["(?, ?)"] * len(positions))
+        params = [value for id_, after in positions for value in (id_.hex, after)]
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"WITH wanted(id, after) AS (VALUES {wanted}) "
+                f"SELECT e.originator_id, e.originator_version, e.topic, e.state "
+                f"FROM wanted JOIN {self.events_table_name} e "
+                f"ON e.originator_id = wanted.id AND e.originator_version > wanted.after "
+                f"ORDER BY e.originator_id, e.originator_version",
+                params,
+            )
+            return [
+                StoredEvent(
+                    originator_id=self.convert_originator_id(row["originator_id"]),
+                    originator_version=row["originator_version"],
+                    topic=row["topic"],
+                    state=row["state"],
+                )
+                for row in c.fetchall()
+            ]
 
 
 class LedgerSQLiteFactory(SQLiteFactory):
@@ -191,6 +220,30 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             curs.execute(query)
             row = curs.fetchone()
         return None if row is None or row["position"] is None else int(row["position"])
+
+    def events_after(self, positions: Sequence[tuple[UUID, int]]) -> list[StoredEvent]:
+        """The stored events of many aggregates, each after the version given, in one query:
+        ordered by aggregate, then version."""
+        if not positions:
+            return []
+        query = SQL(
+            "SELECT e.originator_id, e.originator_version, e.topic, e.state "
+            "FROM unnest(%s::uuid[], %s::bigint[]) AS wanted(id, after) "
+            "JOIN {schema}.{table} e "
+            "ON e.originator_id = wanted.id AND e.originator_version > wanted.after "
+            "ORDER BY e.originator_id, e.originator_version"
+        ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(query, ([id_ for id_, _ in positions], [after for _, after in positions]))
+            return [
+                StoredEvent(
+                    originator_id=row["originator_id"],
+                    originator_version=row["originator_version"],
+                    topic=row["topic"],
+                    state=bytes(row["state"]),
+                )
+                for row in curs.fetchall()
+            ]
 
 
 class LedgerPostgresFactory(PostgresFactory):
