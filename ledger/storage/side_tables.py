@@ -12,7 +12,9 @@ Statements use `?` placeholders; recorders for other drivers translate them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import groupby
 from typing import Any, Final
 from uuid import UUID
 
@@ -36,6 +38,13 @@ DDL: Final = [
 class SideWrite:
     sql: str
     params: tuple[Any, ...]
+
+
+def runs(writes: Iterable[SideWrite]) -> Iterator[tuple[str, list[tuple[Any, ...]]]]:
+    """Consecutive writes of the same statement, as one statement and its rows (for
+    `executemany`); the order of the writes is kept."""
+    for sql, group in groupby(writes, key=lambda write: write.sql):
+        yield sql, [write.params for write in group]
 
 
 def claim(kind: str, key: str, owner_id: UUID) -> SideWrite:

@@ -1,6 +1,7 @@
-"""`ledger apply` loads a batch's users and accounts ahead of its commands, in a few queries.
-What it loads must be what one-by-one loading would give: fresh, even when this process's
-aggregate cache is stale, and never more than exists."""
+"""`ledger apply` runs a batch of lines as one transaction, loading its users and accounts
+ahead of the commands in a few queries and writing its side rows in bulk. That must give what
+one-by-one commands give: aggregates fresh even when this process's cache is stale, nothing
+loaded that does not exist, and side rows written in the order the commands made them."""
 
 from __future__ import annotations
 
@@ -113,3 +114,25 @@ def test_an_erased_user_loads_with_its_personal_data_erased(
         assert results == [("unchanged", None)] and not user.active
     finally:
         fresh.close()
+
+
+def test_an_email_freed_in_a_batch_is_taken_by_a_later_line(led: Ledger, acme: UUID) -> None:
+    ann = led.create_user("ann@example.org", account_id=acme, actor=ADMIN)
+    bob = led.create_user("bob@example.org", account_id=acme, actor=ADMIN)
+
+    results = _apply(
+        led,
+        [
+            {"command": "update_user", "user": str(ann), "email": "ann.new@example.org"},
+            {"command": "update_user", "user": str(bob), "email": "ann@example.org"},
+            {"command": "create_user", "email": "bob@example.org", "account": str(acme)},
+            {"command": "update_user", "user": str(ann), "email": "ann.newer@example.org"},
+        ],
+    )
+
+    assert results == [("applied", None)] * 4
+    assert led.user_id_for_email("ann.new@example.org") is None  # claimed, then released
+    assert led.user_id_for_email("ann.newer@example.org") == ann
+    assert led.user_id_for_email("ann@example.org") == bob
+    carol = led.user_id_for_email("bob@example.org")
+    assert carol not in (None, ann, bob)
