@@ -26,12 +26,13 @@ from uuid import UUID
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from eventsourcing.application import Application
+from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.persistence import (
     InfrastructureFactory,
     IntegrityError,
     Mapper,
     OperationalError,
+    Recording,
     StoredEvent,
 )
 from eventsourcing.utils import Environment
@@ -134,6 +135,22 @@ class Ledger(Application[UUID]):
 
     def construct_mapper(self) -> Mapper[UUID]:
         return PersonalDataMapper(self.construct_transcoder(), self._keyring)
+
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
+        """`Application.save`, less its two `isinstance` checks per object against runtime
+        Protocols when every object is one of our aggregates (profiled: 0.43 of 7.2 s of a
+        batch import; 60 of 1,350 us of a single command)."""
+        if not all(isinstance(obj, LedgerAggregate) for obj in objs):
+            return super().save(*objs, **kwargs)
+        processing: ProcessingEvent[UUID] = ProcessingEvent()
+        for aggregate in objs:
+            processing.events.extend(aggregate.collect_events())
+            processing.aggregates[aggregate.id] = aggregate
+        processing.saved_kwargs.update(kwargs)
+        recordings = self._record(processing)
+        self._take_snapshots(processing)
+        self._notify(recordings)
+        return recordings
 
     def _load_secret(self) -> bytes:
         return self.named_secret(_HMAC_SECRET)
