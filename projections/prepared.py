@@ -134,6 +134,15 @@ class PageWriter:
         self._in_pipeline()
         self._cursor.executemany(query.sql, parameters)
 
+    def all(self, statement: Select[Any], values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """The rows of a prepared query, read in the page's transaction (after every write
+        sent so far)."""
+        query = self._statements.get(statement)
+        self._pipeline.close()
+        self._piped = False
+        self._cursor.execute(query.sql, query.parameters(values))
+        return query.rows(self._cursor.description, list(self._cursor.fetchall()))
+
     def _in_pipeline(self) -> None:
         if self._start_pipeline is not None and not self._piped:
             self._pipeline.enter_context(self._start_pipeline())

@@ -171,11 +171,8 @@ class Projector:
     def account_of(self, writer: PageWriter, user_id: UUID) -> UUID | None:
         account_id = self._account_of_user.get(user_id)
         if account_id is None:
-            account_id = (
-                writer.connection()
-                .execute(select(t.users.c.account_id).where(t.users.c.id == user_id))
-                .scalar_one_or_none()
-            )
+            rows = writer.all(_SELECT_ACCOUNT_OF, {"user_id": user_id})
+            account_id = rows[0][0] if rows else None
             if account_id is not None:
                 self._account_of_user[user_id] = account_id
         return account_id
@@ -184,6 +181,7 @@ class Projector:
 # -- statements, built once -----------------------------------------------------------------
 
 _INSERT_LOG = insert(t.audit_log)
+_SELECT_ACCOUNT_OF = select(t.users.c.account_id).where(t.users.c.id == bindparam("user_id"))
 _INSERT_ROLE, _INSERT_ACCOUNT_ROLE = insert(t.roles), insert(t.account_roles)
 _INSERT_ACCOUNT = insert(t.accounts)
 _INSERT_ACCOUNT_ROLE_GRANT = insert(t.account_role_grants)

@@ -11,6 +11,8 @@ from sqlalchemy.engine import URL
 from ledger.storage.settings import parse
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+WRITER_CACHE_KIB = 32 * 1024
+WRITER_CHECKPOINT_PAGES = 10_000
 
 
 def sqlalchemy_url(url: str) -> URL:
@@ -38,6 +40,17 @@ def open_engine(url: str, *, writer: bool = False) -> Engine:
         cursor.close()
 
     if writer:
+
+        @event.listens_for(engine, "connect")
+        def _configure_writer(dbapi_connection: Any, _record: Any) -> None:
+            # The projector writes pages of thousands of rows across a dozen indexes. A bigger
+            # page cache, and checkpoints every 40 MB of WAL rather than every 4 MB (a page
+            # rewritten by many commits is copied to the file once): catch-up at 300k events
+            # of a 1M-event log, 8.5k -> 11.1k events/s. Other connections keep the defaults.
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
+            cursor.execute(f"PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_PAGES}")
+            cursor.close()
 
         @event.listens_for(engine, "begin")
         def _begin(connection: Any) -> None:
