@@ -18,7 +18,7 @@ import random
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
@@ -121,7 +121,7 @@ class Ledger(Application[UUID]):
         settings = {"AGGREGATE_CACHE_MAXSIZE": "10000", **eventsourcing_env(self.url)}
         super().__init__(env=settings)
         self.side = cast(SideTableRecorder, self.recorder)
-        self._keyring.attach(self._lookup_key, self._lookup_user_key)
+        self._keyring.attach(self._lookup_key, self._lookup_keys, self._lookup_user_key)
         self._secret = self._load_secret()
         self.last_seen_resolution = timedelta(
             seconds=float(os.environ.get("LEDGER_LAST_SEEN_RESOLUTION", "300"))
@@ -168,6 +168,23 @@ class Ledger(Application[UUID]):
     def _lookup_key(self, key_id: str) -> bytes | None:
         row = self.side.select_one(side.SELECT_KEY_BY_ID, (key_id,))
         return None if row is None else base64.b64decode(row["secret"])
+
+    def _lookup_keys(self, key_ids: list[str]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        for start in range(0, len(key_ids), 500):
+            chunk = key_ids[start : start + 500]
+            rows = self.side.select_all(
+                f"SELECT key_id, secret FROM ledger_user_keys "
+                f"WHERE key_id IN ({', '.join('?' * len(chunk))})",
+                tuple(chunk),
+            )
+            found.update((row["key_id"], base64.b64decode(row["secret"])) for row in rows)
+        return found
+
+    def to_domain_events(self, stored_events: Sequence[StoredEvent]) -> list[Any]:
+        """Decode stored events (notifications too), personal data decrypted, the keys they
+        need looked up in one query."""
+        return cast(PersonalDataMapper, self.mapper).to_domain_events(stored_events)
 
     def _lookup_user_key(self, user_id: UUID) -> tuple[str, bytes] | None:
         row = self.side.select_one(side.SELECT_KEY_FOR_USER, (str(user_id),))
@@ -291,13 +308,11 @@ class Ledger(Application[UUID]):
             stored = self.side.events_after(
                 [(i, cached[i].version if i in cached else 0) for i in chunk]
             )
-            by_aggregate: dict[UUID, list[StoredEvent]] = {}
-            for event in stored:
-                by_aggregate.setdefault(cast(UUID, event.originator_id), []).append(event)
-            self._preload_keys([i for i in by_aggregate if i not in cached])
+            by_aggregate: dict[UUID, list[Any]] = {}
+            for event in self.to_domain_events(stored):
+                by_aggregate.setdefault(event.originator_id, []).append(event)
             for aggregate_id in chunk:
-                found = by_aggregate.get(aggregate_id, ())
-                events = [self.mapper.to_domain_event(e) for e in found]
+                events = by_aggregate.get(aggregate_id, [])
                 base = cached.get(aggregate_id)
                 if not events and base is None:
                     continue
@@ -305,16 +320,6 @@ class Ledger(Application[UUID]):
                 if cache is not None and events:
                     cache.put(aggregate_id, aggregate)
                 uow.add_loaded(copy.deepcopy(aggregate))
-
-    def _preload_keys(self, user_ids: list[UUID]) -> None:
-        if not user_ids:
-            return
-        rows = self.side.select_all(
-            f"SELECT key_id, secret FROM ledger_user_keys "
-            f"WHERE user_id IN ({', '.join('?' * len(user_ids))})",
-            tuple(str(i) for i in user_ids),
-        )
-        self._keyring.remember({row["key_id"]: base64.b64decode(row["secret"]) for row in rows})
 
     def _commit_batch(self, uow: UnitOfWork) -> None:
         """Save a batch's events and side rows in one transaction (no retry: on a conflict the

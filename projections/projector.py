@@ -114,8 +114,8 @@ class Projector:
             )
             self._pending_log = []
             with PageWriter(conn, self._statements) as writer:
-                for notification in notifications:
-                    event: Event = self.ledger.mapper.to_domain_event(notification)
+                events = self.ledger.to_domain_events(notifications)
+                for notification, event in zip(notifications, events, strict=True):
                     if until is None or event.timestamp <= until:
                         self.apply(writer, notification.id, event)
                         applied += 1

@@ -326,6 +326,28 @@ def test_personal_data_is_encrypted_at_rest(led: Ledger, acme: UUID) -> None:
     assert claims is not None and claims["n"] == 0
 
 
+def test_many_events_decode_with_one_key_query(led: Ledger, acme: UUID) -> None:
+    """A page of user creations (the projector's, a batch's) looks its keys up together; an
+    erased user's data still reads as erased."""
+    emails = [f"user{n}@example.org" for n in range(7)]
+    users = [led.create_user(email, account_id=acme, actor=ADMIN) for email in emails]
+    led.erase_user(users[3], actor=ADMIN, reason="GDPR request 18")
+    other = Ledger(led.url)  # nothing cached
+    single, bulk = other._keyring._lookup_key, other._keyring._lookup_keys
+    one_by_one: list[str] = []
+    together: list[list[str]] = []
+    other._keyring._lookup_key = lambda key_id: one_by_one.append(key_id) or single(key_id)
+    other._keyring._lookup_keys = lambda ids: together.append(ids) or bulk(ids)
+    try:
+        stored = other.recorder.select_notifications(start=None, limit=1_000)
+        events = other.to_domain_events(stored)
+        shown = [e.email for e in events if isinstance(e, User.UserCreated)]
+        assert shown == [*emails[:3], "[erased]", *emails[4:]]
+        assert one_by_one == [] and len(together) == 1 and len(together[0]) == 7
+    finally:
+        other.close()
+
+
 def test_a_clock_supplies_event_timestamps(url: str) -> None:
     moments = iter([T0, T0 + timedelta(days=30)])
     led = Ledger(url, clock=lambda: next(moments))

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 from uuid import UUID
 
@@ -24,7 +25,9 @@ from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
 from ledger.domain.base import ERASED
 
 _PREFIX: Final = "enc1:"
+_SEALED_KEY_ID: Final = re.compile(rb"enc1:([0-9a-f]{32}):")
 KeyLookup = Callable[[str], bytes | None]
+KeysLookup = Callable[[list[str]], dict[str, bytes]]
 UserKeyLookup = Callable[[UUID], tuple[str, bytes] | None]
 
 
@@ -41,10 +44,14 @@ class Keyring:
         self._by_user: dict[UUID, tuple[str, bytes]] = {}
         self._lock = threading.Lock()
         self._lookup_key: KeyLookup = lambda key_id: None
+        self._lookup_keys: KeysLookup = lambda key_ids: {}
         self._lookup_user_key: UserKeyLookup = lambda user_id: None
 
-    def attach(self, lookup_key: KeyLookup, lookup_user_key: UserKeyLookup) -> None:
+    def attach(
+        self, lookup_key: KeyLookup, lookup_keys: KeysLookup, lookup_user_key: UserKeyLookup
+    ) -> None:
         self._lookup_key = lookup_key
+        self._lookup_keys = lookup_keys
         self._lookup_user_key = lookup_user_key
 
     @staticmethod
@@ -57,11 +64,21 @@ class Keyring:
             self._by_user[user_id] = (key_id, key)
             self._by_id[key_id] = (time.monotonic(), key)
 
-    def remember(self, keys: dict[str, bytes]) -> None:
-        """Keys looked up in bulk, cached as `key` would cache them."""
+    def load(self, key_ids: Iterable[str]) -> None:
+        """Look up, in one go, the keys of these ids that `key` would otherwise look up one
+        by one (absent keys, of erased users, are remembered as absent)."""
         now = time.monotonic()
         with self._lock:
-            self._by_id.update((key_id, (now, key)) for key_id, key in keys.items())
+            missing = [
+                key_id
+                for key_id in set(key_ids)
+                if (cached := self._by_id.get(key_id)) is None or now - cached[0] >= self.ttl
+            ]
+        if not missing:
+            return
+        found = self._lookup_keys(missing)
+        with self._lock:
+            self._by_id.update((key_id, (now, found.get(key_id))) for key_id in missing)
 
     def forget(self, user_id: UUID) -> None:
         with self._lock:
@@ -118,6 +135,19 @@ class PersonalDataMapper(Mapper[UUID]):
                 state[field] = f"{_PREFIX}{key_id}:{encoded}"
         object.__setattr__(sealed, "__dict__", state)
         return super().to_stored_event(sealed)
+
+    def to_domain_events(
+        self, stored_events: Sequence[StoredEvent]
+    ) -> list[DomainEventProtocol[UUID]]:
+        """Decode many events, the keys they need looked up together first: a page of user
+        creations otherwise costs one key query each (on PostgreSQL, 10 of 22 s of projecting
+        60k events under cProfile)."""
+        self.keyring.load(
+            key_id.decode()
+            for stored in stored_events
+            for key_id in _SEALED_KEY_ID.findall(stored.state)
+        )
+        return [self.to_domain_event(stored) for stored in stored_events]
 
     def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
         event = super().to_domain_event(stored_event)
