@@ -356,7 +356,7 @@ class Ledger(Application[UUID]):
         command_id = optional(CommandId, command_id, "command_id")
         if getattr(self._local, "validating", False):
             return cast(R, None)
-        fingerprint = self._fingerprint(command, args)
+        fingerprint = "" if command_id is None else self._fingerprint(command, args)
         batch = self._batch_uow()
         if batch is not None:
             return self._run_in_batch(
