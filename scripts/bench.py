@@ -157,6 +157,16 @@ class Raw:
         if not self.sqlite:
             self.conn.execute("VACUUM ANALYZE bench_events")  # a settled table, hint bits set
 
+    def others(self) -> str:
+        """What else the server is running (autovacuum workers, other queries), for the log."""
+        if self.sqlite:
+            return "n/a"
+        rows = self.conn.execute(
+            "SELECT backend_type, left(query, 60) FROM pg_stat_activity "
+            "WHERE state <> 'idle' AND pid <> pg_backend_pid() AND backend_type <> 'walsender'"
+        ).fetchall()
+        return "; ".join(f"{kind}: {query}" for kind, query in rows) or "nothing"
+
     def full_scan(self) -> float:
         """Rows per second of an ordered scan in pages of 10,000 (on PostgreSQL through a
         server-side cursor: a client-side one would first hold the whole table in memory)."""
@@ -354,7 +364,7 @@ def run(url: str, scale: dict[str, int], log: Callable[[str], None]) -> list[Res
     summary = importer.apply([(n, text) for n, text in enumerate(lines, 1)])
     elapsed = time.perf_counter() - start
     assert not summary.rejected, summary.rejected[:3]
-    events = int(led.recorder.max_notification_id())
+    events = led.recorder.max_notification_id() or 0
     results.append(
         ratio_result(
             "batch import (ledger apply)",
@@ -393,7 +403,7 @@ def run(url: str, scale: dict[str, int], log: Callable[[str], None]) -> list[Res
             0.35,
         )
     )
-    events = int(led.recorder.max_notification_id())
+    events = led.recorder.max_notification_id() or 0
 
     rm = ReadModel(url, page_size=2000)
     start = time.perf_counter()
@@ -425,14 +435,15 @@ def run(url: str, scale: dict[str, int], log: Callable[[str], None]) -> list[Res
 
     sample = [uuid.UUID(u) for u in users[: scale["samples"]]]
     at = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=20)
-    for name, call in (
+    checks: list[tuple[str, Callable[[uuid.UUID], bool]]] = [
         ("has_role now", lambda u: rm.has_role(u, "consultant")),
         ("has_role at=", lambda u: rm.has_role(u, "consultant", at=at)),
-    ):
+    ]
+    for name, call in checks:
         latencies = []
-        for user in (sample * 3)[: scale["samples"]]:
+        for user_id in (sample * 3)[: scale["samples"]]:
             begin = time.perf_counter()
-            call(user)
+            call(user_id)
             latencies.append(time.perf_counter() - begin)
         results.append(latency_result(name, latencies, point_p50))
     account = led.account_id_for_name("Account 0")
@@ -478,8 +489,17 @@ def run(url: str, scale: dict[str, int], log: Callable[[str], None]) -> list[Res
         Result("replay peak RSS", rss, "MB", 300, "limit MB", rss / 300, "<= 300 MB", rss <= 300)
     )
     raw.top_up(events)  # the reference scan reads as many rows as verify does
-    scan_rate = raw.full_scan()
-    log(f"reference: full ordered scan of {events:,} rows at {scan_rate:,.0f} rows/s")
+    # Best of three: in full PostgreSQL runs one scan here ran at 101-134k rows/s against
+    # 480-500k for the same table alone in a scratch database (likely autovacuum or a
+    # checkpoint after the import and rebuild competing for the two cores); the fastest scan
+    # is the stricter reference for verify.
+    log(f"while scanning, the server also ran: {raw.others()}")
+    scans = [raw.full_scan() for _ in range(3)]
+    scan_rate = max(scans)
+    log(
+        f"reference: full ordered scan of {events:,} rows at "
+        f"{', '.join(f'{rate:,.0f}' for rate in scans)} rows/s"
+    )
     seconds, rss = child_rss("with Audit(url) as a: assert a.verify().ok", url)
     results.append(
         ratio_result(
