@@ -157,11 +157,10 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         side_writes: Iterable[SideWrite] = (),
         **kwargs: Any,
     ) -> None:
-        # Runs before the events INSERT and its table lock, in the same transaction; one
-        # pipeline, so a batch's thousands of rows cost no round trip each.
-        with curs.connection.pipeline():
-            for sql, params in side_tables.runs(side_writes):
-                curs.executemany(_pg(sql), params)  # type: ignore[arg-type]
+        # Runs before the events INSERT and its table lock, in the same transaction and in
+        # eventsourcing's pipeline (a pipeline of our own around it measured no faster).
+        for sql, params in side_tables.runs(side_writes):
+            curs.executemany(_pg(sql), params)  # type: ignore[arg-type]
 
     def _fetch_ids_after_insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
