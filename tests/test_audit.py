@@ -102,6 +102,22 @@ def test_a_deleted_event_is_found(history: Ledger) -> None:
     assert verify(history) == (False, 10)
 
 
+def test_a_break_reports_what_verified_before_it(history: Ledger) -> None:
+    assert int(history.recorder.max_notification_id()) > 15
+    table, column = events_table(history)
+    raw(history, f"DELETE FROM {table} WHERE {column} IN (?, ?)", 9, 15)
+    with Audit(history.url) as audit:
+        result = audit.verify()
+    eighth = history.side.select_one("SELECT hash FROM ledger_chain WHERE position = ?", (8,))
+    assert eighth is not None
+    assert (result.ok, result.first_bad_position, result.events) == (False, 9, 8)
+    assert result.head is not None and (result.head.position, result.head.hash) == (
+        8,
+        eighth["hash"],
+    )
+    assert result.problem is not None and "link without its event" in result.problem
+
+
 def test_a_deleted_last_event_is_found_by_its_link(history: Ledger) -> None:
     table, column = events_table(history)
     last = int(history.recorder.max_notification_id())

@@ -68,56 +68,88 @@ def digest(led: Ledger) -> Digest:
 def verify(led: Ledger, kept: Digest | None = None) -> Verification:
     """Recompute the chain; with a kept digest, also check that the log still extends it.
 
-    One ordered scan of the events joined to their links (raw rows, no event objects), plus one
-    query for links whose event is gone; the first position where anything disagrees is named."""
-    orphan = led.side.first_link_without_event()
-    previous, count, position_seen = chain.GENESIS, 0, 0
+    One ordered scan of the events joined to their links (raw rows, no event objects). Links
+    whose event is gone are found by counting: if the links before the point the scan reached
+    outnumber the events it verified, the first such link is looked up (an anti-join over the
+    whole chain on every run cost 0.25 s of the 2.1 s of verifying 777k events on SQLite, 0.68 s
+    with a cold cache). The first position where anything disagrees is named."""
+    scan = _scan(led, kept)
+    orphan = None
+    if _links_before(led, scan.stop) != scan.count:
+        orphan = led.side.first_link_without_event(0, scan.stop)
+    elif scan.failure is None:
+        orphan = led.side.first_link_without_event(scan.stop, None)  # of deleted last events
+    if orphan is not None:
+        before = led.side.events_before(orphan)
+        count, head = (0, None) if before is None else (before[0], Digest(before[1], before[2], ""))
+        return Verification(False, count, head, orphan, _LINK_WITHOUT_EVENT)
+    head = Digest(scan.position, scan.previous, "") if scan.count else None
+    if scan.failure is not None:
+        return Verification(False, scan.count, head, *scan.failure)
+    if kept is not None and kept.position != 0 and not scan.kept_seen:
+        return Verification(
+            False,
+            scan.count,
+            head,
+            scan.position,
+            f"the log ends before the kept digest's position {kept.position} (truncated)",
+        )
+    return Verification(True, scan.count, head)
+
+
+@dataclass
+class _Scan:
+    count: int = 0  # events verified
+    position: int = 0  # the last one's position
+    previous: str = chain.GENESIS  # and its link
+    stop: int = 1  # the scan verified every event before this position, and no further
+    kept_seen: bool = False
+    failure: tuple[int, str] | None = None
+
+
+def _scan(led: Ledger, kept: Digest | None) -> _Scan:
+    """Verify every event's link against the link before it, in log order, up to the first
+    event that fails."""
+    scan = _Scan()
     kept_position = kept.position if kept is not None else -1
-    kept_seen = kept is None or kept.position == 0
-
-    def broken(position: int, problem: str) -> Verification:
-        head = Digest(position_seen, previous, "") if count else None
-        return Verification(False, count, head, position, problem)
-
     link_of = chain.link_of
+    previous, count, position_seen = chain.GENESIS, 0, 0
+
+    def stopped(stop: int, failure: tuple[int, str] | None = None) -> _Scan:
+        scan.count, scan.position, scan.previous = count, position_seen, previous
+        scan.stop, scan.failure = stop, failure
+        return scan
+
     with closing(led.side.chained_events(PAGE)) as pages:
         for page in pages:
             for position, originator_id, version, topic, state, recorded in page:
-                if orphan is not None and orphan < position:
-                    return broken(orphan, _LINK_WITHOUT_EVENT)
                 if recorded is None:
-                    return broken(position, _EVENT_WITHOUT_LINK)
+                    return stopped(position, (position, _EVENT_WITHOUT_LINK))
                 expected = link_of(previous, position, originator_id, version, topic, state)
                 if expected != recorded:
-                    return broken(
-                        position,
-                        "the event or its link differs from what was recorded "
-                        "(changed, reordered, or an earlier event removed)",
-                    )
+                    return stopped(position, (position, _CHANGED))
                 previous, position_seen = expected, position
                 count += 1
                 if position == kept_position:
                     assert kept is not None
                     if previous != kept.hash:
-                        return broken(
-                            position,
-                            "the log no longer extends the kept digest (history rewritten)",
-                        )
-                    kept_seen = True
-    if orphan is not None:
-        return broken(orphan, _LINK_WITHOUT_EVENT)
-    head = Digest(position_seen, previous, "") if count else None
-    if not kept_seen:
-        assert kept is not None
-        return broken(
-            position_seen,
-            f"the log ends before the kept digest's position {kept.position} (truncated)",
-        )
-    return Verification(True, count, head)
+                        return stopped(position + 1, (position, _NOT_EXTENDED))
+                    scan.kept_seen = True
+    return stopped(position_seen + 1)
+
+
+def _links_before(led: Ledger, position: int) -> int:
+    row = led.side.select_one(chain.COUNT_BEFORE, (position,))
+    return 0 if row is None else int(row["n"])
 
 
 _LINK_WITHOUT_EVENT: Final = "a link without its event (the event was deleted or moved)"
 _EVENT_WITHOUT_LINK: Final = "an event without a link (inserted, or its link deleted)"
+_CHANGED: Final = (
+    "the event or its link differs from what was recorded "
+    "(changed, reordered, or an earlier event removed)"
+)
+_NOT_EXTENDED: Final = "the log no longer extends the kept digest (history rewritten)"
 
 
 def as_dict(result: Verification) -> dict[str, Any]:

@@ -19,6 +19,7 @@ SELECT_PAGE: Final = (
     "SELECT position, hash FROM ledger_chain WHERE position > ? ORDER BY position LIMIT ?"
 )
 INSERT: Final = "INSERT INTO ledger_chain (position, hash) VALUES (?, ?)"
+COUNT_BEFORE: Final = "SELECT count(*) AS n FROM ledger_chain WHERE position < ?"
 
 
 # As an auditor reads the log back: position, originator id (text, as `str(UUID)` prints it),

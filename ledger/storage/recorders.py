@@ -31,7 +31,9 @@ class SideTableRecorder(Protocol):
 
     def chained_events(self, page: int) -> Generator[Sequence[chain.ChainedEvent]]: ...
 
-    def first_link_without_event(self) -> int | None: ...
+    def first_link_without_event(self, start: int, stop: int | None) -> int | None: ...
+
+    def events_before(self, position: int) -> tuple[int, int, str] | None: ...
 
     def events_after(self, positions: Sequence[tuple[UUID, int]]) -> list[StoredEvent]: ...
 
@@ -91,13 +93,29 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
                     for p, o, v, t, s, h in rows
                 ]
 
-    def first_link_without_event(self) -> int | None:
+    def first_link_without_event(self, start: int, stop: int | None) -> int | None:
+        """The first link, from `start` and before `stop`, whose event is gone."""
         row = self.select_one(
-            f"SELECT min(position) AS position FROM ledger_chain l WHERE NOT EXISTS "
+            f"SELECT min(position) AS position FROM ledger_chain l "
+            f"WHERE position >= ? AND position < ? AND NOT EXISTS "
             f"(SELECT 1 FROM {self.events_table_name} e WHERE e.rowid = l.position)",
-            (),
+            (start, stop if stop is not None else 2**62),
         )
         return None if row is None or row["position"] is None else int(row["position"])
+
+    def events_before(self, position: int) -> tuple[int, int, str] | None:
+        """How many events lie before `position`, and the last one's position and link."""
+        table = self.events_table_name
+        count = self.select_one(f"SELECT count(*) AS n FROM {table} WHERE rowid < ?", (position,))
+        last = self.select_one(
+            f"SELECT e.rowid AS position, l.hash FROM {table} e "
+            f"JOIN ledger_chain l ON l.position = e.rowid WHERE e.rowid < ? "
+            f"ORDER BY e.rowid DESC LIMIT 1",
+            (position,),
+        )
+        if count is None or last is None:
+            return None
+        return int(count["n"]), int(last["position"]), str(last["hash"])
 
     def events_after(self, positions: Sequence[tuple[UUID, int]]) -> list[StoredEvent]:
         """The stored events of many aggregates, each after the version given, in one query:
@@ -212,15 +230,43 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             while rows := cursor.fetchmany(page):
                 yield rows
 
-    def first_link_without_event(self) -> int | None:
+    def first_link_without_event(self, start: int, stop: int | None) -> int | None:
+        """The first link, from `start` and before `stop`, whose event is gone."""
         query = SQL(
-            "SELECT min(position) AS position FROM ledger_chain l WHERE NOT EXISTS "
+            "SELECT min(position) AS position FROM ledger_chain l "
+            "WHERE position >= %s AND position < %s AND NOT EXISTS "
             "(SELECT 1 FROM {schema}.{table} e WHERE e.notification_id = l.position)"
         ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
         with self.datastore.transaction(commit=False) as curs:
-            curs.execute(query)
+            curs.execute(query, (start, stop if stop is not None else 2**62))
             row = curs.fetchone()
         return None if row is None or row["position"] is None else int(row["position"])
+
+    def events_before(self, position: int) -> tuple[int, int, str] | None:
+        """How many events lie before `position`, and the last one's position and link."""
+        table = SQL("{schema}.{table}").format(
+            schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name)
+        )
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL("SELECT count(*) AS n FROM {table} WHERE notification_id < %s").format(
+                    table=table
+                ),
+                (position,),
+            )
+            count = curs.fetchone()
+            curs.execute(
+                SQL(
+                    "SELECT e.notification_id AS position, l.hash FROM {table} e "
+                    "JOIN ledger_chain l ON l.position = e.notification_id "
+                    "WHERE e.notification_id < %s ORDER BY e.notification_id DESC LIMIT 1"
+                ).format(table=table),
+                (position,),
+            )
+            last = curs.fetchone()
+        if count is None or last is None:
+            return None
+        return int(count["n"]), int(last["position"]), str(last["hash"])
 
     def events_after(self, positions: Sequence[tuple[UUID, int]]) -> list[StoredEvent]:
         """The stored events of many aggregates, each after the version given, in one query:
