@@ -313,13 +313,13 @@ class Ledger(Application[UUID]):
                 by_aggregate.setdefault(event.originator_id, []).append(event)
             for aggregate_id in chunk:
                 events = by_aggregate.get(aggregate_id, [])
-                base = cached.get(aggregate_id)
-                if not events and base is None:
-                    continue
-                aggregate = project(copy.deepcopy(base) if base is not None else None, events)
-                if cache is not None and events:
-                    cache.put(aggregate_id, aggregate)
-                uow.add_loaded(copy.deepcopy(aggregate))
+                aggregate = cached.get(aggregate_id)
+                if events:
+                    aggregate = project(copy.deepcopy(aggregate), events)
+                    if cache is not None:
+                        cache.put(aggregate_id, aggregate)
+                if aggregate is not None:
+                    uow.add_loaded(copy.deepcopy(aggregate))
 
     def _commit_batch(self, uow: UnitOfWork) -> None:
         """Save a batch's events and side rows in one transaction (no retry: on a conflict the

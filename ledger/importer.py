@@ -142,7 +142,7 @@ def _ids_named(parsed: list[Command | LineResult]) -> list[UUID]:
         if isinstance(line, Command):
             for key in (*_USER_REFS, *_ACCOUNT_REFS):
                 value = line.arguments.get(key)
-                if isinstance(value, str) and len(value) >= 32:
+                if isinstance(value, str):
                     with suppress(ValueError):
                         ids.append(UUID(value))
     return ids

@@ -116,8 +116,7 @@ class PageWriter:
 
     def connection(self) -> Connection:
         """The SQLAlchemy connection, every statement sent so far answered."""
-        self._pipeline.close()
-        self._piped = False
+        self._end_pipeline()
         return self._conn
 
     def execute(self, statement: ClauseElement, values: Mapping[str, Any]) -> None:
@@ -138,10 +137,13 @@ class PageWriter:
         """The rows of a prepared query, read in the page's transaction (after every write
         sent so far)."""
         query = self._statements.get(statement)
-        self._pipeline.close()
-        self._piped = False
+        self._end_pipeline()
         self._cursor.execute(query.sql, query.parameters(values))
         return query.rows(self._cursor.description, list(self._cursor.fetchall()))
+
+    def _end_pipeline(self) -> None:
+        self._pipeline.close()
+        self._piped = False
 
     def _in_pipeline(self) -> None:
         if self._start_pipeline is not None and not self._piped:

@@ -514,7 +514,7 @@ def run(url: str, scale: dict[str, int], log: Callable[[str], None]) -> list[Res
     raw.top_up(events)  # the reference scan reads as many rows as verify does
     raw.settle()
     # Best of three, the stricter reference for verify.
-    log(f"while scanning, the server also ran: {raw.others()}")
+    log(f"just before the scans the server was running: {raw.others()}")
     scans = [raw.full_scan() for _ in range(3)]
     scan_rate = max(scans)
     log(
