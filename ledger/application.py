@@ -148,9 +148,22 @@ class Ledger(Application[UUID]):
             processing.aggregates[aggregate.id] = aggregate
         processing.saved_kwargs.update(kwargs)
         recordings = self._record(processing)
+        self._cache_saved(cast("tuple[LedgerAggregate, ...]", objs))
         self._take_snapshots(processing)
         self._notify(recordings)
         return recordings
+
+    def _cache_saved(self, aggregates: Iterable[LedgerAggregate]) -> None:
+        """Keep what was just saved in the aggregate cache (eventsourcing leaves the cached
+        copy behind when it fast-forwards), so the next command can take it unconfirmed."""
+        cache = self.repository.cache
+        if cache is None:
+            return
+        for aggregate in aggregates:
+            with suppress(KeyError):
+                if cast(LedgerAggregate, cache.get(aggregate.id)).version >= aggregate.version:
+                    continue  # another thread saved a newer one meanwhile
+            cache.put(aggregate.id, aggregate)
 
     def _load_secret(self) -> bytes:
         return self.named_secret(_HMAC_SECRET)
@@ -368,8 +381,20 @@ class Ledger(Application[UUID]):
                 found, prior = self._prior_result(None, command_id, fingerprint, command)
                 if found:
                     return cast(R, prior)
-            uow = UnitOfWork(self.repository, self._meta(actor, reason, command_id))
-            result = handle(uow)
+            # The first attempt decides on cached aggregates as they are, without a query for
+            # newer events. What it changes is safe: saving a stale aggregate's event clashes
+            # on its version. What it only read is confirmed below in one query.
+            uow = UnitOfWork(
+                self.repository, self._meta(actor, reason, command_id), optimistic=attempt == 0
+            )
+            try:
+                result = handle(uow)
+            except LedgerError:
+                if self._read_stale(uow):
+                    continue
+                raise
+            if self._read_stale(uow):
+                continue
             writes = list(uow.side_writes)
             if command_id is not None:
                 writes.append(side.remember_command(command_id, fingerprint, _encode(result)))
@@ -380,9 +405,10 @@ class Ledger(Application[UUID]):
                 self.save(*changed, side_writes=writes)
             except (IntegrityError, OperationalError):
                 # A concurrent writer won a version, a claim or the command id (or held the
-                # database lock too long). Retrying from fresh state either succeeds or
-                # rejects the command with a clear error.
-                self._back_off(attempt)
+                # database lock too long), or a cached aggregate was stale. Retrying from
+                # fresh state either succeeds or rejects the command with a clear error.
+                if not uow.unverified:
+                    self._back_off(attempt)
             else:
                 for callback in uow.after_commit:
                     callback()
@@ -392,6 +418,12 @@ class Ledger(Application[UUID]):
             f"{command} was not applied: concurrent changes kept conflicting "
             f"after {self.max_attempts} attempts; try again"
         )
+
+    def _read_stale(self, uow: UnitOfWork) -> bool:
+        """Whether a cached aggregate the command read, unconfirmed, but did not change has
+        newer events in the database (then the command must run again on fresh state)."""
+        unchanged = uow.unverified_unchanged()
+        return bool(unchanged) and bool(self.side.events_after(unchanged))
 
     def _meta(self, actor: str, reason: str | None, command_id: str | None) -> Meta:
         return Meta(actor, reason, command_id, valid(Moment, self._clock(), "clock time"))

@@ -3,8 +3,9 @@ writes, and the claims and command ids it made, so later commands of a batch see
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Repository
@@ -18,9 +19,17 @@ _RELEASED = None
 
 
 class UnitOfWork:
-    def __init__(self, repository: Repository[UUID], meta: Meta) -> None:
+    """`optimistic`: take cached aggregates as they are, without asking the database for newer
+    events. Each one is noted in `unverified` with the version it was taken at; the caller
+    must confirm them before it trusts the outcome (see `Ledger._run`)."""
+
+    def __init__(
+        self, repository: Repository[UUID], meta: Meta, *, optimistic: bool = False
+    ) -> None:
         self.repository = repository
         self.meta = meta
+        self.optimistic = optimistic
+        self.unverified: dict[UUID, int] = {}
         self.side_writes: list[SideWrite] = []
         self.after_commit: list[Callable[[], None]] = []
         self.claims: dict[tuple[str, str], UUID | None] = {}
@@ -47,15 +56,37 @@ class UnitOfWork:
         """The aggregate, loaded once per unit of work; NotFound if absent or of another kind."""
         aggregate = self._aggregates.get(aggregate_id)
         if aggregate is None:
-            try:
-                aggregate = self.repository.get(aggregate_id, projector_func=project)
-            except AggregateNotFoundError:
-                raise NotFound(f"{what} {aggregate_id} not found") from None
+            aggregate = self._fetch(aggregate_id, what)
         if not isinstance(aggregate, cls):
             raise NotFound(f"{what} {aggregate_id} not found")
         self._aggregates[aggregate_id] = aggregate
         self._touched.setdefault(aggregate_id, len(aggregate.pending_events))
         return aggregate
+
+    def _fetch(self, aggregate_id: UUID, what: str) -> LedgerAggregate:
+        cache = self.repository.cache
+        if self.optimistic and cache is not None:
+            try:
+                cached = cast(LedgerAggregate, cache.get(aggregate_id))
+            except KeyError:
+                pass
+            else:
+                self.unverified[aggregate_id] = cached.version
+                return copy.deepcopy(cached)
+        try:
+            return cast(LedgerAggregate, self.repository.get(aggregate_id, projector_func=project))
+        except AggregateNotFoundError:
+            raise NotFound(f"{what} {aggregate_id} not found") from None
+
+    def unverified_unchanged(self) -> list[tuple[UUID, int]]:
+        """(id, version) of the aggregates taken from the cache unconfirmed that this unit of
+        work leaves unchanged: nothing in the save will catch it if they were stale."""
+        unchanged = []
+        for aggregate_id, version in self.unverified.items():
+            aggregate = self._aggregates.get(aggregate_id)  # None: rejected as the wrong kind
+            if aggregate is None or not aggregate.pending_events:
+                unchanged.append((aggregate_id, version))
+        return unchanged
 
     def exists(self, cls: type[LedgerAggregate], aggregate_id: UUID) -> bool:
         try:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Generator, Iterable, Sequence
 from typing import Any, Protocol
 from uuid import UUID
@@ -158,6 +159,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         self.sql_create_statements.extend(
             Composed([SQL(ddl)]) for ddl in (*side_tables.DDL, chain.DDL)
         )
+        self._chain_head = threading.local()  # this thread's pending SELECT of the head
 
     def create_table(self) -> None:
         with self.datastore.get_connection() as conn:
@@ -180,16 +182,30 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         for sql, params in side_tables.runs(side_writes):
             curs.executemany(_pg(sql), params)  # type: ignore[arg-type]
 
+    def _insert_stored_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        super()._insert_stored_events(curs, stored_events, **kwargs)
+        # Queued behind the table lock and the INSERT, so the round trip that returns the new
+        # ids brings the chain's head too. Never prepared: when the INSERT fails (a version
+        # clash), the pipeline skips this statement, yet psycopg would count it as prepared and
+        # the next use would fail with 'prepared statement "_pg3_N" does not exist'.
+        head_cursor = curs.connection.cursor()
+        head_cursor.execute(chain.SELECT_HEAD, prepare=False)
+        self._chain_head.cursor = head_cursor
+
     def _fetch_ids_after_insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        notification_ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
-        if not notification_ids:
-            return notification_ids
+        head_cursor: Cursor[DictRow] = self._chain_head.cursor
+        self._chain_head.cursor = None
+        with head_cursor:
+            notification_ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+            if not notification_ids:
+                return notification_ids
+            head = head_cursor.fetchone()
         # The table lock is held and the ids are known: extend the chain. eventsourcing commits
         # even when Python raises here, so a failure must abort the transaction in the database.
-        curs.execute(chain.SELECT_HEAD)
-        head = curs.fetchone()
         try:
             rows = chain.links(
                 head["hash"] if head else chain.GENESIS, notification_ids, stored_events

@@ -1,0 +1,115 @@
+"""A command first decides on the cached aggregates without asking the database for newer
+events. Another process's changes must still be seen: through the version clash on save for
+what the command changes, and through a confirming look-up for what it only reads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from uuid import UUID
+
+import pytest
+
+from ledger import Ledger
+from ledger.errors import Conflict
+from tests.conftest import ADMIN
+from tests.helpers import event_names
+
+
+@pytest.fixture
+def other(led: Ledger) -> Iterator[Ledger]:
+    """A second Ledger on the same database: another process, with a cache of its own."""
+    ledger = Ledger(led.url)
+    try:
+        yield ledger
+    finally:
+        ledger.close()
+
+
+def _user(led: Ledger, acme: UUID, email: str = "ann@example.org") -> UUID:
+    return led.create_user(email, account_id=acme, actor=ADMIN)
+
+
+def test_a_change_on_a_stale_cached_aggregate_is_saved_at_the_next_version(
+    led: Ledger, other: Ledger, acme: UUID
+) -> None:
+    ann = _user(led, acme)
+    assert led.record_login(ann)  # cached here at version 2
+    assert other.record_login(ann)  # version 3, unknown to led's cache
+    assert led.record_login(ann)
+    fresh = Ledger(led.url)
+    try:
+        stored = fresh.repository.get(ann)
+        assert stored.login_count == 3
+        assert stored.version == 4
+    finally:
+        fresh.close()
+
+
+def test_a_no_op_on_a_stale_cached_aggregate_is_decided_again_on_fresh_state(
+    led: Ledger, other: Ledger, acme: UUID
+) -> None:
+    ann = _user(led, acme)
+    assert led.grant_role(ann, "admin", actor=ADMIN)  # led's cache: ann holds admin
+    assert other.revoke_role(ann, "admin", actor=ADMIN)
+    assert led.grant_role(ann, "admin", actor=ADMIN) is True  # not "already held"
+    assert led.last_recorded
+    assert event_names(led).count("RoleGranted") == 2
+    assert "admin" in led.repository.get(ann).roles
+
+
+def test_a_rejection_on_a_stale_cached_aggregate_is_decided_again_on_fresh_state(
+    led: Ledger, other: Ledger, acme: UUID
+) -> None:
+    ann = _user(led, acme)
+    assert led.deactivate_user(ann, actor=ADMIN)  # led's cache: ann inactive
+    assert other.reactivate_user(ann, actor=ADMIN)
+    assert led.record_login(ann)  # not "cannot record a login for inactive user"
+    assert led.repository.get(ann).login_count == 1
+
+
+def test_a_no_op_that_stands_on_fresh_state_records_nothing(
+    led: Ledger, other: Ledger, acme: UUID
+) -> None:
+    ann = _user(led, acme)
+    assert led.deactivate_user(ann, actor=ADMIN)
+    assert other.grant_role(ann, "admin", actor=ADMIN)
+    before = event_names(led)
+    assert led.deactivate_user(ann, actor=ADMIN) is False
+    assert not led.last_recorded
+    assert event_names(led) == before
+
+
+def test_what_a_command_only_reads_is_confirmed_before_its_change_is_saved(
+    led: Ledger, other: Ledger, acme: UUID
+) -> None:
+    ann = _user(led, acme)
+    assert led.deactivate_user(ann, actor=ADMIN)
+    led.repository.get(acme)  # led's cache: Acme open
+    assert led.reactivate_user(ann, actor=ADMIN)
+    assert led.deactivate_user(ann, actor=ADMIN)
+    # Closing Acme leaves the inactive ann untouched: her version is the same in led's cache.
+    assert other.close_account(acme, actor=ADMIN)
+    before = event_names(led)
+    with pytest.raises(Conflict, match="closed"):
+        led.reactivate_user(ann, actor=ADMIN)
+    assert event_names(led) == before
+    assert not led.repository.get(ann).active
+
+
+def test_commands_on_cached_aggregates_skip_the_look_up_for_newer_events(
+    led: Ledger, acme: UUID
+) -> None:
+    ann = _user(led, acme)
+    led.record_login(ann)
+    looked_up: list[object] = []
+    real = led.repository.event_store.get
+
+    def counting_get(*args: object, **kwargs: object) -> object:
+        looked_up.append(args or kwargs)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    led.repository.event_store.get = counting_get  # type: ignore[method-assign]
+    for _ in range(5):
+        assert led.record_login(ann)
+    assert looked_up == []
+    assert led.repository.get(ann).login_count == 6
