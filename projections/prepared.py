@@ -45,13 +45,16 @@ class PreparedQuery:
         self._binds: dict[str, Processor] = {}
         self._fixed: dict[str, Any] = {}  # values written into the statement (`count + 1`)
         for bind, name in compiled.bind_names.items():
-            self._binds[name] = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if process is not None or name not in self._binds:
+                # one name, several binds (`x < :at THEN :at`): the typed one decides
+                self._binds[name] = process
             if not bind.required:
                 self._fixed[name] = bind.effective_value
         selected = list(statement.selected_columns) if isinstance(statement, Select) else []
         self._types = [column.type.dialect_impl(dialect) for column in selected]
         self._dialect = dialect
-        self._columns: list[Processor] | None = None
+        self._columns: list[tuple[int, Callable[[Any], Any]]] | None = None
 
     def parameters(self, values: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
         bound = {}
@@ -62,21 +65,24 @@ class PreparedQuery:
             return bound
         return [bound[name] for name in self._positions]
 
-    def rows(self, description: Sequence[Any], raw: list[Sequence[Any]]) -> list[tuple[Any, ...]]:
+    def rows(self, description: Sequence[Any], raw: list[Sequence[Any]]) -> list[Sequence[Any]]:
         if self._columns is None:
             # some drivers' processors depend on the type code the cursor reports
             self._columns = [
-                kind.result_processor(self._dialect, column[1])
-                for kind, column in zip(self._types, description, strict=True)
+                (index, processor)
+                for index, (kind, column) in enumerate(zip(self._types, description, strict=True))
+                if (processor := kind.result_processor(self._dialect, column[1])) is not None
             ]
-        columns = self._columns
-        return [
-            tuple(
-                value if process is None or value is None else process(value)
-                for value, process in zip(row, columns, strict=True)
-            )
-            for row in raw
-        ]
+        if not self._columns:
+            return raw
+        processed: list[Sequence[Any]] = []
+        for row in raw:
+            values = list(row)
+            for index, process in self._columns:
+                if (value := values[index]) is not None:
+                    values[index] = process(value)
+            processed.append(values)
+        return processed
 
 
 class PreparedStatements:
@@ -133,7 +139,7 @@ class PageWriter:
         self._in_pipeline()
         self._cursor.executemany(query.sql, parameters)
 
-    def all(self, statement: Select[Any], values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    def all(self, statement: Select[Any], values: Mapping[str, Any]) -> list[Sequence[Any]]:
         """The rows of a prepared query, read in the page's transaction (after every write
         sent so far)."""
         query = self._statements.get(statement)
@@ -174,7 +180,7 @@ class PreparedReader:
         self._generation = 0  # raised by close(): threads then open fresh connections
         self._disconnect_error: type[Exception] = engine.dialect.loaded_dbapi.OperationalError
 
-    def all(self, statement: Select[Any], values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    def all(self, statement: Select[Any], values: Mapping[str, Any]) -> list[Sequence[Any]]:
         """The rows of `statement` (a module constant or the product of a cached builder: it is
         compiled on first sight and remembered by identity)."""
         query = self._statements.get(statement)

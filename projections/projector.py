@@ -198,7 +198,7 @@ _u, _a, _g, _ag, _act, _n = (
     t.user_activity.c,
     t.annotations.c,
 )
-_AT: Any = bindparam("b_at")
+_AT: Any = bindparam("b_at", type_=t.UTCDateTime())  # typed: in a CASE it is not inferred
 _SET_CONSULTANCY = (
     update(t.accounts)
     .where(_a.id == bindparam("b_id"))

@@ -1,5 +1,6 @@
 """The read-model tables, each named for the question it answers."""
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,6 +41,36 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
         return value.astimezone(UTC)  # type: ignore[no-any-return]
+
+    # On SQLite the text is written and parsed directly, in the format SQLAlchemy's SQLite
+    # DATETIME uses ("2026-03-01 00:00:00.000000"): a quarter of the time of its processor
+    # chained with the two methods above (measured: 2.4 -> 0.6 us to bind, 1.0 -> 0.2 us to
+    # read), which counted in every annotation search and every projected event.
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        if dialect.name == "sqlite":
+            return _sqlite_utc_text
+        return super().bind_processor(dialect)
+
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Callable[[Any], Any] | None:
+        if dialect.name == "sqlite":
+            return _sqlite_utc_datetime
+        return super().result_processor(dialect, coltype)
+
+
+def _sqlite_utc_text(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat(" ", "microseconds")[:26]  # less "+00:00"
+
+
+def _sqlite_utc_datetime(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value + "+00:00")
+    except ValueError:  # stored with its offset: users.last_login_at was, before 2026-11-29
+        return datetime.fromisoformat(value).astimezone(UTC)
 
 
 metadata = MetaData()

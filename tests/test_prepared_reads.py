@@ -6,13 +6,19 @@ from __future__ import annotations
 import gc
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from uuid import UUID
 
 import psycopg
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import DateTime
+from sqlalchemy.dialects import sqlite
 
 from ledger import Ledger
 from projections import ReadModel
+from projections.tables import UTCDateTime
 from tests.conftest import ADMIN, create_pg_database
 
 
@@ -106,3 +112,49 @@ def test_source_lists_of_any_length_compile_few_statements(
         sources = ["a", *(f"nobody-{i}" for i in range(length - 1))]
         assert [a.content for a in rm.search_annotations(acme, source=sources)] == ["a"]
     assert len(rm.reader._statements._compiled) <= 8  # lengths 1, 2, 4, ... 64
+
+
+@given(
+    moment=st.datetimes(
+        min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.timezones()
+    )
+)
+def test_sqlite_times_are_stored_as_sqlalchemy_stores_them(moment: datetime) -> None:
+    """UTCDateTime's own SQLite text must equal SQLAlchemy's, or range filters would compare
+    unlike strings; and it must read back as the same instant, in UTC."""
+    dialect = sqlite.dialect()
+    ours = UTCDateTime().bind_processor(dialect)
+    theirs = DateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert ours is not None and theirs is not None
+    text = ours(moment)
+    assert text == theirs(moment.astimezone(UTC).replace(tzinfo=None))
+    read = UTCDateTime().result_processor(dialect, None)
+    assert read is not None
+    assert read(text) == moment.astimezone(UTC) and read(text).tzinfo is UTC
+
+
+def test_a_login_time_stored_with_its_offset_still_reads(tmp_path: Path) -> None:
+    """Before 2026-11-29 the projector wrote users.last_login_at on SQLite as
+    '2026-01-03 00:00:00+00:00'; read models built then still answer."""
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    led = Ledger(url)
+    rm = ReadModel(url)
+    try:
+        led.define_role("admin", actor=ADMIN)
+        acme = led.create_account("Acme", actor=ADMIN)
+        ann = led.create_user("ann@example.org", account_id=acme, actor=ADMIN)
+        led.record_login(ann, at=datetime(2026, 1, 3, tzinfo=UTC))
+        rm.catch_up()
+        login = rm.get_user(ann)
+        assert login is not None and login.last_login_at == datetime(2026, 1, 3, tzinfo=UTC)
+        with rm.engine.begin() as conn:
+            conn.exec_driver_sql(
+                "UPDATE users SET last_login_at = '2026-01-03 00:00:00+00:00' WHERE id = ?",
+                (ann.hex,),
+            )
+        old = rm.get_user(ann)
+        assert old is not None and old.last_login_at == datetime(2026, 1, 3, tzinfo=UTC)
+        assert old.last_login_at.tzinfo is UTC
+    finally:
+        rm.close()
+        led.close()
