@@ -304,12 +304,13 @@ def batch_lines(users: int, extra: int, annotations: int, rng: random.Random) ->
     return lines
 
 
-def child_rss(code: str, url: str) -> tuple[float, float]:
+def child_rss(code: str, url: str) -> tuple[float, float, float]:
     """Run `code` in a fresh Python (after importing the audit module); return the seconds it
-    took and the peak RSS in MB of that process (VmHWM: getrusage's maxrss would include this
-    parent's, as Linux keeps it across fork and exec)."""
+    took, the peak RSS in MB of that process (VmHWM: getrusage's maxrss would include this
+    parent's, as Linux keeps it across fork and exec), and the largest peak RSS among the
+    processes it started (verify's workers)."""
     wrapper = (
-        "import sys, time\n"
+        "import resource, sys, time\n"
         "from datetime import UTC, datetime\n"
         "from ledger.audit import Audit\n"
         f"url = {url!r}\n"
@@ -318,11 +319,12 @@ def child_rss(code: str, url: str) -> tuple[float, float]:
         "print(time.perf_counter() - start)\n"
         "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0]\n"
         "print(int(hwm.split()[1]) / 1024)\n"
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)\n"
     )
     output = subprocess.run(
         [sys.executable, "-c", wrapper], capture_output=True, text=True, check=True
     ).stdout.split()
-    return float(output[-2]), float(output[-1])
+    return float(output[-3]), float(output[-2]), float(output[-1])
 
 
 def writer(url: str, users: list[str], count: int) -> tuple[int, int]:
@@ -352,6 +354,7 @@ def writer(url: str, users: list[str], count: int) -> tuple[int, int]:
 
 def run(url: str, scale: dict[str, int], log: Callable[[str], None]) -> list[Result]:
     from ledger import Ledger
+    from ledger.audit import integrity
     from ledger.importer import Importer
     from projections import ReadModel
 
@@ -492,7 +495,7 @@ def run(url: str, scale: dict[str, int], log: Callable[[str], None]) -> list[Res
     raw.settle()
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "replay.db"
-        seconds, rss = child_rss(
+        seconds, rss, _ = child_rss(
             f"with Audit(url) as a: a.replay(datetime.now(UTC), {str(out)!r})", url
         )
     results.append(
@@ -522,7 +525,15 @@ def run(url: str, scale: dict[str, int], log: Callable[[str], None]) -> list[Res
         f"{', '.join(f'{rate:,.0f}' for rate in scans)} rows/s"
     )
     raw.settle()
-    seconds, rss = child_rss("with Audit(url) as a: assert a.verify().ok", url)
+    seconds, own_rss, worker_rss = child_rss("with Audit(url) as a: assert a.verify().ok", url)
+    # The workers run side by side with the verifying process: count each at the largest
+    # worker's peak (an upper bound of what they held together).
+    processes = integrity.processes_for(events)
+    rss = own_rss + (processes - 1) * worker_rss
+    log(
+        f"verify: {processes} process{'es' if processes > 1 else ''}, peak RSS {own_rss:.0f} MB + "
+        f"{processes - 1} x {worker_rss:.0f} MB"
+    )
     results.append(
         ratio_result(
             "verify",
@@ -531,7 +542,7 @@ def run(url: str, scale: dict[str, int], log: Callable[[str], None]) -> list[Res
             scan_rate,
             f"full ordered scan of {events:,} rows, rows/s",
             0.50,
-            f"peak RSS {rss:.0f} MB",
+            f"{processes} process{'es' if processes > 1 else ''}, peak RSS {rss:.0f} MB",
         )
     )
     results.append(

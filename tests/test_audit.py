@@ -4,17 +4,19 @@ check, and the reports. The adversarial tests edit the database directly."""
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from unittest import mock
 from uuid import UUID
 
 import pytest
 from click.testing import CliRunner
 
-from ledger import Ledger
+from ledger import Ledger, ValidationError
 from ledger.audit import Audit, Digest, integrity
 from ledger.cli import main
-from ledger.storage import chain
+from ledger.storage import chain, chain_check
 from ledger.storage.side_tables import SideWrite
 from projections import ReadModel
 from tests.conftest import ADMIN
@@ -72,9 +74,18 @@ def state_at(led: Ledger, position: int) -> bytes:
 
 
 def verify(led: Ledger, kept: Digest | None = None) -> tuple[bool, int | None]:
-    with Audit(led.url) as audit:
-        result = audit.verify(kept)
-    return result.ok, result.first_bad_position
+    """Verify in one process, then split into three ranges checked side by side (28 events:
+    positions 1-9 here, 10-18 and 19-28 in two workers): both must find the same."""
+    results = []
+    for processes in ("1", "3"):
+        with (
+            mock.patch.dict(os.environ, {integrity.PROCESSES_VARIABLE: processes}),
+            Audit(led.url) as audit,
+        ):
+            results.append(audit.verify(kept))
+    alone, split = results
+    assert split == alone
+    return alone.ok, alone.first_bad_position
 
 
 def test_an_untouched_log_verifies_with_and_without_a_digest(history: Ledger) -> None:
@@ -126,7 +137,7 @@ def test_a_deleted_last_event_is_found_by_its_link(history: Ledger) -> None:
 
 
 def test_verify_reads_the_log_in_pages(history: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(integrity, "PAGE", 5)  # 28 events: six pages
+    monkeypatch.setattr(chain_check, "PAGE", 5)  # 28 events: six pages
     with Audit(history.url) as audit:
         result = audit.verify()
         head = audit.digest()
@@ -334,3 +345,22 @@ def test_reports(history: Ledger) -> None:
         assert csv.splitlines()[0] == "role,user_id,email,account,since"
         data = json.loads(audit.render(["role-changes", "dormant"], "json", since=T0))
         assert set(data) == {"role-changes", "dormant"}
+
+
+def test_a_process_count_that_is_not_a_number_is_rejected(
+    history: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(integrity.PROCESSES_VARIABLE, "two")
+    with Audit(history.url) as audit, pytest.raises(ValidationError, match="whole number"):
+        audit.verify()
+
+
+def test_verify_splits_a_long_log_over_the_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(integrity.PROCESSES_VARIABLE, raising=False)
+    monkeypatch.setattr(integrity.os, "cpu_count", lambda: 8)
+    assert integrity.processes_for(integrity.PARALLEL_FROM - 1) == 1
+    assert integrity.processes_for(integrity.PARALLEL_FROM) == 4
+    monkeypatch.setattr(integrity.os, "cpu_count", lambda: 2)
+    assert integrity.processes_for(10**6) == 2
+    monkeypatch.setenv(integrity.PROCESSES_VARIABLE, "3")
+    assert integrity.processes_for(10) == 3

@@ -4,18 +4,18 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Generator, Iterable, Sequence
-from typing import Any, Protocol
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol, cast
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteFactory
 from psycopg import Cursor
-from psycopg.rows import DictRow, tuple_row
+from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
 
-from ledger.storage import chain, side_tables
+from ledger.storage import chain, chain_check, side_tables
 from ledger.storage.side_tables import SideWrite
 
 _CREATE_TABLES_LOCK = 7_350_001  # pg_advisory_lock key: one process creates tables at a time
@@ -30,7 +30,7 @@ class SideTableRecorder(Protocol):
 
     def select_all(self, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]: ...
 
-    def chained_events(self, page: int) -> Generator[Sequence[chain.ChainedEvent]]: ...
+    def chain_source(self) -> chain_check.Source: ...
 
     def first_link_without_event(self, start: int, stop: int | None) -> int | None: ...
 
@@ -41,7 +41,7 @@ class SideTableRecorder(Protocol):
 
 class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
     def construct_create_table_statements(self) -> list[str]:
-        return [*super().construct_create_table_statements(), *side_tables.DDL, chain.DDL]
+        return [*super().construct_create_table_statements(), *side_tables.DDL, chain.DDL_SQLITE]
 
     def _insert_events(
         self,
@@ -74,25 +74,17 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
             c.execute(sql, params)
             return [dict(row) for row in c.fetchall()]
 
-    def chained_events(self, page: int) -> Generator[Sequence[chain.ChainedEvent]]:
-        """Every event in log order with its link (None if it has none), in pages, read in one
-        transaction: one consistent snapshot, however long the scan."""
-        with self.datastore.transaction(commit=False) as c:
-            cursor = c.sqlite_cursor
-            cursor.row_factory = None  # plain tuples
-            cursor.execute(
-                f"SELECT e.rowid, e.originator_id, e.originator_version, e.topic, e.state, l.hash "
-                f"FROM {self.events_table_name} e LEFT JOIN ledger_chain l ON l.position = e.rowid "
-                f"ORDER BY e.rowid"
-            )
-            while rows := cursor.fetchmany(page):
-                # ids are stored as 32 hex digits; the chain hashes them as str(UUID) prints them
-                yield [
-                    (p, f"{o[:8]}-{o[8:12]}-{o[12:16]}-{o[16:20]}-{o[20:]}", v, t, s, h)
-                    if len(o) == 32
-                    else (p, o, v, t, s, h)
-                    for p, o, v, t, s, h in rows
-                ]
+    def chain_source(self) -> chain_check.Source:
+        """How a verifier reads the events with their links, on a connection of its own."""
+        joined = f"FROM {self.events_table_name} e LEFT JOIN ledger_chain l ON l.position = e.rowid"
+        return chain_check.Source(
+            dialect="sqlite",
+            connect={"database": self.datastore.pool.db_name},
+            scan=f"SELECT e.rowid, replace(e.originator_id, '-', ''), e.originator_version, "
+            f"e.topic, e.state, "
+            f"l.hash {joined} WHERE e.rowid >= ? AND e.rowid < ? ORDER BY e.rowid",
+            link_before=f"SELECT l.hash {joined} WHERE e.rowid < ? ORDER BY e.rowid DESC LIMIT 1",
+        )
 
     def first_link_without_event(self, start: int, stop: int | None) -> int | None:
         """The first link, from `start` and before `stop`, whose event is gone."""
@@ -228,23 +220,32 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             curs.execute(_pg(sql), params)  # type: ignore[arg-type]
             return [dict(row) for row in curs.fetchall()]
 
-    def chained_events(self, page: int) -> Generator[Sequence[chain.ChainedEvent]]:
-        """Every event in log order with its link (None if it has none), in pages, through a
-        server-side cursor in one transaction (constant memory, one consistent snapshot)."""
-        query = SQL(
-            "SELECT e.notification_id, e.originator_id::text, e.originator_version, e.topic, "
-            "e.state, l.hash FROM {schema}.{table} e "
-            "LEFT JOIN ledger_chain l ON l.position = e.notification_id "
-            "ORDER BY e.notification_id"
-        ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
-        with (
-            self.datastore.get_connection() as conn,
-            conn.transaction(),
-            conn.cursor(name="ledger_chained_events", row_factory=tuple_row) as cursor,
-        ):
-            cursor.execute(query)
-            while rows := cursor.fetchmany(page):
-                yield rows
+    def chain_source(self) -> chain_check.Source:
+        """How a verifier reads the events with their links, on a connection of its own."""
+        with self.datastore.get_connection() as conn:
+            joined = (
+                SQL(
+                    "FROM {schema}.{table} e "
+                    "LEFT JOIN ledger_chain l ON l.position = e.notification_id"
+                )
+                .format(
+                    schema=Identifier(self.datastore.schema),
+                    table=Identifier(self.events_table_name),
+                )
+                .as_string(conn)
+            )
+        settings = cast(dict[str, Any], self.datastore.pool.kwargs)
+        connect = {key: value for key, value in settings.items() if key != "row_factory"}
+        return chain_check.Source(
+            dialect="postgresql",
+            connect=connect,
+            scan=f"SELECT e.notification_id, replace(e.originator_id::text, '-', ''), "
+            f"e.originator_version, "
+            f"e.topic, e.state, l.hash {joined} WHERE e.notification_id >= %s "
+            f"AND e.notification_id < %s ORDER BY e.notification_id",
+            link_before=f"SELECT l.hash {joined} WHERE e.notification_id < %s "
+            f"ORDER BY e.notification_id DESC LIMIT 1",
+        )
 
     def first_link_without_event(self, start: int, stop: int | None) -> int | None:
         """The first link, from `start` and before `stop`, whose event is gone."""
