@@ -25,6 +25,7 @@ from sqlalchemy.sql import ClauseElement, Select
 from sqlalchemy.sql.compiler import SQLCompiler
 
 Processor = Callable[[Any], Any] | None
+_REQUIRED: Any = object()
 
 
 class PreparedQuery:
@@ -51,19 +52,23 @@ class PreparedQuery:
                 self._binds[name] = process
             if not bind.required:
                 self._fixed[name] = bind.effective_value
+        # (name, processor, value if the caller gives none) per parameter, in the order the
+        # driver takes them: positional (SQLite) one per placeholder, else one per name
+        order = self._positions if self._positions is not None else list(self._binds)
+        self._plan = [(name, self._binds[name], self._fixed.get(name, _REQUIRED)) for name in order]
         selected = list(statement.selected_columns) if isinstance(statement, Select) else []
         self._types = [column.type.dialect_impl(dialect) for column in selected]
         self._dialect = dialect
         self._columns: list[tuple[int, Callable[[Any], Any]]] | None = None
 
     def parameters(self, values: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
-        bound = {}
-        for name, process in self._binds.items():
-            value = values[name] if name in values or name not in self._fixed else self._fixed[name]
-            bound[name] = process(value) if process is not None and value is not None else value
+        bound = []
+        for name, process, default in self._plan:
+            value = values[name] if default is _REQUIRED else values.get(name, default)
+            bound.append(process(value) if process is not None and value is not None else value)
         if self._positions is None:
-            return bound
-        return [bound[name] for name in self._positions]
+            return dict(zip(self._binds, bound, strict=True))
+        return bound
 
     def rows(self, description: Sequence[Any], raw: list[Sequence[Any]]) -> list[Sequence[Any]]:
         if self._columns is None:
