@@ -390,10 +390,10 @@ class Ledger(Application[UUID]):
             try:
                 result = handle(uow)
             except LedgerError:
-                if self._read_stale(uow):
+                if self._stale(uow.unverified.items()):  # nothing is saved: confirm them all
                     continue
                 raise
-            if self._read_stale(uow):
+            if self._stale(uow.unverified_unchanged()):
                 continue
             writes = list(uow.side_writes)
             if command_id is not None:
@@ -419,11 +419,11 @@ class Ledger(Application[UUID]):
             f"after {self.max_attempts} attempts; try again"
         )
 
-    def _read_stale(self, uow: UnitOfWork) -> bool:
-        """Whether a cached aggregate the command read, unconfirmed, but did not change has
+    def _stale(self, taken: Iterable[tuple[UUID, int]]) -> bool:
+        """Whether any of these cached aggregates, taken unconfirmed at these versions, has
         newer events in the database (then the command must run again on fresh state)."""
-        unchanged = uow.unverified_unchanged()
-        return bool(unchanged) and bool(self.side.events_after(unchanged))
+        versions = list(taken)
+        return bool(versions) and bool(self.side.events_after(versions))
 
     def _meta(self, actor: str, reason: str | None, command_id: str | None) -> Meta:
         return Meta(actor, reason, command_id, valid(Moment, self._clock(), "clock time"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from uuid import UUID
 
+import eventsourcing.utils
 import pytest
 
 from ledger import Ledger
@@ -113,3 +114,26 @@ def test_commands_on_cached_aggregates_skip_the_look_up_for_newer_events(
         assert led.record_login(ann)
     assert looked_up == []
     assert led.repository.get(ann).login_count == 6
+
+
+def test_version_clashes_fail_at_once_and_are_rerun_without_a_pause(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL a statement queued behind the failing INSERT once turned a clash into
+    psycopg's PipelineAborted (depending on timing), which eventsourcing retried after
+    sleeping 0.2 s."""
+    first, second = Ledger(url), Ledger(url)
+    slept: list[float] = []
+    monkeypatch.setattr(eventsourcing.utils, "sleep", slept.append)
+    try:
+        first.define_role("admin", actor=ADMIN)
+        acme = first.create_account("Acme", actor=ADMIN)
+        ann = first.create_user("ann@example.org", account_id=acme, actor=ADMIN)
+        for _ in range(30):
+            assert second.record_login(ann)
+            assert first.record_login(ann)  # clashes on its stale cached copy, then succeeds
+        assert slept == []
+        assert first.repository.get(ann).login_count == 60
+    finally:
+        first.close()
+        second.close()
