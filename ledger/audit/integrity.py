@@ -1,5 +1,6 @@
-"""Verify the integrity chain: recompute every link from the stored events, in one streaming
-pass (constant memory), and name the first position where the log and its links disagree."""
+"""Verify the integrity chain: recompute every link from the stored events, in streaming
+passes over ranges of the log (constant memory; long logs in several processes), and name the
+first position where the log and its links disagree."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Final
 
 from ledger.application import Ledger
@@ -136,6 +138,9 @@ def _scan(source: chain_check.Source, last: int, kept: Digest | None) -> chain_c
             if worker.poll() is None:
                 worker.kill()
                 worker.wait()
+            for pipe in (worker.stdout, worker.stderr):
+                if pipe is not None:
+                    pipe.close()
     count, position, previous, kept_seen = 0, 0, chain.GENESIS, False
     for part in checked:
         count += part.count
@@ -150,11 +155,15 @@ def _scan(source: chain_check.Source, last: int, kept: Digest | None) -> chain_c
 def _start_worker(
     source: chain_check.Source, start: int, stop: int, kept: tuple[int, str] | None
 ) -> subprocess.Popen[bytes]:
+    # the worker finds this very ledger package, installed or not
+    home = str(Path(chain_check.__file__).resolve().parents[2])
+    path = os.pathsep.join(p for p in (home, os.environ.get("PYTHONPATH")) if p)
     worker = subprocess.Popen(
         [sys.executable, "-m", "ledger.storage.chain_check"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": path},
     )
     assert worker.stdin is not None
     task = {"source": dataclasses.asdict(source), "start": start, "stop": stop, "kept": kept}
