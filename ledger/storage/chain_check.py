@@ -3,8 +3,8 @@
 Each link is checked against the recorded link of the event before it, so ranges are
 independent: `Audit.verify` checks one range itself and hands the others to worker processes
 (`python -m ledger.storage.chain_check`, the task as JSON on stdin, the result on stdout). This
-module and what it imports stay light (no eventsourcing, SQLAlchemy or pandas): a worker costs
-~20 MB and starts in ~50 ms."""
+module and what it imports stay light (no eventsourcing, SQLAlchemy or pandas): a worker peaks
+at ~25 MB (measured on 388k events) and starts in ~50 ms."""
 
 from __future__ import annotations
 
