@@ -3,10 +3,12 @@ check, and the reports. The adversarial tests edit the database directly."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from unittest import mock
 from uuid import UUID
 
@@ -364,3 +366,18 @@ def test_verify_splits_a_long_log_over_the_cpus(monkeypatch: pytest.MonkeyPatch)
     assert integrity.processes_for(10**6) == 2
     monkeypatch.setenv(integrity.PROCESSES_VARIABLE, "3")
     assert integrity.processes_for(10) == 3
+
+
+def test_a_failing_worker_fails_verify_with_its_error(
+    history: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(integrity.PROCESSES_VARIABLE, "2")
+    start_worker = integrity._start_worker
+
+    def broken(source: chain_check.Source, *args: Any) -> Any:
+        bad = dataclasses.replace(source, scan=source.scan.replace("ledger_chain", "no_such_table"))
+        return start_worker(bad, *args)
+
+    monkeypatch.setattr(integrity, "_start_worker", broken)
+    with Audit(history.url) as audit, pytest.raises(RuntimeError, match="no_such_table"):
+        audit.verify()
