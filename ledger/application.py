@@ -183,16 +183,20 @@ class Ledger(Application[UUID]):
         return None if row is None else base64.b64decode(row["secret"])
 
     def _lookup_keys(self, key_ids: list[str]) -> dict[str, bytes]:
-        found: dict[str, bytes] = {}
-        for start in range(0, len(key_ids), 500):
-            chunk = key_ids[start : start + 500]
-            rows = self.side.select_all(
-                f"SELECT key_id, secret FROM ledger_user_keys "
-                f"WHERE key_id IN ({', '.join('?' * len(chunk))})",
-                tuple(chunk),
-            )
-            found.update((row["key_id"], base64.b64decode(row["secret"])) for row in rows)
-        return found
+        rows = self._select_in(
+            "SELECT key_id, secret FROM ledger_user_keys WHERE key_id IN ({marks})", key_ids
+        )
+        return {row["key_id"]: base64.b64decode(row["secret"]) for row in rows}
+
+    def _select_in(self, sql: str, values: Sequence[str], *before: str) -> list[dict[str, Any]]:
+        """The rows of `sql` (parameters `before`, then `IN ({marks})`) for many values, in
+        queries of 500 values each."""
+        rows: list[dict[str, Any]] = []
+        for start in range(0, len(values), 500):
+            chunk = values[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            rows.extend(self.side.select_all(sql.format(marks=marks), (*before, *chunk)))
+        return rows
 
     def to_domain_events(self, stored_events: Sequence[StoredEvent]) -> list[Any]:
         """Decode stored events (notifications too), personal data decrypted, the keys they
@@ -262,21 +266,19 @@ class Ledger(Application[UUID]):
             self._local.batch = None
 
     def _prefetch_commands(self, uow: UnitOfWork, command_ids: list[str]) -> None:
-        for start in range(0, len(command_ids), 500):
-            chunk = list(dict.fromkeys(command_ids[start : start + 500]))
-            marks = ", ".join("?" * len(chunk))
-            rows = self.side.select_all(
-                f"SELECT command_id, fingerprint, result FROM ledger_commands "
-                f"WHERE command_id IN ({marks})",
-                tuple(chunk),
-            )
-            found = {row["command_id"]: row for row in rows}
-            for command_id in chunk:
-                row = found.get(command_id)
-                if row is None:
-                    uow.commands_not_applied.add(command_id)
-                else:
-                    uow.command_results[command_id] = (row["fingerprint"], _decode(row["result"]))
+        unique = list(dict.fromkeys(command_ids))
+        rows = self._select_in(
+            "SELECT command_id, fingerprint, result FROM ledger_commands "
+            "WHERE command_id IN ({marks})",
+            unique,
+        )
+        found = {row["command_id"]: row for row in rows}
+        for command_id in unique:
+            row = found.get(command_id)
+            if row is None:
+                uow.commands_not_applied.add(command_id)
+            else:
+                uow.command_results[command_id] = (row["fingerprint"], _decode(row["result"]))
 
     def _prefetch_claims(self, uow: UnitOfWork, wanted: list[tuple[str, str]]) -> None:
         """Look up, a few queries per kind, who holds these unique values; the batch then
@@ -293,17 +295,14 @@ class Ledger(Application[UUID]):
             if (kind, key) not in uow.claims:
                 keys.setdefault(kind, set()).add(key)
         for kind, kind_keys in keys.items():
-            ordered = sorted(kind_keys)
-            for start in range(0, len(ordered), 500):
-                chunk = ordered[start : start + 500]
-                rows = self.side.select_all(
-                    f"SELECT key, owner_id FROM ledger_claims WHERE kind = ? "
-                    f"AND key IN ({', '.join('?' * len(chunk))})",
-                    (kind, *chunk),
-                )
-                owners = {row["key"]: UUID(row["owner_id"]) for row in rows}
-                for key in chunk:
-                    uow.claims[(kind, key)] = owners.get(key)
+            rows = self._select_in(
+                "SELECT key, owner_id FROM ledger_claims WHERE kind = ? AND key IN ({marks})",
+                sorted(kind_keys),
+                kind,
+            )
+            owners = {row["key"]: UUID(row["owner_id"]) for row in rows}
+            for key in kind_keys:
+                uow.claims[(kind, key)] = owners.get(key)
 
     def _preload(self, uow: UnitOfWork, aggregate_ids: Iterable[UUID]) -> None:
         """Bring these aggregates up to date in a few queries instead of one or two each: the

@@ -43,19 +43,20 @@ class PreparedQuery:
         self._positions: Sequence[str] | None = (
             list(compiled.positiontup or []) if compiled.positional else None
         )
-        self._binds: dict[str, Processor] = {}
-        self._fixed: dict[str, Any] = {}  # values written into the statement (`count + 1`)
+        binds: dict[str, Processor] = {}
+        fixed: dict[str, Any] = {}  # values written into the statement (`count + 1`)
         for bind, name in compiled.bind_names.items():
             process = bind.type.dialect_impl(dialect).bind_processor(dialect)
-            if process is not None or name not in self._binds:
+            if process is not None or name not in binds:
                 # one name, several binds (`x < :at THEN :at`): the typed one decides
-                self._binds[name] = process
+                binds[name] = process
             if not bind.required:
-                self._fixed[name] = bind.effective_value
+                fixed[name] = bind.effective_value
         # (name, processor, value if the caller gives none) per parameter, in the order the
         # driver takes them: positional (SQLite) one per placeholder, else one per name
-        order = self._positions if self._positions is not None else list(self._binds)
-        self._plan = [(name, self._binds[name], self._fixed.get(name, _REQUIRED)) for name in order]
+        self._names = list(binds)
+        order = self._positions if self._positions is not None else self._names
+        self._plan = [(name, binds[name], fixed.get(name, _REQUIRED)) for name in order]
         selected = list(statement.selected_columns) if isinstance(statement, Select) else []
         self._types = [column.type.dialect_impl(dialect) for column in selected]
         self._dialect = dialect
@@ -67,7 +68,7 @@ class PreparedQuery:
             value = values[name] if default is _REQUIRED else values.get(name, default)
             bound.append(process(value) if process is not None and value is not None else value)
         if self._positions is None:
-            return dict(zip(self._binds, bound, strict=True))
+            return dict(zip(self._names, bound, strict=True))
         return bound
 
     def rows(self, description: Sequence[Any], raw: list[Sequence[Any]]) -> list[Sequence[Any]]:

@@ -20,16 +20,8 @@ DDL: Final = (
 # Databases made before 2026-11-29 keep the BIGINT key; they verify the same, more slowly.
 DDL_SQLITE: Final = DDL.replace("BIGINT", "INTEGER")
 SELECT_HEAD: Final = "SELECT position, hash FROM ledger_chain ORDER BY position DESC LIMIT 1"
-SELECT_PAGE: Final = (
-    "SELECT position, hash FROM ledger_chain WHERE position > ? ORDER BY position LIMIT ?"
-)
 INSERT: Final = "INSERT INTO ledger_chain (position, hash) VALUES (?, ?)"
 COUNT_BEFORE: Final = "SELECT count(*) AS n FROM ledger_chain WHERE position < ?"
-
-
-# As an auditor reads the log back: position, originator id (text, as `str(UUID)` prints it),
-# version, topic, stored state, and the link recorded for it (None if it has none).
-ChainedEvent = tuple[int, str, int, str, bytes, str | None]
 
 
 def link(previous: str, position: int, event: StoredEvent) -> str:

@@ -40,6 +40,23 @@ class Source:
     scan: str
     link_before: str
 
+    @classmethod
+    def of(
+        cls, dialect: str, connect: dict[str, Any], events: str, position: str, mark: str
+    ) -> Source:
+        """The queries for an events table whose log position is the column `position`;
+        `mark` is the driver's placeholder."""
+        joined = f"FROM {events} e LEFT JOIN ledger_chain l ON l.position = e.{position}"
+        return cls(
+            dialect,
+            connect,
+            scan=f"SELECT e.{position}, replace(CAST(e.originator_id AS TEXT), '-', ''), "
+            f"e.originator_version, e.topic, e.state, l.hash {joined} "
+            f"WHERE e.{position} >= {mark} AND e.{position} < {mark} ORDER BY e.{position}",
+            link_before=f"SELECT l.hash {joined} WHERE e.{position} < {mark} "
+            f"ORDER BY e.{position} DESC LIMIT 1",
+        )
+
 
 @dataclass(frozen=True)
 class Checked:

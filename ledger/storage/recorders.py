@@ -80,15 +80,8 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
 
     def chain_source(self) -> chain_check.Source:
         """How a verifier reads the events with their links, on a connection of its own."""
-        joined = f"FROM {self.events_table_name} e LEFT JOIN ledger_chain l ON l.position = e.rowid"
-        return chain_check.Source(
-            dialect="sqlite",
-            connect={"database": self.datastore.pool.db_name},
-            scan=f"SELECT e.rowid, replace(e.originator_id, '-', ''), e.originator_version, "
-            f"e.topic, e.state, "
-            f"l.hash {joined} WHERE e.rowid >= ? AND e.rowid < ? ORDER BY e.rowid",
-            link_before=f"SELECT l.hash {joined} WHERE e.rowid < ? ORDER BY e.rowid DESC LIMIT 1",
-        )
+        connect = {"database": self.datastore.pool.db_name}
+        return chain_check.Source.of("sqlite", connect, self.events_table_name, "rowid", "?")
 
     def first_link_without_event(self, start: int, stop: int | None) -> int | None:
         """The first link, from `start` and before `stop`, whose event is gone."""
@@ -230,29 +223,13 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
 
     def chain_source(self) -> chain_check.Source:
         """How a verifier reads the events with their links, on a connection of its own."""
-        with self.datastore.get_connection() as conn:
-            joined = (
-                SQL(
-                    "FROM {schema}.{table} e "
-                    "LEFT JOIN ledger_chain l ON l.position = e.notification_id"
-                )
-                .format(
-                    schema=Identifier(self.datastore.schema),
-                    table=Identifier(self.events_table_name),
-                )
-                .as_string(conn)
-            )
+        events = SQL("{schema}.{table}").format(
+            schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name)
+        )
         settings = cast(dict[str, Any], self.datastore.pool.kwargs)
         connect = {key: value for key, value in settings.items() if key != "row_factory"}
-        return chain_check.Source(
-            dialect="postgresql",
-            connect=connect,
-            scan=f"SELECT e.notification_id, replace(e.originator_id::text, '-', ''), "
-            f"e.originator_version, "
-            f"e.topic, e.state, l.hash {joined} WHERE e.notification_id >= %s "
-            f"AND e.notification_id < %s ORDER BY e.notification_id",
-            link_before=f"SELECT l.hash {joined} WHERE e.notification_id < %s "
-            f"ORDER BY e.notification_id DESC LIMIT 1",
+        return chain_check.Source.of(
+            "postgresql", connect, events.as_string(None), "notification_id", "%s"
         )
 
     def first_link_without_event(self, start: int, stop: int | None) -> int | None:
