@@ -40,9 +40,7 @@ class PreparedQuery:
     ) -> None:
         compiled = cast(SQLCompiler, statement.compile(dialect=dialect, column_keys=column_keys))
         self.sql = compiled.string
-        self._positions: Sequence[str] | None = (
-            list(compiled.positiontup or []) if compiled.positional else None
-        )
+        positions = list(compiled.positiontup or []) if compiled.positional else None
         binds: dict[str, Processor] = {}
         fixed: dict[str, Any] = {}  # values written into the statement (`count + 1`)
         for bind, name in compiled.bind_names.items():
@@ -52,11 +50,14 @@ class PreparedQuery:
                 binds[name] = process
             if not bind.required:
                 fixed[name] = bind.effective_value
-        # (name, processor, value if the caller gives none) per parameter, in the order the
-        # driver takes them: positional (SQLite) one per placeholder, else one per name
+        # (name, processor, value if the caller gives none) per parameter name; a positional
+        # driver (SQLite) takes them by placeholder, where a name can repeat (`:at` twice)
         self._names = list(binds)
-        order = self._positions if self._positions is not None else self._names
-        self._plan = [(name, binds[name], fixed.get(name, _REQUIRED)) for name in order]
+        self._plan = [(name, binds[name], fixed.get(name, _REQUIRED)) for name in self._names]
+        self._order: list[int] | None = (
+            None if positions is None else [self._names.index(name) for name in positions]
+        )
+        self._in_order = self._order == list(range(len(self._names)))  # each name once, in order
         selected = list(statement.selected_columns) if isinstance(statement, Select) else []
         self._types = [column.type.dialect_impl(dialect) for column in selected]
         self._dialect = dialect
@@ -67,9 +68,11 @@ class PreparedQuery:
         for name, process, default in self._plan:
             value = values[name] if default is _REQUIRED else values.get(name, default)
             bound.append(process(value) if process is not None and value is not None else value)
-        if self._positions is None:
+        if self._order is None:
             return dict(zip(self._names, bound, strict=True))
-        return bound
+        if self._in_order:
+            return bound
+        return [bound[index] for index in self._order]
 
     def rows(self, description: Sequence[Any], raw: list[Sequence[Any]]) -> list[Sequence[Any]]:
         if self._columns is None:
