@@ -7,7 +7,7 @@ from uuid import UUID
 
 import pytest
 
-from ledger import Conflict, InactiveUser, Ledger, NotFound
+from ledger import Conflict, InactiveUser, Ledger, NotFound, ValidationError
 from ledger.domain import Account, User
 from tests.conftest import ADMIN
 from tests.helpers import event_names, stored_state
@@ -361,3 +361,17 @@ def test_a_clock_supplies_event_timestamps(url: str) -> None:
         assert stamps == [T0, T0 + timedelta(days=30)]
     finally:
         led.close()
+
+
+def test_a_user_is_found_by_any_spelling_of_the_email(led: Ledger, acme: UUID) -> None:
+    ann = led.create_user("Ann.Lee@Example.org", account_id=acme, actor=ADMIN)
+    anne = led.create_user("anne@bücher.example", account_id=acme, actor=ADMIN)
+    for spelling in ("Ann.Lee@Example.org", " ann.lee@EXAMPLE.ORG ", "ANN.LEE@example.org"):
+        assert led.user_id_for_email(spelling) == ann
+    # found through validation: the normal form differs from the ASCII text given
+    assert led.user_id_for_email("anne@xn--bcher-kva.example") == anne
+    assert led.user_id_for_email("ANNE@BÜCHER.EXAMPLE") == anne
+    assert led.user_id_for_email("nobody@example.org") is None
+    for bad in ("not-an-email", "ann.lee@", '"ann.lee"@example.org', ""):
+        with pytest.raises(ValidationError, match="invalid email"):
+            led.user_id_for_email(bad)
