@@ -1089,10 +1089,11 @@ class Ledger(Application[UUID]):
 
     def user_id_for_email(self, email: str) -> UUID | None:
         """The user holding this email (case-insensitive), from the uniqueness claims."""
-        key = self._email_key_as_given(email)
-        if key is not None and (owner := self._key_owner(_EMAIL, key)) is not None:
+        as_given = self._email_key_as_given(email)
+        if as_given is not None and (owner := self._key_owner(_EMAIL, as_given)) is not None:
             return owner
-        return self._claim_owner(_EMAIL, valid(Email, email, "email"))
+        key = self._claim_key(_EMAIL, valid(Email, email, "email"))
+        return None if key == as_given else self._key_owner(_EMAIL, key)
 
     def account_id_for_name(self, name: str) -> UUID | None:
         """The open account with this name."""
