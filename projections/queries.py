@@ -25,6 +25,7 @@ from sqlalchemy import (
     false,
     or_,
     select,
+    type_coerce,
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
@@ -481,5 +482,8 @@ def _annotation_search(
         by_name = [n.source_name == bindparam(f"name_{i}", type_=String()) for i in range(names)]
         by_user = [n.source_user_id == bindparam(f"user_{i}", type_=Uuid()) for i in range(users)]
         conditions.append(or_(false(), *by_name, *by_user))
-    columns = [t.annotations.c[name] for name in _ANNOTATION_COLUMNS]
+    columns: list[ColumnElement[Any]] = [t.annotations.c[name] for name in _ANNOTATION_COLUMNS]
+    # the id as the driver gives it (SQLite: hex text): the model's validator makes the UUID,
+    # at a fifth of the cost of SQLAlchemy's processor
+    columns[0] = type_coerce(n.id, String())
     return select(*columns).where(*conditions).order_by(n.start, n.end, n.id)
