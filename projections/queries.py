@@ -396,8 +396,9 @@ def _sources(source: Any) -> tuple[list[str], list[UUID]]:
     for item in wanted:
         if isinstance(item, str):
             names.append(item)
-            with contextlib.suppress(ValueError):
-                user_ids.append(UUID(item))
+            if len(item) >= 32:  # else no UUID's text (and a failed parse costs a raise)
+                with contextlib.suppress(ValueError):
+                    user_ids.append(UUID(item))
         else:
             user_ids.append(as_uuid(item, "source user"))
     return names, user_ids
