@@ -14,9 +14,10 @@ import pytest
 
 from ledger import Ledger
 from ledger.audit import Audit
+from ledger.storage import chain, side_tables
 from tests import workers
 from tests.conftest import ADMIN
-from tests.helpers import event_names
+from tests.helpers import event_names, stored_state
 
 PROCESSES = 4
 pytestmark = pytest.mark.slow
@@ -105,4 +106,41 @@ def test_renames_never_leave_two_open_accounts_with_one_name(led: Ledger) -> Non
         "SELECT COUNT(*) AS n FROM ledger_claims WHERE kind = ?", ("account-name",)
     )
     assert claims is not None and claims["n"] == PROCESSES
+    assert_chain_intact(led)
+
+
+@pytest.mark.parametrize("fails_in", ["chain links", "side rows"])
+def test_a_save_that_fails_half_way_records_nothing(
+    led: Ledger, acme: UUID, monkeypatch: pytest.MonkeyPatch, fails_in: str
+) -> None:
+    """A failure after the events' INSERT (in Python, while linking them; or in the database,
+    in a side row) rolls back the events, their links and the side rows together; the ledger
+    goes on as before."""
+    ann = led.create_user("ann@example.org", account_id=acme, actor=ADMIN)
+    before = stored_state(led)
+    if fails_in == "chain links":
+
+        def broken_links(*args: Any) -> Any:
+            raise RuntimeError("linking failed")
+
+        monkeypatch.setattr(chain, "links", broken_links)
+        with pytest.raises(RuntimeError, match="linking failed"):
+            led.create_user("bob@example.org", account_id=acme, actor=ADMIN)
+    else:
+        original = side_tables.claim
+
+        def unwritable_claim(kind: str, key: str, owner_id: UUID) -> Any:
+            write = original(kind, key, owner_id)
+            return side_tables.SideWrite(
+                write.sql.replace("ledger_claims", "no_such_table"), write.params
+            )
+
+        monkeypatch.setattr(side_tables, "claim", unwritable_claim)
+        with pytest.raises(Exception):  # noqa: B017 (SQLite: retried as a conflict, then raised)
+            led.create_user("bob@example.org", account_id=acme, actor=ADMIN)
+    assert stored_state(led) == before
+    monkeypatch.undo()
+    assert led.user_id_for_email("bob@example.org") is None
+    led.record_login(ann)
+    led.create_user("bob@example.org", account_id=acme, actor=ADMIN)
     assert_chain_intact(led)

@@ -3,19 +3,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol, cast
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import (
     PostgresAggregateRecorder,
     PostgresApplicationRecorder,
     PostgresFactory,
 )
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteFactory
+from eventsourcing.utils import retry
 from psycopg import Cursor
+from psycopg import Error as DriverError
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
 
@@ -158,6 +161,44 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (_CREATE_TABLES_LOCK,))
 
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """eventsourcing's steps (its hooks below, in its order) in two round trips: one that
+        sends everything up to the events' INSERT and brings back their ids, one that sends the
+        chain's links with the COMMIT. eventsourcing's own `insert_events` nests psycopg
+        transaction blocks inside its pipeline, and each nested block's exit is a Sync and a
+        wait: four round trips a save (measured: 1,050-1,200 -> 1,600-1,750 single commands/s
+        with a raw single insert at 3,000-4,000/s). Anything that fails, in the database or in
+        Python, rolls the whole transaction back."""
+        notification_ids: Sequence[int] | None = None
+        failed: Exception | None = None
+        with self.datastore.get_connection() as conn:
+            try:
+                with conn.pipeline() as pipeline, conn.cursor() as curs:
+                    try:
+                        curs.execute("BEGIN", prepare=False)
+                        self._insert_events(curs, stored_events, **kwargs)
+                        if stored_events:
+                            self._insert_stored_events(curs, stored_events, **kwargs)
+                            # now: a version clash raises here, before anything is queued
+                            # behind the INSERT (which would turn it into PipelineAborted)
+                            pipeline.sync()
+                            notification_ids = self._fetch_ids_after_insert_events(
+                                curs, stored_events, **kwargs
+                            )
+                        curs.execute("COMMIT", prepare=False)
+                    except Exception as error:  # raised after the pipeline, as eventsourcing
+                        failed = error  # does (else psycopg warns of the unfinished pipeline)
+            except Exception as error:  # the COMMIT's own failure, at the pipeline's end
+                failed = failed or error
+            if failed is not None:
+                with contextlib.suppress(DriverError):  # the connection may be gone
+                    conn.rollback()
+                raise failed
+        return notification_ids
+
     def _insert_events(
         self,
         curs: Cursor[DictRow],
@@ -197,15 +238,8 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             if not notification_ids:
                 return notification_ids
             head = head_cursor.fetchone()
-        # The table lock is held and the ids are known: extend the chain. eventsourcing commits
-        # even when Python raises here, so a failure must abort the transaction in the database.
-        try:
-            rows = chain.links(
-                head["hash"] if head else chain.GENESIS, notification_ids, stored_events
-            )
-        except BaseException:
-            curs.execute("SELECT ledger_chain_link_failed()")  # no such function: aborts
-            raise
+        # The table lock is held and the ids are known: extend the chain.
+        rows = chain.links(head["hash"] if head else chain.GENESIS, notification_ids, stored_events)
         curs.executemany(_pg(chain.INSERT), rows)  # type: ignore[arg-type]
         return notification_ids
 
