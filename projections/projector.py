@@ -80,6 +80,7 @@ class Projector:
         self._statements = PreparedStatements(engine.dialect)
         self.bulk_from = BULK_FROM
         self.in_bulk = False  # whether the query indexes may be missing
+        self._started = False  # seen a read model with events projected and every index
 
     def position(self, conn: Connection, *, lock: bool = False) -> int:
         query = select(t.projection_tracking.c.position).where(
@@ -116,12 +117,15 @@ class Projector:
 
     def _begin_bulk_load(self, stop: int | None) -> None:
         """Leave the query indexes out if the read model is empty and the log is long."""
+        if self._started:
+            return
         with self.engine.connect() as conn:
             tracking = self._tracking(conn)
         if BULK_MARKER in tracking:
             self.in_bulk = True  # left by a catch-up that did not finish
             return
         if tracking.get(TRACKING_NAME, 0) > 0:
+            self._started = True
             return
         head = self.ledger.recorder.max_notification_id() or 0
         if (head if stop is None else min(head, stop)) < self.bulk_from:
@@ -148,6 +152,7 @@ class Projector:
                     delete(t.projection_tracking).where(t.projection_tracking.c.name == BULK_MARKER)
                 )
         self.in_bulk = False
+        self._started = True
 
     def project_page(
         self, *, until: datetime | None = None, stop: int | None = None
