@@ -16,6 +16,7 @@ import json
 import os
 import random
 import secrets
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -100,6 +101,16 @@ _EMAIL: Final = "email"
 _USERNAME: Final = "username"
 _ACCOUNT_NAME: Final = "account-name"
 _HMAC_SECRET: Final = "hmac"
+
+
+def is_contention(error: Exception) -> bool:
+    """Whether a failed save clashed with another writer (worth running the command again on
+    fresh state) rather than met a fault. SQLite reports a missing table or a read-only file as
+    an OperationalError too, as it does a lock held too long."""
+    cause = error.__cause__
+    if isinstance(error, OperationalError) and isinstance(cause, sqlite3.OperationalError):
+        return any(word in str(cause).lower() for word in ("locked", "busy"))
+    return isinstance(error, IntegrityError | OperationalError)
 
 
 class Ledger(Application[UUID]):
@@ -419,10 +430,12 @@ class Ledger(Application[UUID]):
                 return result
             try:
                 self.save(*changed, side_writes=writes)
-            except (IntegrityError, OperationalError):
+            except (IntegrityError, OperationalError) as error:
                 # A concurrent writer won a version, a claim or the command id (or held the
                 # database lock too long), or a cached aggregate was stale. Retrying from
                 # fresh state either succeeds or rejects the command with a clear error.
+                if not is_contention(error):
+                    raise
                 if not uow.unverified:
                     self._back_off(attempt)
             else:

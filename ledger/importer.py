@@ -20,7 +20,7 @@ from uuid import UUID, uuid5
 
 from eventsourcing.persistence import IntegrityError, OperationalError
 
-from ledger.application import Ledger
+from ledger.application import Ledger, is_contention
 from ledger.errors import LedgerError, NotFound, ValidationError
 
 COMMANDS: Final = (
@@ -298,7 +298,9 @@ class Importer:
                 results, stopped = self._run_lines(parsed, stop_on_error)
                 batch.commit()
             return results, stopped
-        except (IntegrityError, OperationalError):
+        except (IntegrityError, OperationalError) as error:
+            if not is_contention(error):
+                raise
             # A concurrent writer got in the way: nothing of the batch was saved. Apply its
             # lines one by one, each in its own transaction, with the usual retries.
             return self._run_lines(parsed, stop_on_error)

@@ -4,15 +4,19 @@ raw driver error."""
 from __future__ import annotations
 
 import multiprocessing
+import sqlite3
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 from uuid import UUID
 
+import psycopg
 import pytest
+from eventsourcing.persistence import IntegrityError, OperationalError
 
 from ledger import Ledger
+from ledger.application import is_contention
 from ledger.audit import Audit
 from ledger.storage import chain, side_tables
 from tests import workers
@@ -136,7 +140,7 @@ def test_a_save_that_fails_half_way_records_nothing(
             )
 
         monkeypatch.setattr(side_tables, "claim", unwritable_claim)
-        with pytest.raises(Exception):  # noqa: B017 (SQLite: retried as a conflict, then raised)
+        with pytest.raises(Exception, match="no_such_table"):  # the fault, not "conflicting"
             led.create_user("bob@example.org", account_id=acme, actor=ADMIN)
     assert stored_state(led) == before
     monkeypatch.undo()
@@ -144,3 +148,20 @@ def test_a_save_that_fails_half_way_records_nothing(
     led.record_login(ann)
     led.create_user("bob@example.org", account_id=acme, actor=ADMIN)
     assert_chain_intact(led)
+
+
+def _raised(error: Exception, cause: Exception | None) -> Exception:
+    try:
+        raise error from cause
+    except Exception as raised:
+        return raised
+
+
+def test_only_clashes_with_other_writers_are_retried() -> None:
+    locked = sqlite3.OperationalError("database is locked")
+    missing = sqlite3.OperationalError("no such table: ledger_claims")
+    assert is_contention(_raised(OperationalError(str(locked)), locked))
+    assert not is_contention(_raised(OperationalError(str(missing)), missing))
+    assert is_contention(_raised(IntegrityError("UNIQUE constraint failed"), None))
+    timeout = psycopg.errors.LockNotAvailable("canceling statement due to lock timeout")
+    assert is_contention(_raised(OperationalError(str(timeout)), timeout))
