@@ -103,6 +103,24 @@ _ACCOUNT_NAME: Final = "account-name"
 _HMAC_SECRET: Final = "hmac"
 
 
+CACHE_VARIABLE: Final = "LEDGER_AGGREGATE_CACHE_MAXSIZE"
+DEFAULT_CACHE_SIZE: Final = 10_000  # aggregates; about 2 KB each
+
+
+def aggregate_cache_size() -> int:
+    """How many aggregates each process keeps: `LEDGER_AGGREGATE_CACHE_MAXSIZE` if set."""
+    setting = os.environ.get(CACHE_VARIABLE, "").strip()
+    if not setting:
+        return DEFAULT_CACHE_SIZE
+    try:
+        size = int(setting)
+    except ValueError:
+        size = 0
+    if size < 1:
+        raise ValidationError(f"{CACHE_VARIABLE} must be a whole number above 0, not {setting!r}")
+    return size
+
+
 def is_contention(error: Exception) -> bool:
     """Whether a failed save clashed with another writer (worth running the command again on
     fresh state) rather than met a fault. SQLite reports a missing table or a read-only file as
@@ -129,7 +147,12 @@ class Ledger(Application[UUID]):
         self._local = threading.local()
         self._defined_roles: set[tuple[str, str]] = set()
         self._hasher = PasswordHasher()
-        settings = {"AGGREGATE_CACHE_MAXSIZE": "10000", **eventsourcing_env(self.url)}
+        cache_size = str(aggregate_cache_size())
+        settings = {
+            "AGGREGATE_CACHE_MAXSIZE": cache_size,
+            CACHE_VARIABLE: cache_size,  # eventsourcing would read the raw variable first
+            **eventsourcing_env(self.url),
+        }
         super().__init__(env=settings)
         self.side = cast(SideTableRecorder, self.recorder)
         self._keyring.attach(self._lookup_key, self._lookup_keys, self._lookup_user_key)

@@ -375,3 +375,27 @@ def test_a_user_is_found_by_any_spelling_of_the_email(led: Ledger, acme: UUID) -
     for bad in ("not-an-email", "ann.lee@", '"ann.lee"@example.org', ""):
         with pytest.raises(ValidationError, match="invalid email"):
             led.user_id_for_email(bad)
+
+
+@pytest.mark.parametrize("setting", ["abc", "0", "-5", "1.5"])
+def test_a_cache_size_that_is_not_a_positive_number_is_rejected(
+    url: str, monkeypatch: pytest.MonkeyPatch, setting: str
+) -> None:
+    monkeypatch.setenv("LEDGER_AGGREGATE_CACHE_MAXSIZE", setting)
+    with pytest.raises(ValidationError, match="LEDGER_AGGREGATE_CACHE_MAXSIZE must be a whole"):
+        Ledger(url)
+
+
+def test_the_cache_size_is_a_setting(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEDGER_AGGREGATE_CACHE_MAXSIZE", " 50000 ")
+    led = Ledger(url)
+    try:
+        assert led.repository.cache.maxsize == 50_000  # type: ignore[union-attr]
+    finally:
+        led.close()
+    monkeypatch.delenv("LEDGER_AGGREGATE_CACHE_MAXSIZE")
+    led = Ledger(url)
+    try:
+        assert led.repository.cache.maxsize == 10_000  # type: ignore[union-attr]
+    finally:
+        led.close()
