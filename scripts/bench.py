@@ -219,10 +219,14 @@ class Raw:
         workload also reads, updates rows, and commits more often."""
         seconds, count = 0.0, 0
         for table in tables:
-            select, empty = f'SELECT * FROM "{table}"', f'DELETE FROM "{table}"'
+            columns = "*"
+            if self.sqlite:  # the rowid too: the events' notification ids are theirs
+                names = [row[1] for row in self.conn.execute(f'PRAGMA table_info("{table}")')]
+                columns = ", ".join(["rowid", *(f'"{name}"' for name in names)])
+            select = f'SELECT {columns} FROM "{table}"'
             if self.sqlite:
                 rows = self.conn.execute(select).fetchall()
-                self.conn.execute(empty)  # emptied at once (SQLite's truncate optimisation)
+                self.conn.execute(f'DELETE FROM "{table}"')  # at once: truncate optimisation
             else:
                 from psycopg.types.string import TextLoader
 
@@ -234,7 +238,9 @@ class Raw:
                 self.conn.execute(f'TRUNCATE "{table}"')
             if not rows:
                 continue
-            insert = f'INSERT INTO "{table}" VALUES ({", ".join([self.mark] * len(rows[0]))})'
+            marks = ", ".join([self.mark] * len(rows[0]))
+            into = f'"{table}"' if columns == "*" else f'"{table}" ({columns})'
+            insert = f"INSERT INTO {into} VALUES ({marks})"
             self.settle()
             start = time.perf_counter()
             if self.sqlite:
