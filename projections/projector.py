@@ -10,6 +10,7 @@ from typing import Any, Final
 from uuid import UUID
 
 from sqlalchemy import Connection, Engine, bindparam, case, delete, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.schema import CreateIndex, DropIndex
 
 from ledger.application import Ledger
@@ -89,11 +90,13 @@ class Projector:
         if lock:
             query = query.with_for_update()
         found = conn.execute(query).scalar_one_or_none()
-        if found is None:
-            if lock:
-                conn.execute(insert(t.projection_tracking).values(name=TRACKING_NAME, position=0))
-            return 0
-        return int(found)
+        if found is None and lock:
+            # two projectors starting at once both find no row to lock: one inserts it, the
+            # other waits for that, and then both lock it in turn
+            start = _INSERT_IF_ABSENT[conn.dialect.name](t.projection_tracking)
+            conn.execute(start.values(name=TRACKING_NAME, position=0).on_conflict_do_nothing())
+            found = conn.execute(query).scalar_one()
+        return 0 if found is None else int(found)
 
     def catch_up(self, *, until: datetime | None = None, stop: int | None = None) -> int:
         """Project every event recorded so far, a page per transaction; return how many.
@@ -236,6 +239,10 @@ class Projector:
 # -- statements, built once -----------------------------------------------------------------
 
 _INSERT_LOG = insert(t.audit_log)
+_INSERT_IF_ABSENT: Final[dict[str, Any]] = {
+    "postgresql": postgresql.insert,
+    "sqlite": sqlite.insert,
+}
 _AUDIT_BY_AGGREGATE = next(i for i in t.QUERY_INDEXES if i.name == "ix_audit_log_aggregate_id")
 _SELECT_ACCOUNT_OF = select(t.users.c.account_id).where(t.users.c.id == bindparam("user_id"))
 _INSERT_ROLE, _INSERT_ACCOUNT_ROLE = insert(t.roles), insert(t.account_roles)

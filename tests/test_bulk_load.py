@@ -4,6 +4,7 @@ ends normally, fails half-way and is finished by another catch-up, or meets an e
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
@@ -171,3 +172,45 @@ def test_an_erasure_in_a_bulk_load_blanks_the_users_audit_rows(
         assert indexes(rm) == ALL_INDEXES
     finally:
         rm.close()
+
+
+def test_two_projectors_bulk_loading_at_once_agree(
+    url: str, led: Ledger, acme: UUID, bulk_from_one: None
+) -> None:
+    record_history(led, acme, users=6, logins=3)
+    expected = reference(url)
+    emptied = ReadModel(url)
+    try:
+        with emptied._writer.begin() as conn:  # an empty read model, every index in place
+            for table in t.READ_MODEL_TABLES:
+                conn.execute(table.delete())
+            tracking = t.projection_tracking
+            conn.execute(tracking.delete().where(tracking.c.name != "schema-version"))
+    finally:
+        emptied.close()
+    models = [ReadModel(url, page_size=3) for _ in range(2)]
+    logs = [StatementLog(rm) for rm in models]
+    errors: list[BaseException] = []
+
+    def project(rm: ReadModel) -> None:
+        try:
+            rm.catch_up()
+        except BaseException as error:  # reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=project, args=(rm,)) for rm in models]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert errors == []
+        # one of them left the indexes out, and they were built once
+        assert sum(log.count("DROP INDEX") for log in logs) == len(QUERY_INDEXES)
+        assert sum(log.count("CREATE INDEX") for log in logs) == len(QUERY_INDEXES)
+        assert dump(models[0]) == expected
+        assert indexes(models[0]) == ALL_INDEXES
+        assert projector_module.BULK_MARKER not in tracking_rows(models[0])
+    finally:
+        for rm in models:
+            rm.close()
