@@ -57,7 +57,12 @@ from ledger.storage.recorders import (
     LedgerSQLiteFactory,
     SideTableRecorder,
 )
-from ledger.storage.settings import database_url, eventsourcing_env, is_postgres
+from ledger.storage.settings import (
+    database_url,
+    eventsourcing_env,
+    is_postgres,
+    whole_number_setting,
+)
 from ledger.unit_of_work import UnitOfWork
 
 if TYPE_CHECKING:
@@ -109,16 +114,8 @@ DEFAULT_CACHE_SIZE: Final = 10_000  # aggregates; about 2 KB each
 
 def aggregate_cache_size() -> int:
     """How many aggregates each process keeps: `LEDGER_AGGREGATE_CACHE_MAXSIZE` if set."""
-    setting = os.environ.get(CACHE_VARIABLE, "").strip()
-    if not setting:
-        return DEFAULT_CACHE_SIZE
-    try:
-        size = int(setting)
-    except ValueError:
-        size = 0
-    if size < 1:
-        raise ValidationError(f"{CACHE_VARIABLE} must be a whole number above 0, not {setting!r}")
-    return size
+    size = whole_number_setting(CACHE_VARIABLE, minimum=1)
+    return DEFAULT_CACHE_SIZE if size is None else size
 
 
 def is_contention(error: Exception) -> bool:

@@ -18,6 +18,7 @@ from typing import Any, Final
 from ledger.application import Ledger
 from ledger.errors import ValidationError
 from ledger.storage import chain, chain_check
+from ledger.storage.settings import whole_number_setting
 
 
 @dataclass(frozen=True)
@@ -110,14 +111,8 @@ PARALLEL_FROM: Final = 100_000  # events; below, starting a worker costs more th
 def processes_for(events: int) -> int:
     """How many processes verify a log of this many events: `LEDGER_VERIFY_PROCESSES` if set,
     else one per CPU (at most four) from 100,000 events on, else one."""
-    setting = os.environ.get(PROCESSES_VARIABLE, "").strip()
-    if setting:
-        try:
-            wanted = int(setting)
-        except ValueError:
-            raise ValidationError(
-                f"{PROCESSES_VARIABLE} must be a whole number, not {setting!r}"
-            ) from None
+    wanted = whole_number_setting(PROCESSES_VARIABLE)
+    if wanted is not None:
         return max(1, wanted)
     return min(4, os.cpu_count() or 1) if events >= PARALLEL_FROM else 1
 

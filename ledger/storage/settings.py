@@ -65,5 +65,20 @@ def eventsourcing_env(url: str) -> dict[str, str]:
     }
 
 
+def whole_number_setting(variable: str, *, minimum: int | None = None) -> int | None:
+    """The whole number in the environment variable `variable` (None when unset or blank)."""
+    setting = os.environ.get(variable, "").strip()
+    if not setting:
+        return None
+    try:
+        value = int(setting)
+    except ValueError:
+        value = None
+    if value is None or (minimum is not None and value < minimum):
+        rule = "a whole number" if minimum is None else f"a whole number of at least {minimum}"
+        raise ValidationError(f"{variable} must be {rule}, not {setting!r}")
+    return value
+
+
 def is_postgres(url: str) -> bool:
     return parse(url).get_backend_name() == "postgresql"
