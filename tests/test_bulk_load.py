@@ -39,6 +39,19 @@ def tracking_rows(rm: ReadModel) -> set[str]:
         return set(conn.execute(select(t.projection_tracking.c.name)).scalars())
 
 
+def assert_finished(rm: ReadModel, expected: dict[str, Any]) -> None:
+    """The read model as one projected with every index in place, its indexes all there."""
+    assert dump(rm) == expected
+    assert indexes(rm) == ALL_INDEXES
+    assert projector_module.BULK_MARKER not in tracking_rows(rm)
+
+
+def audit_fields(rm: ReadModel, aggregate_id: UUID | None) -> str:
+    with rm.engine.connect() as conn:
+        log = t.audit_log.c
+        return repr(list(conn.execute(select(log.fields).where(log.aggregate_id == aggregate_id))))
+
+
 class StatementLog:
     """The DDL a read model's writer sends."""
 
@@ -85,9 +98,7 @@ def test_a_long_first_catch_up_builds_the_query_indexes_at_its_end(
         rm.rebuild()
         assert ddl.count("DROP INDEX") == len(QUERY_INDEXES)  # it did leave them out
         assert ddl.count("CREATE INDEX") >= len(QUERY_INDEXES)
-        assert dump(rm) == expected
-        assert indexes(rm) == ALL_INDEXES
-        assert projector_module.BULK_MARKER not in tracking_rows(rm)
+        assert_finished(rm, expected)
         # a catch-up from a read model that is not empty never leaves indexes out
         led.record_login(led.user_id_for_email("user0@acme.org"))
         ddl.statements.clear()
@@ -138,9 +149,7 @@ def test_a_bulk_load_that_fails_is_finished_by_the_next_catch_up(
     again = ReadModel(url, page_size=5)
     try:
         again.catch_up()
-        assert dump(again) == expected
-        assert indexes(again) == ALL_INDEXES
-        assert projector_module.BULK_MARKER not in tracking_rows(again)
+        assert_finished(again, expected)
     finally:
         again.close()
 
@@ -157,19 +166,9 @@ def test_an_erasure_in_a_bulk_load_blanks_the_users_audit_rows(
     rm = ReadModel(url, page_size=4)
     try:
         rm.rebuild()
-        assert dump(rm) == expected
-        with rm.engine.connect() as conn:
-            fields = conn.execute(
-                select(t.audit_log.c.fields).where(t.audit_log.c.aggregate_id == erased)
-            ).scalars()
-            assert "user1@acme.org" not in repr(list(fields))
-            kept = conn.execute(
-                select(t.audit_log.c.fields).where(
-                    t.audit_log.c.aggregate_id == led.user_id_for_email("user0@acme.org")
-                )
-            ).scalars()
-            assert "user0@acme.org" in repr(list(kept))
-        assert indexes(rm) == ALL_INDEXES
+        assert_finished(rm, expected)
+        assert "user1@acme.org" not in audit_fields(rm, erased)
+        assert "user0@acme.org" in audit_fields(rm, led.user_id_for_email("user0@acme.org"))
     finally:
         rm.close()
 
@@ -208,9 +207,7 @@ def test_two_projectors_bulk_loading_at_once_agree(
         # one of them left the indexes out, and they were built once
         assert sum(log.count("DROP INDEX") for log in logs) == len(QUERY_INDEXES)
         assert sum(log.count("CREATE INDEX") for log in logs) == len(QUERY_INDEXES)
-        assert dump(models[0]) == expected
-        assert indexes(models[0]) == ALL_INDEXES
-        assert projector_module.BULK_MARKER not in tracking_rows(models[0])
+        assert_finished(models[0], expected)
     finally:
         for rm in models:
             rm.close()
