@@ -14,6 +14,7 @@ from uuid import UUID
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import text
 
 from ledger import Ledger, ValidationError
 from ledger.audit import Audit, Digest, integrity
@@ -297,8 +298,6 @@ def test_check_compares_live_read_models_with_a_replay(history: Ledger) -> None:
     assert "equal a fresh replay" in fine.stdout
     live = ReadModel(history.url)
     with live.engine.begin() as conn:
-        from sqlalchemy import text
-
         conn.execute(text("UPDATE users SET login_count = login_count + 5"))
     live.close()
     broken = runner.invoke(main, ["--db", history.url, "--json", "audit", "check"])
@@ -381,3 +380,32 @@ def test_a_failing_worker_fails_verify_with_its_error(
     monkeypatch.setattr(integrity, "_start_worker", broken)
     with Audit(history.url) as audit, pytest.raises(RuntimeError, match="no_such_table"):
         audit.verify()
+
+
+# -- every output tells the truth ---------------------------------------------------------------
+
+
+def shell(*args: str) -> Any:
+    """`ledger ARGS`; a rejected input must be one line on stderr, never a traceback."""
+    result = CliRunner().invoke(main, list(args))
+    if result.exit_code != 0:
+        assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+        assert "Traceback" not in result.output
+    return result
+
+
+def test_check_shows_differences_as_values(history: Ledger) -> None:
+    live = ReadModel(history.url)
+    live.catch_up()
+    with live.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE users SET login_count = login_count + 5 WHERE email = :e"),
+            {"e": "u0@acme.org"},
+        )
+    live.close()
+    found = shell("--db", history.url, "audit", "check")
+    assert found.exit_code == 1
+    assert "users: 1 rows only in the live read models, 1 only in the replay" in found.stdout
+    assert "login_count=6" in found.stdout and "login_count=1" in found.stdout
+    assert "email=u0@acme.org" in found.stdout
+    assert "UUID(" not in found.stdout and "datetime.datetime(" not in found.stdout
