@@ -394,6 +394,54 @@ def shell(*args: str) -> Any:
     return result
 
 
+def one_line_error(result: Any, *words: str) -> None:
+    assert result.exit_code == 1, result.output
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    for word in words:
+        assert word in result.stderr, result.stderr
+
+
+def test_an_empty_log_is_not_called_intact(url: str, tmp_path: Path) -> None:
+    Ledger(url).close()
+    fresh = shell("--db", url, "audit", "verify")
+    assert fresh.exit_code == 0 and fresh.stdout.strip() == "empty log: nothing to verify"
+    digest = tmp_path / "digest.json"
+    digest.write_text(shell("--db", url, "audit", "digest").stdout)
+    with_digest = shell("--db", url, "audit", "verify", "--digest", str(digest))
+    assert with_digest.exit_code == 1
+    assert with_digest.stdout.startswith("empty log: nothing to verify")
+    with Audit(url) as audit:
+        assert not audit.verify(audit.digest()).ok
+
+
+def test_a_digest_is_checked_before_it_is_believed(history: Ledger, tmp_path: Path) -> None:
+    digest = tmp_path / "digest.json"
+    wrong = {
+        '{"position": 0, "hash": "' + "f" * 64 + '"}': "position 0 with hash",
+        '{"position": -1, "hash": "' + "f" * 64 + '"}': "invalid position -1",
+        '{"position": 2.5, "hash": "' + "f" * 64 + '"}': "invalid position 2.5",
+        '{"position": "3", "hash": "' + "f" * 64 + '"}': "invalid position '3'",
+        '{"position": true, "hash": "' + "f" * 64 + '"}': "invalid position True",
+        '{"position": 1e400, "hash": "' + "f" * 64 + '"}': "invalid position inf",
+        '{"position": 3, "hash": "garbage"}': "invalid hash 'garbage'",
+        '{"position": 3}': "no hash",
+        "[" * 5000 + "]" * 5000: "recursion limit",
+        '{"a": ' * 5000 + "1" + "}" * 5000: "recursion limit",
+        "[1, 2]": "not a digest",
+    }
+    for content, problem in wrong.items():
+        digest.write_text(content)
+        result = shell("--db", history.url, "audit", "verify", "--digest", str(digest))
+        one_line_error(result, "not a digest", problem)
+    digest.write_bytes(b"\xff\xfe garbage")
+    one_line_error(shell("--db", history.url, "audit", "verify", "--digest", str(digest)))
+    with Audit(history.url) as audit:
+        with pytest.raises(ValidationError, match="position -1"):
+            audit.verify(Digest(position=-1, hash="f" * 64, time=""))
+        genesis = Digest(position=0, hash=chain.GENESIS, time="")
+        assert audit.verify(genesis).ok  # every log extends the empty one
+
+
 def test_check_shows_differences_as_values(history: Ledger) -> None:
     live = ReadModel(history.url)
     live.catch_up()

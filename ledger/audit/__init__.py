@@ -62,8 +62,10 @@ class Audit:
     def digest(self) -> Digest:
         return integrity.digest(self.ledger)
 
-    def verify(self, digest: Digest | str | None = None) -> Verification:
-        kept = Digest.from_json(digest) if isinstance(digest, str) else digest
+    def verify(self, digest: Digest | str | bytes | None = None) -> Verification:
+        if isinstance(digest, Digest):
+            digest = digest.to_json()  # checked as if it had been kept in a file
+        kept = None if digest is None else Digest.from_json(digest)
         return integrity.verify(self.ledger, kept)
 
     # -- replay ---------------------------------------------------------------------------------

@@ -13,7 +13,10 @@ import sys
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Annotated, Any, Final
+
+import pydantic
+from pydantic import Field
 
 from ledger.application import Ledger
 from ledger.errors import ValidationError
@@ -25,26 +28,44 @@ from ledger.storage.settings import whole_number_setting
 class Digest:
     """The head of the chain, to keep elsewhere: a later verify proves the log still extends it."""
 
-    position: int
-    hash: str
-    time: str
+    position: Annotated[int, Field(strict=True, ge=0)]
+    hash: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    time: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_json(cls, text: str) -> Digest:
+    def from_json(cls, text: str | bytes) -> Digest:
+        """The digest `ledger audit digest` printed; ValidationError naming what is wrong."""
         try:
-            data = json.loads(text)
-            return cls(
-                position=int(data["position"]),
-                hash=str(data["hash"]),
-                time=str(data.get("time", "")),
-            )
-        except (ValueError, KeyError, TypeError) as error:
+            kept = _DIGEST.validate_json(text)
+        except pydantic.ValidationError as error:
             raise ValidationError(
-                f"not a digest as `ledger audit digest` prints it: {error}"
+                f"not a digest as `ledger audit digest` prints it: {_first_problem(error)}"
             ) from None
+        if (kept.position == 0) != (kept.hash == chain.GENESIS):
+            raise ValidationError(
+                f"not a digest as `ledger audit digest` prints it: position {kept.position} "
+                f"with hash {kept.hash} (only position 0, the empty log, has the hash "
+                f"{chain.GENESIS})"
+            )
+        return kept
+
+
+_DIGEST: Final = pydantic.TypeAdapter(Digest)
+
+
+def _first_problem(error: pydantic.ValidationError) -> str:
+    problem = error.errors()[0]
+    where = ".".join(str(part) for part in problem["loc"])
+    if not where:
+        return str(problem["msg"])
+    if problem["type"] == "missing":
+        return f"no {where}"
+    shown = repr(problem["input"])
+    shown = shown if len(shown) <= 80 else f"{shown[:77]}..."
+    return f"invalid {where} {shown}: {problem['msg']}"
 
 
 @dataclass(frozen=True)
@@ -56,10 +77,15 @@ class Verification:
     problem: str | None = None
 
     def summary(self) -> str:
+        if self.first_bad_position is None and self.head is None:
+            return EMPTY + (f"; {self.problem}" if self.problem else "")
         if self.ok:
-            head = f"head {self.head.position} {self.head.hash}" if self.head else "empty log"
+            head = f"head {self.head.position} {self.head.hash}" if self.head else ""
             return f"intact: {self.events} events verified, {head}"
         return f"BROKEN at position {self.first_bad_position}: {self.problem}"
+
+
+EMPTY: Final = "empty log: nothing to verify"
 
 
 def digest(led: Ledger) -> Digest:
@@ -93,6 +119,12 @@ def verify(led: Ledger, kept: Digest | None = None) -> Verification:
     head = Digest(scan.position, scan.previous, "") if scan.count else None
     if scan.failure is not None:
         return Verification(False, scan.count, head, *scan.failure)
+    if head is None:  # nothing recorded: there is nothing to prove, least of all a kept digest
+        if kept is None:
+            return Verification(True, 0, None)
+        return Verification(
+            False, 0, None, problem=f"a digest was kept at position {kept.position}"
+        )
     if kept is not None and kept.position != 0 and not scan.kept_seen:
         return Verification(
             False,

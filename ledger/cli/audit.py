@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
+from typing import BinaryIO, Final
 
 import click
 
 from ledger.audit import TITLES, Audit
 from ledger.cli.state import global_options, state
+from ledger.errors import ValidationError
+
+DIGEST_FILE_LIMIT: Final = 65_536  # bytes; a digest is about 150
 
 
 def _audit() -> Audit:
@@ -31,22 +36,32 @@ def audit_digest() -> None:
 @click.option(
     "--digest",
     "digest_file",
-    type=click.File("r"),
+    type=click.File("rb"),
     help="A file holding what `ledger audit digest` printed earlier.",
 )
 @global_options
-def audit_verify(digest_file: click.File | None) -> None:
-    """Recompute the whole chain; exit 1 naming the first bad position."""
+def audit_verify(digest_file: BinaryIO | None) -> None:
+    """Recompute the whole chain; exit 1 naming the first bad position (or, with --digest,
+    when the log holds no events)."""
     s = state()
+    kept = None
+    if digest_file is not None:
+        kept = digest_file.read(DIGEST_FILE_LIMIT + 1)
+        if len(kept) > DIGEST_FILE_LIMIT:
+            raise ValidationError(
+                f"not a digest as `ledger audit digest` prints it: {digest_file.name} holds "
+                f"more than {DIGEST_FILE_LIMIT} bytes"
+            )
     with _audit() as auditor:
-        result = auditor.verify(digest_file.read() if digest_file else None)  # type: ignore[attr-defined]
+        result = auditor.verify(kept)
     s.emit(
         {
             "ok": result.ok,
             "events": result.events,
-            "head": result.head.__dict__ if result.head else None,
+            "head": asdict(result.head) if result.head else None,
             "first_bad_position": result.first_bad_position,
             "problem": result.problem,
+            "summary": result.summary(),
         },
         result.summary(),
     )
