@@ -50,6 +50,7 @@ from ledger.domain import (
     project,
 )
 from ledger.errors import Conflict, LedgerError, NotFound, ValidationError
+from ledger.storage import replay_file
 from ledger.storage import side_tables as side
 from ledger.storage.personal_data import Keyring, PersonalDataMapper
 from ledger.storage.recorders import (
@@ -139,6 +140,7 @@ class Ledger(Application[UUID]):
         self, url: str | None = None, *, clock: Callable[[], datetime] | None = None
     ) -> None:
         self.url = database_url(url)
+        replay_file.refuse(self.url, "it takes no commands and has no log to verify")
         self._keyring = Keyring()
         self._clock = clock or now
         self._local = threading.local()

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import Engine, insert, select, text
 
 from ledger.application import Ledger
+from ledger.storage import replay_file
 from ledger.storage.database import open_engine
 from ledger.storage.settings import database_url, is_postgres
 from projections import tables as t
@@ -37,6 +38,8 @@ class ReadModel(Queries):
         self._ledger: Ledger | None = None
         self._projector: Projector | None = None
         self._create_tables()
+        # a point-in-time replay file holds read models, not a log: nothing more to project
+        self.replay = None if source is not None else replay_file.read(self.url)
 
     def _create_tables(self) -> None:
         """Create the read models; drop and recreate them when their schema has changed (they
@@ -72,6 +75,8 @@ class ReadModel(Queries):
     def catch_up(self, *, until: datetime | None = None, stop: int | None = None) -> int:
         """Project every event recorded so far; return how many. `until` leaves out events
         recorded after that instant; `stop` reads no further than that position."""
+        if self.replay is not None:
+            return 0
         return self.projector.catch_up(until=until, stop=stop)
 
     def position(self) -> int:
@@ -87,6 +92,7 @@ class ReadModel(Queries):
 
     def rebuild(self) -> int:
         """Drop every read model and project the whole log again; return how many events."""
+        replay_file.refuse(self.url, "it has no log to rebuild its read models from")
         with self._writer.begin() as conn:
             if is_postgres(self.url):
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CREATE_LOCK})

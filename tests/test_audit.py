@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from sqlalchemy import text
 from ledger import Ledger, ValidationError
 from ledger.audit import Audit, Digest, integrity
 from ledger.cli import main
-from ledger.storage import chain, chain_check
+from ledger.storage import chain, chain_check, replay_file
 from ledger.storage.side_tables import SideWrite
 from projections import ReadModel
 from tests.conftest import ADMIN
@@ -401,6 +402,57 @@ def one_line_error(result: Any, *words: str) -> None:
         assert word in result.stderr, result.stderr
 
 
+def files_in(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir()) if path.is_file()}
+
+
+def replay_into(led: Ledger, out: Path, until: str = "2026-01-02T13:00:00+00:00") -> Any:
+    return shell("--db", led.url, "audit", "replay", "--until", until, "--out", str(out))
+
+
+def test_replay_never_overwrites_a_file_it_did_not_make(history: Ledger, tmp_path: Path) -> None:
+    folder = tmp_path / "files"
+    folder.mkdir()
+    kept = Ledger(f"sqlite:///{folder / 'kept.db'}")  # a ledger holding events
+    kept.define_role("admin", actor=ADMIN)
+    kept.close()
+    (folder / "notes.db").write_text("not a database")
+    (folder / "stray.db-wal").write_bytes(b"\0" * 64)  # a write-ahead log without its file
+    before = files_in(folder)
+    for name in ("kept.db", "notes.db", "stray.db"):
+        one_line_error(replay_into(history, folder / name), "is not a replay file", "untouched")
+    assert files_in(folder) == before
+    kept = Ledger(f"sqlite:///{folder / 'kept.db'}")
+    try:
+        assert kept.recorder.max_notification_id() == 1
+        assert verify(kept) == (True, None)
+    finally:
+        kept.close()
+    one_line_error(replay_into(history, tmp_path / "no-such-folder" / "x.db"), "does not exist")
+
+
+def test_replay_refuses_the_live_ledger_as_its_out(history: Ledger) -> None:
+    if not history.url.startswith("sqlite"):
+        pytest.skip("the live ledger is a file on SQLite only")
+    events = history.recorder.max_notification_id()
+    one_line_error(replay_into(history, Path(history.url.removeprefix("sqlite:///"))))
+    assert history.recorder.max_notification_id() == events
+    assert verify(history) == (True, None)
+    assert shell("--db", history.url, "audit", "verify").stdout.startswith(f"intact: {events}")
+
+
+def test_replay_replaces_a_replay_it_made(history: Ledger, tmp_path: Path) -> None:
+    out = tmp_path / "then.db"
+    assert replay_into(history, out).exit_code == 0
+    assert replay_into(history, out, "2026-01-01T07:00:00+00:00").exit_code == 0
+    then = ReadModel(f"sqlite:///{out}")
+    try:
+        assert [role.name for role in then.list_roles()] == ["admin"]  # the second replay's
+    finally:
+        then.close()
+    assert sorted(path.name for path in tmp_path.iterdir() if "then" in path.name) == ["then.db"]
+
+
 def test_an_empty_log_is_not_called_intact(url: str, tmp_path: Path) -> None:
     Ledger(url).close()
     fresh = shell("--db", url, "audit", "verify")
@@ -440,6 +492,50 @@ def test_a_digest_is_checked_before_it_is_believed(history: Ledger, tmp_path: Pa
             audit.verify(Digest(position=-1, hash="f" * 64, time=""))
         genesis = Digest(position=0, hash=chain.GENESIS, time="")
         assert audit.verify(genesis).ok  # every log extends the empty one
+
+
+def test_a_replay_file_is_marked_and_takes_no_writes(history: Ledger, tmp_path: Path) -> None:
+    out = tmp_path / "march.db"
+    assert replay_into(history, out).exit_code == 0
+    replay_url = f"sqlite:///{out}"
+    for command in (
+        ("role", "define", "auditor"),
+        ("audit", "verify"),
+        ("audit", "digest"),
+        ("audit", "report", "access-review"),
+        ("rebuild",),
+    ):
+        one_line_error(shell("--db", replay_url, *command), "point-in-time replay", "query it")
+    with pytest.raises(ValidationError, match="point-in-time replay"):
+        Ledger(replay_url)
+    with Audit(history.url) as audit:
+        head = audit.digest()
+    mark = replay_file.read(replay_url)
+    assert mark is not None
+    assert (mark.until, mark.position, mark.hash) == (
+        "2026-01-02T13:00:00+00:00",
+        head.position,
+        head.hash,
+    )
+    then = ReadModel(replay_url)
+    try:
+        assert then.catch_up() == 0
+        with pytest.raises(ValidationError, match="no log to rebuild"):
+            then.rebuild()
+        assert [u.email for u in then.users_with_role("admin")] == ["u0@acme.org", "u1@acme.org"]
+        assert len(then.audit_log()) == mark.events
+    finally:
+        then.close()
+    holders = shell("--db", replay_url, "--json", "query", "holders", "admin")
+    assert holders.exit_code == 0, holders.output
+    assert sorted(u["email"] for u in json.loads(holders.stdout)) == ["u0@acme.org", "u1@acme.org"]
+    assert replay_file.read(replay_url) == mark
+    sqlite = sqlite3.connect(out)
+    try:
+        tables = {row[0] for row in sqlite.execute("SELECT name FROM sqlite_master")}
+    finally:
+        sqlite.close()
+    assert "stored_events" not in tables and "ledger_chain" not in tables
 
 
 def test_check_shows_differences_as_values(history: Ledger) -> None:

@@ -3,25 +3,72 @@
 from __future__ import annotations
 
 import tempfile
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
+from uuid import uuid4
 
 from ledger.application import Ledger
+from ledger.audit import integrity
+from ledger.errors import ValidationError
+from ledger.storage import replay_file
 from projections import ReadModel
 from projections.comparison import differences, table_rows
 
 
 def replay(led: Ledger, until: datetime, out: str | Path, *, page_size: int = 2000) -> int:
-    """Build the read models as they stood at `until` into the SQLite file `out` (replaced if
-    it exists), independent of the live read models; return how many events it holds."""
+    """Build the read models as they stood at `until` into the SQLite file `out`, independent
+    of the live read models, and mark it as a replay; return how many events it holds.
+
+    `out` must be a new file or a replay made earlier (which is replaced); anything else is
+    refused untouched. The file is built beside `out` under another name and moved into place
+    when complete, so a failed replay leaves whatever was there."""
     target = Path(out)
-    for leftover in (target, Path(f"{target}-wal"), Path(f"{target}-shm")):
-        leftover.unlink(missing_ok=True)
-    model = ReadModel(f"sqlite:///{target}", source=led, page_size=page_size)
+    _check_target(target)
+    head = integrity.digest(led)
+    scratch = target.with_name(f".{target.name}.{uuid4().hex}.partial")
     try:
-        return model.catch_up(until=until)
+        model = ReadModel(f"sqlite:///{scratch}", source=led, page_size=page_size)
+        try:
+            count = model.catch_up(until=until, stop=head.position)
+        finally:
+            model.close()
+        mark = replay_file.ReplayMark(
+            until=until.isoformat(),
+            position=head.position,
+            hash=head.hash,
+            events=count,
+            made_at=datetime.now(UTC).isoformat(),
+        )
+        replay_file.write(scratch, mark)
+        for companion in _companions(target):  # a replay's own, checked above
+            companion.unlink(missing_ok=True)
+        scratch.replace(target)
     finally:
-        model.close()
+        for leftover in (scratch, *_companions(scratch)):
+            leftover.unlink(missing_ok=True)
+    return count
+
+
+def _companions(path: Path) -> tuple[Path, Path]:
+    """SQLite's write-ahead log and its index, beside the database file."""
+    return Path(f"{path}-wal"), Path(f"{path}-shm")
+
+
+def _check_target(target: Path) -> None:
+    """Refuse an `out` that replay may not write: a folder, a file in a folder that does not
+    exist, or an existing file that is not a replay (such as the ledger itself)."""
+    if target.is_dir():
+        raise ValidationError(f"invalid out {str(target)!r}: it is a folder, not a file")
+    if not target.parent.is_dir():
+        raise ValidationError(
+            f"invalid out {str(target)!r}: the folder {str(target.parent)!r} does not exist"
+        )
+    present = [path for path in (target, *_companions(target)) if path.exists()]
+    if present and replay_file.read_file(target) is None:
+        raise ValidationError(
+            f"invalid out {str(target)!r}: {str(present[0])!r} exists and is not a replay "
+            "file made by `ledger audit replay`; it was left untouched: name a new file"
+        )
 
 
 def check(led: Ledger, live: ReadModel) -> tuple[int, list[str]]:

@@ -75,7 +75,7 @@ def audit_verify(digest_file: BinaryIO | None) -> None:
     "--out",
     required=True,
     type=click.Path(dir_okay=False),
-    help="The SQLite file to write (replaced if it exists).",
+    help="The SQLite file to write: a new one, or a replay made earlier (replaced).",
 )
 @global_options
 def audit_replay(until: str, out: str) -> None:
