@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from sqlalchemy import text
 
 from ledger import Ledger, ValidationError
-from ledger.audit import Audit, Digest, integrity
+from ledger.audit import Audit, Digest, NotVerified, integrity
 from ledger.cli import main
 from ledger.storage import chain, chain_check, replay_file
 from ledger.storage.side_tables import SideWrite
@@ -346,7 +346,7 @@ def test_reports(history: Ledger) -> None:
         csv = audit.render(["privileged"], "csv", at=T0 + timedelta(days=30))
         assert csv.splitlines()[0] == "role,user_id,email,account,since"
         data = json.loads(audit.render(["role-changes", "dormant"], "json", since=T0))
-        assert set(data) == {"role-changes", "dormant"}
+        assert set(data["reports"]) == {"role-changes", "dormant"}
 
 
 def test_a_process_count_that_is_not_a_number_is_rejected(
@@ -492,6 +492,92 @@ def test_a_digest_is_checked_before_it_is_believed(history: Ledger, tmp_path: Pa
             audit.verify(Digest(position=-1, hash="f" * 64, time=""))
         genesis = Digest(position=0, hash=chain.GENESIS, time="")
         assert audit.verify(genesis).ok  # every log extends the empty one
+
+
+def test_report_options_are_checked(history: Ledger, tmp_path: Path) -> None:
+    base = ("--db", history.url, "audit", "report")
+    one_line_error(shell(*base, "dormant", "--days", str(10**20)), "invalid days")
+    one_line_error(shell(*base, "dormant", "--days", "-5"), "invalid days -5")
+    assert shell(*base, "dormant", "--days", "1e20").exit_code == 2
+    one_line_error(
+        shell(*base, "dormant", "--out", str(tmp_path / "no-such-folder" / "x.csv")),
+        "cannot write --out",
+    )
+    with Audit(history.url) as audit, pytest.raises(ValidationError, match="invalid days"):
+        audit.report("dormant", days=10**20)
+
+
+def tamper_with_a_reason(history: Ledger) -> int:
+    """Rewrite a recorded reason by hand and let the live read models pick it up."""
+    table, column = events_table(history)
+    position = next(
+        p for p in range(1, 40) if b"JIRA-1" in state_at(history, p)
+    )  # the first grant with a reason
+    forged = state_at(history, position).replace(b"JIRA-1", b"JIRA-9")
+    raw(history, f"UPDATE {table} SET state = ? WHERE {column} = ?", forged, position)
+    live = ReadModel(history.url)
+    try:
+        live.rebuild()
+    finally:
+        live.close()
+    return position
+
+
+def test_reports_state_the_verified_head(history: Ledger) -> None:
+    with Audit(history.url) as audit:
+        head = audit.digest()
+        frame = audit.report("role-changes", since=T0)
+        assert frame.attrs["verified"]["position"] == head.position
+        data = json.loads(audit.render(["role-changes"], "json", since=T0))
+        page = audit.render(["role-changes"], "html", since=T0)
+    assert data["verified"] == {"position": head.position, "hash": head.hash, "events": 28}
+    assert f"head position {head.position}, hash {head.hash}" in page
+    assert "NOT VERIFIED" not in page
+
+
+def test_reports_refuse_a_broken_chain(history: Ledger) -> None:
+    position = tamper_with_a_reason(history)
+    base = (
+        "--db",
+        history.url,
+        "audit",
+        "report",
+        "role-changes",
+        "--since",
+        "2026-01-01T00:00:00Z",
+    )
+    for fmt in ("csv", "json", "html"):
+        refused = shell(*base, "--format", fmt)
+        one_line_error(refused, "does not verify", f"BROKEN at position {position}")
+        assert "JIRA-9" not in refused.stdout
+    csv = shell(*base, "--unverified")
+    assert csv.exit_code == 0
+    assert csv.stdout.startswith(f"# NOT VERIFIED: BROKEN at position {position}")
+    assert "JIRA-9" in csv.stdout
+    data = json.loads(shell(*base, "--unverified", "--format", "json").stdout)
+    assert data["verified"] is None and data["warning"].startswith("NOT VERIFIED")
+    page = shell(*base, "--unverified", "--format", "html").stdout
+    assert f'class="not-verified">NOT VERIFIED: BROKEN at position {position}' in page
+    with Audit(history.url) as audit:
+        with pytest.raises(NotVerified, match=f"BROKEN at position {position}"):
+            audit.report("role-changes", since=T0)
+        with pytest.raises(NotVerified):
+            audit.render(["role-changes"], "json", since=T0)
+        frame = audit.report("role-changes", since=T0, unverified=True)
+        assert frame.attrs["verified"] is None and "NOT VERIFIED" in frame.attrs["warning"]
+
+
+def test_reports_refuse_a_log_shorter_than_the_read_models(history: Ledger) -> None:
+    live = ReadModel(history.url)
+    live.catch_up()
+    live.close()
+    last = int(history.recorder.max_notification_id())
+    table, column = events_table(history)
+    raw(history, f"DELETE FROM {table} WHERE {column} > ?", last - 3)
+    raw(history, "DELETE FROM ledger_chain WHERE position > ?", last - 3)
+    assert verify(history) == (True, None)  # a consistent, shorter chain
+    refused = shell("--db", history.url, "audit", "report", "role-changes")
+    one_line_error(refused, f"read models show events up to position {last}")
 
 
 def test_a_replay_file_is_marked_and_takes_no_writes(history: Ledger, tmp_path: Path) -> None:

@@ -5,20 +5,23 @@ the read side."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import Annotated, Any, Final
 from uuid import UUID
 
 import pandas as pd
+from pydantic import Field
 
 from ledger.application import Ledger
 from ledger.audit import html, integrity, reports
 from ledger.audit import replay as replaying
-from ledger.audit.integrity import Digest, Verification
+from ledger.audit.integrity import Digest, NotVerified, Verification
 from ledger.errors import ValidationError
-from ledger.validation import Moment, optional
+from ledger.storage import chain
+from ledger.validation import Moment, optional, valid
 from projections import ReadModel
 
 FORMATS: Final = ("csv", "json", "html")
@@ -29,6 +32,8 @@ TITLES: Final = {
     "dormant": "Dormant users",
     "privileged": "Holders of privileged roles",
 }
+
+DormantDays = Annotated[int, Field(strict=True, ge=1, le=36_525)]  # up to a hundred years
 
 
 class Audit:
@@ -68,6 +73,30 @@ class Audit:
         kept = None if digest is None else Digest.from_json(digest)
         return integrity.verify(self.ledger, kept)
 
+    def verified(self, *, unverified: bool = False) -> Verification:
+        """Verify the chain for a report, after the read models have caught up: raise
+        NotVerified if it is broken, or ends before the events the read models show, unless
+        `unverified` (then the report is marked NOT VERIFIED)."""
+        projected = self.read_model.position()
+        result = self.verify()
+        head = 0 if result.head is None else result.head.position
+        if result.ok and projected > head:
+            result = Verification(
+                False,
+                result.events,
+                result.head,
+                head + 1,
+                f"the read models show events up to position {projected}, the log ends at "
+                f"{head} (events removed)",
+            )
+        if not result.ok and not unverified:
+            raise NotVerified(
+                f"the integrity chain does not verify ({result.summary()}), so a report could "
+                "show altered history; see `ledger audit verify`, or pass --unverified "
+                "(unverified=True) for a report marked NOT VERIFIED"
+            )
+        return result
+
     # -- replay ---------------------------------------------------------------------------------
 
     def replay(self, until: Any, out: str | Path) -> int:
@@ -82,23 +111,24 @@ class Audit:
     # -- reports --------------------------------------------------------------------------------
 
     def report(
-        self, name: str, *, at: Any = None, since: Any = None, until: Any = None, days: int = 90
+        self,
+        name: str,
+        *,
+        at: Any = None,
+        since: Any = None,
+        until: Any = None,
+        days: int = 90,
+        unverified: bool = False,
     ) -> pd.DataFrame:
-        moment = optional(Moment, at, "at")
-        end = optional(Moment, until, "until") or moment or datetime.now(UTC)
-        start = optional(Moment, since, "since") or end - timedelta(days=365)
-        rm = self.read_model
-        if name == "access-review":
-            return reports.access_review(rm, moment)
-        if name == "role-changes":
-            return reports.role_changes(rm, start, end)
-        if name == "joiners-movers-leavers":
-            return reports.joiners_movers_leavers(rm, start, end)
-        if name == "dormant":
-            return reports.dormant_users(rm, days, moment)
-        if name == "privileged":
-            return reports.privileged_holders(rm, moment)
-        raise ValidationError(f"unknown report {name!r}; one of: {', '.join(TITLES)}")
+        """One report as a DataFrame, made after verifying the chain (see `verified`); its
+        `attrs["verified"]` holds the verified head {position, hash, events}, or None with
+        `attrs["warning"]` when the chain is broken and `unverified` was given."""
+        asked = Asked.of([name], at, since, until, days)
+        rm = self.read_model  # caught up first: the verify then covers every event it shows
+        verification = self.verified(unverified=unverified)
+        frame = _report(rm, name, asked)
+        frame.attrs.update(verified_block(verification))
+        return frame
 
     def render(
         self,
@@ -109,32 +139,92 @@ class Audit:
         since: Any = None,
         until: Any = None,
         days: int = 90,
+        unverified: bool = False,
     ) -> str:
-        """Reports as CSV (one report), JSON or one self-contained HTML page."""
+        """Reports as CSV (one report), JSON or one self-contained HTML page, made after
+        verifying the chain (see `verified`). JSON and HTML state the verified head; with
+        `unverified` and a broken chain, every format opens with a NOT VERIFIED warning."""
         if fmt not in FORMATS:
             raise ValidationError(f"unknown format {fmt!r}; one of: {', '.join(FORMATS)}")
-        frames = {
-            name: self.report(name, at=at, since=since, until=until, days=days) for name in names
-        }
+        if fmt == "csv" and len(names) != 1:
+            raise ValidationError("CSV holds one report: name one, not 'all'")
+        asked = Asked.of(names, at, since, until, days)
+        rm = self.read_model
+        verification = self.verified(unverified=unverified)
+        block = verified_block(verification)
+        frames = {name: _report(rm, name, asked) for name in names}
         if fmt == "csv":
-            if len(frames) != 1:
-                raise ValidationError("CSV holds one report: name one, not 'all'")
-            return str(
+            text = str(
                 next(iter(frames.values())).to_csv(index=False, date_format="%Y-%m-%dT%H:%M:%S%z")
             )
+            return text if verification.ok else f"# {block['warning']}\n{text}"
         if fmt == "json":
             data = {name: records(frame) for name, frame in frames.items()}
-            return json.dumps(data if len(data) > 1 else next(iter(data.values())), indent=1)
-        end = optional(Moment, until, "until") or optional(Moment, at, "at") or datetime.now(UTC)
-        start = optional(Moment, since, "since") or end - timedelta(days=365)
+            return json.dumps({**block, "reports": data}, indent=1)
+        end = asked.until or asked.at or datetime.now(UTC)
+        start = asked.since or end - timedelta(days=365)
         title = "Access audit" if len(frames) > 1 else TITLES[names[0]]
         return html.render(
             title,
             datetime.now(UTC),
             (start, end),
             [(TITLES[name], frame) for name, frame in frames.items()],
-            reports.privileged_timeline(self.read_model, start, end),
+            reports.privileged_timeline(rm, start, end),
+            verification,
         )
+
+
+@dataclass(frozen=True)
+class Asked:
+    """A report request's arguments, checked before the work (verifying the chain) starts."""
+
+    at: datetime | None
+    since: datetime | None
+    until: datetime | None
+    days: int
+
+    @classmethod
+    def of(cls, names: list[str], at: Any, since: Any, until: Any, days: Any) -> Asked:
+        for name in names:
+            if name not in TITLES:
+                raise ValidationError(f"unknown report {name!r}; one of: {', '.join(TITLES)}")
+        return cls(
+            optional(Moment, at, "at"),
+            optional(Moment, since, "since"),
+            optional(Moment, until, "until"),
+            valid(DormantDays, days, "days"),
+        )
+
+
+def _report(rm: ReadModel, name: str, asked: Asked) -> pd.DataFrame:
+    end = asked.until or asked.at or datetime.now(UTC)
+    start = asked.since or end - timedelta(days=365)
+    if name == "access-review":
+        return reports.access_review(rm, asked.at)
+    if name == "role-changes":
+        return reports.role_changes(rm, start, end)
+    if name == "joiners-movers-leavers":
+        return reports.joiners_movers_leavers(rm, start, end)
+    if name == "dormant":
+        return reports.dormant_users(rm, asked.days, asked.at)
+    if name == "privileged":
+        return reports.privileged_holders(rm, asked.at)
+    raise ValidationError(f"unknown report {name!r}; one of: {', '.join(TITLES)}")
+
+
+def verified_block(verification: Verification) -> dict[str, Any]:
+    """What a report says of the chain it was made from: `verified`, the head verified
+    {position, hash, events}; or None and a NOT VERIFIED `warning` when the chain is broken."""
+    if not verification.ok:
+        return {"verified": None, "warning": f"NOT VERIFIED: {verification.summary()}"}
+    head = verification.head
+    return {
+        "verified": {
+            "position": 0 if head is None else head.position,
+            "hash": chain.GENESIS if head is None else head.hash,
+            "events": verification.events,
+        }
+    }
 
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -169,4 +259,13 @@ def verify(digest: Digest | str | None = None, *, url: str | None = None) -> Ver
         return audit.verify(digest)
 
 
-__all__ = ["TITLES", "Audit", "Digest", "Verification", "digest", "reports", "verify"]
+__all__ = [
+    "TITLES",
+    "Audit",
+    "Digest",
+    "NotVerified",
+    "Verification",
+    "digest",
+    "reports",
+    "verify",
+]

@@ -9,6 +9,8 @@ from typing import Final
 
 import pandas as pd
 
+from ledger.audit.integrity import Verification
+
 ROLE_COLOURS: Final = {
     "admin": "#c0392b",
     "admin-reader": "#e67e22",
@@ -21,6 +23,7 @@ h1 { font-size: 1.5rem; } h2 { font-size: 1.2rem; margin-top: 2rem; }
 table { border-collapse: collapse; font-size: 0.85rem; margin: 0.5rem 0; }
 th, td { border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: left; }
 th { background: #f3f3f3; } .meta { color: #666; } .empty { color: #888; font-style: italic; }
+.not-verified { background: #c0392b; color: #fff; padding: 0.5rem 1rem; font-weight: bold; }
 svg text { font-size: 11px; fill: #333; } .legend span { display: inline-block; width: 12px;
 height: 12px; margin: 0 0.3rem 0 1rem; vertical-align: middle; }
 """
@@ -32,6 +35,7 @@ def render(
     period: tuple[datetime, datetime],
     sections: list[tuple[str, pd.DataFrame]],
     timeline: pd.DataFrame,
+    verification: Verification,
 ) -> str:
     start, end = period
     parts = [
@@ -39,6 +43,7 @@ def render(
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>{escape(title)}</h1>",
+        _verified(verification),
         f'<p class="meta">Period {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC; '
         f"generated {generated_at:%Y-%m-%d %H:%M} UTC from the event log.</p>",
         "<h2>Privileged-role holdings over the period</h2>",
@@ -50,6 +55,18 @@ def render(
         parts.append(_table(frame))
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _verified(verification: Verification) -> str:
+    """The chain the page was made from: its verified head, or a NOT VERIFIED banner."""
+    if not verification.ok:
+        return f'<p class="not-verified">NOT VERIFIED: {escape(verification.summary())}</p>'
+    head = verification.head
+    where = "an empty log" if head is None else f"head position {head.position}, hash {head.hash}"
+    return (
+        f'<p class="meta verified">Integrity chain verified: {verification.events} events, '
+        f"{where}.</p>"
+    )
 
 
 def _legend() -> str:

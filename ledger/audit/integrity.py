@@ -19,9 +19,13 @@ import pydantic
 from pydantic import Field
 
 from ledger.application import Ledger
-from ledger.errors import ValidationError
+from ledger.errors import LedgerError, ValidationError
 from ledger.storage import chain, chain_check
 from ledger.storage.settings import whole_number_setting
+
+
+class NotVerified(LedgerError):
+    """The integrity chain is broken, so what was asked for would not tell the truth."""
 
 
 @dataclass(frozen=True)

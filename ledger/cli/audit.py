@@ -118,6 +118,11 @@ def audit_check() -> None:
 @click.option("--until", help="End of the period (default: now).")
 @click.option("--days", default=90, show_default=True, help="For dormant: days without login.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write to this file, not stdout.")
+@click.option(
+    "--unverified",
+    is_flag=True,
+    help="Report even when the integrity chain is broken, marked NOT VERIFIED.",
+)
 @global_options
 def audit_report(
     name: str,
@@ -127,14 +132,21 @@ def audit_report(
     until: str | None,
     days: int,
     out: str | None,
+    unverified: bool,
 ) -> None:
     """Write a compliance report: access-review, role-changes, joiners-movers-leavers,
-    dormant, privileged, or all of them (json, html)."""
+    dormant, privileged, or all of them (json, html). The integrity chain is verified first:
+    a broken chain is an error (exit 1) unless --unverified."""
     names = list(TITLES) if name == "all" else [name]
     with _audit() as auditor:
-        text = auditor.render(names, fmt, at=at, since=since, until=until, days=days)
+        text = auditor.render(
+            names, fmt, at=at, since=since, until=until, days=days, unverified=unverified
+        )
     if out:
-        Path(out).write_text(text, encoding="utf-8")
+        try:
+            Path(out).write_text(text, encoding="utf-8")
+        except OSError as error:
+            raise ValidationError(f"cannot write --out {out}: {error.strerror}") from None
         click.echo(f"wrote {out}", err=True)
     else:
         click.echo(text)
