@@ -28,6 +28,7 @@ TITLES: Final = {
     "joiners-movers-leavers": "Joiners, movers and leavers",
     "dormant": "Dormant users",
     "privileged": "Holders of privileged roles",
+    "failed-logins": "Failed logins",
 }
 
 
@@ -96,6 +97,8 @@ class Audit:
             return reports.dormant_users(rm, days, moment)
         if name == "privileged":
             return reports.privileged_holders(rm, moment)
+        if name == "failed-logins":
+            return reports.failed_logins(rm, start, end)
         raise ValidationError(f"unknown report {name!r}; one of: {', '.join(TITLES)}")
 
     def render(
