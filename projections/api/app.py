@@ -18,6 +18,7 @@ from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ledger.application import Ledger
@@ -72,9 +73,14 @@ _STATUS_NAMES = {
 }
 
 
-def _problem(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
-    name = _STATUS_NAMES.get(status) or HTTPStatus(status).name
-    return JSONResponse({"message": message, "status": name}, status, headers)
+def _problem(
+    status: int,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    background: BackgroundTask | None = None,
+) -> JSONResponse:
+    body = {"message": message, "status": _STATUS_NAMES.get(status) or HTTPStatus(status).name}
+    return JSONResponse(body, status, headers, background=background)
 
 
 class Services:
@@ -233,7 +239,7 @@ def create_app(url: str | None = None) -> FastAPI:
         response_model=schemas.Token,
         responses={401: PROBLEMS[401], 422: PROBLEMS[422], 429: PROBLEMS[429]},
     )
-    def request_auth_token(body: schemas.TokenRequest, request: Request) -> schemas.Token:
+    def request_auth_token(body: schemas.TokenRequest, request: Request) -> Any:
         client = request.client.host if request.client else None
         wait = throttle.retry_after(body.email, client)
         if wait is not None:
@@ -253,12 +259,17 @@ def create_app(url: str | None = None) -> FastAPI:
             if found is None or refused.reason == UNKNOWN_EMAIL:
                 # not an event: anyone could flood the log with made-up emails
                 log.warning("failed login for an unknown email from %s", client or "nowhere")
-            else:
+                return _problem(401, WRONG_CREDENTIALS)
+
+            def record(user_id: UUID = found.id, reason: str = refused.reason) -> None:
                 try:
-                    ledger.record_failed_login(found.id, ip=address, reason_kind=refused.reason)
+                    ledger.record_failed_login(user_id, ip=address, reason_kind=reason)
                 except LedgerError as error:
-                    log.error("failed login of user %s not recorded: %s", found.id, error)
-            raise ApiError(401, WRONG_CREDENTIALS) from None
+                    log.error("failed login of user %s not recorded: %s", user_id, error)
+
+            # recorded once the answer is sent, so that writing the event does not make a
+            # known email's answer slower than an unknown one's
+            return _problem(401, WRONG_CREDENTIALS, background=BackgroundTask(record))
         assert found is not None  # a token is only ever issued for a known user
         throttle.succeeded(body.email)
         ledger.record_login(found.id, ip=address)
