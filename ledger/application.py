@@ -49,6 +49,7 @@ from ledger.domain import (
     User,
     project,
 )
+from ledger.domain.users import FailedLoginReason
 from ledger.errors import Conflict, LedgerError, NotFound, ValidationError
 from ledger.storage import replay_file
 from ledger.storage import side_tables as side
@@ -107,6 +108,7 @@ _EMAIL: Final = "email"
 _USERNAME: Final = "username"
 _ACCOUNT_NAME: Final = "account-name"
 _HMAC_SECRET: Final = "hmac"
+FAILED_LOGIN_ACTOR: Final = "unauthenticated"
 
 
 CACHE_VARIABLE: Final = "LEDGER_AGGREGATE_CACHE_MAXSIZE"
@@ -988,6 +990,34 @@ class Ledger(Application[UUID]):
 
         args = {"user": user_id, "at": moment, "ip": address}
         return self._run("record_login", args, handle, actor=str(user_id), command_id=command_id)
+
+    def record_failed_login(
+        self,
+        user: Any,
+        *,
+        at: Any = None,
+        ip: Any = None,
+        reason_kind: Any,
+        command_id: Any = None,
+    ) -> bool:
+        """A failed attempt to log in as `user`, a security event: `reason_kind` says why
+        (wrong-password, no-password, inactive, erased, account-closed). The actor is
+        `unauthenticated`, as the attempt proves no one's identity; the client address goes
+        in `ip`, sealed as personal data, never in the actor."""
+        user_id = as_uuid(user, "user")
+        moment = optional(Moment, at, "at")
+        address = optional(IpAddress, ip, "ip")
+        kind = valid(FailedLoginReason, reason_kind, "reason_kind")
+
+        def handle(uow: UnitOfWork) -> bool:
+            usr = uow.load(User, user_id, "user")
+            usr.record_failed_login(moment or uow.meta.timestamp, address, kind, uow.meta)
+            return True
+
+        args = {"user": user_id, "at": moment, "ip": address, "reason_kind": kind}
+        return self._run(
+            "record_failed_login", args, handle, actor=FAILED_LOGIN_ACTOR, command_id=command_id
+        )
 
     def record_last_seen(self, user: Any, *, at: Any = None, command_id: Any = None) -> bool:
         user_id = as_uuid(user, "user")

@@ -502,7 +502,7 @@ def _user_erased(p: Projector, w: PageWriter, e: Event) -> None:
     )
     personal = {
         cls.__name__: cls.personal_fields  # type: ignore[attr-defined]
-        for cls in (User.UserCreated, User.UserUpdated, User.LoginRecorded)
+        for cls in (User.UserCreated, User.UserUpdated, User.LoginRecorded, User.LoginFailed)
     }
     log = t.audit_log.c
     rows = conn.execute(

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from flexmeasures_client import FlexMeasuresClient
+from packaging.version import Version
 
 from tests.test_api import CALLER_EMAIL, PASSWORD, World, build_world
 
@@ -112,3 +113,31 @@ def test_the_flexmeasures_client_package(served: tuple[World, str]) -> None:
     assert user["email"] == CALLER_EMAIL["client_admin"]
     assert user["flexmeasures_roles"] == ["account-admin"]
     assert account["id"] == str(world.accounts["client"]) and account["name"] == "Client"
+
+
+def test_the_flexmeasures_client_parses_the_server_version(served: tuple[World, str]) -> None:
+    """What the ledger does not serve fails in the client with its own clear complaint about
+    the server's version, not with a crash parsing that version."""
+
+    async def ask() -> tuple[str | None, list[str]]:
+        client = FlexMeasuresClient(
+            email=CALLER_EMAIL["client_admin"], password=PASSWORD, host=served[1][7:]
+        )
+        complaints = []
+        try:
+            versions = await client.get_versions()
+            for call in (
+                client.get_asset_types(),
+                client.get_sensor_data(1, "2026-01-01T00:00:00+00:00", "PT1H", "MW", "PT1H"),
+            ):
+                try:
+                    await call
+                except Exception as error:  # which one is the point
+                    complaints.append(type(error).__name__)
+        finally:
+            await client.close()
+        return versions["server_version"], complaints
+
+    server_version, complaints = asyncio.run(ask())
+    assert server_version is not None and Version(server_version)
+    assert complaints == ["InsufficientServerVersionError", "InsufficientServerVersionError"]

@@ -28,6 +28,7 @@ def test_demo_records_into_its_own_folder_afresh(tmp_path: Path) -> None:
         "joiners-movers-leavers.csv",
         "dormant.csv",
         "privileged.csv",
+        "failed-logins.csv",
         "audit-report.html",
     }
     database = tmp_path / "ledger-demo" / "ledger.db"

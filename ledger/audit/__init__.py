@@ -31,6 +31,7 @@ TITLES: Final = {
     "joiners-movers-leavers": "Joiners, movers and leavers",
     "dormant": "Dormant users",
     "privileged": "Holders of privileged roles",
+    "failed-logins": "Failed logins",
 }
 
 DormantDays = Annotated[int, Field(strict=True, ge=1, le=36_525)]  # up to a hundred years
@@ -209,6 +210,8 @@ def _report(rm: ReadModel, name: str, asked: Asked) -> pd.DataFrame:
         return reports.dormant_users(rm, asked.days, asked.at)
     if name == "privileged":
         return reports.privileged_holders(rm, asked.at)
+    if name == "failed-logins":
+        return reports.failed_logins(rm, start, end)
     raise ValidationError(f"unknown report {name!r}; one of: {', '.join(TITLES)}")
 
 

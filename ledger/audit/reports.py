@@ -22,6 +22,7 @@ REPORTS: Final = (
     "joiners-movers-leavers",
     "dormant",
     "privileged",
+    "failed-logins",
 )
 
 
@@ -206,6 +207,31 @@ def joiners_movers_leavers(rm: ReadModel, since: Any, until: Any = None) -> pd.D
             "reason",
             "position",
         ],
+    )
+
+
+def failed_logins(rm: ReadModel, since: Any, until: Any = None) -> pd.DataFrame:
+    """Every failed login recorded in [since, until) against a known user: whose, why, from
+    which address. Attempts on unknown emails are not events (the server log counts them)."""
+    found, names = _events_between(rm, ("LoginFailed",), since, until)
+    rows = []
+    for row in found:
+        fields = dict(row.fields or {})
+        rows.append(
+            {
+                "timestamp": row.timestamp,
+                "user_id": row.aggregate_id,
+                "email": row.email,
+                "account": names.get(row.account_id),
+                "reason_kind": fields.get("reason_kind"),
+                "ip": fields.get("ip"),
+                "actor": row.actor,
+                "position": row.position,
+            }
+        )
+    return _frame(
+        rows,
+        ["timestamp", "user_id", "email", "account", "reason_kind", "ip", "actor", "position"],
     )
 
 

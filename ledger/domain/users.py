@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Literal
 from uuid import UUID, uuid4
 
 from ledger.domain.base import ERASED, LedgerAggregate, Meta
 from ledger.errors import Conflict, InactiveUser
 
 DEFAULT_TIMEZONE: Final = "Europe/Amsterdam"
+FailedLoginReason = Literal["wrong-password", "no-password", "inactive", "erased", "account-closed"]
 
 
 class User(LedgerAggregate):
@@ -25,6 +26,9 @@ class User(LedgerAggregate):
         self.last_login_at: datetime | None = None
         self.last_seen_at: datetime | None = None
         self.created_at: datetime | None = None
+        # the version of the last deactivation, erasure or password change: tokens issued
+        # before it (at a lower version) never work again, even after a reactivation
+        self.tokens_valid_from = 0
 
     class UserCreated(LedgerAggregate.Created):
         personal_fields = ("email", "username")
@@ -80,6 +84,7 @@ class User(LedgerAggregate):
     class UserDeactivated(LedgerAggregate.Event):
         def apply(self, user: User) -> None:  # type: ignore[override]
             user.active = False
+            user.tokens_valid_from = self.originator_version
 
     class UserReactivated(LedgerAggregate.Event):
         def apply(self, user: User) -> None:  # type: ignore[override]
@@ -95,6 +100,17 @@ class User(LedgerAggregate):
             if user.last_login_at is None or self.at > user.last_login_at:
                 user.last_login_at = self.at
 
+    class LoginFailed(LedgerAggregate.Event):
+        """Someone failed to log in as this user; never holds the password they tried."""
+
+        personal_fields = ("ip",)
+        at: datetime
+        ip: str | None
+        reason_kind: str
+
+        def apply(self, user: User) -> None:  # type: ignore[override]
+            pass
+
     class LastSeenRecorded(LedgerAggregate.Event):
         at: datetime
 
@@ -105,13 +121,14 @@ class User(LedgerAggregate):
         """Says that the password changed; the hash lives in the credential table."""
 
         def apply(self, user: User) -> None:  # type: ignore[override]
-            pass
+            user.tokens_valid_from = self.originator_version
 
     class UserErased(LedgerAggregate.Event):
         def apply(self, user: User) -> None:  # type: ignore[override]
             user.email = ERASED
             user.username = ERASED
             user.erased = True
+            user.tokens_valid_from = self.originator_version
 
     @classmethod
     def create(
@@ -176,6 +193,16 @@ class User(LedgerAggregate):
     def record_login(self, at: datetime, ip: str | None, meta: Meta) -> None:
         self._check_active("record a login for")
         self.record(self.LoginRecorded, meta, at=at, ip=ip)
+
+    def record_failed_login(
+        self, at: datetime, ip: str | None, reason_kind: str, meta: Meta
+    ) -> None:
+        """Recorded whatever the user's state: failures against inactive and erased users are
+        the ones a security team wants to see. An erased user's key is gone, so the address
+        of an attempt on them cannot be sealed as personal data and is left out."""
+        self.record(
+            self.LoginFailed, meta, at=at, ip=None if self.erased else ip, reason_kind=reason_kind
+        )
 
     def record_last_seen(self, at: datetime, resolution: timedelta, meta: Meta) -> bool:
         self._check_active("record last-seen for")

@@ -1,29 +1,46 @@
 """The read API (FastAPI): FlexMeasures v3_0-compatible routes over the read models.
 
 Read-only: it never records events, except a login when a token is issued (as FlexMeasures
-does). Every route answers from the read models, caught up first if they lag behind the log.
+does) and a failed login. Every route answers from the read models, caught up first if they
+lag behind the log; if catching up fails, from the last consistent state.
 """
 
+import ipaddress
+import logging
 import threading
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Mapping
+from http import HTTPStatus
 from importlib.metadata import version
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
+from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ledger.application import Ledger
 from ledger.errors import LedgerError, ValidationError
 from ledger.storage.settings import database_url
 from projections.api import policy, schemas
-from projections.api.auth import WRONG_CREDENTIALS, TokenService, Unauthorized
+from projections.api.auth import (
+    UNKNOWN_EMAIL,
+    WRONG_CREDENTIALS,
+    LoginRefused,
+    TokenService,
+    Unauthorized,
+    token_ttl,
+)
 from projections.api.policy import Principal
+from projections.api.schemas import UtcDateTime
+from projections.api.throttle import LoginThrottle
 from projections.models import AccountModel, UserModel
 from projections.read_model import ReadModel
 
 API_VERSIONS = ["v3_0"]
+log = logging.getLogger(__name__)
 PROBLEMS: dict[int | str, dict[str, Any]] = {
     status: {"model": schemas.Problem, "description": text}
     for status, text in (
@@ -31,6 +48,7 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
         (403, "Not readable by the caller"),
         (404, "No such resource"),
         (422, "Invalid parameters"),
+        (429, "Too many failed logins: wait for the seconds in Retry-After"),
     )
 }
 token_header = APIKeyHeader(
@@ -39,10 +57,11 @@ token_header = APIKeyHeader(
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers
 
 
 _STATUS_NAMES = {
@@ -50,14 +69,27 @@ _STATUS_NAMES = {
     403: "INVALID_SENDER",
     404: "NOT_FOUND",
     422: "UNPROCESSABLE_ENTITY",
+    429: "TOO_MANY_REQUESTS",
 }
+
+
+def _problem(
+    status: int,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    background: BackgroundTask | None = None,
+) -> JSONResponse:
+    body = {"message": message, "status": _STATUS_NAMES.get(status) or HTTPStatus(status).name}
+    return JSONResponse(body, status, headers, background=background)
 
 
 class Services:
     """The ledger, the read models and the token service, opened on first use."""
 
-    def __init__(self, url: str | None) -> None:
+    def __init__(self, url: str | None, token_ttl: int) -> None:
         self.url = database_url(url)
+        self.token_ttl = token_ttl
+        self.projection_failure: str | None = None  # why the last catch-up failed, if it did
         self._lock = threading.Lock()
         self._ledger: Ledger | None = None
         self._read_model: ReadModel | None = None
@@ -67,7 +99,7 @@ class Services:
         if self._ledger is None:
             self._ledger = Ledger(self.url)
             self._read_model = ReadModel(self.url)
-            self._tokens = TokenService.for_ledger(self._ledger)
+            self._tokens = TokenService(self._ledger, self.token_ttl)
 
     @property
     def ledger(self) -> Ledger:
@@ -84,13 +116,32 @@ class Services:
         return self._tokens
 
     def reads(self) -> ReadModel:
-        """The read models, caught up with the log."""
+        """The read models, caught up with the log; or, when projecting fails, as they stand
+        (each page commits with its position, so that is a consistent state)."""
         with self._lock:
             self._open()
             assert self._ledger is not None and self._read_model is not None
             if (self._ledger.recorder.max_notification_id() or 0) > self._read_model.position():
-                self._read_model.catch_up()
+                self._catch_up(self._read_model)
             return self._read_model
+
+    def _catch_up(self, read_model: ReadModel) -> None:
+        try:
+            read_model.catch_up()
+        except Exception as error:  # whatever failed, the last committed state stays good
+            lines = str(error).strip().splitlines()
+            failure = f"{type(error).__name__}: {lines[0] if lines else 'no message'}"
+            if failure != self.projection_failure:  # one line per new failure, not per request
+                log.error(
+                    "projecting the log failed (%s); answering from position %d",
+                    failure,
+                    read_model.position(),
+                )
+            self.projection_failure = failure
+        else:
+            if self.projection_failure is not None:
+                log.warning("projecting the log works again; the read models are caught up")
+            self.projection_failure = None
 
     def close(self) -> None:
         if self._read_model is not None:
@@ -100,26 +151,46 @@ class Services:
 
 
 def create_app(url: str | None = None) -> FastAPI:
-    """The read API over the ledger at `url` (else LEDGER_DATABASE_URL, else ledger.db)."""
-    services = Services(url)
+    """The read API over the ledger at `url` (else LEDGER_DATABASE_URL, else ledger.db).
+    Raises ValidationError, naming the variable, on an invalid setting."""
+    services = Services(url, token_ttl())
+    throttle = LoginThrottle.from_environment()
+    server_version = version("account-ledger")  # PEP 440, as FlexMeasures clients parse it
     app = FastAPI(
         title="Account Ledger read API",
-        version=version("account-ledger"),
+        version=server_version,
         description="FlexMeasures v3_0-compatible reads of accounts, users and roles.",
     )
     app.state.services = services
 
+    @app.middleware("http")
+    async def version_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        """The headers FlexMeasures sends: its version on every response, the API version on
+        the versioned routes."""
+        response = await call_next(request)
+        response.headers["FlexMeasures-Version"] = server_version
+        if request.url.path.startswith("/api/v3_0/"):
+            response.headers["API-Version"] = "v3_0"
+        return response
+
     @app.exception_handler(ApiError)
     def api_error(_request: Request, error: ApiError) -> JSONResponse:
-        return JSONResponse(
-            {"message": error.message, "status": _STATUS_NAMES.get(error.status, "ERROR")},
-            error.status,
-        )
+        return _problem(error.status, error.message, error.headers)
 
     @app.exception_handler(LedgerError)
     def ledger_error(_request: Request, error: LedgerError) -> JSONResponse:
-        status = 422 if isinstance(error, ValidationError) else 404
-        return JSONResponse({"message": str(error), "status": _STATUS_NAMES[status]}, status)
+        return _problem(422 if isinstance(error, ValidationError) else 404, str(error))
+
+    @app.exception_handler(RequestValidationError)
+    def invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
+        return _problem(422, _first_problem(error))
+
+    @app.exception_handler(StarletteHTTPException)
+    def http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+        """The router's own answers (no such route, method not allowed) in the same shape."""
+        return _problem(error.status_code, str(error.detail), error.headers)
 
     def caller(authorization: Annotated[str | None, Depends(token_header)]) -> Principal:
         try:
@@ -152,31 +223,56 @@ def create_app(url: str | None = None) -> FastAPI:
     @app.get("/api/", response_model=schemas.Versions)
     def versions() -> schemas.Versions:
         return schemas.Versions(
-            flexmeasures_version=f"account-ledger {version('account-ledger')}",
+            flexmeasures_version=server_version,
             versions=API_VERSIONS,
             message="Account Ledger: FlexMeasures-compatible read API (v3_0)",
         )
 
+    @app.get("/api/ops/ping", response_model=schemas.Ping)
+    def ping() -> schemas.Ping:
+        """As FlexMeasures' ping; `projection` says whether the last catch-up failed."""
+        failing = services.projection_failure is not None
+        return schemas.Ping(message="ok", projection="failing" if failing else "ok")
+
     @app.post(
         "/api/requestAuthToken",
         response_model=schemas.Token,
-        responses={401: PROBLEMS[401], 422: PROBLEMS[422]},
+        responses={401: PROBLEMS[401], 422: PROBLEMS[422], 429: PROBLEMS[429]},
     )
-    def request_auth_token(body: schemas.TokenRequest, request: Request) -> schemas.Token:
+    def request_auth_token(body: schemas.TokenRequest, request: Request) -> Any:
+        client = request.client.host if request.client else None
+        wait = throttle.retry_after(body.email, client)
+        if wait is not None:
+            raise ApiError(
+                429,
+                f"too many failed logins for this email or from this address: "
+                f"try again in {wait} seconds",
+                {"Retry-After": str(wait)},
+            )
         found = services.reads().find_user_by_email(body.email)
         ledger = services.ledger
-        if (
-            found is None
-            or not services.tokens.may_act(found.id)
-            or not ledger.verify_password(found.id, body.password)
-        ):
-            raise ApiError(401, WRONG_CREDENTIALS)
-        token = services.tokens.issue(found.id)
-        address = request.client.host if request.client else None
+        address = _ip_address(client)
         try:
-            ledger.record_login(found.id, ip=address)
-        except ValidationError:  # not an IP address (e.g. a test client)
-            ledger.record_login(found.id)
+            token = services.tokens.log_in(found.id if found else None, body.password)
+        except LoginRefused as refused:
+            throttle.failed(body.email, client)
+            if found is None or refused.reason == UNKNOWN_EMAIL:
+                # not an event: anyone could flood the log with made-up emails
+                log.warning("failed login for an unknown email from %s", client or "nowhere")
+                return _problem(401, WRONG_CREDENTIALS)
+
+            def record(user_id: UUID = found.id, reason: str = refused.reason) -> None:
+                try:
+                    ledger.record_failed_login(user_id, ip=address, reason_kind=reason)
+                except LedgerError as error:
+                    log.error("failed login of user %s not recorded: %s", user_id, error)
+
+            # recorded once the answer is sent, so that writing the event does not make a
+            # known email's answer slower than an unknown one's
+            return _problem(401, WRONG_CREDENTIALS, background=BackgroundTask(record))
+        assert found is not None  # a token is only ever issued for a known user
+        throttle.succeeded(body.email)
+        ledger.record_login(found.id, ip=address)
         return schemas.Token(auth_token=token)
 
     @app.get(
@@ -231,7 +327,7 @@ def create_app(url: str | None = None) -> FastAPI:
         return _audit_log(rm, id)
 
     @app.get("/api/v3_0/users/{id}/roles", response_model=schemas.UserRoles, responses=PROBLEMS)
-    def user_roles(id: UUID, me: Caller, at: datetime | None = None) -> schemas.UserRoles:
+    def user_roles(id: UUID, me: Caller, at: UtcDateTime | None = None) -> schemas.UserRoles:
         rm = services.reads()
         user, account = user_or_404(rm, id)
         if not policy.can_read_user(me, user, account):
@@ -281,13 +377,13 @@ def create_app(url: str | None = None) -> FastAPI:
     def account_annotations(
         id: UUID,
         me: Caller,
-        annotations_after: datetime | None = None,
-        annotations_before: datetime | None = None,
-        beliefs_after: datetime | None = None,
-        beliefs_before: datetime | None = None,
+        annotations_after: UtcDateTime | None = None,
+        annotations_before: UtcDateTime | None = None,
+        beliefs_after: UtcDateTime | None = None,
+        beliefs_before: UtcDateTime | None = None,
         source: Annotated[list[str] | None, Query()] = None,
-        annotation_starts_after: datetime | None = None,
-        annotation_ends_before: datetime | None = None,
+        annotation_starts_after: UtcDateTime | None = None,
+        annotation_ends_before: UtcDateTime | None = None,
     ) -> list[schemas.Annotation]:
         rm = services.reads()
         account = account_or_404(rm, id)
@@ -319,7 +415,7 @@ def create_app(url: str | None = None) -> FastAPI:
     @app.get(
         "/api/v3_0/roles/{name}/holders", response_model=list[schemas.User], responses=PROBLEMS
     )
-    def role_holders(name: str, me: Caller, at: datetime | None = None) -> list[schemas.User]:
+    def role_holders(name: str, me: Caller, at: UtcDateTime | None = None) -> list[schemas.User]:
         rm = services.reads()
         if name not in {r.name for r in rm.list_roles()}:
             raise ApiError(404, f"role {name!r} is not defined")
@@ -331,6 +427,24 @@ def create_app(url: str | None = None) -> FastAPI:
         ]
 
     return app
+
+
+def _ip_address(host: str | None) -> str | None:
+    """The client's address if it is an IP address (a test client's is a name)."""
+    try:
+        return str(ipaddress.ip_address(host or ""))
+    except ValueError:
+        return None
+
+
+def _first_problem(error: RequestValidationError) -> str:
+    """FastAPI's first complaint about a request, as one line naming the parameter."""
+    detail = error.errors()[0]
+    where = [str(part) for part in detail.get("loc", ()) if part not in ("query", "path", "body")]
+    message = str(detail.get("msg", "invalid")).removeprefix("Value error, ")
+    if "input" in detail and detail.get("type") != "missing":
+        return f"invalid {'.'.join(where) or 'request'} {detail['input']!r}: {message}"
+    return f"{'.'.join(where) or 'request'}: {message}"
 
 
 def _page(
@@ -391,6 +505,7 @@ def _describe(row: dict[Any, Any]) -> str:
         "UserCreated": "user created",
         "UserUpdated": "user updated",
         "LoginRecorded": "logged in",
+        "LoginFailed": "login failed",
         "LastSeenRecorded": "seen",
         "PasswordChanged": "password changed",
         "UserErased": "personal data erased",

@@ -2,18 +2,40 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from projections.models import AccountModel, UserModel
+
+
+def _in_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("a naive datetime: give its offset, e.g. 2026-03-01T00:00:00Z")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise ValueError("out of range once converted to UTC") from None
+
+
+UtcDateTime = Annotated[datetime, AfterValidator(_in_utc)]
+"""A query's instant: timezone-aware, and representable in UTC."""
 
 
 class Versions(BaseModel):
     flexmeasures_version: str
     versions: list[str]
     message: str
+
+
+class Ping(BaseModel):
+    message: str
+    projection: Literal["ok", "failing"] = Field(
+        description="failing: the read models could not catch up with the log, and the answers "
+        "hold the last state they reached"
+    )
 
 
 class TokenRequest(BaseModel):
