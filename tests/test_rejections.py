@@ -329,7 +329,7 @@ CASES: dict[str, tuple[Callable[[World], Any], type[LedgerError], str]] = {
     "empty password": (
         lambda w: w.led.set_password(w.ann, "", actor=ADMIN),
         ValidationError,
-        "password ''",
+        "invalid password: must not be empty",
     ),
     "erasure without a reason": (
         lambda w: w.led.erase_user(w.ann, actor=ADMIN, reason=""),
