@@ -177,54 +177,69 @@ class Projector:
         """Project the next page of events and advance the position, in one transaction;
         return how many events were read and how many applied.
 
-        If an event cannot be projected, the events before it are projected (one per
-        transaction) and ProjectionError names it; the position stays before it."""
+        If an event cannot be projected, ProjectionError names it and the page is rolled
+        back: the read models stay at the last page projected whole."""
         try:
-            return self._project(until, stop, self.page_size)
+            return self._project(until, stop, careful=False)
         except ProjectionError:
             raise
         except self._database_errors:
             raise
-        except Exception:  # an event of the page: find which, projecting the ones before it
-            read, applied = 0, 0
-            for _ in range(self.page_size):
-                one_read, one_applied = self._project(until, stop, 1)
-                if not one_read:
-                    break
-                read, applied = read + one_read, applied + one_applied
-            return read, applied
+        except Exception:  # some event of the page: run the page again to name it
+            return self._project(until, stop, careful=True)
 
-    def _project(self, until: datetime | None, stop: int | None, limit: int) -> tuple[int, int]:
+    def _project(
+        self, until: datetime | None, stop: int | None, *, careful: bool
+    ) -> tuple[int, int]:
+        """`careful`: decode and apply the events one at a time, each one's statements
+        answered before the next, so a failure names its event."""
         applied = 0
         with self.engine.begin() as conn:
             start = self.position(conn, lock=True) + 1
             if stop is not None and start > stop:
                 return 0, 0
             notifications = self.ledger.recorder.select_notifications(
-                start=start, limit=limit, stop=stop
+                start=start, limit=self.page_size, stop=stop
             )
             self._pending_log = []
-            try:
-                with PageWriter(conn, self._statements) as writer:
+            with PageWriter(conn, self._statements) as writer:
+                if careful:
+                    events = [self._decode(notification) for notification in notifications]
+                else:
                     events = self.ledger.to_domain_events(notifications)
-                    for notification, event in zip(notifications, events, strict=True):
-                        if until is None or event.timestamp <= until:
+                for notification, event in zip(notifications, events, strict=True):
+                    if until is None or event.timestamp <= until:
+                        if careful:
+                            self._apply_one(writer, notification, event)
+                        else:
                             self.apply(writer, notification.id, event)
-                            applied += 1
-                    self.flush(writer)
-                if notifications:
-                    conn.execute(
-                        update(t.projection_tracking)
-                        .where(t.projection_tracking.c.name == TRACKING_NAME)
-                        .values(position=notifications[-1].id)
-                    )
-            except self._database_errors:
-                raise
-            except Exception as error:
-                if len(notifications) != 1:
-                    raise
-                raise ProjectionError(_cannot_project(notifications[0], error)) from error
+                        applied += 1
+                self.flush(writer)
+            if notifications:
+                conn.execute(
+                    update(t.projection_tracking)
+                    .where(t.projection_tracking.c.name == TRACKING_NAME)
+                    .values(position=notifications[-1].id)
+                )
         return len(notifications), applied
+
+    def _decode(self, notification: Any) -> Event:
+        try:
+            return self.ledger.to_domain_events([notification])[0]
+        except self._database_errors:
+            raise
+        except Exception as error:
+            raise ProjectionError(_cannot_project(notification, error)) from error
+
+    def _apply_one(self, writer: PageWriter, notification: Any, event: Event) -> None:
+        try:
+            self.apply(writer, notification.id, event)
+            self.flush(writer)
+            writer.connection()  # every statement sent so far answered
+        except self._database_errors:
+            raise
+        except Exception as error:
+            raise ProjectionError(_cannot_project(notification, error)) from error
 
     def apply(self, writer: PageWriter, position: int, event: Event) -> None:
         handler = _HANDLERS.get(type(event))
