@@ -87,11 +87,14 @@ from ledger.validation import (
     Timezone,
     Username,
     as_uuid,
+    is_valid,
     now,
     optional,
     role_name,
+    shown,
     valid,
 )
+from ledger.validation import role_names as role_names_of
 
 R = TypeVar("R")
 
@@ -109,6 +112,7 @@ _USERNAME: Final = "username"
 _ACCOUNT_NAME: Final = "account-name"
 _HMAC_SECRET: Final = "hmac"
 FAILED_LOGIN_ACTOR: Final = "unauthenticated"
+_CLAIM_TYPES: Final = {_EMAIL: Email, _USERNAME: Username, _ACCOUNT_NAME: AccountName}
 
 
 CACHE_VARIABLE: Final = "LEDGER_AGGREGATE_CACHE_MAXSIZE"
@@ -314,7 +318,7 @@ class Ledger(Application[UUID]):
             self._local.batch = None
 
     def _prefetch_commands(self, uow: UnitOfWork, command_ids: list[str]) -> None:
-        unique = list(dict.fromkeys(command_ids))
+        unique = [c for c in dict.fromkeys(command_ids) if is_valid(CommandId, c)]
         rows = self._select_in(
             "SELECT command_id, fingerprint, result FROM ledger_commands "
             "WHERE command_id IN ({marks})",
@@ -339,9 +343,7 @@ class Ledger(Application[UUID]):
                     keys.setdefault(kind, set()).add(as_given)
                 continue
             try:
-                key = self._claim_key(
-                    kind, valid(Email, value, "email") if kind == _EMAIL else value
-                )
+                key = self._claim_key(kind, valid(_CLAIM_TYPES[kind], value, kind))
             except ValidationError:
                 continue
             if (kind, key) not in uow.claims:
@@ -394,15 +396,6 @@ class Ledger(Application[UUID]):
         for callback in uow.after_commit:
             callback()
 
-    @contextmanager
-    def validating_only(self) -> Iterator[None]:
-        """Commands check their input (not the state) and return None without recording."""
-        self._local.validating = True
-        try:
-            yield
-        finally:
-            self._local.validating = False
-
     # -- running a command --------------------------------------------------------------------
 
     def _run(
@@ -418,8 +411,6 @@ class Ledger(Application[UUID]):
         actor = valid(Actor, actor, "actor")
         reason = optional(Reason, reason, "reason") or None
         command_id = optional(CommandId, command_id, "command_id")
-        if getattr(self._local, "validating", False):
-            return cast(R, None)
         fingerprint = "" if command_id is None else self._fingerprint(command, args)
         batch = self._batch_uow()
         if batch is not None:
@@ -533,7 +524,7 @@ class Ledger(Application[UUID]):
             stored_fingerprint, result = row["fingerprint"], _decode(row["result"])
         if stored_fingerprint != fingerprint:
             raise Conflict(
-                f"command_id {command_id!r} was already used for a different command or "
+                f"command_id {shown(command_id)} was already used for a different command or "
                 f"different arguments than this {command}"
             )
         return True, result
@@ -547,10 +538,13 @@ class Ledger(Application[UUID]):
         key = (cls.catalogue, name)
         if key in self._defined_roles:
             return
-        if not uow.exists(cls, cls.id_for(name)):
+        try:
+            role = uow.load(cls, cls.id_for(name), cls.__name__)
+        except NotFound:
             what = "role" if cls is Role else "account role"
-            raise NotFound(f"{what} {name!r} is not defined")
-        self._defined_roles.add(key)
+            raise NotFound(f"{what} {shown(name)} is not defined") from None
+        if not role.pending_events:  # defined in this batch: not saved yet, perhaps never
+            self._defined_roles.add(key)
 
     # -- role catalogues ------------------------------------------------------------------------
 
@@ -594,7 +588,7 @@ class Ledger(Application[UUID]):
 
         def handle(uow: UnitOfWork) -> bool:
             if uow.exists(cls, cls.id_for(name)):
-                raise Conflict(f"{what} {name!r} is already defined")
+                raise Conflict(f"{what} {shown(name)} is already defined")
             uow.add(cls.define(name, description, uow.meta))
             return True
 
@@ -621,7 +615,7 @@ class Ledger(Application[UUID]):
         secondary_color = optional(Colour, secondary_color, "secondary_color")
         _check_colour_pair(primary_color, secondary_color)
         logo_url = optional(LogoUrl, logo_url, "logo_url")
-        role_names = _role_names(roles, "account role")
+        role_names = role_names_of(roles, "account role")
         consultancy = _optional_id(consultancy_account_id, "consultancy account")
 
         def handle(uow: UnitOfWork) -> UUID:
@@ -659,7 +653,7 @@ class Ledger(Application[UUID]):
     def _check_name_free(self, name: str, account_id: UUID | None) -> None:
         owner = self._claim_owner(_ACCOUNT_NAME, name)
         if owner is not None and owner != account_id:
-            raise Conflict(f"account name {name!r} is already taken by open account {owner}")
+            raise Conflict(f"account name {shown(name)} is already taken by open account {owner}")
 
     def update_account(
         self,
@@ -816,7 +810,7 @@ class Ledger(Application[UUID]):
         account = as_uuid(account_id, "account")
         username = optional(Username, username, "username")
         timezone = valid(Timezone, timezone, "timezone")
-        role_names = _role_names(roles, "role")
+        role_names = role_names_of(roles, "role")
         password = optional(Password, password, "password")
         password_hash = None if password is None else self._hasher.hash(password)
 
@@ -824,10 +818,10 @@ class Ledger(Application[UUID]):
             acc = uow.load(Account, account, "account")
             acc.check_open()
             if self._claim_owner(_EMAIL, email) is not None:
-                raise Conflict(f"email {email!r} is already taken")
+                raise Conflict(f"email {shown(email)} is already taken")
             chosen = username or self._default_username(email)
             if self._claim_owner(_USERNAME, chosen) is not None:
-                raise Conflict(f"username {chosen!r} is already taken")
+                raise Conflict(f"username {shown(chosen)} is already taken")
             for role in role_names:
                 self._check_role(uow, Role, role)
             user = User.create(
@@ -876,7 +870,7 @@ class Ledger(Application[UUID]):
         reason: Any = None,
         command_id: Any = None,
     ) -> bool:
-        user_id = as_uuid(user, "user")
+        user_id = self.resolve_user(user)
         new_email = None if email is UNSET else valid(Email, email, "email")
         new_username = None if username is UNSET else valid(Username, username, "username")
         new_timezone = None if timezone is UNSET else valid(Timezone, timezone, "timezone")
@@ -887,9 +881,9 @@ class Ledger(Application[UUID]):
             email_moves = new_email is not None and new_email.casefold() != old_email.casefold()
             username_moves = new_username is not None and new_username != old_username
             if email_moves and self._claim_owner(_EMAIL, new_email or "") is not None:
-                raise Conflict(f"email {new_email!r} is already taken")
+                raise Conflict(f"email {shown(new_email)} is already taken")
             if username_moves and self._claim_owner(_USERNAME, new_username or "") is not None:
-                raise Conflict(f"username {new_username!r} is already taken")
+                raise Conflict(f"username {shown(new_username)} is already taken")
             if not usr.update(
                 uow.meta, email=new_email, username=new_username, timezone=new_timezone
             ):
@@ -925,7 +919,7 @@ class Ledger(Application[UUID]):
     def _change_role(
         self, command: str, user: Any, role: Any, actor: Any, reason: Any, command_id: Any
     ) -> bool:
-        user_id = as_uuid(user, "user")
+        user_id = self.resolve_user(user)
         name = role_name(role)
 
         def handle(uow: UnitOfWork) -> bool:
@@ -941,7 +935,7 @@ class Ledger(Application[UUID]):
     def deactivate_user(
         self, user: Any, *, actor: Any, reason: Any = None, command_id: Any = None
     ) -> bool:
-        user_id = as_uuid(user, "user")
+        user_id = self.resolve_user(user)
 
         def handle(uow: UnitOfWork) -> bool:
             return uow.load(User, user_id, "user").deactivate(uow.meta)
@@ -958,7 +952,7 @@ class Ledger(Application[UUID]):
     def reactivate_user(
         self, user: Any, *, actor: Any, reason: Any = None, command_id: Any = None
     ) -> bool:
-        user_id = as_uuid(user, "user")
+        user_id = self.resolve_user(user)
 
         def handle(uow: UnitOfWork) -> bool:
             usr = uow.load(User, user_id, "user")
@@ -979,7 +973,7 @@ class Ledger(Application[UUID]):
     def record_login(
         self, user: Any, *, at: Any = None, ip: Any = None, command_id: Any = None
     ) -> bool:
-        user_id = as_uuid(user, "user")
+        user_id = self.resolve_user(user)
         moment = optional(Moment, at, "at")
         address = optional(IpAddress, ip, "ip")
 
@@ -1004,7 +998,7 @@ class Ledger(Application[UUID]):
         (wrong-password, no-password, inactive, erased, account-closed). The actor is
         `unauthenticated`, as the attempt proves no one's identity; the client address goes
         in `ip`, sealed as personal data, never in the actor."""
-        user_id = as_uuid(user, "user")
+        user_id = self.resolve_user(user)
         moment = optional(Moment, at, "at")
         address = optional(IpAddress, ip, "ip")
         kind = valid(FailedLoginReason, reason_kind, "reason_kind")
@@ -1020,7 +1014,7 @@ class Ledger(Application[UUID]):
         )
 
     def record_last_seen(self, user: Any, *, at: Any = None, command_id: Any = None) -> bool:
-        user_id = as_uuid(user, "user")
+        user_id = self.resolve_user(user)
         moment = optional(Moment, at, "at")
 
         def handle(uow: UnitOfWork) -> bool:
@@ -1037,7 +1031,7 @@ class Ledger(Application[UUID]):
     def set_password(
         self, user: Any, password: Any, *, actor: Any, reason: Any = None, command_id: Any = None
     ) -> bool:
-        user_id = as_uuid(user, "user")
+        user_id = self.resolve_user(user)
         password = valid(Password, password, "password")
         password_hash = self._hasher.hash(password)
 
@@ -1053,7 +1047,7 @@ class Ledger(Application[UUID]):
         )
 
     def erase_user(self, user: Any, *, actor: Any, reason: Any, command_id: Any = None) -> bool:
-        user_id = as_uuid(user, "user")
+        user_id = self.resolve_user(user)
         if reason is None or not str(reason).strip():
             raise ValidationError(f"invalid reason {reason!r}: erasing a user needs a reason")
 
@@ -1104,7 +1098,7 @@ class Ledger(Application[UUID]):
             )
         belief_time = optional(Moment, belief_time, "belief_time")
         kind = valid(AnnotationType, type, "annotation type")
-        source_name, source_user = _source(source)
+        source_name, source_user = self._source(source)
 
         def handle(uow: UnitOfWork) -> UUID:
             acc = uow.load(Account, account_id, "account")
@@ -1152,6 +1146,30 @@ class Ledger(Application[UUID]):
 
     # -- look-ups for the CLI and the read API --------------------------------------------------
 
+    def resolve_user(self, user: Any, what: str = "user") -> UUID:
+        """A user given by id (a UUID, its text, or a model) or by email: every command that
+        takes a user takes either. An email that no user holds is NotFound."""
+        if isinstance(user, str) and "@" in user:
+            found = self.user_id_for_email(user)
+            if found is None:
+                raise NotFound(f"{what} {shown(user)} not found")
+            return found
+        return as_uuid(user, what)
+
+    def _source(self, source: Any) -> tuple[str | None, UUID | None]:
+        """A source is a name, a user (by id or model), or the email of a user: a text that
+        is a user's email names that user, any other text is a source name."""
+        if isinstance(source, str):
+            name = valid(SourceName, source, "source")
+            if "@" in name:
+                with suppress(ValidationError):
+                    if (found := self.user_id_for_email(name)) is not None:
+                        return None, found
+            return name, None
+        if source is None:
+            raise ValidationError("invalid source None: give a source name or a user id")
+        return None, as_uuid(source, "source user")
+
     def user_id_for_email(self, email: str) -> UUID | None:
         """The user holding this email (case-insensitive), from the uniqueness claims."""
         as_given = self._email_key_as_given(email)
@@ -1195,25 +1213,10 @@ def _check_colour_pair(primary: str | None, secondary: str | None) -> None:
     if (primary is None) != (secondary is None):
         given, value = ("primary_color", primary) if primary else ("secondary_color", secondary)
         raise ValidationError(
-            f"invalid {given} {value!r}: primary_color and secondary_color are given together "
+            f"invalid {given} {shown(value)}: primary_color and secondary_color are given together "
             "or not at all"
         )
 
 
-def _role_names(roles: Iterable[Any], what: str) -> list[str]:
-    if isinstance(roles, str):
-        roles = [roles]
-    return list(dict.fromkeys(role_name(role, what) for role in roles))
-
-
 def _optional_id(value: Any, what: str) -> UUID | None:
     return None if value is None else as_uuid(value, what)
-
-
-def _source(source: Any) -> tuple[str | None, UUID | None]:
-    """A source is a name, a user id, or a user model (whose id is taken)."""
-    if isinstance(source, str):
-        return valid(SourceName, source, "source"), None
-    if source is None:
-        raise ValidationError("invalid source None: give a source name or a user id")
-    return None, as_uuid(source, "source user")

@@ -5,7 +5,8 @@
 command acts on is `user` and the account is `account` (by id, or by email / name; this includes
 `create_user`'s account). `actor` and `reason` default to the CLI's. Lines are applied in
 batches, each one transaction; if a concurrent writer gets in the way of a batch, its lines are
-re-applied one by one.
+re-applied one by one. A bad line (not UTF-8, not JSON, bad values, or rejected by the state)
+rejects that line only.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from collections.abc import Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
-from uuid import UUID, uuid5
+from uuid import UUID
 
-from eventsourcing.persistence import IntegrityError, OperationalError
+from eventsourcing.persistence import IntegrityError, OperationalError, PersistenceError
 
 from ledger.application import Ledger, is_contention
+from ledger.batch import Batch
 from ledger.errors import LedgerError, NotFound, ValidationError
+from ledger.validation import shown
 
 COMMANDS: Final = (
     "define_role",
@@ -47,7 +50,6 @@ COMMANDS: Final = (
 )
 _USER_REFS: Final = ("user",)
 _ACCOUNT_REFS: Final = ("account", "account_id", "consultancy_account_id")
-_PLACEHOLDER: Final = UUID("00000000-0000-4000-8000-000000000000")
 
 Status = Literal["applied", "unchanged", "rejected"]
 
@@ -93,6 +95,11 @@ class Summary:
         }
 
 
+class ApplyStopped(LedgerError):
+    """A database failure (a full disk, a lost connection) stopped `apply` part way: the lines
+    before the failing batch were committed, none from it on."""
+
+
 @dataclass(frozen=True)
 class Command:
     line: int
@@ -100,13 +107,27 @@ class Command:
     arguments: dict[str, Any]
 
 
-def read_lines(lines: Iterable[str]) -> list[tuple[int, str]]:
-    """Numbered lines with content: blank lines and `#` comments are skipped."""
-    return [
-        (number, text)
-        for number, text in enumerate(lines, start=1)
-        if text.strip() and not text.lstrip().startswith("#")
-    ]
+Line = tuple[int, str | bytes]  # (line number, text); bytes: not valid UTF-8, to be rejected
+
+
+def read_lines(lines: Iterable[str | bytes]) -> list[Line]:
+    """Numbered lines with content: blank lines and `#` comments are skipped. Lines read as
+    bytes are decoded as UTF-8; one that is not valid UTF-8 stays bytes, for `parse` to reject
+    (the other lines still apply)."""
+    numbered: list[Line] = []
+    for number, raw in enumerate(lines, start=1):
+        if isinstance(raw, bytes):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                if not raw.lstrip().startswith(b"#"):
+                    numbered.append((number, raw))
+                continue
+        else:
+            line = raw
+        if line.strip() and not line.lstrip().startswith("#"):
+            numbered.append((number, line))
+    return numbered
 
 
 def _references(
@@ -158,19 +179,29 @@ class Importer:
         self.batch_size = batch_size
         self._signatures: dict[str, inspect.Signature] = {}
 
-    def parse(self, number: int, text: str) -> Command:
+    def parse(self, number: int, text: str | bytes) -> Command:
         """The command a line asks for, with its arguments checked against the method."""
+        if isinstance(text, bytes):
+            try:
+                text = text.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise ValidationError(
+                    f"not UTF-8 text: byte {error.object[error.start]:#04x} at position "
+                    f"{error.start + 1} ({error.reason})"
+                ) from None
         try:
             data = json.loads(text)
         except json.JSONDecodeError as error:
             raise ValidationError(
                 f"not a JSON object: {error.msg} at column {error.colno}"
             ) from None
+        except RecursionError:
+            raise ValidationError("not a command: its JSON is nested too deeply") from None
         if not isinstance(data, dict):
-            raise ValidationError(f"not a JSON object: {text.strip()[:60]!r}")
+            raise ValidationError(f"not a JSON object: {shown(text.strip())}")
         name = data.pop("command", None)
-        if name not in COMMANDS:
-            raise ValidationError(f"unknown command {name!r}; one of: {', '.join(COMMANDS)}")
+        if not isinstance(name, str) or name not in COMMANDS:
+            raise ValidationError(f"unknown command {shown(name)}; one of: {', '.join(COMMANDS)}")
         signature = self._signature(name)
         parameters = signature.parameters
         if name == "create_user" and "account" in data:
@@ -189,40 +220,29 @@ class Importer:
             self._signatures[name] = inspect.signature(getattr(self.ledger, name))
         return self._signatures[name]
 
-    def resolve(self, command: Command, known: set[str] | None = None) -> dict[str, Any]:
-        """Arguments with users named by email and accounts by name replaced by their ids.
-
-        With `known` (a dry run), names created earlier in the file resolve to a placeholder.
-        """
+    def resolve(self, command: Command) -> dict[str, Any]:
+        """Arguments with users named by email and accounts by name replaced by their ids."""
         arguments = dict(command.arguments)
         for key, value in arguments.items():
             if key in _USER_REFS:
-                arguments[key] = self._reference(value, "user", known)
+                arguments[key] = self._reference(value, "user")
             elif key in _ACCOUNT_REFS and value is not None:
-                arguments[key] = self._reference(value, "account", known)
+                arguments[key] = self._reference(value, "account")
         return arguments
 
-    def _reference(self, value: Any, kind: str, known: set[str] | None) -> UUID:
-        if isinstance(value, str):
-            try:
-                return UUID(value)
-            except ValueError:
-                pass
-        else:
+    def _reference(self, value: Any, kind: str) -> UUID:
+        if not isinstance(value, str):
             raise ValidationError(
-                f"invalid {kind} {value!r}: give an id, or an "
+                f"invalid {kind} {shown(value)}: give an id, or an "
                 f"{'email' if kind == 'user' else 'account name'}"
             )
         if kind == "user":
-            found = self.ledger.user_id_for_email(value)
-            key = f"user:{value.strip().casefold()}"
-        else:
-            found = self.ledger.account_id_for_name(value)
-            key = f"account:{value.strip()}"
-        if found is None and known is not None and key in known:
-            return uuid5(_PLACEHOLDER, key)
+            return self.ledger.resolve_user(value)
+        with suppress(ValueError):
+            return UUID(value)
+        found = self.ledger.account_id_for_name(value)
         if found is None:
-            raise NotFound(f"{kind} {value!r} not found")
+            raise NotFound(f"{kind} {shown(value)} not found")
         return found
 
     def run(self, command: Command) -> LineResult:
@@ -239,73 +259,73 @@ class Importer:
         status: Status = "applied" if self.ledger.last_recorded else "unchanged"
         return LineResult(command.line, command.name, status, result=result)
 
-    def check(self, lines: list[tuple[int, str]]) -> Summary:
-        """Validate every line without writing: syntax, arguments, values, and that every user
-        and account named exists or is created by an earlier line."""
+    def check(self, lines: list[Line]) -> Summary:
+        """Run every line as `apply` would, each against the state the earlier lines leave,
+        in one batch that is never committed: nothing is written. Each line's status is the
+        one `apply` would give it."""
         summary = Summary()
-        known: set[str] = set()
-        for number, text in lines:
-            name = None
-            try:
-                command = self.parse(number, text)
-                name = command.name
-                arguments = self.resolve(command, known)
-                with self.ledger.validating_only():
-                    getattr(self.ledger, command.name)(**arguments)
-            except LedgerError as error:
-                summary.results.append(
-                    LineResult(
-                        number, name, "rejected", error=str(error), error_type=type(error).__name__
-                    )
-                )
-                continue
-            if command.name == "create_user":
-                known.add(f"user:{str(command.arguments.get('email', '')).strip().casefold()}")
-            elif command.name == "create_account":
-                known.add(f"account:{str(command.arguments.get('name', '')).strip()}")
-            summary.results.append(LineResult(number, name, "unchanged"))
+        with self.ledger.batch() as batch:
+            for start in range(0, len(lines), self.batch_size):
+                chunk = lines[start : start + self.batch_size]
+                parsed = [self._parse_line(number, text) for number, text in chunk]
+                self._prefetch(batch, parsed)
+                self._run_lines(parsed, False, summary.results)
         return summary
 
     def apply(
         self,
-        lines: list[tuple[int, str]],
+        lines: list[Line],
         *,
         stop_on_error: bool = False,
         progress: Callable[[int], None] = lambda done: None,
     ) -> Summary:
+        """Apply the lines, a batch per transaction. Raises ApplyStopped, saying how far it
+        got, if the database fails (a full disk, a lost connection) part way."""
         summary = Summary()
         for start in range(0, len(lines), self.batch_size):
             chunk = lines[start : start + self.batch_size]
-            results, stopped = self._apply_batch(chunk, stop_on_error)
-            summary.results.extend(results)
-            progress(len(results))
+            done: list[LineResult] = []  # of this chunk, when its lines are saved one by one
+            try:
+                stopped = self._apply_batch(chunk, stop_on_error, done)
+            except PersistenceError as error:
+                summary.results.extend(done)
+                line = lines[start + len(done)][0]
+                raise ApplyStopped(_stopped_message(summary, line, error)) from error
+            summary.results.extend(done)
+            progress(len(done))
             if stopped:
                 break
         return summary
 
-    def _apply_batch(
-        self, chunk: list[tuple[int, str]], stop_on_error: bool
-    ) -> tuple[list[LineResult], bool]:
+    def _apply_batch(self, chunk: list[Line], stop_on_error: bool, done: list[LineResult]) -> bool:
+        """Apply a chunk of lines in one transaction; `done` receives each line's result once
+        it is saved. Returns whether a rejected line stopped it."""
         parsed = [self._parse_line(number, text) for number, text in chunk]
         try:
             with self.ledger.batch() as batch:
-                ids, emails, usernames, accounts = _references(
-                    [line for line in parsed if isinstance(line, Command)]
-                )
-                batch.prefetch_command_ids(ids)
-                batch.prefetch_claims(emails, usernames, accounts)
-                batch.preload([*_ids_named(parsed), *batch.claim_owners()])
-                results, stopped = self._run_lines(parsed, stop_on_error)
+                self._prefetch(batch, parsed)
+                results: list[LineResult] = []
+                stopped = self._run_lines(parsed, stop_on_error, results)
                 batch.commit()
-            return results, stopped
+            done.extend(results)
+            return stopped
         except (IntegrityError, OperationalError) as error:
             if not is_contention(error):
                 raise
             # A concurrent writer got in the way: nothing of the batch was saved. Apply its
             # lines one by one, each in its own transaction, with the usual retries.
-            return self._run_lines(parsed, stop_on_error)
+            return self._run_lines(parsed, stop_on_error, done)
 
-    def _parse_line(self, number: int, text: str) -> Command | LineResult:
+    def _prefetch(self, batch: Batch, parsed: list[Command | LineResult]) -> None:
+        """Look up what the commands name in a few queries, not one or two per line."""
+        ids, emails, usernames, accounts = _references(
+            [line for line in parsed if isinstance(line, Command)]
+        )
+        batch.prefetch_command_ids(ids)
+        batch.prefetch_claims(emails, usernames, accounts)
+        batch.preload([*_ids_named(parsed), *batch.claim_owners()])
+
+    def _parse_line(self, number: int, text: str | bytes) -> Command | LineResult:
         """The line's command, or its rejection."""
         try:
             return self.parse(number, text)
@@ -315,12 +335,23 @@ class Importer:
             )
 
     def _run_lines(
-        self, parsed: list[Command | LineResult], stop_on_error: bool
-    ) -> tuple[list[LineResult], bool]:
-        results: list[LineResult] = []
+        self, parsed: list[Command | LineResult], stop_on_error: bool, results: list[LineResult]
+    ) -> bool:
+        """Run the lines, appending each one's result to `results`; return whether a rejected
+        line stopped them."""
         for line in parsed:
             result = self.run(line) if isinstance(line, Command) else line
             results.append(result)
             if stop_on_error and result.status == "rejected":
-                return results, True
-        return results, False
+                return True
+        return False
+
+
+def _stopped_message(summary: Summary, line: int, error: Exception) -> str:
+    problem = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return (
+        f"apply stopped at line {line} by a database problem ({problem[:200]}); "
+        f"the {len(summary.results)} lines before it were committed (applied "
+        f"{summary.count('applied')}, unchanged {summary.count('unchanged')}, rejected "
+        f"{len(summary.rejected)}), none from line {line} on"
+    )

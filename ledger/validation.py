@@ -1,12 +1,14 @@
 """Input rules of SPEC §3 as pydantic types, and one function that applies them.
 
-Every rule raises `ledger.ValidationError` with a message naming the field and the value.
+Every rule raises `ledger.ValidationError` with a message naming the field and (cut short, and
+never a secret) the value, in the project's words rather than pydantic's.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from functools import cache, lru_cache
 from typing import Annotated, Any, Final, Literal, TypeVar, get_args
@@ -17,6 +19,7 @@ from zoneinfo import available_timezones
 import email_validator
 import pydantic
 from pydantic import AfterValidator, AwareDatetime, StringConstraints, TypeAdapter
+from pydantic_core import ErrorDetails
 
 from ledger.errors import ValidationError
 
@@ -25,6 +28,37 @@ T = TypeVar("T")
 ANNOTATION_TYPES: Final = ("alert", "holiday", "label", "feedback", "warning", "error")
 AnnotationType = Literal["alert", "holiday", "label", "feedback", "warning", "error"]
 assert get_args(AnnotationType) == ANNOTATION_TYPES
+
+SHOWN_LENGTH: Final = 80  # characters of a rejected value an error message shows
+# C0 and C1 control characters other than tab and newline, and lone surrogates (which no
+# encoding can store): they break terminals, logs, and PostgreSQL's text columns (NUL).
+_FORBIDDEN: Final = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+class _Secret:
+    """Marks a type whose values an error message never shows (see `valid`)."""
+
+
+SECRET: Final = _Secret()
+
+
+def _plain_text(value: str) -> str:
+    found = _FORBIDDEN.search(value)
+    if found is not None:
+        code = ord(found.group())
+        what = "a lone surrogate" if 0xD800 <= code <= 0xDFFF else "a control character"
+        raise ValueError(
+            f"must not contain {what} (U+{code:04X}); of those, only tab and newline are allowed"
+        )
+    return value
+
+
+_PLAIN: Final = AfterValidator(_plain_text)
+
+
+def _text(max_length: int, *, trimmed: bool = True, min_length: int = 1) -> Any:
+    """The length rules of a text field (trimmed of surrounding whitespace first)."""
+    return StringConstraints(strip_whitespace=trimmed, min_length=min_length, max_length=max_length)
 
 
 @lru_cache(maxsize=65_536)
@@ -53,8 +87,20 @@ def _http_url(value: str) -> str:
     return value
 
 
+_COLOUR: Final = re.compile(r"#[0-9A-Fa-f]{6}")
+
+
+def _colour(value: str) -> str:
+    if not _COLOUR.fullmatch(value):
+        raise ValueError("must be a colour as #RRGGBB")
+    return value
+
+
 def _utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range when converted to UTC") from None
 
 
 def _ip(value: str) -> str:
@@ -67,32 +113,23 @@ def _not_blank(value: str) -> str:
     return value
 
 
-def _trimmed(max_length: int) -> Any:
-    return StringConstraints(strip_whitespace=True, min_length=1, max_length=max_length)
-
-
-RoleName = Annotated[str, _trimmed(80)]
-Description = Annotated[str, StringConstraints(max_length=255)]
-AccountName = Annotated[str, _trimmed(100)]
-Colour = Annotated[str, StringConstraints(pattern=re.compile(r"^#[0-9A-Fa-f]{6}$"))]
-LogoUrl = Annotated[
-    str, StringConstraints(strip_whitespace=True, max_length=255), AfterValidator(_http_url)
-]
-Email = Annotated[
-    str, StringConstraints(strip_whitespace=True, max_length=255), AfterValidator(_email)
-]
-Username = Annotated[str, _trimmed(255)]
-Timezone = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(_timezone)]
-Actor = Annotated[str, _trimmed(255)]
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
-CommandId = Annotated[str, _trimmed(255)]
-Content = Annotated[
-    str, StringConstraints(min_length=1, max_length=1024), AfterValidator(_not_blank)
-]
-SourceName = Annotated[str, _trimmed(255)]
+# Every text type checks `_PLAIN` first: no control characters but tab and newline.
+RoleName = Annotated[str, _text(80), _PLAIN]
+Description = Annotated[str, _text(255, trimmed=False, min_length=0), _PLAIN]
+AccountName = Annotated[str, _text(100), _PLAIN]
+Colour = Annotated[str, _PLAIN, AfterValidator(_colour)]
+LogoUrl = Annotated[str, _text(255, min_length=0), _PLAIN, AfterValidator(_http_url)]
+Email = Annotated[str, _text(255, min_length=0), _PLAIN, AfterValidator(_email)]
+Username = Annotated[str, _text(255), _PLAIN]
+Timezone = Annotated[str, _text(255, min_length=0), _PLAIN, AfterValidator(_timezone)]
+Actor = Annotated[str, _text(255), _PLAIN]
+Reason = Annotated[str, _text(500, min_length=0), _PLAIN]
+CommandId = Annotated[str, _text(255), _PLAIN]
+Content = Annotated[str, _text(1024, trimmed=False), _PLAIN, AfterValidator(_not_blank)]
+SourceName = Annotated[str, _text(255), _PLAIN]
 Moment = Annotated[AwareDatetime, AfterValidator(_utc)]
-IpAddress = Annotated[str, AfterValidator(_ip)]
-Password = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+IpAddress = Annotated[str, _text(100, min_length=0), _PLAIN, AfterValidator(_ip)]
+Password = Annotated[str, _text(4096, trimmed=False), _PLAIN, SECRET]
 
 
 @cache
@@ -105,13 +142,58 @@ def valid(annotation: Any, value: Any, what: str) -> Any:
     try:
         return _adapter(annotation).validate_python(value)
     except pydantic.ValidationError as error:
-        detail = error.errors()[0]["msg"]
-        shown = "a naive datetime" if _is_naive(value) else repr(value)
-        raise ValidationError(f"invalid {what} {shown}: {detail}") from None
+        detail = _in_our_words(error.errors()[0])
+        if SECRET in getattr(annotation, "__metadata__", ()):
+            raise ValidationError(f"invalid {what}: {detail}") from None
+        value_shown = "a naive datetime" if _is_naive(value) else shown(value)
+        raise ValidationError(f"invalid {what} {value_shown}: {detail}") from None
+
+
+def is_valid(annotation: Any, value: Any) -> bool:
+    try:
+        _adapter(annotation).validate_python(value)
+    except pydantic.ValidationError:
+        return False
+    return True
 
 
 def optional(annotation: Any, value: Any, what: str) -> Any:
     return None if value is None else valid(annotation, value, what)
+
+
+def shown(value: Any) -> str:
+    """A value as an error message shows it: its repr, cut to about SHOWN_LENGTH characters."""
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.isoformat()
+    if isinstance(value, str) and len(value) > SHOWN_LENGTH:
+        return f"{value[:SHOWN_LENGTH]!r}... ({len(value):,} characters)"
+    if isinstance(value, bytes | bytearray) and len(value) > SHOWN_LENGTH:
+        return f"{bytes(value[:SHOWN_LENGTH])!r}... ({len(value):,} bytes)"
+    text = repr(value)
+    return text if len(text) <= SHOWN_LENGTH else f"{text[:SHOWN_LENGTH]}..."
+
+
+def _in_our_words(error: ErrorDetails) -> str:
+    """pydantic's complaint about a value, said as this project says it."""
+    kind, context = error["type"], error.get("ctx", {})
+    if kind == "value_error" and "error" in context:
+        return str(context["error"])
+    if kind == "string_type":
+        return "must be text"
+    if kind == "string_unicode":
+        return "must not contain a lone surrogate (U+D800 to U+DFFF): it is not valid Unicode"
+    if kind == "string_too_short":
+        minimum = context.get("min_length", 1)
+        return "must not be empty" if minimum == 1 else f"must have {minimum}+ characters"
+    if kind == "string_too_long":
+        return f"must have at most {context.get('max_length')} characters"
+    if kind == "timezone_aware":
+        return "must be timezone-aware (naive datetimes are not accepted)"
+    if kind.startswith(("datetime_", "date_")):
+        return "must be a date and time with a UTC offset, such as 2026-03-01T09:00:00+00:00"
+    if kind == "literal_error":
+        return f"must be one of {context.get('expected')}"
+    return str(error["msg"])
 
 
 def _is_naive(value: Any) -> bool:
@@ -134,7 +216,7 @@ def as_uuid(value: Any, what: str) -> UUID:
             return UUID(candidate.strip())
         except ValueError:
             pass
-    raise ValidationError(f"invalid {what} id {value!r}: not a UUID")
+    raise ValidationError(f"invalid {what} id {shown(value)}: not a UUID")
 
 
 def role_name(value: Any, what: str = "role") -> str:
@@ -148,6 +230,16 @@ def role_name(value: Any, what: str = "role") -> str:
 @lru_cache(maxsize=4096)
 def _role_name(name: str, what: str) -> str:
     return str(valid(RoleName, name, f"{what} name"))
+
+
+def role_names(values: Any, what: str = "role") -> list[str]:
+    """A list of roles (names or role models), each once; a single name is not a list."""
+    if isinstance(values, str | bytes | Mapping) or not isinstance(values, Iterable):
+        raise ValidationError(
+            f"invalid roles {shown(values)}: must be a list of {what} names "
+            f"(not {type(values).__name__})"
+        )
+    return list(dict.fromkeys(role_name(value, what) for value in values))
 
 
 def now() -> datetime:

@@ -8,12 +8,14 @@ from projections.models import (
     UserModel,
     is_user,
 )
+from projections.projector import ProjectionError
 from projections.read_model import ReadModel
 
 __all__ = [
     "AccountModel",
     "AccountRoleModel",
     "AnnotationModel",
+    "ProjectionError",
     "ReadModel",
     "RoleModel",
     "UserModel",

@@ -9,12 +9,14 @@ from datetime import datetime
 from typing import Any, Final
 from uuid import UUID
 
+import sqlalchemy.exc
 from sqlalchemy import Connection, Engine, bindparam, case, delete, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.schema import CreateIndex, DropIndex
 
 from ledger.application import Ledger
 from ledger.domain import ERASED, Account, AccountRole, Role, User
+from ledger.errors import LedgerError
 from projections import tables as t
 from projections.prepared import PageWriter, PreparedStatements
 
@@ -38,6 +40,10 @@ _METADATA: Final = frozenset(
 Event = Any  # a decoded domain event of the ledger
 Handler = Callable[["Projector", PageWriter, Event], None]
 _HANDLERS: dict[type[Any], Handler] = {}
+
+
+class ProjectionError(LedgerError):
+    """An event could not be projected: the read models stay at the event before it."""
 
 
 def handles(*event_classes: type[Any]) -> Callable[[Handler], Handler]:
@@ -82,6 +88,14 @@ class Projector:
         self.bulk_from = BULK_FROM
         self.in_bulk = False  # whether the query indexes may be missing
         self._started = False  # seen a read model with events projected and every index
+        dbapi = engine.dialect.loaded_dbapi
+        # failures of the database itself (a lost connection, a full disk), not of an event
+        self._database_errors: tuple[type[Exception], ...] = (
+            sqlalchemy.exc.OperationalError,
+            sqlalchemy.exc.InterfaceError,
+            dbapi.OperationalError,
+            dbapi.InterfaceError,
+        )
 
     def position(self, conn: Connection, *, lock: bool = False) -> int:
         query = select(t.projection_tracking.c.position).where(
@@ -161,7 +175,24 @@ class Projector:
         self, *, until: datetime | None = None, stop: int | None = None
     ) -> tuple[int, int]:
         """Project the next page of events and advance the position, in one transaction;
-        return how many events were read and how many applied."""
+        return how many events were read and how many applied.
+
+        If an event cannot be projected, ProjectionError names it and the page is rolled
+        back: the read models stay at the last page projected whole."""
+        try:
+            return self._project(until, stop, careful=False)
+        except ProjectionError:
+            raise
+        except self._database_errors:
+            raise
+        except Exception:  # some event of the page: run the page again to name it
+            return self._project(until, stop, careful=True)
+
+    def _project(
+        self, until: datetime | None, stop: int | None, *, careful: bool
+    ) -> tuple[int, int]:
+        """`careful`: decode and apply the events one at a time, each one's statements
+        answered before the next, so a failure names its event."""
         applied = 0
         with self.engine.begin() as conn:
             start = self.position(conn, lock=True) + 1
@@ -172,10 +203,16 @@ class Projector:
             )
             self._pending_log = []
             with PageWriter(conn, self._statements) as writer:
-                events = self.ledger.to_domain_events(notifications)
+                if careful:
+                    events = [self._decode(notification) for notification in notifications]
+                else:
+                    events = self.ledger.to_domain_events(notifications)
                 for notification, event in zip(notifications, events, strict=True):
                     if until is None or event.timestamp <= until:
-                        self.apply(writer, notification.id, event)
+                        if careful:
+                            self._apply_one(writer, notification, event)
+                        else:
+                            self.apply(writer, notification.id, event)
                         applied += 1
                 self.flush(writer)
             if notifications:
@@ -185,6 +222,24 @@ class Projector:
                     .values(position=notifications[-1].id)
                 )
         return len(notifications), applied
+
+    def _decode(self, notification: Any) -> Event:
+        try:
+            return self.ledger.to_domain_events([notification])[0]
+        except self._database_errors:
+            raise
+        except Exception as error:
+            raise ProjectionError(_cannot_project(notification, error)) from error
+
+    def _apply_one(self, writer: PageWriter, notification: Any, event: Event) -> None:
+        try:
+            self.apply(writer, notification.id, event)
+            self.flush(writer)
+            writer.connection()  # every statement sent so far answered
+        except self._database_errors:
+            raise
+        except Exception as error:
+            raise ProjectionError(_cannot_project(notification, error)) from error
 
     def apply(self, writer: PageWriter, position: int, event: Event) -> None:
         handler = _HANDLERS.get(type(event))
@@ -234,6 +289,14 @@ class Projector:
             if account_id is not None:
                 self._account_of_user[user_id] = account_id
         return account_id
+
+
+def _cannot_project(notification: Any, error: Exception) -> str:
+    """One line naming the event that failed, its type and why."""
+    kind = notification.topic.rpartition(":")[2] or notification.topic
+    lines = str(error).strip().splitlines()
+    why = f"{type(error).__name__}: {lines[0][:200]}" if lines else type(error).__name__
+    return f"cannot project event {notification.id} ({kind}): {why}"
 
 
 # -- statements, built once -----------------------------------------------------------------

@@ -6,7 +6,7 @@ import contextlib
 import functools
 import warnings
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 from uuid import UUID
@@ -94,6 +94,8 @@ _HELD_NOW = and_(_grants.user_id == _U, _grants.revoked_at.is_(None))
 _HELD_AT = and_(_grants.user_id == _U, _held_at((_grants.granted_at, _grants.revoked_at), _AT))
 _HAS_ROLE_NOW = select(exists().where(_HELD_NOW, _grants.role == _R, _ACTIVE_NOW.scalar_subquery()))
 _HAS_ROLE_AT = select(exists().where(_HELD_AT, _grants.role == _R, _ACTIVE_AT.scalar_subquery()))
+_USER_BY_EMAIL = select(t.users.c.id).where(t.users.c.email_key == bindparam("e", type_=String()))
+NOBODY: Final = UUID(int=0)  # the id no user has: what an email that no user holds names
 _ROLES = {
     (True, False): select(_grants.role).where(_HELD_NOW),
     (True, True): select(_grants.role).where(_HELD_NOW, _ACTIVE_NOW.scalar_subquery()),
@@ -110,7 +112,7 @@ class Queries:
 
     def has_role(self, user: Any, role: Any, at: datetime | None = None) -> bool:
         """Whether the user effectively holds the role (now, or at `at`); never if inactive."""
-        user_id, name, moment = as_uuid(user, "user"), role_name(role), _moment(at)
+        user_id, name, moment = self.resolve_user(user), role_name(role), _moment(at)
         query, params = (
             (_HAS_ROLE_NOW, {"u": user_id, "r": name})
             if moment is None
@@ -120,14 +122,14 @@ class Queries:
 
     def roles(self, user: Any, at: datetime | None = None, effective: bool = True) -> set[str]:
         """Role names held (now or at `at`); with `effective`, none while the user is inactive."""
-        user_id, moment = as_uuid(user, "user"), _moment(at)
+        user_id, moment = self.resolve_user(user), _moment(at)
         query = _ROLES[(moment is None, effective)]
         params: dict[str, Any] = {"u": user_id} if moment is None else {"u": user_id, "at": moment}
         rows = self.reader.all(query, params)
         return {row[0] for row in rows}
 
     def is_active(self, user: Any, at: datetime | None = None) -> bool:
-        user_id, moment = as_uuid(user, "user"), _moment(at)
+        user_id, moment = self.resolve_user(user), _moment(at)
         query, params = (
             (_ACTIVE_NOW, {"u": user_id})
             if moment is None
@@ -179,8 +181,17 @@ class Queries:
 
     # -- users and accounts ---------------------------------------------------------------------
 
+    def resolve_user(self, user: Any) -> UUID:
+        """A user given by id (a UUID, its text, or a model) or by email (matched
+        case-insensitively): every question about a user takes either. An email that no user
+        holds names no user (the nil UUID), as an unknown id does."""
+        if _is_email(user):
+            found = self.reader.scalar(_USER_BY_EMAIL, {"e": user.strip().casefold()})
+            return NOBODY if found is None else UUID(str(found))
+        return as_uuid(user, "user")
+
     def get_user(self, user: Any) -> UserModel | None:
-        found = self._users(t.users.c.id == as_uuid(user, "user"))
+        found = self._users(t.users.c.id == self.resolve_user(user))
         return found[0] if found else None
 
     def find_user_by_email(self, email: str) -> UserModel | None:
@@ -291,7 +302,7 @@ class Queries:
             params["beliefs_after"] = belief_after
         if (belief_before := _moment(beliefs_before, "beliefs_before")) is not None:
             params["beliefs_before"] = belief_before
-        names, user_ids = ([], []) if source is None else _sources(source)
+        names, user_ids = ([], []) if source is None else _sources(source, self.resolve_user)
         # lists padded (with repeats) to a power of two: few distinct statements to compile
         names, user_ids = _padded(names), _padded(user_ids)
         params.update({f"name_{i}": name for i, name in enumerate(names)})
@@ -350,7 +361,12 @@ class Queries:
         log = t.audit_log.c
         conditions: list[ColumnElement[bool]] = []
         if aggregate_id is not None:
-            conditions.append(log.aggregate_id == as_uuid(aggregate_id, "aggregate"))
+            aggregate = (
+                self.resolve_user(aggregate_id)
+                if _is_email(aggregate_id)
+                else as_uuid(aggregate_id, "aggregate")
+            )
+            conditions.append(log.aggregate_id == aggregate)
         if account_id is not None:
             conditions.append(log.account_id == as_uuid(account_id, "account"))
         if (start := _moment(since, "since")) is not None:
@@ -386,8 +402,13 @@ def _roles_held_now(
     return held
 
 
-def _sources(source: Any) -> tuple[list[str], list[UUID]]:
-    """Sources by name, by user id (or user model), or a list of them: (names, user ids)."""
+def _is_email(value: Any) -> bool:
+    return isinstance(value, str) and "@" in value
+
+
+def _sources(source: Any, resolve_user: Callable[[Any], UUID]) -> tuple[list[str], list[UUID]]:
+    """Sources by name, by user id (or user model), or a list of them: (names, user ids). A
+    text is a name, and also the user whose id or email it is."""
     wanted: Sequence[Any] = (
         list(source) if isinstance(source, Iterable) and not isinstance(source, str) else [source]
     )
@@ -396,7 +417,9 @@ def _sources(source: Any) -> tuple[list[str], list[UUID]]:
     for item in wanted:
         if isinstance(item, str):
             names.append(item)
-            if len(item) >= 32:  # else no UUID's text (and a failed parse costs a raise)
+            if _is_email(item):
+                user_ids.append(resolve_user(item))
+            elif len(item) >= 32:  # else no UUID's text (and a failed parse costs a raise)
                 with contextlib.suppress(ValueError):
                     user_ids.append(UUID(item))
         else:

@@ -18,7 +18,7 @@ import pytest
 
 from ledger import Ledger
 from ledger.domain import User
-from projections import ReadModel
+from projections import ProjectionError, ReadModel
 from projections import projector as projector_module
 from tests import workers
 from tests.conftest import ADMIN, create_pg_database
@@ -74,7 +74,7 @@ def test_an_error_mid_page_rolls_back_the_page_and_its_position(
         raise RuntimeError("handler crashed")
 
     monkeypatch.setitem(projector_module._HANDLERS, User.LoginRecorded, failing)
-    with pytest.raises(RuntimeError, match="handler crashed"):
+    with pytest.raises(ProjectionError, match="handler crashed"):
         rm.catch_up()
     assert position(rm) == before_position
     assert dump(rm) == before  # the grant before the failing event was rolled back too

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
 
 from ledger import Conflict, InactiveUser, Ledger, LedgerError, NotFound, ValidationError
+from ledger.domain import User
+from ledger.validation import Moment, valid
+from projections import ReadModel
 from tests.conftest import ADMIN
 from tests.helpers import stored_state
 
@@ -329,7 +332,7 @@ CASES: dict[str, tuple[Callable[[World], Any], type[LedgerError], str]] = {
     "empty password": (
         lambda w: w.led.set_password(w.ann, "", actor=ADMIN),
         ValidationError,
-        "password ''",
+        "invalid password: must not be empty",
     ),
     "erasure without a reason": (
         lambda w: w.led.erase_user(w.ann, actor=ADMIN, reason=""),
@@ -350,3 +353,255 @@ def test_rejected_command_records_nothing(world: World, case: str) -> None:
     assert named in str(raised.value)
     assert isinstance(raised.value, LedgerError)
     assert stored_state(world.led) == before
+
+
+# -- text fields, echoed values, our own words --------------------------------------------------
+
+BAD = "before\x00after"
+
+TEXT_FIELDS: dict[str, tuple[Callable[[World, str], Any], str]] = {
+    "role name": (lambda w, v: w.led.define_role(v, actor=ADMIN), "role name"),
+    "role description": (
+        lambda w, v: w.led.define_role("viewer", v, actor=ADMIN),
+        "description",
+    ),
+    "account role name": (
+        lambda w, v: w.led.define_account_role(v, actor=ADMIN),
+        "account role name",
+    ),
+    "account name": (lambda w, v: w.led.create_account(v, actor=ADMIN), "account name"),
+    "new account name": (
+        lambda w, v: w.led.update_account(w.acme, name=v, actor=ADMIN),
+        "account name",
+    ),
+    "logo url": (
+        lambda w, v: w.led.create_account("New", logo_url=f"https://x.org/{v}", actor=ADMIN),
+        "logo_url",
+    ),
+    "email": (
+        lambda w, v: w.led.create_user(f"{v}@example.org", account_id=w.acme, actor=ADMIN),
+        "email",
+    ),
+    "username": (
+        lambda w, v: w.led.create_user("x@example.org", account_id=w.acme, actor=ADMIN, username=v),
+        "username",
+    ),
+    "new username": (
+        lambda w, v: w.led.update_user(w.ann, username=v, actor=ADMIN),
+        "username",
+    ),
+    "timezone": (
+        lambda w, v: w.led.create_user(
+            "x@example.org", account_id=w.acme, actor=ADMIN, timezone=f"Europe/{v}"
+        ),
+        "timezone",
+    ),
+    "granted role": (lambda w, v: w.led.grant_role(w.ann, v, actor=ADMIN), "role name"),
+    "actor": (lambda w, v: w.led.grant_role(w.ann, "admin", actor=v), "actor"),
+    "reason": (
+        lambda w, v: w.led.grant_role(w.ann, "admin", actor=ADMIN, reason=v),
+        "reason",
+    ),
+    "command id": (
+        lambda w, v: w.led.grant_role(w.ann, "admin", actor=ADMIN, command_id=v),
+        "command_id",
+    ),
+    "annotation content": (lambda w, v: annotation(w, content=v), "content"),
+    "annotation source": (lambda w, v: annotation(w, source=v), "source"),
+    "login ip": (lambda w, v: w.led.record_login(w.ann, ip=f"10.0.0.1{v}"), "ip"),
+}
+
+
+@pytest.mark.parametrize("field", sorted(TEXT_FIELDS))
+def test_every_text_field_rejects_a_nul_naming_the_field(world: World, field: str) -> None:
+    command, named = TEXT_FIELDS[field]
+    before = stored_state(world.led)
+    with pytest.raises(ValidationError) as raised:
+        command(world, BAD)
+    message = str(raised.value)
+    assert message.startswith(f"invalid {named} ") and "U+0000" in message
+    assert "\x00" not in message and len(message.splitlines()) == 1
+    assert stored_state(world.led) == before
+
+
+@pytest.mark.parametrize(
+    "character", ["\x01", "\x08", "\x0b", "\x0c", "\r", "\x1b", "\x1f", "\x7f", "\x85", "\x9f"]
+)
+def test_control_characters_other_than_tab_and_newline_are_rejected(
+    world: World, character: str
+) -> None:
+    before = stored_state(world.led)
+    with pytest.raises(ValidationError, match=r"invalid content .* control character"):
+        annotation(world, content=f"one{character}two")
+    with pytest.raises(ValidationError, match="invalid reason"):
+        world.led.grant_role(world.ann, "admin", actor=ADMIN, reason=f"one{character}two")
+    assert stored_state(world.led) == before
+
+
+def test_a_lone_surrogate_is_rejected_naming_the_field(world: World) -> None:
+    before = stored_state(world.led)
+    for command in (
+        lambda: world.led.create_account("Acme \ud800", actor=ADMIN),
+        lambda: world.led.create_user("\udc00@example.org", account_id=world.acme, actor=ADMIN),
+        lambda: world.led.grant_role(world.ann, "admin", actor=ADMIN, command_id="id-\ud800"),
+    ):
+        with pytest.raises(ValidationError, match="lone surrogate"):
+            command()
+    assert stored_state(world.led) == before
+
+
+def test_tab_and_newline_are_kept_and_projected(world: World, rm: ReadModel) -> None:
+    content = "first line\n\tsecond line"
+    annotation(world, content=content, reason="why:\n\tbecause")
+    rm.catch_up()
+    assert [a.content for a in rm.search_annotations(world.acme)] == [content]
+
+
+def test_a_rejected_value_is_cut_short_and_a_password_is_never_shown(world: World) -> None:
+    before = stored_state(world.led)
+    huge = "N" * 10_000_000
+    with pytest.raises(ValidationError) as raised:
+        world.led.create_account(huge, actor=ADMIN)
+    message = str(raised.value)
+    assert len(message) < 250 and "'NNNN" in message and "10,000,000 characters" in message
+    for password, secret in (("p" * 10_000_000, "ppp"), ("hunter2\x00", "hunter2")):
+        for command in (
+            lambda p=password: world.led.set_password(world.ann, p, actor=ADMIN),
+            lambda p=password: world.led.create_user(
+                "x@example.org", account_id=world.acme, actor=ADMIN, password=p
+            ),
+        ):
+            with pytest.raises(ValidationError) as raised:
+                command()
+            assert str(raised.value).startswith("invalid password: ")
+            assert secret not in str(raised.value)
+    with pytest.raises(ValidationError) as raised:
+        world.led.grant_role("x" * 1000, "admin", actor=ADMIN)
+    assert len(str(raised.value)) < 150
+    assert stored_state(world.led) == before
+
+
+@pytest.mark.parametrize(
+    ("command", "said"),
+    [
+        (
+            lambda w: w.led.create_user("ann", account_id=w.acme, actor=ADMIN),
+            "invalid email 'ann': An email address must have an @-sign.",
+        ),
+        (lambda w: w.led.create_account("  ", actor=ADMIN), "must not be empty"),
+        (lambda w: w.led.create_account(5, actor=ADMIN), "invalid account name 5: must be text"),
+        (lambda w: annotation(w, content="c" * 1025), "must have at most 1024 characters"),
+        (lambda w: annotation(w, type="note"), "must be one of 'alert', 'holiday'"),
+        (lambda w: annotation(w, start="soon"), "must be a date and time with a UTC offset"),
+        (
+            lambda w: w.led.create_account(
+                "X", primary_color="red", secondary_color="blue", actor=ADMIN
+            ),
+            "invalid primary_color 'red': must be a colour as #RRGGBB",
+        ),
+    ],
+)
+def test_messages_are_in_the_projects_words(
+    world: World, command: Callable[[World], Any], said: str
+) -> None:
+    with pytest.raises(ValidationError) as raised:
+        command(world)
+    message = str(raised.value)
+    assert said in message
+    for pydantic_words in ("Value error", "Input should", "String should"):
+        assert pydantic_words not in message
+
+
+def test_roles_must_be_a_list_not_one_name(world: World) -> None:
+    before = stored_state(world.led)
+    for command in (
+        lambda: world.led.create_user(
+            "x@example.org", account_id=world.acme, actor=ADMIN, roles="admin"
+        ),
+        lambda: world.led.create_account("New", actor=ADMIN, roles="Consultancy"),
+        lambda: world.led.create_account("New", actor=ADMIN, roles=5),
+    ):
+        with pytest.raises(ValidationError, match=r"invalid roles .*must be a list"):
+            command()
+    assert stored_state(world.led) == before
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        "0001-01-01T00:00:00+01:00",
+        "9999-12-31T23:59:59-01:00",
+        datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1))),
+        datetime(9999, 12, 31, 23, 59, tzinfo=timezone(timedelta(hours=-1))),
+    ],
+)
+def test_a_moment_without_a_utc_equivalent_is_one_clear_error(world: World, moment: Any) -> None:
+    with pytest.raises(
+        ValidationError, match=r"^invalid at .*: out of range when converted to UTC$"
+    ):
+        valid(Moment, moment, "at")
+    before = stored_state(world.led)
+    with pytest.raises(ValidationError, match=r"^invalid at "):
+        world.led.record_login(world.ann, at=moment)
+    with pytest.raises(ValidationError, match=r"^invalid start "):
+        annotation(world, start=moment)
+    assert stored_state(world.led) == before
+
+
+# -- a user's email wherever a user id is taken -------------------------------------------------
+
+
+def test_the_write_side_takes_a_users_email_wherever_it_takes_a_user_id(world: World) -> None:
+    led, ann, email = world.led, world.ann, "Ann@Example.org"
+    assert led.grant_role(email, "admin", actor=ADMIN) is True
+    assert led.revoke_role(email, "admin", actor=ADMIN) is True
+    assert led.update_user(email, timezone="UTC", actor=ADMIN) is True
+    assert led.record_login(email, at=T0) is True
+    assert led.record_last_seen(email, at=T0) is True
+    assert led.set_password(email, "correct horse", actor=ADMIN) is True
+    assert led.deactivate_user(email, actor=ADMIN) is True
+    assert led.reactivate_user(email, actor=ADMIN) is True
+    annotation(world, source=email)
+    user = led.repository.get(ann)
+    assert isinstance(user, User)
+    assert (user.timezone, user.login_count, user.active) == ("UTC", 1, True)
+    assert led.erase_user(email, actor=ADMIN, reason="GDPR request") is True
+
+    before = stored_state(led)
+    for command in (
+        lambda: led.grant_role("nobody@example.org", "admin", actor=ADMIN),
+        lambda: led.record_login("nobody@example.org"),
+        lambda: led.deactivate_user("nobody@example.org", actor=ADMIN),
+    ):
+        with pytest.raises(NotFound, match=r"^user 'nobody@example.org' not found$"):
+            command()
+    assert stored_state(led) == before
+
+
+def test_an_annotation_source_given_as_a_users_email_is_that_user(
+    world: World, rm: ReadModel
+) -> None:
+    annotation(world, source="ann@example.org")
+    annotation(world, content="From a team", source="ops@team")  # no user: a source name
+    rm.catch_up()
+    sources = {a.content: a.source for a in rm.search_annotations(world.acme)}
+    assert sources == {"Maintenance": world.ann, "From a team": "ops@team"}
+
+
+def test_the_read_side_takes_a_users_email_wherever_it_takes_a_user_id(
+    world: World, rm: ReadModel
+) -> None:
+    world.led.grant_role(world.ann, "admin", actor=ADMIN)
+    annotation(world, source=world.ann)
+    rm.catch_up()
+    email = "ANN@example.org"
+    assert rm.has_role(email, "admin") and rm.has_role(email, "admin", at=datetime.now(UTC))
+    assert rm.roles(email) == {"admin"} and rm.is_active(email)
+    found = rm.get_user(email)
+    assert found is not None and found.id == world.ann
+    assert [a.content for a in rm.search_annotations(world.acme, source=email)] == ["Maintenance"]
+    assert set(rm.audit_log(email)["event"]) >= {"UserCreated", "RoleGranted"}
+    nobody = "nobody@example.org"
+    assert not rm.has_role(nobody, "admin") and rm.roles(nobody) == set()
+    assert not rm.is_active(nobody) and rm.get_user(nobody) is None
+    assert rm.audit_log(nobody).empty

@@ -15,15 +15,24 @@ from ledger.importer import Importer, Summary, read_lines
 
 
 @click.command("apply")
-@click.argument("file", type=click.File("r", encoding="utf-8"))
+@click.argument("file", type=click.File("rb"))
 @click.option(
-    "--check", is_flag=True, help="Validate every line first; write nothing unless all are valid."
+    "--check",
+    is_flag=True,
+    help="Validate every line first, against the state the earlier lines leave; write "
+    "nothing unless all pass.",
 )
-@click.option("--dry-run", is_flag=True, help="Validate every line and write nothing.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Validate every line, against the state the earlier lines leave, and write nothing.",
+)
 @click.option("--stop-on-error", is_flag=True, help="Stop at the first rejected line.")
 @click.option("--batch-size", default=1000, show_default=True, help="Lines per transaction.")
 @global_options
-def apply(file: IO[str], check: bool, dry_run: bool, stop_on_error: bool, batch_size: int) -> None:
+def apply(
+    file: IO[bytes], check: bool, dry_run: bool, stop_on_error: bool, batch_size: int
+) -> None:
     """Apply FILE (or - for stdin): one JSON command a line, e.g.
 
     {"command": "grant_role", "user": "ann@x.org", "role": "admin", "command_id": "imp-7"}
