@@ -56,6 +56,7 @@ from ledger.storage.recorders import (
     LedgerPostgresFactory,
     LedgerSQLiteFactory,
     SideTableRecorder,
+    WipeUnfinished,
 )
 from ledger.storage.settings import (
     database_url,
@@ -102,10 +103,11 @@ class _Unset:
 UNSET: Final = _Unset()
 """Default of `update_*` keyword arguments: leave that field as it is."""
 
-_EMAIL: Final = "email"
-_USERNAME: Final = "username"
-_ACCOUNT_NAME: Final = "account-name"
-_HMAC_SECRET: Final = "hmac"
+
+_EMAIL: Final = side.EMAIL
+_USERNAME: Final = side.USERNAME
+_ACCOUNT_NAME: Final = side.ACCOUNT_NAME
+_HMAC_SECRET: Final = side.HMAC_SECRET
 
 
 CACHE_VARIABLE: Final = "LEDGER_AGGREGATE_CACHE_MAXSIZE"
@@ -134,6 +136,7 @@ class Ledger(Application[UUID]):
 
     name = "Ledger"
     max_attempts = 30
+    wipe_timeout = 30.0  # seconds an erasure waits for other transactions before it gives up
 
     def __init__(
         self, url: str | None = None, *, clock: Callable[[], datetime] | None = None
@@ -229,25 +232,20 @@ class Ledger(Application[UUID]):
             rows.extend(self.side.select_all(sql.format(marks=marks), (*before, *chunk)))
         return rows
 
-    def to_domain_events(self, stored_events: Sequence[StoredEvent]) -> list[Any]:
+    def to_domain_events(
+        self, stored_events: Sequence[StoredEvent], *, opened: bool = True
+    ) -> list[Any]:
         """Decode stored events (notifications too), personal data decrypted, the keys they
-        need looked up in one query."""
-        return cast(PersonalDataMapper, self.mapper).to_domain_events(stored_events)
+        need looked up in one query; with `opened=False`, personal data left sealed."""
+        mapper = cast(PersonalDataMapper, self.mapper)
+        return mapper.to_domain_events(stored_events, opened=opened)
 
     def _lookup_user_key(self, user_id: UUID) -> tuple[str, bytes] | None:
         row = self.side.select_one(side.SELECT_KEY_FOR_USER, (str(user_id),))
         return None if row is None else (row["key_id"], base64.b64decode(row["secret"]))
 
-    def _blind(self, kind: str, value: str) -> str:
-        """A keyed hash: equal values match, and without the secret nothing can be guessed."""
-        return hmac.new(self._secret, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
-
     def _claim_key(self, kind: str, value: str) -> str:
-        if kind == _EMAIL:
-            return self._blind(kind, value.casefold())
-        if kind == _USERNAME:
-            return self._blind(kind, value)
-        return value
+        return side.claim_key(self._secret, kind, value)
 
     def _claim_owner(self, kind: str, value: str) -> UUID | None:
         """Who holds a unique value: as the current batch left it, else as stored."""
@@ -1021,9 +1019,13 @@ class Ledger(Application[UUID]):
         )
 
     def erase_user(self, user: Any, *, actor: Any, reason: Any, command_id: Any = None) -> bool:
+        """Delete the user's key, claims and credential, record UserErased, and wipe what the
+        deleted rows held from the disk before returning. Erasing an erased user records
+        nothing and returns False, but still finishes a wipe that was cut short."""
         user_id = as_uuid(user, "user")
         if reason is None or not str(reason).strip():
             raise ValidationError(f"invalid reason {reason!r}: erasing a user needs a reason")
+        in_batch = self._batch_uow() is not None
 
         def handle(uow: UnitOfWork) -> bool:
             usr = uow.load(User, user_id, "user")
@@ -1035,9 +1037,11 @@ class Ledger(Application[UUID]):
                 side.delete_credential(usr.id),
             )
             uow.after_commit.append(lambda: self._keyring.forget(usr.id))
+            if in_batch and self._wipe_erased not in uow.after_commit:
+                uow.after_commit.append(self._wipe_erased)  # once, after the batch is saved
             return True
 
-        return self._run(
+        erased = self._run(
             "erase_user",
             {"user": user_id},
             handle,
@@ -1045,6 +1049,20 @@ class Ledger(Application[UUID]):
             reason=reason,
             command_id=command_id,
         )
+        if not in_batch and not getattr(self._local, "validating", False):
+            self._wipe_erased(user_id)
+        return erased
+
+    def _wipe_erased(self, user_id: UUID | None = None) -> None:
+        try:
+            self.side.wipe_deleted(self.wipe_timeout)
+        except WipeUnfinished as error:
+            who = "the user" if user_id is None else f"user {user_id}"
+            raise LedgerError(
+                f"the erasure of {who} is recorded, but the deleted key and personal data are "
+                f"not yet wiped from the disk: {error}; erase {who} again (it records nothing "
+                "more and finishes the wipe) once those transactions have ended"
+            ) from None
 
     # -- annotations ----------------------------------------------------------------------------
 
