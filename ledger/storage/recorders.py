@@ -19,7 +19,7 @@ from eventsourcing.postgres import (
 )
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteFactory
 from eventsourcing.utils import retry
-from psycopg import Cursor
+from psycopg import Connection, Cursor
 from psycopg import Error as DriverError
 from psycopg.errors import LockNotAvailable
 from psycopg.rows import DictRow
@@ -286,25 +286,20 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
     def wipe_deleted(self, timeout: float) -> None:
         """Rewrite the tables an erasure deletes from. A deleted row stays in its page until
         VACUUM; a plain VACUUM only marks its space free (the bytes stay until something is
-        written over them), so VACUUM FULL, which copies the live rows into new files. First
-        every transaction that could still see the deleted rows must end: VACUUM FULL would
-        copy those rows too. Waits up to `timeout` seconds for both."""
+        written over them), so VACUUM FULL, which copies the live rows into new files. It also
+        copies the rows that a transaction older than the erasure could still read, so first
+        those must end: on this server in any database (CREATE DATABASE in another one holds
+        back every database), or a replication slot's. Waits up to `timeout` seconds."""
         deadline = time.monotonic() + timeout
         with self.datastore.get_connection() as conn:  # autocommit: VACUUM runs in none
-            horizon = conn.execute("SELECT pg_current_xact_id()::xid AS xid").fetchone()
-            assert horizon is not None
-            while (
-                older := conn.execute(
-                    "SELECT count(*) AS n FROM pg_stat_activity WHERE pid <> pg_backend_pid()"
-                    " AND backend_type = 'client backend' AND backend_xmin IS NOT NULL"
-                    " AND age(backend_xmin) >= age(%s::xid)",
-                    (str(horizon["xid"]),),
-                ).fetchone()
-            ) is not None and older["n"] > 0:
+            row = conn.execute("SELECT pg_current_xact_id()::xid::text AS xid").fetchone()
+            assert row is not None
+            horizon = row["xid"]
+            while older := self._older_than(conn, horizon):
                 if time.monotonic() >= deadline:
                     raise WipeUnfinished(
-                        f"{older['n']} other transaction(s) that began before the erasure stayed "
-                        f"open for over {timeout:g} s, and could still read the deleted rows"
+                        f"{older} that began before the erasure stayed open for over "
+                        f"{timeout:g} s, and could still read the deleted rows"
                     )
                 time.sleep(0.05)
             remaining = max(1, int((deadline - time.monotonic()) * 1000))
@@ -319,6 +314,24 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
                 ) from None
             finally:
                 conn.execute("RESET lock_timeout")
+
+    @staticmethod
+    def _older_than(conn: Connection[DictRow], horizon: str) -> str:
+        """What could still see rows deleted before transaction `horizon` ("" if nothing)."""
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid()"
+            "  AND (age(backend_xmin) >= age(%(x)s::xid) OR age(backend_xid) >= age(%(x)s::xid)))"
+            " AS sessions,"
+            " (SELECT count(*) FROM pg_replication_slots WHERE age(xmin) >= age(%(x)s::xid))"
+            " AS slots",
+            {"x": horizon},
+        ).fetchone()
+        assert row is not None
+        if row["sessions"]:
+            return f"{row['sessions']} transaction(s) on this server"
+        if row["slots"]:
+            return f"{row['slots']} replication slot(s)"
+        return ""
 
     def select_one(self, sql: str, params: tuple[Any, ...]) -> dict[str, Any] | None:
         rows = self.select_all(sql, params)
