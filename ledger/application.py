@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 from uuid import UUID
@@ -102,6 +103,14 @@ class _Unset:
 
 UNSET: Final = _Unset()
 """Default of `update_*` keyword arguments: leave that field as it is."""
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A command argument that never enters the command's fingerprint: a command id repeated
+    with only its secrets changed returns the first result."""
+
+    value: Any = field(repr=False)
 
 
 _EMAIL: Final = side.EMAIL
@@ -509,7 +518,10 @@ class Ledger(Application[UUID]):
         time.sleep(random.uniform(0, min(0.25, 0.002 * 2**attempt)))
 
     def _fingerprint(self, command: str, args: dict[str, Any]) -> str:
-        canonical = json.dumps({"command": command, "args": args}, sort_keys=True, default=str)
+        """A keyed hash of the command and its arguments, less its secrets: the key is in the
+        same database, so a copy of it could test guesses of anything hashed here."""
+        public = {name: value for name, value in args.items() if not isinstance(value, Secret)}
+        canonical = json.dumps({"command": command, "args": public}, sort_keys=True, default=str)
         return hmac.new(self._secret, canonical.encode(), hashlib.sha256).hexdigest()
 
     def _prior_result(
@@ -849,7 +861,7 @@ class Ledger(Application[UUID]):
             "username": username,
             "timezone": timezone,
             "roles": role_names,
-            "password": password,
+            "password": Secret(password),
         }
         return self._run(
             "create_user", args, handle, actor=actor, reason=reason, command_id=command_id
@@ -1013,7 +1025,7 @@ class Ledger(Application[UUID]):
             uow.write(side.put_credential(usr.id, password_hash, uow.meta.timestamp.isoformat()))
             return True
 
-        args = {"user": user_id, "password": password}
+        args = {"user": user_id, "password": Secret(password)}
         return self._run(
             "set_password", args, handle, actor=actor, reason=reason, command_id=command_id
         )
