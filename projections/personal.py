@@ -44,7 +44,7 @@ class PersonalData:
         self.keyring = Keyring()
         self.keyring.attach(self._key, self._keys, lambda user_id: None)
         self._secret: bytes | None = None
-        self._holds_ledger: bool | None = None
+        self._holds_ledger = False
 
     def reveal(self, value: str, owner_id: UUID, field: str) -> str:
         """A personal field as stored in a read model, opened (`ERASED` if its key is gone)."""
@@ -67,7 +67,7 @@ class PersonalData:
 
     def holds_ledger(self) -> bool:
         """Whether the ledger's own tables are in this database (else it is a replay file)."""
-        if self._holds_ledger is None:
+        if not self._holds_ledger:  # asked again until found: the ledger may come later
             self._holds_ledger = inspect(self.engine).has_table("ledger_claims")
         return self._holds_ledger
 
