@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 from uuid import UUID
@@ -58,6 +59,7 @@ from ledger.storage.recorders import (
     LedgerPostgresFactory,
     LedgerSQLiteFactory,
     SideTableRecorder,
+    WipeUnfinished,
 )
 from ledger.storage.settings import (
     database_url,
@@ -107,10 +109,19 @@ class _Unset:
 UNSET: Final = _Unset()
 """Default of `update_*` keyword arguments: leave that field as it is."""
 
-_EMAIL: Final = "email"
-_USERNAME: Final = "username"
-_ACCOUNT_NAME: Final = "account-name"
-_HMAC_SECRET: Final = "hmac"
+
+@dataclass(frozen=True)
+class Secret:
+    """A command argument that never enters the command's fingerprint: a command id repeated
+    with only its secrets changed returns the first result."""
+
+    value: Any = field(repr=False)
+
+
+_EMAIL: Final = side.EMAIL
+_USERNAME: Final = side.USERNAME
+_ACCOUNT_NAME: Final = side.ACCOUNT_NAME
+_HMAC_SECRET: Final = side.HMAC_SECRET
 FAILED_LOGIN_ACTOR: Final = "unauthenticated"
 _CLAIM_TYPES: Final = {_EMAIL: Email, _USERNAME: Username, _ACCOUNT_NAME: AccountName}
 
@@ -141,6 +152,7 @@ class Ledger(Application[UUID]):
 
     name = "Ledger"
     max_attempts = 30
+    wipe_timeout = 30.0  # seconds an erasure waits for other transactions before it gives up
 
     def __init__(
         self, url: str | None = None, *, clock: Callable[[], datetime] | None = None
@@ -237,25 +249,20 @@ class Ledger(Application[UUID]):
             rows.extend(self.side.select_all(sql.format(marks=marks), (*before, *chunk)))
         return rows
 
-    def to_domain_events(self, stored_events: Sequence[StoredEvent]) -> list[Any]:
+    def to_domain_events(
+        self, stored_events: Sequence[StoredEvent], *, opened: bool = True
+    ) -> list[Any]:
         """Decode stored events (notifications too), personal data decrypted, the keys they
-        need looked up in one query."""
-        return cast(PersonalDataMapper, self.mapper).to_domain_events(stored_events)
+        need looked up in one query; with `opened=False`, personal data left sealed."""
+        mapper = cast(PersonalDataMapper, self.mapper)
+        return mapper.to_domain_events(stored_events, opened=opened)
 
     def _lookup_user_key(self, user_id: UUID) -> tuple[str, bytes] | None:
         row = self.side.select_one(side.SELECT_KEY_FOR_USER, (str(user_id),))
         return None if row is None else (row["key_id"], base64.b64decode(row["secret"]))
 
-    def _blind(self, kind: str, value: str) -> str:
-        """A keyed hash: equal values match, and without the secret nothing can be guessed."""
-        return hmac.new(self._secret, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
-
     def _claim_key(self, kind: str, value: str) -> str:
-        if kind == _EMAIL:
-            return self._blind(kind, value.casefold())
-        if kind == _USERNAME:
-            return self._blind(kind, value)
-        return value
+        return side.claim_key(self._secret, kind, value)
 
     def _claim_owner(self, kind: str, value: str) -> UUID | None:
         """Who holds a unique value: as the current batch left it, else as stored."""
@@ -506,7 +513,10 @@ class Ledger(Application[UUID]):
         time.sleep(random.uniform(0, min(0.25, 0.002 * 2**attempt)))
 
     def _fingerprint(self, command: str, args: dict[str, Any]) -> str:
-        canonical = json.dumps({"command": command, "args": args}, sort_keys=True, default=str)
+        """A keyed hash of the command and its arguments, less its secrets: the key is in the
+        same database, so a copy of it could test guesses of anything hashed here."""
+        public = {name: value for name, value in args.items() if not isinstance(value, Secret)}
+        canonical = json.dumps({"command": command, "args": public}, sort_keys=True, default=str)
         return hmac.new(self._secret, canonical.encode(), hashlib.sha256).hexdigest()
 
     def _prior_result(
@@ -849,7 +859,7 @@ class Ledger(Application[UUID]):
             "username": username,
             "timezone": timezone,
             "roles": role_names,
-            "password": password,
+            "password": Secret(password),
         }
         return self._run(
             "create_user", args, handle, actor=actor, reason=reason, command_id=command_id
@@ -1041,15 +1051,19 @@ class Ledger(Application[UUID]):
             uow.write(side.put_credential(usr.id, password_hash, uow.meta.timestamp.isoformat()))
             return True
 
-        args = {"user": user_id, "password": password}
+        args = {"user": user_id, "password": Secret(password)}
         return self._run(
             "set_password", args, handle, actor=actor, reason=reason, command_id=command_id
         )
 
     def erase_user(self, user: Any, *, actor: Any, reason: Any, command_id: Any = None) -> bool:
+        """Delete the user's key, claims and credential, record UserErased, and wipe what the
+        deleted rows held from the disk before returning. Erasing an erased user records
+        nothing and returns False, but still finishes a wipe that was cut short."""
         user_id = self.resolve_user(user)
         if reason is None or not str(reason).strip():
             raise ValidationError(f"invalid reason {reason!r}: erasing a user needs a reason")
+        in_batch = self._batch_uow() is not None
 
         def handle(uow: UnitOfWork) -> bool:
             usr = uow.load(User, user_id, "user")
@@ -1061,9 +1075,11 @@ class Ledger(Application[UUID]):
                 side.delete_credential(usr.id),
             )
             uow.after_commit.append(lambda: self._keyring.forget(usr.id))
+            if in_batch and self._wipe_erased not in uow.after_commit:
+                uow.after_commit.append(self._wipe_erased)  # once, after the batch is saved
             return True
 
-        return self._run(
+        erased = self._run(
             "erase_user",
             {"user": user_id},
             handle,
@@ -1071,6 +1087,20 @@ class Ledger(Application[UUID]):
             reason=reason,
             command_id=command_id,
         )
+        if not in_batch and not getattr(self._local, "validating", False):
+            self._wipe_erased(user_id)
+        return erased
+
+    def _wipe_erased(self, user_id: UUID | None = None) -> None:
+        try:
+            self.side.wipe_deleted(self.wipe_timeout)
+        except WipeUnfinished as error:
+            who = "the user" if user_id is None else f"user {user_id}"
+            raise LedgerError(
+                f"the erasure of {who} is recorded, but the deleted key and personal data are "
+                f"not yet wiped from the disk: {error}; erase {who} again (it records nothing "
+                "more and finishes the wipe) once those transactions have ended"
+            ) from None
 
     # -- annotations ----------------------------------------------------------------------------
 

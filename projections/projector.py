@@ -18,6 +18,7 @@ from ledger.application import Ledger
 from ledger.domain import ERASED, Account, AccountRole, Role, User
 from ledger.errors import LedgerError
 from projections import tables as t
+from projections.personal import PERSONAL_FIELDS
 from projections.prepared import PageWriter, PreparedStatements
 
 TRACKING_NAME: Final = "read_models"
@@ -77,10 +78,16 @@ def aggregate_type(event: Event) -> str:
 
 
 class Projector:
-    def __init__(self, ledger: Ledger, engine: Engine, *, page_size: int = 1000) -> None:
+    """`sealed`: keep personal fields as the events seal them (see `projections.personal`);
+    else write them in the open."""
+
+    def __init__(
+        self, ledger: Ledger, engine: Engine, *, page_size: int = 1000, sealed: bool = True
+    ) -> None:
         self.ledger = ledger
         self.engine = engine
         self.page_size = page_size
+        self.sealed = sealed
         self._account_of_user: dict[UUID, UUID] = {}
         self.position_now = 0  # the position of the event being applied
         self._pending_log: list[dict[str, Any]] = []
@@ -206,7 +213,7 @@ class Projector:
                 if careful:
                     events = [self._decode(notification) for notification in notifications]
                 else:
-                    events = self.ledger.to_domain_events(notifications)
+                    events = self.ledger.to_domain_events(notifications, opened=not self.sealed)
                 for notification, event in zip(notifications, events, strict=True):
                     if until is None or event.timestamp <= until:
                         if careful:
@@ -225,7 +232,7 @@ class Projector:
 
     def _decode(self, notification: Any) -> Event:
         try:
-            return self.ledger.to_domain_events([notification])[0]
+            return self.ledger.to_domain_events([notification], opened=not self.sealed)[0]
         except self._database_errors:
             raise
         except Exception as error:
@@ -470,8 +477,9 @@ def _annotation_removed(p: Projector, w: PageWriter, e: Event) -> None:
 # -- users --------------------------------------------------------------------------------------
 
 
-def _email_key(email: str) -> str:
-    return "" if email == ERASED else email.casefold()
+def _email_key(p: Projector, email: str) -> str | None:
+    """The casefolded email, for look-ups in a read model that holds it in the open."""
+    return None if p.sealed or email == ERASED else email.casefold()
 
 
 @handles(User.UserCreated)
@@ -481,7 +489,7 @@ def _user_created(p: Projector, w: PageWriter, e: Event) -> None:
         {
             "id": e.originator_id,
             "email": e.email,
-            "email_key": _email_key(e.email),
+            "email_key": _email_key(p, e.email),
             "username": e.username,
             "account_id": e.account_id,
             "timezone": e.timezone,
@@ -505,7 +513,7 @@ def _user_created(p: Projector, w: PageWriter, e: Event) -> None:
 def _user_updated(p: Projector, w: PageWriter, e: Event) -> None:
     values: dict[str, Any] = {}
     if e.email is not None:
-        values.update(email=e.email, email_key=_email_key(e.email))
+        values.update(email=e.email, email_key=_email_key(p, e.email))
     if e.username is not None:
         values["username"] = e.username
     if e.timezone is not None:
@@ -558,24 +566,22 @@ def _user_erased(p: Projector, w: PageWriter, e: Event) -> None:
     conn = w.connection()
     if p.in_bulk:  # found by this index, which a bulk load leaves out until its end
         conn.execute(CreateIndex(_AUDIT_BY_AGGREGATE, if_not_exists=True))
+    # Sealed, the data is already unreadable (its key is gone); blanked all the same, so that
+    # the read models say so at once, and equal a replay made after the erasure.
     conn.execute(
         update(t.users)
         .where(_u.id == e.originator_id)
-        .values(email=ERASED, email_key="", username=ERASED, erased=True)
+        .values(email=ERASED, email_key=None, username=ERASED, erased=True)
     )
-    personal = {
-        cls.__name__: cls.personal_fields  # type: ignore[attr-defined]
-        for cls in (User.UserCreated, User.UserUpdated, User.LoginRecorded, User.LoginFailed)
-    }
     log = t.audit_log.c
     rows = conn.execute(
         select(log.position, log.event, log.fields).where(
-            log.aggregate_id == e.originator_id, log.event.in_(personal)
+            log.aggregate_id == e.originator_id, log.event.in_(PERSONAL_FIELDS)
         )
     ).all()
     for position, name, fields in rows:
         fields = dict(fields)
-        for field in personal[name]:
+        for field in PERSONAL_FIELDS[name]:
             if fields.get(field) is not None:
                 fields[field] = ERASED
         conn.execute(update(t.audit_log).where(log.position == position).values(fields=fields))

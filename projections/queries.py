@@ -39,6 +39,7 @@ from projections.models import (
     RoleModel,
     UserModel,
 )
+from projections.personal import PersonalData
 from projections.prepared import PreparedReader
 
 AUDIT_COLUMNS: Final = [
@@ -107,6 +108,7 @@ _ROLES = {
 class Queries:
     engine: Engine
     reader: PreparedReader
+    personal: PersonalData
 
     # -- roles ----------------------------------------------------------------------------------
 
@@ -195,7 +197,12 @@ class Queries:
         return found[0] if found else None
 
     def find_user_by_email(self, email: str) -> UserModel | None:
-        """The user with this email, matched case-insensitively."""
+        """The user with this email, matched case-insensitively: in the ledger's database
+        through its claims (the read models hold no email to match), in a replay file by the
+        email it holds."""
+        if self.personal.holds_ledger():
+            user_id = self.personal.user_id_for_email(email)
+            return None if user_id is None else self.get_user(user_id)
         key = str(email).strip().casefold()
         if not key:
             return None
@@ -215,11 +222,13 @@ class Queries:
         with self.engine.connect() as conn:
             rows = conn.execute(select(t.users).where(condition).order_by(u.created_position)).all()
             held = _roles_held_now(conn, g.user_id, g, select(u.id).where(condition))
+        reveal = self.personal.reveal
+        self.personal.prepare(row.email for row in rows)  # one key serves email and username
         return [
             UserModel(
                 id=row.id,
-                email=row.email,
-                username=row.username,
+                email=reveal(row.email, row.id, "email"),
+                username=reveal(row.username, row.id, "username"),
                 account_id=row.account_id,
                 timezone=row.timezone,
                 active=row.active,
@@ -375,10 +384,15 @@ class Queries:
             conditions.append(log.timestamp < end)
         query = select(t.audit_log).where(*conditions).order_by(log.position)
         with self.engine.connect() as conn:
-            rows = [
-                {**{c: getattr(row, c) for c in AUDIT_COLUMNS}, **dict(row.fields)}
-                for row in conn.execute(query)
-            ]
+            found = conn.execute(query).all()
+        self.personal.prepare(value for row in found for value in dict(row.fields).values())
+        rows = [
+            {
+                **{c: getattr(row, c) for c in AUDIT_COLUMNS},
+                **self.personal.reveal_fields(row.event, row.aggregate_id, dict(row.fields)),
+            }
+            for row in found
+        ]
         frame = pd.DataFrame(rows)
         for column in AUDIT_COLUMNS:
             if column not in frame.columns:

@@ -5,35 +5,46 @@ from __future__ import annotations
 import threading
 from datetime import datetime
 
-from sqlalchemy import Engine, insert, select, text
+from sqlalchemy import Connection, Engine, insert, select, text
 
 from ledger.application import Ledger
 from ledger.storage import replay_file
 from ledger.storage.database import open_engine
 from ledger.storage.settings import database_url, is_postgres
 from projections import tables as t
+from projections.personal import PersonalData
 from projections.prepared import PreparedReader
 from projections.projector import Projector
 from projections.queries import Queries
 
 _CREATE_LOCK = 7_350_002  # pg_advisory_xact_lock key: one process creates the tables at a time
 SCHEMA_ROW = "schema-version"
-SCHEMA_VERSION = 4  # raise whenever a read-model table changes shape
+SCHEMA_VERSION = 5  # raise whenever a read-model table changes shape
 
 
 class ReadModel(Queries):
     """`ReadModel(url=None)`: the same URL resolution as `Ledger`."""
 
     def __init__(
-        self, url: str | None = None, *, page_size: int = 1000, source: Ledger | None = None
+        self,
+        url: str | None = None,
+        *,
+        page_size: int = 1000,
+        source: Ledger | None = None,
+        sealed: bool | None = None,
     ) -> None:
         """`source`: the ledger whose events to project (default: the one at `url`); a
-        point-in-time replay projects another database's events into a file of its own."""
+        point-in-time replay projects another database's events into a file of its own.
+        `sealed`: whether personal data stays sealed with its user's key (default: unless
+        `source` is given, as the keys stay in the source's database; see
+        `projections.personal`)."""
         self.url = database_url(url)
         self.page_size = page_size
         self._source = source
+        self.sealed = source is None if sealed is None else sealed
         self.engine: Engine = open_engine(self.url)
         self.reader = PreparedReader(self.engine)
+        self.personal = PersonalData(self.engine)
         self._writer = open_engine(self.url, writer=True)
         self._ledger: Ledger | None = None
         self._projector: Projector | None = None
@@ -55,7 +66,7 @@ class ReadModel(Queries):
             if stored == SCHEMA_VERSION:
                 return
             if stored is not None or conn.execute(select(tracking.name)).first() is not None:
-                t.metadata.drop_all(conn)
+                _drop_securely(conn)
                 t.metadata.create_all(conn)
             conn.execute(
                 insert(t.projection_tracking).values(name=SCHEMA_ROW, position=SCHEMA_VERSION)
@@ -69,7 +80,9 @@ class ReadModel(Queries):
                 if self._ledger is None:
                     self._ledger = Ledger(self.url)
                 source = self._ledger
-            self._projector = Projector(source, self._writer, page_size=self.page_size)
+            self._projector = Projector(
+                source, self._writer, page_size=self.page_size, sealed=self.sealed
+            )
         return self._projector
 
     def catch_up(self, *, until: datetime | None = None, stop: int | None = None) -> int:
@@ -96,7 +109,7 @@ class ReadModel(Queries):
         with self._writer.begin() as conn:
             if is_postgres(self.url):
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CREATE_LOCK})
-            t.metadata.drop_all(conn)
+            _drop_securely(conn)
             t.metadata.create_all(conn)
             conn.execute(
                 insert(t.projection_tracking).values(name=SCHEMA_ROW, position=SCHEMA_VERSION)
@@ -110,3 +123,15 @@ class ReadModel(Queries):
         self.reader.close()
         self.engine.dispose()
         self._writer.dispose()
+
+
+def _drop_securely(conn: Connection) -> None:
+    """Drop the read models. Older versions held personal data in the open: on SQLite the
+    freed pages are zeroed (PostgreSQL removes a dropped table's files)."""
+    if conn.dialect.name != "sqlite":
+        t.metadata.drop_all(conn)
+        return
+    usual = conn.exec_driver_sql("PRAGMA secure_delete").scalar()
+    conn.exec_driver_sql("PRAGMA secure_delete = ON")
+    t.metadata.drop_all(conn)
+    conn.exec_driver_sql(f"PRAGMA secure_delete = {int(usual or 0)}")

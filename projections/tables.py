@@ -128,9 +128,11 @@ users = Table(
     "users",
     metadata,
     Column("id", Uuid, primary_key=True),
-    Column("email", String(255), nullable=False),
-    Column("email_key", String(255), nullable=False),  # casefolded, for look-ups
-    Column("username", String(255), nullable=False),
+    # email and username: sealed as in the events (see projections.personal), or in the open
+    # in a replay file of its own, where email_key (casefolded) finds users by email
+    Column("email", Text, nullable=False),
+    Column("email_key", String(255)),
+    Column("username", Text, nullable=False),
     Column("account_id", Uuid, nullable=False),
     Column("timezone", String(64), nullable=False),
     Column("active", Boolean, nullable=False),

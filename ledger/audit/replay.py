@@ -76,7 +76,8 @@ def check(led: Ledger, live: ReadModel) -> tuple[int, list[str]]:
     compare them table by table; return the position and the differences found."""
     position = live.position()
     with tempfile.TemporaryDirectory(prefix="ledger-check-") as folder:
-        fresh = ReadModel(f"sqlite:///{Path(folder) / 'replay.db'}", source=led, page_size=2000)
+        scratch = f"sqlite:///{Path(folder) / 'replay.db'}"  # sealed, as the live read models
+        fresh = ReadModel(scratch, source=led, page_size=2000, sealed=live.sealed)
         try:
             fresh.catch_up(stop=position)
             found = differences(table_rows(live.engine), table_rows(fresh.engine))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any, Final
 from uuid import UUID
 
@@ -79,11 +80,12 @@ def _people(rm: ReadModel, moment: datetime) -> list[_Person]:
             ).all()
         )
     names = _accounts(rm)
+    rm.personal.prepare(p.email for p in people)
     return [
         _Person(
             p.id,
-            p.email,
-            p.username,
+            rm.personal.reveal(p.email, p.id, "email"),
+            rm.personal.reveal(p.username, p.id, "username"),
             names.get(p.account_id),
             p.account_id,
             _utc(p.created_at) or moment,
@@ -249,7 +251,17 @@ def _events_between(
         .order_by(log.position)
     )
     with rm.engine.connect() as conn:
-        return list(conn.execute(query)), _accounts(rm)
+        rows = conn.execute(query).all()
+    rm.personal.prepare(row.email for row in rows)
+    return [
+        SimpleNamespace(**{**row._asdict(), "email": _email(rm, row.email, row.aggregate_id)})
+        for row in rows
+    ], _accounts(rm)
+
+
+def _email(rm: ReadModel, stored: str | None, user_id: UUID) -> str | None:
+    """A user's email as the read models hold it, opened (None for no user)."""
+    return None if stored is None else rm.personal.reveal(stored, user_id, "email")
 
 
 def dormant_users(rm: ReadModel, days: int = 90, at: Any = None) -> pd.DataFrame:
@@ -289,18 +301,19 @@ def privileged_holders(
                 .where(a.user_id == g.user_id, _covers(a.active_from, a.active_to, moment))
                 .exists()
             )
-            .order_by(g.role, u.email)
         ).all()
+    rm.personal.prepare(r.email for r in found)
     rows = [
         {
             "role": r.role,
             "user_id": r.user_id,
-            "email": r.email,
+            "email": _email(rm, r.email, r.user_id),
             "account": names.get(r.account_id),
             "since": _utc(r.granted_at),
         }
         for r in found
     ]
+    rows.sort(key=lambda r: (r["role"], r["email"]))
     return _frame(rows, ["role", "user_id", "email", "account", "since"])
 
 
@@ -321,6 +334,7 @@ def privileged_timeline(
                 or_(g.revoked_at.is_(None), g.revoked_at > start),
             )
         ).all()
+        rm.personal.prepare(row.email for row in grants)
         user_ids = list({row.user_id for row in grants})
         activity: dict[UUID, list[tuple[datetime, datetime | None]]] = defaultdict(list)
         for user_id, active_from, active_to in conn.execute(
@@ -335,7 +349,7 @@ def privileged_timeline(
             if begin < finish:
                 rows.append(
                     {
-                        "email": grant.email,
+                        "email": _email(rm, grant.email, grant.user_id),
                         "user_id": grant.user_id,
                         "role": grant.role,
                         "start": _utc(begin),

@@ -1,10 +1,12 @@
 """eventsourcing's built-in SQLite and PostgreSQL recorders, extended to write the side tables
-(claims, command ids, keys, credentials) in the same transaction as the events."""
+(claims, command ids, keys, credentials) in the same transaction as the events, and to wipe
+from the disk what an erasure deleted."""
 
 from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol, cast
 from uuid import UUID
@@ -17,11 +19,13 @@ from eventsourcing.postgres import (
 )
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteFactory
 from eventsourcing.utils import retry
-from psycopg import Cursor
+from psycopg import Connection, Cursor
 from psycopg import Error as DriverError
+from psycopg.errors import LockNotAvailable
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Composed, Identifier
+from psycopg.sql import SQL, Composed, Identifier, Literal
 
+from ledger.errors import LedgerError
 from ledger.storage import chain, chain_check, side_tables
 from ledger.storage.side_tables import SideWrite
 
@@ -45,6 +49,12 @@ class SideTableRecorder(Protocol):
 
     def events_after(self, positions: Sequence[tuple[UUID, int]]) -> list[StoredEvent]: ...
 
+    def wipe_deleted(self, timeout: float) -> None: ...
+
+
+class WipeUnfinished(LedgerError):
+    """Rows were deleted, but what they held is still on the disk."""
+
 
 class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
     def construct_create_table_statements(self) -> list[str]:
@@ -65,12 +75,39 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
             head = c.fetchone()
             previous = head["hash"] if head else chain.GENESIS
             c.executemany(chain.INSERT, chain.links(previous, notification_ids, stored_events))
-        for sql, params in side_tables.runs(side_writes):
+        writes = list(side_writes)
+        if writes:
+            # A deleted row's bytes are zeroed, not left in the page's free space (SQLite is
+            # built with either default); the setting lasts for the connection.
+            c.execute("PRAGMA secure_delete = ON")
+        for sql, params in side_tables.runs(writes):
             c.executemany(sql, params)
         return notification_ids
 
     def write_side(self, writes: Sequence[SideWrite]) -> None:
         self.insert_events([], side_writes=writes)
+
+    def wipe_deleted(self, timeout: float) -> None:
+        """Move the WAL into the database file and truncate it: deleted rows were zeroed in
+        their pages (secure_delete), but earlier versions of those pages lie in the WAL until a
+        checkpoint. A reader inside a transaction holds the WAL: the checkpoint waits for it
+        up to `timeout` seconds."""
+        with self.datastore.get_connection(commit=True) as conn:
+            cursor = conn.cursor()
+            cursor.execute("PRAGMA busy_timeout")
+            usual = cursor.fetchone()[0]
+            cursor.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+            try:
+                cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                busy, _, _ = cursor.fetchone()
+            finally:
+                cursor.execute(f"PRAGMA busy_timeout = {usual}")
+        if busy:
+            raise WipeUnfinished(
+                f"another connection kept a read transaction open for over {timeout:g} s, so "
+                f"the write-ahead log ({self.datastore.pool.db_name}-wal) still holds the "
+                "deleted rows"
+            )
 
     def select_one(self, sql: str, params: tuple[Any, ...]) -> dict[str, Any] | None:
         rows = self.select_all(sql, params)
@@ -149,7 +186,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.sql_create_statements.extend(
-            Composed([SQL(ddl)]) for ddl in (*side_tables.DDL, chain.DDL)
+            Composed([SQL(ddl)]) for ddl in (*side_tables.DDL, *side_tables.DDL_POSTGRES, chain.DDL)
         )
         self._chain_head = threading.local()  # this thread's pending SELECT of the head
 
@@ -245,6 +282,56 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
 
     def write_side(self, writes: Sequence[SideWrite]) -> None:
         self.insert_events([], side_writes=writes)
+
+    def wipe_deleted(self, timeout: float) -> None:
+        """Rewrite the tables an erasure deletes from. A deleted row stays in its page until
+        VACUUM; a plain VACUUM only marks its space free (the bytes stay until something is
+        written over them), so VACUUM FULL, which copies the live rows into new files. It also
+        copies the rows that a transaction older than the erasure could still read, so first
+        those must end: on this server in any database (CREATE DATABASE in another one holds
+        back every database), or a replication slot's. Waits up to `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        with self.datastore.get_connection() as conn:  # autocommit: VACUUM runs in none
+            row = conn.execute("SELECT pg_current_xact_id()::xid::text AS xid").fetchone()
+            assert row is not None
+            horizon = row["xid"]
+            while older := self._older_than(conn, horizon):
+                if time.monotonic() >= deadline:
+                    raise WipeUnfinished(
+                        f"{older} that began before the erasure stayed open for over "
+                        f"{timeout:g} s, and could still read the deleted rows"
+                    )
+                time.sleep(0.05)
+            remaining = max(1, int((deadline - time.monotonic()) * 1000))
+            conn.execute(SQL("SET lock_timeout = {}").format(Literal(f"{remaining}ms")))
+            try:
+                tables = SQL(", ").join(map(Identifier, side_tables.ERASED_FROM))
+                conn.execute(SQL("VACUUM FULL ") + tables)
+            except LockNotAvailable:
+                raise WipeUnfinished(
+                    f"other transactions held the tables {', '.join(side_tables.ERASED_FROM)} "
+                    f"for over {timeout:g} s"
+                ) from None
+            finally:
+                conn.execute("RESET lock_timeout")
+
+    @staticmethod
+    def _older_than(conn: Connection[DictRow], horizon: str) -> str:
+        """What could still see rows deleted before transaction `horizon` ("" if nothing)."""
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid()"
+            "  AND (age(backend_xmin) >= age(%(x)s::xid) OR age(backend_xid) >= age(%(x)s::xid)))"
+            " AS sessions,"
+            " (SELECT count(*) FROM pg_replication_slots WHERE age(xmin) >= age(%(x)s::xid))"
+            " AS slots",
+            {"x": horizon},
+        ).fetchone()
+        assert row is not None
+        if row["sessions"]:
+            return f"{row['sessions']} transaction(s) on this server"
+        if row["slots"]:
+            return f"{row['slots']} replication slot(s)"
+        return ""
 
     def select_one(self, sql: str, params: tuple[Any, ...]) -> dict[str, Any] | None:
         rows = self.select_all(sql, params)

@@ -12,6 +12,8 @@ Statements use `?` placeholders; recorders for other drivers translate them.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import groupby
@@ -32,6 +34,34 @@ DDL: Final = [
     " user_id TEXT PRIMARY KEY, password_hash TEXT NOT NULL, changed_at TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS ledger_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
 ]
+# PostgreSQL's ANALYZE would copy sample values of these columns (keys, keyed hashes of emails,
+# password hashes) into pg_statistic, where no erasure reaches them; no query filters on them.
+DDL_POSTGRES: Final = [
+    f"ALTER TABLE {table} ALTER COLUMN {column} SET STATISTICS 0"
+    for table, column in (
+        ("ledger_claims", "key"),
+        ("ledger_commands", "fingerprint"),
+        ("ledger_user_keys", "secret"),
+        ("ledger_credentials", "password_hash"),
+    )
+]
+# The tables whose deleted rows held a user's keys or personal data: wiped after an erasure.
+ERASED_FROM: Final = ("ledger_user_keys", "ledger_claims", "ledger_credentials")
+
+EMAIL: Final = "email"
+USERNAME: Final = "username"
+ACCOUNT_NAME: Final = "account-name"
+HMAC_SECRET: Final = "hmac"  # the name in ledger_secrets of the claims' and fingerprints' key
+
+
+def claim_key(secret: bytes, kind: str, value: str) -> str:
+    """The key a unique value is claimed under. Emails (casefolded) and usernames are personal
+    data: they are claimed as a keyed hash, which without the secret gives nothing away."""
+    if kind == EMAIL:
+        value = value.casefold()
+    elif kind != USERNAME:
+        return value
+    return hmac.new(secret, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
 
 
 @dataclass(frozen=True)
