@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Column, Engine, Table, select
 
+from ledger.storage.personal_data import sealed_key_id
 from projections import tables as t
 
 Rows = dict[str, list[tuple[Any, ...]]]
@@ -66,4 +67,6 @@ def _value(value: Any) -> str:
         return value.isoformat()
     if isinstance(value, dict | list):
         return json.dumps(value, default=str)
+    if sealed_key_id(value) is not None:
+        return "(sealed)"  # personal data, as the user's key seals it
     return str(value)

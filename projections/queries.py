@@ -188,8 +188,8 @@ class Queries:
         case-insensitively): every question about a user takes either. An email that no user
         holds names no user (the nil UUID), as an unknown id does."""
         if _is_email(user):
-            found = self.reader.scalar(_USER_BY_EMAIL, {"e": user.strip().casefold()})
-            return NOBODY if found is None else UUID(str(found))
+            found = self._user_id_for_email(user)
+            return NOBODY if found is None else found
         return as_uuid(user, "user")
 
     def get_user(self, user: Any) -> UserModel | None:
@@ -200,14 +200,15 @@ class Queries:
         """The user with this email, matched case-insensitively: in the ledger's database
         through its claims (the read models hold no email to match), in a replay file by the
         email it holds."""
+        user_id = self._user_id_for_email(email)
+        return None if user_id is None else self.get_user(user_id)
+
+    def _user_id_for_email(self, email: str) -> UUID | None:
         if self.personal.holds_ledger():
-            user_id = self.personal.user_id_for_email(email)
-            return None if user_id is None else self.get_user(user_id)
+            return self.personal.user_id_for_email(email)
         key = str(email).strip().casefold()
-        if not key:
-            return None
-        found = self._users(t.users.c.email_key == key)
-        return found[0] if found else None
+        found = self.reader.scalar(_USER_BY_EMAIL, {"e": key}) if key else None
+        return None if found is None else UUID(str(found))
 
     def list_users(self, account_id: Any = None, include_inactive: bool = False) -> list[UserModel]:
         conditions: list[ColumnElement[bool]] = []

@@ -252,9 +252,17 @@ def _events_between(
     )
     with rm.engine.connect() as conn:
         rows = conn.execute(query).all()
-    rm.personal.prepare(row.email for row in rows)
+    rm.personal.prepare(
+        value for row in rows for value in (row.email, *(row.fields or {}).values())
+    )
     return [
-        SimpleNamespace(**{**row._asdict(), "email": _email(rm, row.email, row.aggregate_id)})
+        SimpleNamespace(
+            **{
+                **row._asdict(),
+                "email": _email(rm, row.email, row.aggregate_id),
+                "fields": rm.personal.reveal_fields(row.event, row.aggregate_id, row.fields or {}),
+            }
+        )
         for row in rows
     ], _accounts(rm)
 
