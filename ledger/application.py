@@ -20,8 +20,9 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import closing, contextmanager, suppress
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 from uuid import UUID
 
@@ -58,9 +59,15 @@ from ledger.storage.recorders import (
     SideTableRecorder,
 )
 from ledger.storage.settings import (
+    StorageError,
     database_url,
     eventsourcing_env,
     is_postgres,
+    is_writable,
+    read_only_uri,
+    read_only_url,
+    shown,
+    sqlite_file,
     whole_number_setting,
 )
 from ledger.unit_of_work import UnitOfWork
@@ -106,6 +113,8 @@ _EMAIL: Final = "email"
 _USERNAME: Final = "username"
 _ACCOUNT_NAME: Final = "account-name"
 _HMAC_SECRET: Final = "hmac"
+_SECRETS_TABLE: Final = "ledger_secrets"
+_SQLITE_TABLE: Final = "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?"
 
 
 CACHE_VARIABLE: Final = "LEDGER_AGGREGATE_CACHE_MAXSIZE"
@@ -130,15 +139,31 @@ def is_contention(error: Exception) -> bool:
 
 class Ledger(Application[UUID]):
     """The write side. `Ledger(url=...)`; without a URL, `LEDGER_DATABASE_URL`, else
-    `sqlite:///ledger.db`. `clock` (for imports and tests) supplies event timestamps."""
+    `sqlite:///ledger.db`. `clock` (for imports and tests) supplies event timestamps.
+    `create=False`: a database that holds no ledger is refused (NotFound), not set up.
+    `read_only`: never write to the database (commands raise StorageError); by default, when
+    the database cannot be written (a SQLite URL with `mode=ro`, a read-only file or folder)."""
 
     name = "Ledger"
     max_attempts = 30
 
     def __init__(
-        self, url: str | None = None, *, clock: Callable[[], datetime] | None = None
+        self,
+        url: str | None = None,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        create: bool = True,
+        read_only: bool | None = None,
     ) -> None:
-        self.url = database_url(url)
+        given = database_url(url)
+        self.shown_url = shown(given)
+        self.read_only = not is_writable(given) if read_only is None else read_only
+        self.url = read_only_url(given) if self.read_only else given
+        create = create and not self.read_only
+        path = sqlite_file(self.url)
+        if not create and path is not None and not self._file_holds_ledger(path):
+            # checked before eventsourcing connects: it would switch the file to WAL mode
+            raise NotFound(f"no ledger in {self.shown_url}: the database holds none")
         self._keyring = Keyring()
         self._clock = clock or now
         self._local = threading.local()
@@ -148,15 +173,43 @@ class Ledger(Application[UUID]):
         settings = {
             "AGGREGATE_CACHE_MAXSIZE": cache_size,
             CACHE_VARIABLE: cache_size,  # eventsourcing would read the raw variable first
+            "CREATE_TABLE": "y" if create else "n",
             **eventsourcing_env(self.url),
         }
         super().__init__(env=settings)
         self.side = cast(SideTableRecorder, self.recorder)
         self._keyring.attach(self._lookup_key, self._lookup_keys, self._lookup_user_key)
+        if not create and path is None and not self._server_holds_ledger():
+            self.close()
+            raise NotFound(f"no ledger in {self.shown_url}: the database holds none")
+        if not create and not self.read_only:
+            # side tables added since the ledger was made
+            cast(Any, self.recorder).create_table()
         self._secret = self._load_secret()
         self.last_seen_resolution = timedelta(
             seconds=float(os.environ.get("LEDGER_LAST_SEEN_RESOLUTION", "300"))
         )
+
+    def _file_holds_ledger(self, path: Path) -> bool:
+        """Whether the SQLite file holds a ledger (its secret, made when it was set up); read
+        without writing, and without creating a missing file."""
+        if not path.is_file():
+            return False
+        with closing(sqlite3.connect(read_only_uri(path), uri=True)) as conn:
+            if conn.execute(_SQLITE_TABLE, (_SECRETS_TABLE,)).fetchone() is None:
+                return False
+            return conn.execute(side.SELECT_SECRET, (_HMAC_SECRET,)).fetchone() is not None
+
+    def _server_holds_ledger(self) -> bool:
+        """Whether the PostgreSQL database holds a ledger (its secret, as for a file)."""
+        found = self.side.select_one("SELECT to_regclass(?) AS found", (_SECRETS_TABLE,))
+        if found is None or found["found"] is None:
+            return False
+        return self.side.select_one(side.SELECT_SECRET, (_HMAC_SECRET,)) is not None
+
+    def _refuse_writes(self) -> None:
+        if self.read_only:
+            raise StorageError(f"{self.shown_url} is open read-only: nothing was recorded")
 
     # -- wiring -------------------------------------------------------------------------------
 
@@ -171,6 +224,7 @@ class Ledger(Application[UUID]):
         """`Application.save`, less its two `isinstance` checks per object against runtime
         Protocols when every object is one of our aggregates (profiled: 0.43 of 7.2 s of a
         batch import; 60 of 1,350 us of a single command)."""
+        self._refuse_writes()
         if not all(isinstance(obj, LedgerAggregate) for obj in objs):
             return super().save(*objs, **kwargs)
         processing: ProcessingEvent[UUID] = ProcessingEvent()
@@ -204,6 +258,7 @@ class Ledger(Application[UUID]):
         (the keyed hashes use one; the read API signs its tokens with another)."""
         row = self.side.select_one(side.SELECT_SECRET, (name,))
         if row is None:
+            self._refuse_writes()
             self.side.write_side([side.put_secret_if_absent(name, secrets.token_hex(32))])
             row = self.side.select_one(side.SELECT_SECRET, (name,))
         assert row is not None

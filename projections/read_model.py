@@ -5,11 +5,19 @@ from __future__ import annotations
 import threading
 from datetime import datetime
 
-from sqlalchemy import Engine, insert, select, text
+from sqlalchemy import Engine, insert, inspect, select, text
 
 from ledger.application import Ledger
 from ledger.storage.database import open_engine
-from ledger.storage.settings import database_url, is_postgres
+from ledger.storage.settings import (
+    StorageError,
+    database_url,
+    events,
+    is_postgres,
+    is_writable,
+    read_only_url,
+    shown,
+)
 from projections import tables as t
 from projections.prepared import PreparedReader
 from projections.projector import Projector
@@ -24,19 +32,48 @@ class ReadModel(Queries):
     """`ReadModel(url=None)`: the same URL resolution as `Ledger`."""
 
     def __init__(
-        self, url: str | None = None, *, page_size: int = 1000, source: Ledger | None = None
+        self,
+        url: str | None = None,
+        *,
+        page_size: int = 1000,
+        source: Ledger | None = None,
+        read_only: bool | None = None,
     ) -> None:
         """`source`: the ledger whose events to project (default: the one at `url`); a
-        point-in-time replay projects another database's events into a file of its own."""
-        self.url = database_url(url)
+        point-in-time replay projects another database's events into a file of its own.
+        `read_only` (by default: when the database cannot be written, as `Ledger`): answer
+        from the read models as they are; they cannot be built or caught up."""
+        given = database_url(url)
+        self.shown_url = shown(given)
+        self.read_only = not is_writable(given) if read_only is None else read_only
+        self.url = read_only_url(given) if self.read_only else given
         self.page_size = page_size
         self._source = source
         self.engine: Engine = open_engine(self.url)
         self.reader = PreparedReader(self.engine)
-        self._writer = open_engine(self.url, writer=True)
+        self._writer = self.engine if self.read_only else open_engine(self.url, writer=True)
         self._ledger: Ledger | None = None
         self._projector: Projector | None = None
-        self._create_tables()
+        if self.read_only:
+            self._check_tables()
+        else:
+            self._create_tables()
+
+    def _check_tables(self) -> None:
+        """A read-only database's read models must be there, in this version's shape."""
+        tracking = t.projection_tracking
+        with self.engine.connect() as conn:
+            stored = None
+            if inspect(conn).has_table(tracking.name):
+                stored = conn.execute(
+                    select(tracking.c.position).where(tracking.c.name == SCHEMA_ROW)
+                ).scalar_one_or_none()
+        if stored != SCHEMA_VERSION:
+            state = "not built" if stored is None else "from another version of the ledger"
+            raise StorageError(
+                f"the read models in {self.shown_url} are {state}, and it is open read-only: "
+                "run `ledger rebuild` on a writable copy, or `ledger audit replay`"
+            )
 
     def _create_tables(self) -> None:
         """Create the read models; drop and recreate them when their schema has changed (they
@@ -71,8 +108,22 @@ class ReadModel(Queries):
 
     def catch_up(self, *, until: datetime | None = None, stop: int | None = None) -> int:
         """Project every event recorded so far; return how many. `until` leaves out events
-        recorded after that instant; `stop` reads no further than that position."""
+        recorded after that instant; `stop` reads no further than that position. Read-only:
+        0 when the read models are up to date; StorageError when they lag behind the log."""
+        if self.read_only:
+            behind = self.lag()
+            if behind:
+                raise StorageError(
+                    f"the read models in {self.shown_url} lag {events(behind)} behind the log, "
+                    "and it is open read-only: they cannot be brought up to date"
+                )
+            return 0
         return self.projector.catch_up(until=until, stop=stop)
+
+    def lag(self) -> int:
+        """How many events of the log are not projected yet."""
+        head = self.projector.ledger.recorder.max_notification_id() or 0
+        return max(0, head - self.position())
 
     def position(self) -> int:
         """The position of the last event projected (0 before any)."""
@@ -87,6 +138,10 @@ class ReadModel(Queries):
 
     def rebuild(self) -> int:
         """Drop every read model and project the whole log again; return how many events."""
+        if self.read_only:
+            raise StorageError(
+                f"{self.shown_url} is open read-only: the read models cannot be rebuilt"
+            )
         with self._writer.begin() as conn:
             if is_postgres(self.url):
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CREATE_LOCK})

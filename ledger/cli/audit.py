@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import click
 
 from ledger.audit import TITLES, Audit
-from ledger.cli.state import global_options, state
+from ledger.cli.state import INSTANT, global_options, state
 
 
 def _audit() -> Audit:
-    return Audit(state().url)
+    s = state()
+    s.require_ledger()  # an audit sets up no ledger where there is none
+    return Audit(s.url)
 
 
 @click.group()
@@ -55,7 +58,9 @@ def audit_verify(digest_file: click.File | None) -> None:
 
 
 @audit.command("replay")
-@click.option("--until", required=True, help="The instant (ISO 8601 with offset).")
+@click.option(
+    "--until", required=True, type=INSTANT, help="The instant (a date or a time; see --tz)."
+)
 @click.option(
     "--out",
     required=True,
@@ -63,7 +68,7 @@ def audit_verify(digest_file: click.File | None) -> None:
     help="The SQLite file to write (replaced if it exists).",
 )
 @global_options
-def audit_replay(until: str, out: str) -> None:
+def audit_replay(until: datetime, out: str) -> None:
     """Build the read models as they stood at --until into a SQLite file."""
     s = state()
     with _audit() as auditor:
@@ -98,18 +103,30 @@ def audit_check() -> None:
 @click.option(
     "--format", "fmt", type=click.Choice(["csv", "json", "html"]), default="csv", show_default=True
 )
-@click.option("--at", help="For access-review, dormant, privileged: as of this instant.")
-@click.option("--since", help="For role-changes, joiners-movers-leavers (default: a year ago).")
-@click.option("--until", help="End of the period (default: now).")
-@click.option("--days", default=90, show_default=True, help="For dormant: days without login.")
+@click.option(
+    "--at", type=INSTANT, help="For access-review, dormant, privileged: as of this instant."
+)
+@click.option(
+    "--since",
+    type=INSTANT,
+    help="For role-changes, joiners-movers-leavers (default: a year ago).",
+)
+@click.option("--until", type=INSTANT, help="End of the period (default: now).")
+@click.option(
+    "--days",
+    default=90,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="For dormant: days without login.",
+)
 @click.option("--out", type=click.Path(dir_okay=False), help="Write to this file, not stdout.")
 @global_options
 def audit_report(
     name: str,
     fmt: str,
-    at: str | None,
-    since: str | None,
-    until: str | None,
+    at: datetime | None,
+    since: datetime | None,
+    until: datetime | None,
     days: int,
     out: str | None,
 ) -> None:

@@ -3,12 +3,15 @@ read models (projector, queries, API, CLI, tests, benchmark)."""
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
 from typing import Any
 
+import psycopg
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
 
-from ledger.storage.settings import parse
+from ledger.storage.settings import asks_read_only, parse, read_only_url, shown, sqlite_file
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 WRITER_CACHE_KIB = 32 * 1024
@@ -19,6 +22,8 @@ def sqlalchemy_url(url: str) -> URL:
     parsed = parse(url)
     if parsed.get_backend_name() == "postgresql":
         return parsed.set(drivername="postgresql+psycopg")
+    if asks_read_only(url):
+        return make_url(read_only_url(url))
     return parsed
 
 
@@ -59,3 +64,46 @@ def open_engine(url: str, *, writer: bool = False) -> Engine:
     # Readers run in autocommit: each statement sees a consistent snapshot of its own, and a
     # point query costs no BEGIN/ROLLBACK round.
     return engine
+
+
+def storage_problem(error: BaseException, url: str) -> str | None:
+    """One line saying what went wrong with the database at `url` when `error` (or an error it
+    wraps) is the disk being full or the database being read-only; None for anything else."""
+    cause = _driver_error(error)
+    path = sqlite_file(url)
+    url = shown(url)
+    if isinstance(cause, psycopg.errors.DiskFull):
+        return f"disk full: the PostgreSQL server of {url} has no space left; nothing was recorded"
+    if isinstance(cause, psycopg.errors.ReadOnlySqlTransaction):
+        return f"{url} is read-only: nothing was recorded"
+    if not isinstance(cause, sqlite3.Error):
+        return None
+    name = getattr(cause, "sqlite_errorname", "")
+    if name == "SQLITE_FULL" or (name.startswith("SQLITE_IOERR") and _no_space(path)):
+        return f"disk full: cannot write to {url}; nothing was recorded"
+    if name.startswith("SQLITE_READONLY"):
+        return f"{url} is read-only: nothing was recorded"
+    return None
+
+
+def _driver_error(error: BaseException) -> BaseException | None:
+    """The sqlite3 or psycopg error behind eventsourcing's and SQLAlchemy's wrappers."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, sqlite3.Error | psycopg.Error):
+            return current
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+    return None
+
+
+def _no_space(path: Any) -> bool:
+    """Whether the file system holding the SQLite file has no room left (SQLite reports a
+    full disk as an I/O error when its shared-memory file cannot grow)."""
+    if path is None:
+        return False
+    try:
+        return shutil.disk_usage(path.parent).free < 64 * 1024
+    except OSError:
+        return False

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Final
+from urllib.parse import quote, unquote
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from ledger.errors import ValidationError
+from ledger.errors import LedgerError, ValidationError
 
 DEFAULT_URL: Final = "sqlite:///ledger.db"
 URL_VARIABLE: Final = "LEDGER_DATABASE_URL"
@@ -45,12 +47,93 @@ def parse(url: str) -> URL:
     return parsed
 
 
+class StorageError(LedgerError):
+    """The database cannot do what was asked (it is read-only, or its disk is full); nothing
+    was recorded."""
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (given as a path, or as a `file:` URI); None for PostgreSQL."""
+    parsed = parse(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    name = str(parsed.database)
+    if name.startswith("file:"):
+        name = unquote(name.removeprefix("file:").split("?", 1)[0])
+    return Path(name).absolute()
+
+
+def shown(url: str) -> str:
+    """The database as messages name it: a SQLite file by its full path, however it was
+    given; a server without its password."""
+    path = sqlite_file(url)
+    if path is not None:
+        return f"sqlite:///{path}"
+    return parse(url).render_as_string(hide_password=True)
+
+
+def events(count: int) -> str:
+    return f"{count} event" if count == 1 else f"{count} events"
+
+
+def asks_read_only(url: str) -> bool:
+    """Whether the URL opens its SQLite file read-only (`?mode=ro` or `immutable=1`)."""
+    parsed = parse(url)
+    return parsed.get_backend_name() == "sqlite" and (
+        parsed.query.get("mode") == "ro" or parsed.query.get("immutable") == "1"
+    )
+
+
+def is_writable(url: str) -> bool:
+    """Whether the ledger can record into the database: not a SQLite file opened read-only,
+    nor one in a read-only folder or file system (SQLite writes its journal beside the file).
+    A PostgreSQL server decides for itself."""
+    path = sqlite_file(url)
+    if path is None:
+        return True
+    if asks_read_only(url):
+        return False
+    if path.exists() and not os.access(path, os.W_OK):
+        return False
+    return os.access(path.parent, os.W_OK)
+
+
+def read_only_uri(path: Path) -> str:
+    """The SQLite URI that opens `path` without ever writing to it. In a folder where SQLite
+    cannot keep its shared-memory file, and with no write-ahead log pending, nothing can
+    change the file: it is opened as immutable (SQLite could not open it otherwise)."""
+    uri = f"file:{quote(str(path))}?mode=ro"
+    log = path.with_name(path.name + "-wal")
+    pending = log.exists() and log.stat().st_size > 0
+    if not pending and not os.access(path.parent, os.W_OK):
+        uri += "&immutable=1"
+    return uri
+
+
+def read_only_url(url: str) -> str:
+    """The URL of the same database, opened without writing to it. PostgreSQL: the URL
+    itself (the ledger then creates no tables and writes no rows)."""
+    path = sqlite_file(url)
+    if path is None:
+        return url
+    database, query = read_only_uri(path).split("?", 1)
+    # SQLAlchemy unquotes the URL's path once, and hands SQLite the rest as a URI
+    return f"sqlite:///{quote(database, safe='/:')}?{query}&uri=true"
+
+
+def sqlite_target(url: str) -> str:
+    """What `sqlite3.connect(..., uri=True)` opens for a SQLite URL."""
+    path = sqlite_file(url)
+    assert path is not None
+    return read_only_uri(path) if asks_read_only(url) else str(path)
+
+
 def eventsourcing_env(url: str) -> dict[str, str]:
     """Settings for eventsourcing's persistence module matching the URL."""
     parsed = parse(url)
     if parsed.get_backend_name() == "sqlite":
         return {
-            "SQLITE_DBNAME": str(parsed.database),
+            "SQLITE_DBNAME": sqlite_target(url),
             "SQLITE_LOCK_TIMEOUT": "30",
         }
     host = parsed.host or str(parsed.query.get("host", "")) or "/var/run/postgresql"
