@@ -20,9 +20,8 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import closing, contextmanager, suppress
+from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 from uuid import UUID
 
@@ -52,6 +51,7 @@ from ledger.domain import (
 )
 from ledger.errors import Conflict, LedgerError, NotFound, ValidationError
 from ledger.storage import side_tables as side
+from ledger.storage.database import holds_ledger, missing_ledger
 from ledger.storage.personal_data import Keyring, PersonalDataMapper
 from ledger.storage.recorders import (
     LedgerPostgresFactory,
@@ -64,10 +64,8 @@ from ledger.storage.settings import (
     eventsourcing_env,
     is_postgres,
     is_writable,
-    read_only_uri,
     read_only_url,
     shown,
-    sqlite_file,
     whole_number_setting,
 )
 from ledger.unit_of_work import UnitOfWork
@@ -113,8 +111,6 @@ _EMAIL: Final = "email"
 _USERNAME: Final = "username"
 _ACCOUNT_NAME: Final = "account-name"
 _HMAC_SECRET: Final = "hmac"
-_SECRETS_TABLE: Final = "ledger_secrets"
-_SQLITE_TABLE: Final = "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?"
 
 
 CACHE_VARIABLE: Final = "LEDGER_AGGREGATE_CACHE_MAXSIZE"
@@ -160,10 +156,8 @@ class Ledger(Application[UUID]):
         self.read_only = not is_writable(given) if read_only is None else read_only
         self.url = read_only_url(given) if self.read_only else given
         create = create and not self.read_only
-        path = sqlite_file(self.url)
-        if not create and path is not None and not self._file_holds_ledger(path):
-            # checked before eventsourcing connects: it would switch the file to WAL mode
-            raise NotFound(f"no ledger in {self.shown_url}: the database holds none")
+        if not create and not holds_ledger(self.url, _HMAC_SECRET):
+            raise NotFound(f"no ledger in {self.shown_url}: {missing_ledger(self.url)}")
         self._keyring = Keyring()
         self._clock = clock or now
         self._local = threading.local()
@@ -179,9 +173,6 @@ class Ledger(Application[UUID]):
         super().__init__(env=settings)
         self.side = cast(SideTableRecorder, self.recorder)
         self._keyring.attach(self._lookup_key, self._lookup_keys, self._lookup_user_key)
-        if not create and path is None and not self._server_holds_ledger():
-            self.close()
-            raise NotFound(f"no ledger in {self.shown_url}: the database holds none")
         if not create and not self.read_only:
             # side tables added since the ledger was made
             cast(Any, self.recorder).create_table()
@@ -189,23 +180,6 @@ class Ledger(Application[UUID]):
         self.last_seen_resolution = timedelta(
             seconds=float(os.environ.get("LEDGER_LAST_SEEN_RESOLUTION", "300"))
         )
-
-    def _file_holds_ledger(self, path: Path) -> bool:
-        """Whether the SQLite file holds a ledger (its secret, made when it was set up); read
-        without writing, and without creating a missing file."""
-        if not path.is_file():
-            return False
-        with closing(sqlite3.connect(read_only_uri(path), uri=True)) as conn:
-            if conn.execute(_SQLITE_TABLE, (_SECRETS_TABLE,)).fetchone() is None:
-                return False
-            return conn.execute(side.SELECT_SECRET, (_HMAC_SECRET,)).fetchone() is not None
-
-    def _server_holds_ledger(self) -> bool:
-        """Whether the PostgreSQL database holds a ledger (its secret, as for a file)."""
-        found = self.side.select_one("SELECT to_regclass(?) AS found", (_SECRETS_TABLE,))
-        if found is None or found["found"] is None:
-            return False
-        return self.side.select_one(side.SELECT_SECRET, (_HMAC_SECRET,)) is not None
 
     def _refuse_writes(self) -> None:
         if self.read_only:

@@ -406,6 +406,20 @@ def test_the_extreme_instants_in_range_are_answered(tmp_path: Path) -> None:
         run("--db", url, "query", "audit-log", "--since", value, "--until", value)
 
 
+def test_instants_a_command_moves_out_of_range_are_one_line(tmp_path: Path) -> None:
+    url = build_ledger(tmp_path / "ledger.db")
+    end = "9999-12-31T23:59:59Z"
+    run("--db", url, "user", "record-last-seen", "ann@acme.org", "--at", end)
+    events = event_count(url)
+    for command in [
+        ("user", "record-last-seen", "ann@acme.org", "--at", end),
+        ("audit", "report", "dormant", "--at", "0001-01-01"),
+        ("audit", "report", "role-changes", "--until", "0001-01-01T00:00:00Z"),
+    ]:
+        assert "too close to year 1 or 9999" in one_line(run("--db", url, *command, code=1))
+    assert event_count(url) == events
+
+
 def test_an_unknown_time_zone_is_a_usage_error(tmp_path: Path) -> None:
     url = build_ledger(tmp_path / "ledger.db")
     for zone in ("Mars/Olympus", "Europe", ""):

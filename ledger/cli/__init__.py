@@ -26,7 +26,7 @@ _DATABASE_ERRORS = (
     PersistenceError,
     sqlalchemy.exc.OperationalError,
     psycopg.OperationalError,
-    sqlite3.OperationalError,  # eventsourcing lets some through unwrapped, when it connects
+    sqlite3.Error,  # eventsourcing lets some through unwrapped, when it connects
 )
 
 
@@ -36,6 +36,11 @@ class LedgerGroup(click.Group):
             return super().invoke(ctx)
         except LedgerError as error:
             _fail(ctx, type(error).__name__, str(error))
+        except OverflowError:
+            # an instant in range, moved by the command past year 1 or 9999 (a period before
+            # it, a resolution after it)
+            message = "an instant given is too close to year 1 or 9999 for this command"
+            _fail(ctx, "ValidationError", message)
         except _DATABASE_ERRORS as error:
             problem = storage_problem(error, ctx.ensure_object(State).url)
             if problem is not None:

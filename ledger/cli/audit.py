@@ -76,7 +76,7 @@ def audit_replay(until: datetime, out: str) -> None:
     url = f"sqlite:///{Path(out)}"
     s.emit(
         {"events": count, "out": url},
-        f"replayed {count} events up to {until} into {out}; query it with "
+        f"replayed {count} events up to {until.isoformat()} into {out}; query it with "
         f"ReadModel(url={url!r}) or ledger --db {url} query ...",
     )
 

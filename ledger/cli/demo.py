@@ -167,6 +167,6 @@ def _print(console: Console, summary: dict[str, Any]) -> None:
     )
     since = (datetime.now(UTC) - timedelta(days=182)).date()
     console.print(
-        f"Try: ledger --db {summary['database']} query holders admin --at {since}T00:00:00Z",
+        f"Try: ledger --db {summary['database']} query holders admin --at {since}",
         highlight=False,
     )

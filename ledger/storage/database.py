@@ -5,13 +5,24 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+from contextlib import closing
 from typing import Any
 
 import psycopg
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import NullPool
 
-from ledger.storage.settings import asks_read_only, parse, read_only_url, shown, sqlite_file
+from ledger.storage.settings import (
+    asks_read_only,
+    parse,
+    read_only_uri,
+    read_only_url,
+    shown,
+    sqlite_file,
+)
+
+SECRETS_TABLE = "ledger_secrets"
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 WRITER_CACHE_KIB = 32 * 1024
@@ -64,6 +75,37 @@ def open_engine(url: str, *, writer: bool = False) -> Engine:
     # Readers run in autocommit: each statement sees a consistent snapshot of its own, and a
     # point query costs no BEGIN/ROLLBACK round.
     return engine
+
+
+def holds_ledger(url: str, secret: str) -> bool:
+    """Whether the database holds a ledger: the secret named `secret`, made when the ledger
+    was set up. Asked without writing: a missing SQLite file is not created, nor is an
+    existing one switched to WAL mode (as eventsourcing does on connecting)."""
+    path = sqlite_file(url)
+    query = f"SELECT 1 FROM {SECRETS_TABLE} WHERE name = ?"
+    if path is not None:
+        if not path.is_file():
+            return False
+        with closing(sqlite3.connect(read_only_uri(path), uri=True)) as conn:
+            tables = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+            if conn.execute(tables, (SECRETS_TABLE,)).fetchone() is None:
+                return False
+            return conn.execute(query, (secret,)).fetchone() is not None
+    engine = create_engine(sqlalchemy_url(url), poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            if not inspect(conn).has_table(SECRETS_TABLE):
+                return False
+            found = conn.execute(text(query.replace("?", ":name")), {"name": secret})
+            return found.first() is not None
+    finally:
+        engine.dispose()
+
+
+def missing_ledger(url: str) -> str:
+    """Why `holds_ledger` said no, in a few words."""
+    path = sqlite_file(url)
+    return "the file does not exist" if path and not path.exists() else "the database holds none"
 
 
 def storage_problem(error: BaseException, url: str) -> str | None:
