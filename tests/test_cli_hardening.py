@@ -152,6 +152,20 @@ def test_a_postgres_database_without_the_ledger_tables_is_refused(
         drop()
 
 
+def test_a_replay_file_is_queried_as_it_stands(tmp_path: Path) -> None:
+    url = build_ledger(tmp_path / "ledger.db")
+    replay = tmp_path / "replay.db"
+    run("--db", url, "audit", "replay", "--until", "2100-01-01", "--out", str(replay))
+    with closing(sqlite3.connect(replay)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    before = digest(replay)
+    replayed = f"sqlite:///{replay}"
+    assert "ann@acme.org" in run("--db", replayed, "query", "users").stdout
+    assert "admin" in run("--db", replayed, "query", "roles", "ann@acme.org").stdout
+    assert "no ledger" in one_line(run("--db", replayed, "audit", "verify", code=1))
+    assert digest(replay) == before
+
+
 def test_the_python_api_can_refuse_to_create(tmp_path: Path) -> None:
     from ledger import NotFound
 

@@ -18,7 +18,7 @@ from rich.console import Console
 
 from ledger.application import Ledger
 from ledger.errors import NotFound, ValidationError
-from ledger.storage.settings import database_url, events
+from ledger.storage.settings import StorageError, database_url, events, sqlite_file
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -75,26 +75,46 @@ class State:
         if self._read_model is None:
             from projections import ReadModel
 
-            source = self.existing_ledger
-            self._read_model = ReadModel(self.url, source=source, read_only=source.read_only)
+            try:
+                source = self.existing_ledger
+            except NotFound as missing:
+                self._read_model = self._replayed(missing)
+            else:
+                self._read_model = ReadModel(self.url, source=source, read_only=source.read_only)
         return self._read_model
+
+    def _replayed(self, missing: NotFound) -> Any:
+        """The read models of a point-in-time replay (`ledger audit replay --out FILE`): a file
+        with read models and no log, answered as it stands; else `missing` is the answer."""
+        from projections import ReadModel
+
+        path = sqlite_file(self.url)
+        if path is None or not path.is_file():
+            raise missing
+        try:
+            replayed = ReadModel(self.url, read_only=True)
+        except StorageError:
+            raise missing from None
+        self._caught_up = True  # there is no log to catch up with
+        return replayed
 
     @property
     def reads(self) -> Any:
         """The read models, caught up with every event recorded so far (read-only: as they
         are, with a warning when they lag behind the log)."""
+        read_model = self.read_model
         if not self._caught_up:
-            if self.read_model.read_only:
-                behind = self.read_model.lag()
+            if read_model.read_only:
+                behind = read_model.lag()
                 if behind:
                     self.warn(
-                        f"{self.read_model.shown_url} is open read-only and its read models lag "
+                        f"{read_model.shown_url} is open read-only and its read models lag "
                         f"{events(behind)} behind the log: these answers leave them out"
                     )
             else:
-                self.read_model.catch_up()
+                read_model.catch_up()
             self._caught_up = True
-        return self.read_model
+        return read_model
 
     def close(self) -> None:
         if self._ledger is not None:

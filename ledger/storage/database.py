@@ -47,12 +47,15 @@ def open_engine(url: str, *, writer: bool = False) -> Engine:
         return create_engine(target, pool_pre_ping=True)
     engine = create_engine(target)
 
+    read_only = asks_read_only(url)
+
     @event.listens_for(engine, "connect")
     def _configure(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        if not read_only:  # a read-only file keeps its journal mode
+            cursor.execute("PRAGMA journal_mode = WAL")
         cursor.close()
 
     if writer:
