@@ -12,7 +12,6 @@ from ledger.storage.database import open_engine
 from ledger.storage.settings import (
     StorageError,
     database_url,
-    events,
     is_postgres,
     is_writable,
     read_only_url,
@@ -114,8 +113,8 @@ class ReadModel(Queries):
             behind = self.lag()
             if behind:
                 raise StorageError(
-                    f"the read models in {self.shown_url} lag {events(behind)} behind the log, "
-                    "and it is open read-only: they cannot be brought up to date"
+                    f"the read models in {self.shown_url} lag behind the log ({behind} not "
+                    "projected), and it is open read-only: they cannot be brought up to date"
                 )
             return 0
         return self.projector.catch_up(until=until, stop=stop)

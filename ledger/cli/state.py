@@ -18,7 +18,7 @@ from rich.console import Console
 
 from ledger.application import Ledger
 from ledger.errors import NotFound, ValidationError
-from ledger.storage.settings import StorageError, database_url, events, sqlite_file
+from ledger.storage.settings import StorageError, database_url, sqlite_file
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -109,7 +109,7 @@ class State:
                 if behind:
                     self.warn(
                         f"{read_model.shown_url} is open read-only and its read models lag "
-                        f"{events(behind)} behind the log: these answers leave them out"
+                        f"behind the log ({behind} not projected): these answers leave them out"
                     )
             else:
                 read_model.catch_up()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 from contextlib import closing
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -143,7 +144,7 @@ def _driver_error(error: BaseException) -> BaseException | None:
     return None
 
 
-def _no_space(path: Any) -> bool:
+def _no_space(path: Path | None) -> bool:
     """Whether the file system holding the SQLite file has no room left (SQLite reports a
     full disk as an I/O error when its shared-memory file cannot grow)."""
     if path is None:

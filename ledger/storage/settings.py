@@ -72,10 +72,6 @@ def shown(url: str) -> str:
     return parse(url).render_as_string(hide_password=True)
 
 
-def events(count: int) -> str:
-    return f"{count} event" if count == 1 else f"{count} events"
-
-
 def asks_read_only(url: str) -> bool:
     """Whether the URL opens its SQLite file read-only (`?mode=ro` or `immutable=1`)."""
     parsed = parse(url)
