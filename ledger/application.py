@@ -54,6 +54,7 @@ from ledger.domain.users import FailedLoginReason
 from ledger.errors import Conflict, LedgerError, NotFound, ValidationError
 from ledger.storage import replay_file
 from ledger.storage import side_tables as side
+from ledger.storage.database import holds_ledger, missing_ledger
 from ledger.storage.personal_data import Keyring, PersonalDataMapper
 from ledger.storage.recorders import (
     LedgerPostgresFactory,
@@ -62,9 +63,13 @@ from ledger.storage.recorders import (
     WipeUnfinished,
 )
 from ledger.storage.settings import (
+    StorageError,
     database_url,
     eventsourcing_env,
     is_postgres,
+    is_writable,
+    read_only_url,
+    url_shown,
     whole_number_setting,
 )
 from ledger.unit_of_work import UnitOfWork
@@ -148,17 +153,31 @@ def is_contention(error: Exception) -> bool:
 
 class Ledger(Application[UUID]):
     """The write side. `Ledger(url=...)`; without a URL, `LEDGER_DATABASE_URL`, else
-    `sqlite:///ledger.db`. `clock` (for imports and tests) supplies event timestamps."""
+    `sqlite:///ledger.db`. `clock` (for imports and tests) supplies event timestamps.
+    `create=False`: a database that holds no ledger is refused (NotFound), not set up.
+    `read_only`: never write to the database (commands raise StorageError); by default, when
+    the database cannot be written (a SQLite URL with `mode=ro`, a read-only file or folder)."""
 
     name = "Ledger"
     max_attempts = 30
     wipe_timeout = 30.0  # seconds an erasure waits for other transactions before it gives up
 
     def __init__(
-        self, url: str | None = None, *, clock: Callable[[], datetime] | None = None
+        self,
+        url: str | None = None,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        create: bool = True,
+        read_only: bool | None = None,
     ) -> None:
-        self.url = database_url(url)
-        replay_file.refuse(self.url, "it takes no commands and has no log to verify")
+        given = database_url(url)
+        replay_file.refuse(given, "it takes no commands and has no log to verify")
+        self.shown_url = url_shown(given)
+        self.read_only = not is_writable(given) if read_only is None else read_only
+        self.url = read_only_url(given) if self.read_only else given
+        create = create and not self.read_only
+        if not create and not holds_ledger(self.url, _HMAC_SECRET):
+            raise NotFound(f"no ledger in {self.shown_url}: {missing_ledger(self.url)}")
         self._keyring = Keyring()
         self._clock = clock or now
         self._local = threading.local()
@@ -168,15 +187,23 @@ class Ledger(Application[UUID]):
         settings = {
             "AGGREGATE_CACHE_MAXSIZE": cache_size,
             CACHE_VARIABLE: cache_size,  # eventsourcing would read the raw variable first
+            "CREATE_TABLE": "y" if create else "n",
             **eventsourcing_env(self.url),
         }
         super().__init__(env=settings)
         self.side = cast(SideTableRecorder, self.recorder)
         self._keyring.attach(self._lookup_key, self._lookup_keys, self._lookup_user_key)
+        if not create and not self.read_only:
+            # side tables added since the ledger was made
+            cast(Any, self.recorder).create_table()
         self._secret = self._load_secret()
         self.last_seen_resolution = timedelta(
             seconds=float(os.environ.get("LEDGER_LAST_SEEN_RESOLUTION", "300"))
         )
+
+    def _refuse_writes(self) -> None:
+        if self.read_only:
+            raise StorageError(f"{self.shown_url} is open read-only: nothing was recorded")
 
     # -- wiring -------------------------------------------------------------------------------
 
@@ -191,6 +218,7 @@ class Ledger(Application[UUID]):
         """`Application.save`, less its two `isinstance` checks per object against runtime
         Protocols when every object is one of our aggregates (profiled: 0.43 of 7.2 s of a
         batch import; 60 of 1,350 us of a single command)."""
+        self._refuse_writes()
         if not all(isinstance(obj, LedgerAggregate) for obj in objs):
             return super().save(*objs, **kwargs)
         processing: ProcessingEvent[UUID] = ProcessingEvent()
@@ -224,6 +252,7 @@ class Ledger(Application[UUID]):
         (the keyed hashes use one; the read API signs its tokens with another)."""
         row = self.side.select_one(side.SELECT_SECRET, (name,))
         if row is None:
+            self._refuse_writes()
             self.side.write_side([side.put_secret_if_absent(name, secrets.token_hex(32))])
             row = self.side.select_one(side.SELECT_SECRET, (name,))
         assert row is not None

@@ -5,12 +5,19 @@ from __future__ import annotations
 import threading
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, insert, select, text
+from sqlalchemy import Connection, Engine, insert, inspect, select, text
 
 from ledger.application import Ledger
 from ledger.storage import replay_file
 from ledger.storage.database import open_engine
-from ledger.storage.settings import database_url, is_postgres
+from ledger.storage.settings import (
+    StorageError,
+    database_url,
+    is_postgres,
+    is_writable,
+    read_only_url,
+    url_shown,
+)
 from projections import tables as t
 from projections.personal import PersonalData
 from projections.prepared import PreparedReader
@@ -32,25 +39,53 @@ class ReadModel(Queries):
         page_size: int = 1000,
         source: Ledger | None = None,
         sealed: bool | None = None,
+        read_only: bool | None = None,
     ) -> None:
         """`source`: the ledger whose events to project (default: the one at `url`); a
         point-in-time replay projects another database's events into a file of its own.
         `sealed`: whether personal data stays sealed with its user's key (default: unless
         `source` is given, as the keys stay in the source's database; see
-        `projections.personal`)."""
-        self.url = database_url(url)
+        `projections.personal`). `read_only` (by default: when the database cannot be
+        written, as `Ledger`): answer from the read models as they are; they cannot be built
+        or caught up."""
+        given = database_url(url)
+        self.shown_url = url_shown(given)
+        # a point-in-time replay file holds read models, not a log: nothing more to project,
+        # and nothing to change (an old file is refused, not emptied, by a newer schema)
+        self.replay = None if source is not None else replay_file.read(given)
+        if read_only is None:
+            read_only = self.replay is not None or not is_writable(given)
+        self.read_only = read_only
+        self.url = read_only_url(given) if self.read_only else given
         self.page_size = page_size
         self._source = source
         self.sealed = source is None if sealed is None else sealed
         self.engine: Engine = open_engine(self.url)
         self.reader = PreparedReader(self.engine)
         self.personal = PersonalData(self.engine)
-        self._writer = open_engine(self.url, writer=True)
+        self._writer = self.engine if self.read_only else open_engine(self.url, writer=True)
         self._ledger: Ledger | None = None
         self._projector: Projector | None = None
-        self._create_tables()
-        # a point-in-time replay file holds read models, not a log: nothing more to project
-        self.replay = None if source is not None else replay_file.read(self.url)
+        if self.read_only:
+            self._check_tables()
+        else:
+            self._create_tables()
+
+    def _check_tables(self) -> None:
+        """A read-only database's read models must be there, in this version's shape."""
+        tracking = t.projection_tracking
+        with self.engine.connect() as conn:
+            stored = None
+            if inspect(conn).has_table(tracking.name):
+                stored = conn.execute(
+                    select(tracking.c.position).where(tracking.c.name == SCHEMA_ROW)
+                ).scalar_one_or_none()
+        if stored != SCHEMA_VERSION:
+            state = "not built" if stored is None else "from another version of the ledger"
+            raise StorageError(
+                f"the read models in {self.shown_url} are {state}, and it is open read-only: "
+                "run `ledger rebuild` on a writable copy, or `ledger audit replay`"
+            )
 
     def _create_tables(self) -> None:
         """Create the read models; drop and recreate them when their schema has changed (they
@@ -87,10 +122,25 @@ class ReadModel(Queries):
 
     def catch_up(self, *, until: datetime | None = None, stop: int | None = None) -> int:
         """Project every event recorded so far; return how many. `until` leaves out events
-        recorded after that instant; `stop` reads no further than that position."""
+        recorded after that instant; `stop` reads no further than that position. Read-only:
+        0 when the read models are up to date; StorageError when they lag behind the log. A
+        replay file: 0, it has no log."""
         if self.replay is not None:
             return 0
+        if self.read_only:
+            behind = self.lag()
+            if behind:
+                raise StorageError(
+                    f"the read models in {self.shown_url} lag behind the log ({behind} not "
+                    "projected), and it is open read-only: they cannot be brought up to date"
+                )
+            return 0
         return self.projector.catch_up(until=until, stop=stop)
+
+    def lag(self) -> int:
+        """How many events of the log are not projected yet."""
+        head = self.projector.ledger.recorder.max_notification_id() or 0
+        return max(0, head - self.position())
 
     def position(self) -> int:
         """The position of the last event projected (0 before any)."""
@@ -106,6 +156,10 @@ class ReadModel(Queries):
     def rebuild(self) -> int:
         """Drop every read model and project the whole log again; return how many events."""
         replay_file.refuse(self.url, "it has no log to rebuild its read models from")
+        if self.read_only:
+            raise StorageError(
+                f"{self.shown_url} is open read-only: the read models cannot be rebuilt"
+            )
         with self._writer.begin() as conn:
             if is_postgres(self.url):
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CREATE_LOCK})

@@ -605,3 +605,14 @@ def test_the_read_side_takes_a_users_email_wherever_it_takes_a_user_id(
     assert not rm.has_role(nobody, "admin") and rm.roles(nobody) == set()
     assert not rm.is_active(nobody) and rm.get_user(nobody) is None
     assert rm.audit_log(nobody).empty
+
+
+def test_a_database_url_in_an_error_never_shows_its_password() -> None:
+    for url in (
+        "mysql://ann:hunter2pw@db.example/x",
+        "postgresql+psycopg://ann:hunter2pw@db.example/",
+        "postgresql+pg8000://ann:hunter2pw@db.example/x",
+    ):
+        with pytest.raises(ValidationError) as raised:
+            Ledger(url)
+        assert "hunter2pw" not in str(raised.value) and "***" in str(raised.value)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 from typing import Any
 
@@ -19,8 +20,14 @@ from ledger.cli.reads import COMMANDS as READ_COMMANDS
 from ledger.cli.state import State, global_options
 from ledger.cli.writes import GROUPS
 from ledger.errors import LedgerError
+from ledger.storage.database import storage_problem
 
-_DATABASE_ERRORS = (PersistenceError, sqlalchemy.exc.OperationalError, psycopg.OperationalError)
+_DATABASE_ERRORS = (
+    PersistenceError,
+    sqlalchemy.exc.OperationalError,
+    psycopg.OperationalError,
+    sqlite3.Error,  # eventsourcing lets some through unwrapped, when it connects
+)
 
 
 class LedgerGroup(click.Group):
@@ -29,7 +36,15 @@ class LedgerGroup(click.Group):
             return super().invoke(ctx)
         except LedgerError as error:
             _fail(ctx, type(error).__name__, str(error))
+        except OverflowError:
+            # an instant in range, moved by the command past year 1 or 9999 (a period before
+            # it, a resolution after it)
+            message = "an instant given is too close to year 1 or 9999 for this command"
+            _fail(ctx, "ValidationError", message)
         except _DATABASE_ERRORS as error:
+            problem = storage_problem(error, ctx.ensure_object(State).url)
+            if problem is not None:
+                _fail(ctx, "StorageError", problem)
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
             _fail(ctx, "DatabaseError", f"database problem: {first_line or type(error).__name__}")
 

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, Final
 
 import click
 
 from ledger.audit import TITLES, Audit
-from ledger.cli.state import global_options, state
+from ledger.cli.state import INSTANT, global_options, state
 from ledger.errors import ValidationError
 
 DIGEST_FILE_LIMIT: Final = 65_536  # bytes; a digest is about 150
 
 
 def _audit() -> Audit:
-    return Audit(state().url)
+    s = state()
+    s.require_ledger()  # an audit sets up no ledger where there is none
+    return Audit(s.url)
 
 
 @click.group()
@@ -70,7 +73,9 @@ def audit_verify(digest_file: BinaryIO | None) -> None:
 
 
 @audit.command("replay")
-@click.option("--until", required=True, help="The instant (ISO 8601 with offset).")
+@click.option(
+    "--until", required=True, type=INSTANT, help="The instant (a date or a time; see --tz)."
+)
 @click.option(
     "--out",
     required=True,
@@ -78,7 +83,7 @@ def audit_verify(digest_file: BinaryIO | None) -> None:
     help="The SQLite file to write: a new one, or a replay made earlier (replaced).",
 )
 @global_options
-def audit_replay(until: str, out: str) -> None:
+def audit_replay(until: datetime, out: str) -> None:
     """Build the read models as they stood at --until into a SQLite file."""
     s = state()
     with _audit() as auditor:
@@ -86,7 +91,7 @@ def audit_replay(until: str, out: str) -> None:
     url = f"sqlite:///{Path(out)}"
     s.emit(
         {"events": count, "out": url},
-        f"replayed {count} events up to {until} into {out}; query it with "
+        f"replayed {count} events up to {until.isoformat()} into {out}; query it with "
         f"ReadModel(url={url!r}) or ledger --db {url} query ...",
     )
 
@@ -113,10 +118,22 @@ def audit_check() -> None:
 @click.option(
     "--format", "fmt", type=click.Choice(["csv", "json", "html"]), default="csv", show_default=True
 )
-@click.option("--at", help="For access-review, dormant, privileged: as of this instant.")
-@click.option("--since", help="For role-changes, joiners-movers-leavers (default: a year ago).")
-@click.option("--until", help="End of the period (default: now).")
-@click.option("--days", default=90, show_default=True, help="For dormant: days without login.")
+@click.option(
+    "--at", type=INSTANT, help="For access-review, dormant, privileged: as of this instant."
+)
+@click.option(
+    "--since",
+    type=INSTANT,
+    help="For role-changes, joiners-movers-leavers (default: a year ago).",
+)
+@click.option("--until", type=INSTANT, help="End of the period (default: now).")
+@click.option(
+    "--days",
+    default=90,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="For dormant: days without login.",
+)
 @click.option("--out", type=click.Path(dir_okay=False), help="Write to this file, not stdout.")
 @click.option(
     "--unverified",
@@ -127,9 +144,9 @@ def audit_check() -> None:
 def audit_report(
     name: str,
     fmt: str,
-    at: str | None,
-    since: str | None,
-    until: str | None,
+    at: datetime | None,
+    since: datetime | None,
+    until: datetime | None,
     days: int,
     out: str | None,
     unverified: bool,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,7 @@ from ledger.audit import TITLES, Audit
 from ledger.cli.state import global_options, state
 from ledger.demo import record_demo
 from ledger.errors import LedgerError
+from ledger.storage.settings import URL_VARIABLE
 
 DEMO_DIR = Path("ledger-demo")
 PRIVILEGED = ("admin", "admin-reader", "account-admin", "consultant")
@@ -34,13 +36,14 @@ def demo(seed: int) -> None:
     """
     s = state()
     started = time.perf_counter()
-    url = s.db_url
+    url = s.db_url or os.environ.get(URL_VARIABLE, "").strip() or None
     if url is None:
         shutil.rmtree(DEMO_DIR, ignore_errors=True)
         DEMO_DIR.mkdir()
         url = f"sqlite:///{DEMO_DIR / 'ledger.db'}"
         s.db_url = url
     else:
+        s.db_url = url
         _require_empty(url)
     history = record_demo(url, seed=seed)
     projected = s.read_model.catch_up()
@@ -164,6 +167,6 @@ def _print(console: Console, summary: dict[str, Any]) -> None:
     )
     since = (datetime.now(UTC) - timedelta(days=182)).date()
     console.print(
-        f"Try: ledger --db {summary['database']} query holders admin --at {since}T00:00:00Z",
+        f"Try: ledger --db {summary['database']} query holders admin --at {since}",
         highlight=False,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -11,10 +12,12 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from ledger.cli.state import State, global_options, state
+from ledger.cli.state import INSTANT, State, global_options, state
 from ledger.errors import NotFound
 
-at_option = click.option("--at", help="Answer as of this instant (ISO 8601 with offset).")
+at_option = click.option(
+    "--at", type=INSTANT, help="Answer as of this instant (a date or a time; see --tz)."
+)
 
 
 def _user(s: State, reference: str) -> UUID:
@@ -66,7 +69,7 @@ def query() -> None:
 @click.argument("role_name", metavar="ROLE")
 @at_option
 @global_options
-def query_has_role(user_ref: str, role_name: str, at: str | None) -> None:
+def query_has_role(user_ref: str, role_name: str, at: datetime | None) -> None:
     """Whether USER effectively holds ROLE (an inactive user holds none)."""
     s = state()
     answer = s.reads.has_role(_user(s, user_ref), role_name, at=at)
@@ -78,7 +81,7 @@ def query_has_role(user_ref: str, role_name: str, at: str | None) -> None:
 @at_option
 @click.option("--held", is_flag=True, help="Roles held, even while inactive.")
 @global_options
-def query_roles(user_ref: str, at: str | None, held: bool) -> None:
+def query_roles(user_ref: str, at: datetime | None, held: bool) -> None:
     """The roles of USER."""
     s = state()
     roles = sorted(s.reads.roles(_user(s, user_ref), at=at, effective=not held))
@@ -89,7 +92,7 @@ def query_roles(user_ref: str, at: str | None, held: bool) -> None:
 @click.argument("role_name", metavar="ROLE")
 @at_option
 @global_options
-def query_holders(role_name: str, at: str | None) -> None:
+def query_holders(role_name: str, at: datetime | None) -> None:
     """The users who effectively hold ROLE."""
     s = state()
     users = [u.model_dump(mode="json") for u in s.reads.users_with_role(role_name, at=at)]
@@ -183,21 +186,41 @@ def query_accounts(include_closed: bool) -> None:
 
 @query.command("annotations")
 @click.argument("account_ref", metavar="ACCOUNT")
-@click.option("--after", help="Annotations ending after this instant.")
-@click.option("--before", help="Annotations starting before this instant.")
-@click.option("--beliefs-after")
-@click.option("--beliefs-before")
-@click.option("--source", "sources", multiple=True, help="Source name or user id (repeatable).")
+@click.option("--after", type=INSTANT, help="Only annotations ending after this instant.")
+@click.option("--before", type=INSTANT, help="Only annotations starting before this instant.")
+@click.option(
+    "--beliefs-after",
+    type=INSTANT,
+    help="Only annotations believed after this instant (belief time > it); those without a "
+    "belief time pass.",
+)
+@click.option(
+    "--beliefs-before",
+    type=INSTANT,
+    help="Only annotations believed by this instant (belief time <= it); those without a "
+    "belief time pass.",
+)
+@click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    help="Only annotations from this source: a source name or a user id (repeatable; a source "
+    "that matches nothing gives nothing).",
+)
 @global_options
 def query_annotations(
     account_ref: str,
-    after: str | None,
-    before: str | None,
-    beliefs_after: str | None,
-    beliefs_before: str | None,
+    after: datetime | None,
+    before: datetime | None,
+    beliefs_after: datetime | None,
+    beliefs_before: datetime | None,
     sources: tuple[str, ...],
 ) -> None:
-    """The annotations of ACCOUNT."""
+    """The annotations of ACCOUNT (removed ones left out).
+
+    --after/--before filter on the annotated period; --beliefs-after/--beliefs-before on when
+    it was believed (the annotation's belief time). Instants are dates or times (see --tz).
+    """
     s = state()
     found = s.reads.search_annotations(
         _account(s, account_ref),
@@ -219,11 +242,14 @@ def query_annotations(
 @query.command("audit-log")
 @click.argument("aggregate", required=False)
 @click.option("--account", "account_ref", help="An account's events and its users' (id/name).")
-@click.option("--since", help="From this instant (inclusive).")
-@click.option("--until", help="Up to this instant (exclusive).")
+@click.option("--since", type=INSTANT, help="From this instant (inclusive).")
+@click.option("--until", type=INSTANT, help="Up to this instant (exclusive).")
 @global_options
 def query_audit_log(
-    aggregate: str | None, account_ref: str | None, since: str | None, until: str | None
+    aggregate: str | None,
+    account_ref: str | None,
+    since: datetime | None,
+    until: datetime | None,
 ) -> None:
     """Every event, oldest first; of one user or account (AGGREGATE: id, email or name)."""
     s = state()
@@ -288,7 +314,7 @@ COMMANDS = [query, project, rebuild]
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @global_options
 def serve(host: str, port: int) -> None:
     """Serve the read API (FlexMeasures v3_0 routes; OpenAPI at /docs)."""
@@ -296,7 +322,9 @@ def serve(host: str, port: int) -> None:
 
     from projections.api import create_app
 
-    uvicorn.run(create_app(state().url), host=host, port=port, log_level="info")
+    s = state()
+    s.require_ledger()
+    uvicorn.run(create_app(s.url), host=host, port=port, log_level="info")
 
 
 COMMANDS.append(serve)

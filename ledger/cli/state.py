@@ -5,18 +5,21 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any, TypeVar
 from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 from rich.console import Console
 
 from ledger.application import Ledger
 from ledger.errors import NotFound, ValidationError
-from ledger.storage.settings import database_url
+from ledger.storage import replay_file
+from ledger.storage.settings import StorageError, database_url, sqlite_file
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,6 +38,7 @@ class State:
     actor: str | None = None
     reason: str | None = None
     as_json: bool = False
+    tz: tzinfo = UTC
     _ledger: Ledger | None = field(default=None, repr=False)
     _read_model: Any = field(default=None, repr=False)
     _caught_up: bool = field(default=False, repr=False)
@@ -49,9 +53,22 @@ class State:
 
     @property
     def ledger(self) -> Ledger:
+        """The ledger, to record into (set up if the database holds none yet)."""
         if self._ledger is None:
             self._ledger = Ledger(self.url)
         return self._ledger
+
+    @property
+    def existing_ledger(self) -> Ledger:
+        """The ledger, for a command that only reads: a database without one is refused, not
+        set up; one that cannot be written is opened read-only."""
+        if self._ledger is None:
+            self._ledger = Ledger(self.url, create=False)
+        return self._ledger
+
+    def require_ledger(self) -> None:
+        """Refuse a database that holds no ledger (a command that only reads sets none up)."""
+        _ = self.existing_ledger
 
     @property
     def read_model(self) -> Any:
@@ -59,16 +76,50 @@ class State:
         if self._read_model is None:
             from projections import ReadModel
 
-            self._read_model = ReadModel(self.url)
+            if replay_file.read(self.url) is not None:
+                self._read_model = ReadModel(self.url)  # read-only, with no log to catch up
+                self._caught_up = True
+                return self._read_model
+            try:
+                source = self.existing_ledger
+            except NotFound as missing:
+                self._read_model = self._replayed(missing)
+            else:
+                self._read_model = ReadModel(self.url, source=source, read_only=source.read_only)
         return self._read_model
+
+    def _replayed(self, missing: NotFound) -> Any:
+        """The read models of a point-in-time replay (`ledger audit replay --out FILE`): a file
+        with read models and no log, answered as it stands; else `missing` is the answer."""
+        from projections import ReadModel
+
+        path = sqlite_file(self.url)
+        if path is None or not path.is_file():
+            raise missing
+        try:
+            replayed = ReadModel(self.url, read_only=True)
+        except StorageError:
+            raise missing from None
+        self._caught_up = True  # there is no log to catch up with
+        return replayed
 
     @property
     def reads(self) -> Any:
-        """The read models, caught up with every event recorded so far."""
+        """The read models, caught up with every event recorded so far (read-only: as they
+        are, with a warning when they lag behind the log)."""
+        read_model = self.read_model
         if not self._caught_up:
-            self.read_model.catch_up()
+            if read_model.read_only:
+                behind = read_model.lag()
+                if behind:
+                    self.warn(
+                        f"{read_model.shown_url} is open read-only and its read models lag "
+                        f"behind the log ({behind} not projected): these answers leave them out"
+                    )
+            else:
+                read_model.catch_up()
             self._caught_up = True
-        return self.read_model
+        return read_model
 
     def close(self) -> None:
         if self._ledger is not None:
@@ -106,7 +157,7 @@ class State:
         if self.as_json:
             click.echo(json.dumps(data, default=_json_default, indent=None))
             return
-        console = Console()
+        console = output_console()
         if human is None:
             console.print(data)
         elif isinstance(human, str):
@@ -123,6 +174,22 @@ class State:
                 {"result": result, "recorded": recorded},
                 f"{what}: {'recorded' if recorded else 'unchanged, nothing recorded'}",
             )
+
+    def warn(self, message: str) -> None:
+        click.echo(f"warning: {message}", err=True)
+
+
+PIPED_WIDTH = 10_000
+"""Columns of output that goes to a file or a pipe: wide enough that no table is cut."""
+
+
+def output_console(*, stderr: bool = False) -> Console:
+    """A rich console: a terminal's width on a terminal; piped, wide enough that tables and
+    lines are never truncated nor wrapped (rich would assume 80 columns)."""
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty():
+        return Console(stderr=stderr)
+    return Console(stderr=stderr, width=PIPED_WIDTH)
 
 
 def _json_default(value: Any) -> Any:
@@ -151,8 +218,57 @@ def _set(name: str) -> Callable[[click.Context, click.Parameter, Any], None]:
     return store
 
 
+class TimeZone(click.ParamType[tzinfo, Any]):
+    """An IANA time zone name, such as Europe/Amsterdam."""
+
+    name = "zone"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, tzinfo):
+            return value
+        try:
+            return ZoneInfo(str(value).strip())
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            self.fail(
+                f"unknown time zone {value!r} (an IANA name, e.g. Europe/Amsterdam)", param, ctx
+            )
+
+
+class Instant(click.ParamType[datetime, Any]):
+    """An instant, as every option that takes one reads it: ISO 8601 with an offset or `Z`; a
+    time without one is in the zone of --tz (default UTC); a date alone is midnight there.
+    The result is timezone-aware, in UTC."""
+
+    name = "instant"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, datetime) and value.tzinfo is not None:
+            return value
+        text = str(value).strip()
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            self.fail(
+                f"{text!r} is not a date or a time: use ISO 8601, e.g. 2026-03-01, "
+                "2026-03-01T09:30 (in --tz) or 2026-03-01T09:30:00+01:00",
+                param,
+                ctx,
+            )
+        if moment.tzinfo is None:
+            found = ctx.find_object(State) if ctx is not None else None
+            moment = moment.replace(tzinfo=found.tz if found is not None else UTC)
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:
+            side = "before year 1" if moment.year < 5000 else "after year 9999"
+            self.fail(f"{text!r} is out of range: in UTC it falls {side}", param, ctx)
+
+
+INSTANT = Instant()
+
+
 def global_options(command: F) -> F:
-    """--db, --actor, --reason and --json, accepted before or after the subcommand."""
+    """--db, --actor, --reason, --json and --tz, accepted before or after the subcommand."""
     for option in reversed(
         [
             click.option(
@@ -182,6 +298,15 @@ def global_options(command: F) -> F:
                 expose_value=False,
                 callback=_set("as_json"),
                 help="Machine-readable output.",
+            ),
+            click.option(
+                "--tz",
+                type=TimeZone(),
+                is_eager=True,  # before the options whose times it places
+                expose_value=False,
+                callback=_set("tz"),
+                help="The time zone of dates and times given without an offset (IANA name; "
+                "default UTC).",
             ),
         ]
     ):

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from typing import Any
 
 import click
+from rich.console import Console
+from rich.table import Table
 
 from ledger.application import UNSET
-from ledger.cli.state import global_options, state
+from ledger.cli.state import INSTANT, global_options, state
 
 command_id_option = click.option(
     "--command-id", default=None, help="Idempotency key: a second run records nothing."
@@ -44,6 +47,13 @@ def role_define(name: str, description: str | None, command_id: str | None) -> N
     s.emit_result(result, f"role {name!r} defined")
 
 
+@role.command("list")
+@global_options
+def role_list() -> None:
+    """The user roles defined, with their descriptions."""
+    _list_roles("Roles", state().reads.list_roles())
+
+
 @click.group("account-role")
 def account_role() -> None:
     """Account roles (such as Consultancy)."""
@@ -61,6 +71,27 @@ def account_role_define(name: str, description: str | None, command_id: str | No
         name, description, actor=s.who, reason=s.reason, command_id=command_id
     )
     s.emit_result(result, f"account role {name!r} defined")
+
+
+@account_role.command("list")
+@global_options
+def account_role_list() -> None:
+    """The account roles defined, with their descriptions."""
+    _list_roles("Account roles", state().reads.list_account_roles())
+
+
+def _list_roles(title: str, roles: list[Any]) -> None:
+    rows = [role.model_dump(mode="json") for role in roles]
+
+    def table(console: Console) -> None:
+        shown = Table(title=title)
+        shown.add_column("name")
+        shown.add_column("description")
+        for row in rows:
+            shown.add_row(row["name"], row["description"] or "-")
+        console.print(shown)
+
+    state().emit(rows, table)
 
 
 # -- accounts -----------------------------------------------------------------------------------
@@ -346,12 +377,12 @@ def user_reactivate(user_ref: str, command_id: str | None) -> None:
 
 @user.command("record-login")
 @click.argument("user_ref", metavar="USER")
-@click.option("--at", help="When (ISO 8601 with offset); default now.")
+@click.option("--at", type=INSTANT, help="When (a date or a time; see --tz); default now.")
 @click.option("--ip", help="The login's IP address.")
 @command_id_option
 @global_options
 def user_record_login(
-    user_ref: str, at: str | None, ip: str | None, command_id: str | None
+    user_ref: str, at: datetime | None, ip: str | None, command_id: str | None
 ) -> None:
     """Record a login (the user is the actor)."""
     s = state()
@@ -361,10 +392,10 @@ def user_record_login(
 
 @user.command("record-last-seen")
 @click.argument("user_ref", metavar="USER")
-@click.option("--at", help="When (ISO 8601 with offset); default now.")
+@click.option("--at", type=INSTANT, help="When (a date or a time; see --tz); default now.")
 @command_id_option
 @global_options
-def user_record_last_seen(user_ref: str, at: str | None, command_id: str | None) -> None:
+def user_record_last_seen(user_ref: str, at: datetime | None, command_id: str | None) -> None:
     """Record that the user was seen (at most once per LEDGER_LAST_SEEN_RESOLUTION seconds)."""
     s = state()
     result = s.ledger.record_last_seen(s.user_id(user_ref), at=at, command_id=command_id)
@@ -411,11 +442,13 @@ def annotation() -> None:
 
 @annotation.command("add")
 @click.argument("account_ref", metavar="ACCOUNT")
-@click.option("--content", required=True)
-@click.option("--start", required=True, help="ISO 8601 with offset.")
-@click.option("--end", required=True, help="ISO 8601 with offset, after --start.")
-@click.option("--source", help="A source name.")
-@click.option("--source-user", help="Or the user who is the source (id or email).")
+@click.option("--content", required=True, help="The text (1-1024 characters).")
+@click.option("--start", required=True, type=INSTANT, help="Start of the annotated period.")
+@click.option("--end", required=True, type=INSTANT, help="End of the period, after --start.")
+@click.option("--source", help="The source's name (give this or --source-user).")
+@click.option(
+    "--source-user", help="Or the user who is the source, by id or email (not with --source)."
+)
 @click.option(
     "--type",
     "kind",
@@ -423,21 +456,30 @@ def annotation() -> None:
     show_default=True,
     type=click.Choice(["alert", "holiday", "label", "feedback", "warning", "error"]),
 )
-@click.option("--belief-time", help="ISO 8601 with offset.")
+@click.option(
+    "--belief-time",
+    type=INSTANT,
+    help="When the annotation was believed (optional; none unless given). `query annotations "
+    "--beliefs-after/--beliefs-before` filter on it.",
+)
 @command_id_option
 @global_options
 def annotation_add(
     account_ref: str,
     content: str,
-    start: str,
-    end: str,
+    start: datetime,
+    end: datetime,
     source: str | None,
     source_user: str | None,
     kind: str,
-    belief_time: str | None,
+    belief_time: datetime | None,
     command_id: str | None,
 ) -> None:
-    """Add an annotation to ACCOUNT; prints its id (an identical one is not added twice)."""
+    """Add an annotation to ACCOUNT; prints its id (an identical one is not added twice).
+
+    Name its source with exactly one of --source (a name) and --source-user (a user).
+    Instants are dates or times (see --tz).
+    """
     s = state()
     if (source is None) == (source_user is None):
         raise click.UsageError("give exactly one of --source and --source-user")

@@ -3,12 +3,27 @@ read models (projector, queries, API, CLI, tests, benchmark)."""
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
+from contextlib import closing
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import URL
+import psycopg
+from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import NullPool
 
-from ledger.storage.settings import parse
+from ledger.storage.settings import (
+    asks_read_only,
+    parse,
+    read_only_uri,
+    read_only_url,
+    sqlite_file,
+    url_shown,
+)
+
+SECRETS_TABLE = "ledger_secrets"
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 WRITER_CACHE_KIB = 32 * 1024
@@ -19,6 +34,8 @@ def sqlalchemy_url(url: str) -> URL:
     parsed = parse(url)
     if parsed.get_backend_name() == "postgresql":
         return parsed.set(drivername="postgresql+psycopg")
+    if asks_read_only(url):
+        return make_url(read_only_url(url))
     return parsed
 
 
@@ -31,12 +48,15 @@ def open_engine(url: str, *, writer: bool = False) -> Engine:
         return create_engine(target, pool_pre_ping=True)
     engine = create_engine(target)
 
+    read_only = asks_read_only(url)
+
     @event.listens_for(engine, "connect")
     def _configure(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        if not read_only:  # a read-only file keeps its journal mode
+            cursor.execute("PRAGMA journal_mode = WAL")
         cursor.close()
 
     if writer:
@@ -59,3 +79,77 @@ def open_engine(url: str, *, writer: bool = False) -> Engine:
     # Readers run in autocommit: each statement sees a consistent snapshot of its own, and a
     # point query costs no BEGIN/ROLLBACK round.
     return engine
+
+
+def holds_ledger(url: str, secret: str) -> bool:
+    """Whether the database holds a ledger: the secret named `secret`, made when the ledger
+    was set up. Asked without writing: a missing SQLite file is not created, nor is an
+    existing one switched to WAL mode (as eventsourcing does on connecting)."""
+    path = sqlite_file(url)
+    query = f"SELECT 1 FROM {SECRETS_TABLE} WHERE name = ?"
+    if path is not None:
+        if not path.is_file():
+            return False
+        with closing(sqlite3.connect(read_only_uri(path), uri=True)) as conn:
+            tables = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+            if conn.execute(tables, (SECRETS_TABLE,)).fetchone() is None:
+                return False
+            return conn.execute(query, (secret,)).fetchone() is not None
+    engine = create_engine(sqlalchemy_url(url), poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            if not inspect(conn).has_table(SECRETS_TABLE):
+                return False
+            found = conn.execute(text(query.replace("?", ":name")), {"name": secret})
+            return found.first() is not None
+    finally:
+        engine.dispose()
+
+
+def missing_ledger(url: str) -> str:
+    """Why `holds_ledger` said no, in a few words."""
+    path = sqlite_file(url)
+    return "the file does not exist" if path and not path.exists() else "the database holds none"
+
+
+def storage_problem(error: BaseException, url: str) -> str | None:
+    """One line saying what went wrong with the database at `url` when `error` (or an error it
+    wraps) is the disk being full or the database being read-only; None for anything else."""
+    cause = _driver_error(error)
+    path = sqlite_file(url)
+    url = url_shown(url)
+    if isinstance(cause, psycopg.errors.DiskFull):
+        return f"disk full: the PostgreSQL server of {url} has no space left; nothing was recorded"
+    if isinstance(cause, psycopg.errors.ReadOnlySqlTransaction):
+        return f"{url} is read-only: nothing was recorded"
+    if not isinstance(cause, sqlite3.Error):
+        return None
+    name = getattr(cause, "sqlite_errorname", "")
+    if name == "SQLITE_FULL" or (name.startswith("SQLITE_IOERR") and _no_space(path)):
+        return f"disk full: cannot write to {url}; nothing was recorded"
+    if name.startswith("SQLITE_READONLY"):
+        return f"{url} is read-only: nothing was recorded"
+    return None
+
+
+def _driver_error(error: BaseException) -> BaseException | None:
+    """The sqlite3 or psycopg error behind eventsourcing's and SQLAlchemy's wrappers."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, sqlite3.Error | psycopg.Error):
+            return current
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+    return None
+
+
+def _no_space(path: Path | None) -> bool:
+    """Whether the file system holding the SQLite file has no room left (SQLite reports a
+    full disk as an I/O error when its shared-memory file cannot grow)."""
+    if path is None:
+        return False
+    try:
+        return shutil.disk_usage(path.parent).free < 64 * 1024
+    except OSError:
+        return False

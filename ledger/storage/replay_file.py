@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Final
 
 from ledger.errors import ValidationError
-from ledger.storage.settings import parse
+from ledger.storage.settings import sqlite_file
 
 TABLE: Final = "ledger_replay"
 
@@ -55,8 +55,8 @@ def read_file(path: Path) -> ReplayMark | None:
     if not path.is_file():
         return None
     try:
-        # mode=rw: never create the file; the connection is only read from
-        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True)
+        # mode=ro: never create nor change the file
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     except sqlite3.Error:
         return None
     try:
@@ -73,10 +73,8 @@ def read_file(path: Path) -> ReplayMark | None:
 
 def read(url: str) -> ReplayMark | None:
     """The mark of the database at `url` (a replay is always a SQLite file)."""
-    parsed = parse(url)
-    if parsed.get_backend_name() != "sqlite" or not parsed.database:
-        return None
-    return read_file(Path(parsed.database))
+    path = sqlite_file(url)
+    return None if path is None else read_file(path)
 
 
 def refuse(url: str, why: str) -> None:
