@@ -16,6 +16,7 @@ from ledger.storage.settings import (
     is_postgres,
     is_writable,
     read_only_url,
+    same_database,
     url_shown,
 )
 from projections import tables as t
@@ -43,9 +44,9 @@ class ReadModel(Queries):
     ) -> None:
         """`source`: the ledger whose events to project (default: the one at `url`); a
         point-in-time replay projects another database's events into a file of its own.
-        `sealed`: whether personal data stays sealed with its user's key (default: unless
-        `source` is given, as the keys stay in the source's database; see
-        `projections.personal`). `read_only` (by default: when the database cannot be
+        `sealed`: whether personal data stays sealed with its user's key (default: when the
+        events come from this database's own ledger, whose keys open it; a replay into a file
+        of its own holds it in the open, see `projections.personal`). `read_only` (by default: when the database cannot be
         written, as `Ledger`): answer from the read models as they are; they cannot be built
         or caught up."""
         given = database_url(url)
@@ -59,7 +60,9 @@ class ReadModel(Queries):
         self.url = read_only_url(given) if self.read_only else given
         self.page_size = page_size
         self._source = source
-        self.sealed = source is None if sealed is None else sealed
+        if sealed is None:  # the keys are in the source's database: sealed only beside them
+            sealed = source is None or same_database(source.url, given)
+        self.sealed = sealed
         self.engine: Engine = open_engine(self.url)
         self.reader = PreparedReader(self.engine)
         self.personal = PersonalData(self.engine)

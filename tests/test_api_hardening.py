@@ -239,6 +239,7 @@ def test_an_invalid_setting_stops_the_server_at_start_up(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch, variable: str, value: str
 ) -> None:
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    Ledger(url).close()  # a ledger to serve: without one, serve refuses before any setting
     monkeypatch.setenv(variable, value)
     with pytest.raises(ValidationError, match=f"{variable} must be a whole number"):
         create_app(url)

@@ -497,7 +497,7 @@ def test_a_digest_is_checked_before_it_is_believed(history: Ledger, tmp_path: Pa
 def test_report_options_are_checked(history: Ledger, tmp_path: Path) -> None:
     base = ("--db", history.url, "audit", "report")
     one_line_error(shell(*base, "dormant", "--days", str(10**20)), "invalid days")
-    one_line_error(shell(*base, "dormant", "--days", "-5"), "invalid days -5")
+    assert shell(*base, "dormant", "--days", "-5").exit_code == 2  # click's range: a usage error
     assert shell(*base, "dormant", "--days", "1e20").exit_code == 2
     one_line_error(
         shell(*base, "dormant", "--out", str(tmp_path / "no-such-folder" / "x.csv")),

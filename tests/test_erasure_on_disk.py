@@ -169,3 +169,25 @@ def test_an_open_transaction_delays_the_wipe_and_says_so(
     assert led.erase_user(user_id, actor=ADMIN, reason="GDPR request 4711") is False
     assert len(event_names(led)) == count
     assert on_disk(url, needles) == set()
+
+
+def test_projected_by_the_cli_the_read_models_hold_nothing_in_the_open(url: str) -> None:
+    from click.testing import CliRunner
+
+    from ledger.cli import main
+
+    led = Ledger(url)
+    try:
+        acme = led.create_account("Acme", actor=ADMIN)
+        led.create_user(EMAIL, account_id=acme, actor=ADMIN, username=USERNAME)
+        plain = {
+            name: value.encode()
+            for name, value in (("email", STORED_EMAIL), ("username", USERNAME))
+        }
+        for command in (["project"], ["query", "users"], ["audit", "report", "access-review"]):
+            result = CliRunner().invoke(main, ["--db", url, *command])
+            assert result.exit_code == 0, result.output
+        assert STORED_EMAIL in result.output  # opened for the reader
+        assert on_disk(url, plain) == set()
+    finally:
+        led.close()

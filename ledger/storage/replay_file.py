@@ -55,8 +55,9 @@ def read_file(path: Path) -> ReplayMark | None:
     if not path.is_file():
         return None
     try:
-        # mode=ro: never create nor change the file
-        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        # mode=rw: never create the file; it is only read from, and (unlike mode=ro) the
+        # connection removes on closing the -shm file that reading a WAL database makes
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True)
     except sqlite3.Error:
         return None
     try:

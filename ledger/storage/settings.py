@@ -80,6 +80,19 @@ def url_shown(url: str) -> str:
     return parse(url).render_as_string(hide_password=True)
 
 
+def same_database(url: str, other: str) -> bool:
+    """Whether two URLs name the same database, however each was written."""
+    path, other_path = sqlite_file(url), sqlite_file(other)
+    if path is not None or other_path is not None:
+        return path == other_path
+    first, second = parse(url), parse(other)
+    return (first.host, first.port or 5432, first.database) == (
+        second.host,
+        second.port or 5432,
+        second.database,
+    )
+
+
 def asks_read_only(url: str) -> bool:
     """Whether the URL opens its SQLite file read-only (`?mode=ro` or `immutable=1`)."""
     parsed = parse(url)
