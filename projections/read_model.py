@@ -46,9 +46,9 @@ class ReadModel(Queries):
         point-in-time replay projects another database's events into a file of its own.
         `sealed`: whether personal data stays sealed with its user's key (default: when the
         events come from this database's own ledger, whose keys open it; a replay into a file
-        of its own holds it in the open, see `projections.personal`). `read_only` (by default: when the database cannot be
-        written, as `Ledger`): answer from the read models as they are; they cannot be built
-        or caught up."""
+        of its own holds it in the open, see `projections.personal`). `read_only` (by default:
+        when the database cannot be written, as `Ledger`): answer from the read models as they
+        are; they cannot be built or caught up."""
         given = database_url(url)
         self.shown_url = url_shown(given)
         # a point-in-time replay file holds read models, not a log: nothing more to project,
