@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,7 +11,7 @@ from uuid import uuid4
 from ledger.application import Ledger
 from ledger.audit import integrity
 from ledger.errors import ValidationError
-from ledger.storage import replay_file
+from ledger.storage import replay_file, sqlite_files
 from projections import ReadModel
 from projections.comparison import differences, table_rows
 
@@ -63,7 +64,13 @@ def _check_target(target: Path) -> None:
         raise ValidationError(
             f"invalid out {str(target)!r}: the folder {str(target.parent)!r} does not exist"
         )
-    present = [path for path in (target, *_companions(target)) if path.exists()]
+    companion_of = sqlite_files.database_of_companion(target)
+    if companion_of is not None:
+        raise ValidationError(
+            f"invalid out {str(target)!r}: it is named as a companion file of the database "
+            f"{str(companion_of)!r}, which SQLite would read or delete: name another file"
+        )
+    present = [path for path in (target, *_companions(target)) if os.path.lexists(path)]
     if present and replay_file.read_file(target) is None:
         raise ValidationError(
             f"invalid out {str(target)!r}: {str(present[0])!r} exists and is not a replay "

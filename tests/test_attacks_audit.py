@@ -1,0 +1,85 @@
+"""Attacks on the audit trail from outside: the database edited directly, outputs aimed at
+files they must not touch. Each test is an attack that once succeeded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ledger import Ledger
+from tests.conftest import ADMIN
+from tests.test_audit import Clock, one_line_error, shell
+
+
+@pytest.fixture
+def history(url: str) -> Ledger:
+    """Roles, an account, three users with grants and logins, a revocation, an erasure."""
+    led = Ledger(url, clock=Clock())
+    for role in ("admin", "consultant"):
+        led.define_role(role, actor=ADMIN)
+    acme = led.create_account("Acme", actor=ADMIN)
+    users = [
+        led.create_user(f"u{i}@acme.org", account_id=acme, actor=ADMIN, roles=["admin"])
+        for i in range(3)
+    ]
+    for user in users:
+        led.record_login(user, ip="192.0.2.1")
+    led.revoke_role(users[1], "admin", actor=ADMIN, reason="JIRA-2")
+    led.erase_user(users[2], actor=ADMIN, reason="GDPR")
+    return led
+
+
+def sqlite_path(led: Ledger) -> Path:
+    if not led.url.startswith("sqlite"):
+        pytest.skip("the ledger is a file on SQLite only")
+    return Path(led.url.removeprefix("sqlite:///"))
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir()) if path.is_file()}
+
+
+def report_into(led: Ledger, out: Path) -> Any:
+    return shell("--db", led.url, "audit", "report", "privileged", "--out", str(out))
+
+
+def replay_into(led: Ledger, out: Path) -> Any:
+    return shell("--db", led.url, "audit", "replay", "--until", "2026-01-03", "--out", str(out))
+
+
+def test_a_report_never_overwrites_the_ledger_or_its_write_ahead_log(history: Ledger) -> None:
+    path = sqlite_path(history)
+    events = history.recorder.max_notification_id()
+    for out in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        before = files_of(path.parent)
+        one_line_error(report_into(history, out), "SQLite", "never overwrites")
+        assert files_of(path.parent) == before
+    assert shell("--db", history.url, "audit", "verify").stdout.startswith(f"intact: {events}")
+
+
+def test_a_report_never_overwrites_a_replay_file(history: Ledger, tmp_path: Path) -> None:
+    out = tmp_path / "then.db"
+    assert replay_into(history, out).exit_code == 0
+    before = out.read_bytes()
+    one_line_error(report_into(history, out), "is a SQLite database")
+    assert out.read_bytes() == before
+
+
+def test_a_replay_is_never_named_as_the_ledgers_journal(history: Ledger) -> None:
+    """SQLite takes `ledger.db-journal` for a hot journal of ledger.db, and deletes it the
+    next time the ledger is opened: the replay would be reported written, then vanish."""
+    path = sqlite_path(history)
+    journal = Path(f"{path}-journal")
+    one_line_error(replay_into(history, journal), "companion file", str(path))
+    assert not journal.exists()
+
+
+def test_a_replay_never_replaces_a_symbolic_link_it_did_not_make(
+    history: Ledger, tmp_path: Path
+) -> None:
+    link = tmp_path / "then.db"
+    link.symlink_to(tmp_path / "elsewhere.db")  # dangling: nothing to read behind it
+    one_line_error(replay_into(history, link), "not a replay file", "untouched")
+    assert link.is_symlink() and not (tmp_path / "elsewhere.db").exists()
