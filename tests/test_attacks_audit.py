@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from ledger import Ledger
+from ledger.storage import chain
 from tests.conftest import ADMIN
-from tests.test_audit import Clock, one_line_error, shell
+from tests.test_audit import Clock, events_table, one_line_error, raw, shell, verify
 
 
 @pytest.fixture
@@ -83,3 +84,42 @@ def test_a_replay_never_replaces_a_symbolic_link_it_did_not_make(
     link.symlink_to(tmp_path / "elsewhere.db")  # dangling: nothing to read behind it
     one_line_error(replay_into(history, link), "not a replay file", "untouched")
     assert link.is_symlink() and not (tmp_path / "elsewhere.db").exists()
+
+
+def test_an_event_slipped_in_below_the_first_position_is_found(history: Ledger) -> None:
+    """The aggregates load every row of theirs, whatever its position: a grant written at
+    position 0 changed what the write side decides while verify called the log intact."""
+    table, column = events_table(history)
+    u1 = history.resolve_user("u1@acme.org")
+    ids = (u1.hex if history.url.startswith("sqlite") else str(u1),)
+    grant = history.side.select_one(
+        f"SELECT topic, state FROM {table} WHERE topic LIKE ? ORDER BY {column} LIMIT 1",
+        ("%RoleGranted",),
+    )
+    version = history.side.select_one(
+        f"SELECT max(originator_version) AS v FROM {table} WHERE originator_id = ?", ids
+    )
+    assert grant is not None and version is not None
+    for position in (0, -7):
+        raw(
+            history,
+            f"INSERT INTO {table} ({column}, originator_id, originator_version, topic, state) "
+            "VALUES (?, ?, ?, ?, ?)",
+            position,
+            *ids,
+            version["v"] + 1,
+            grant["topic"],
+            bytes(grant["state"]),
+        )
+        assert verify(history) == (False, position)
+        found = shell("--db", history.url, "audit", "verify")
+        assert found.exit_code == 1 and f"BROKEN at position {position}" in found.stdout
+        # a forged link for it from the genesis: the first real event no longer follows
+        link = chain.link_of(
+            chain.GENESIS, position, str(u1), version["v"] + 1, grant["topic"], grant["state"]
+        )
+        raw(history, "INSERT INTO ledger_chain (position, hash) VALUES (?, ?)", position, link)
+        assert not verify(history)[0]
+        raw(history, "DELETE FROM ledger_chain WHERE position = ?", position)
+        raw(history, f"DELETE FROM {table} WHERE {column} = ?", position)
+    assert verify(history) == (True, None)
