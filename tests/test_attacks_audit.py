@@ -3,6 +3,8 @@ files they must not touch. Each test is an attack that once succeeded."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -123,3 +125,22 @@ def test_an_event_slipped_in_below_the_first_position_is_found(history: Ledger) 
         raw(history, "DELETE FROM ledger_chain WHERE position = ?", position)
         raw(history, f"DELETE FROM {table} WHERE {column} = ?", position)
     assert verify(history) == (True, None)
+
+
+def test_a_replay_into_a_read_only_folder_is_one_line(history: Ledger, tmp_path: Path) -> None:
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    if os.geteuid() == 0:  # root writes through permissions: a read-only mount stops it
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro", "tmpfs", str(folder)])
+        if mounted.returncode != 0:
+            pytest.skip("root, and no read-only mount to be had")
+    else:
+        folder.chmod(0o555)
+    try:
+        one_line_error(replay_into(history, folder / "then.db"), "cannot be written")
+        assert list(folder.iterdir()) == []
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["umount", str(folder)], check=True)
+        else:
+            folder.chmod(0o755)

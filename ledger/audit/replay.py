@@ -57,12 +57,18 @@ def _companions(path: Path) -> tuple[Path, Path]:
 
 def _check_target(target: Path) -> None:
     """Refuse an `out` that replay may not write: a folder, a file in a folder that does not
-    exist, or an existing file that is not a replay (such as the ledger itself)."""
+    exist or cannot be written, or an existing file that is not a replay (such as the ledger
+    itself)."""
     if target.is_dir():
         raise ValidationError(f"invalid out {str(target)!r}: it is a folder, not a file")
     if not target.parent.is_dir():
         raise ValidationError(
             f"invalid out {str(target)!r}: the folder {str(target.parent)!r} does not exist"
+        )
+    if not os.access(target.parent, os.W_OK | os.X_OK):
+        raise ValidationError(
+            f"invalid out {str(target)!r}: the folder {str(target.parent)!r} cannot be written "
+            "(read-only, or no permission)"
         )
     companion_of = sqlite_files.database_of_companion(target)
     if companion_of is not None:
