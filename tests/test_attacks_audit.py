@@ -144,3 +144,13 @@ def test_a_replay_into_a_read_only_folder_is_one_line(history: Ledger, tmp_path:
             subprocess.run(["umount", str(folder)], check=True)
         else:
             folder.chmod(0o755)
+
+
+@pytest.mark.parametrize("removed", ["ledger_chain", "events"])
+def test_no_digest_of_a_chain_that_is_not_the_logs(history: Ledger, removed: str) -> None:
+    """Links all deleted: the digest said position 0 (the empty log) over a log of events;
+    events all deleted: it gave the head of a log that was gone."""
+    table, _ = events_table(history)
+    raw(history, f"DELETE FROM {table if removed == 'events' else removed}")
+    one_line_error(shell("--db", history.url, "audit", "digest"), "no digest", "position")
+    one_line_error(shell("--db", history.url, "audit", "report", "privileged"), "NOT VERIFIED")

@@ -93,11 +93,21 @@ EMPTY: Final = "empty log: nothing to verify"
 
 
 def digest(led: Ledger) -> Digest:
+    """The last link, which must be the last event's: a digest kept elsewhere is what later
+    verifies are trusted against, so a chain whose head is not the log's (links deleted, or
+    events deleted from the end) gives none. NotVerified says so."""
     head = led.side.select_one(chain.SELECT_HEAD, ())
+    last = led.recorder.max_notification_id() or 0
     now = datetime.now(UTC).isoformat()
+    position = 0 if head is None else int(head["position"])
+    if position != last:
+        raise NotVerified(
+            f"no digest: the chain's last link is at position {position}, the log's last "
+            f"event at {last}; see `ledger audit verify`"
+        )
     if head is None:
         return Digest(position=0, hash=chain.GENESIS, time=now)
-    return Digest(position=int(head["position"]), hash=str(head["hash"]), time=now)
+    return Digest(position=position, hash=str(head["hash"]), time=now)
 
 
 def verify(led: Ledger, kept: Digest | None = None) -> Verification:
