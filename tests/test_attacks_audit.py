@@ -3,6 +3,7 @@ files they must not touch. Each test is an attack that once succeeded."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 from ledger import Ledger
 from ledger.storage import chain
+from projections import ReadModel
 from tests.conftest import ADMIN
 from tests.test_audit import Clock, events_table, one_line_error, raw, shell, verify
 
@@ -154,3 +156,28 @@ def test_no_digest_of_a_chain_that_is_not_the_logs(history: Ledger, removed: str
     raw(history, f"DELETE FROM {table if removed == 'events' else removed}")
     one_line_error(shell("--db", history.url, "audit", "digest"), "no digest", "position")
     one_line_error(shell("--db", history.url, "audit", "report", "privileged"), "NOT VERIFIED")
+
+
+def test_reports_never_show_values_edited_into_the_read_models(history: Ledger) -> None:
+    """The chain proves the events, not the read-model tables: a revocation undone and an
+    actor renamed there appeared in reports stamped with the verified head."""
+    live = ReadModel(history.url)
+    live.catch_up()
+    live.close()
+    raw(history, "UPDATE role_grants SET revoked_at = NULL WHERE role = ?", "admin")
+    raw(history, "UPDATE audit_log SET actor = ? WHERE event = ?", "cli:mallory", "RoleRevoked")
+    found = shell("--db", history.url, "audit", "check")
+    assert found.exit_code == 1 and "cli:mallory" in found.stdout
+    shown = shell(
+        "--db", history.url, "audit", "report", "all", "--format", "json",
+        "--since", "2026-01-01", "--until", "2026-02-01", "--at", "2026-02-01",
+    )  # fmt: skip
+    assert shown.exit_code == 0, shown.output
+    data = json.loads(shown.stdout)
+    assert data["verified"] is not None
+    admins = {row["email"] for row in data["reports"]["privileged"] if row["role"] == "admin"}
+    assert admins == {"u0@acme.org"}
+    actors = {row["actor"] for row in data["reports"]["role-changes"]}
+    assert actors == {ADMIN}
+    html_page = shell("--db", history.url, "audit", "report", "all", "--format", "html")
+    assert html_page.exit_code == 0 and "cli:mallory" not in html_page.stdout
