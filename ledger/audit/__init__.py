@@ -4,7 +4,10 @@ the read side."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -125,11 +128,30 @@ class Audit:
         `attrs["verified"]` holds the verified head {position, hash, events}, or None with
         `attrs["warning"]` when the chain is broken and `unverified` was given."""
         asked = Asked.of([name], at, since, until, days)
-        rm = self.read_model  # caught up first: the verify then covers every event it shows
         verification = self.verified(unverified=unverified)
-        frame = _report(rm, name, asked)
+        with self._reported(verification) as rm:
+            frame = _report(rm, name, asked)
         frame.attrs.update(verified_block(verification))
         return frame
+
+    @contextlib.contextmanager
+    def _reported(self, verification: Verification) -> Iterator[ReadModel]:
+        """The read models a report is made from: on a verified chain, a fresh replay of the
+        events verified (the live read models are tables anyone with the database can edit,
+        and the chain says nothing of them); on a broken one (NOT VERIFIED), the live ones."""
+        if not verification.ok:
+            yield self.read_model
+            return
+        head = 0 if verification.head is None else verification.head.position
+        with tempfile.TemporaryDirectory(prefix="ledger-report-") as folder:
+            # opened as a replay file is (the keys stay in the ledger), and deleted at the end
+            scratch = f"sqlite:///{Path(folder) / 'replay.db'}"
+            fresh = ReadModel(scratch, source=self.ledger, page_size=2000)
+            try:
+                fresh.catch_up(stop=head)
+                yield fresh
+            finally:
+                fresh.close()
 
     def render(
         self,
@@ -150,9 +172,20 @@ class Audit:
         if fmt == "csv" and len(names) != 1:
             raise ValidationError("CSV holds one report: name one, not 'all'")
         asked = Asked.of(names, at, since, until, days)
-        rm = self.read_model
         verification = self.verified(unverified=unverified)
         block = verified_block(verification)
+        with self._reported(verification) as rm:
+            return self._rendered(rm, names, fmt, asked, verification, block)
+
+    def _rendered(
+        self,
+        rm: ReadModel,
+        names: list[str],
+        fmt: str,
+        asked: Asked,
+        verification: Verification,
+        block: dict[str, Any],
+    ) -> str:
         frames = {name: _report(rm, name, asked) for name in names}
         if fmt == "csv":
             text = str(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,7 +11,7 @@ from uuid import uuid4
 from ledger.application import Ledger
 from ledger.audit import integrity
 from ledger.errors import ValidationError
-from ledger.storage import replay_file
+from ledger.storage import replay_file, sqlite_files
 from projections import ReadModel
 from projections.comparison import differences, table_rows
 
@@ -56,14 +57,26 @@ def _companions(path: Path) -> tuple[Path, Path]:
 
 def _check_target(target: Path) -> None:
     """Refuse an `out` that replay may not write: a folder, a file in a folder that does not
-    exist, or an existing file that is not a replay (such as the ledger itself)."""
+    exist or cannot be written, or an existing file that is not a replay (such as the ledger
+    itself)."""
     if target.is_dir():
         raise ValidationError(f"invalid out {str(target)!r}: it is a folder, not a file")
     if not target.parent.is_dir():
         raise ValidationError(
             f"invalid out {str(target)!r}: the folder {str(target.parent)!r} does not exist"
         )
-    present = [path for path in (target, *_companions(target)) if path.exists()]
+    if not os.access(target.parent, os.W_OK | os.X_OK):
+        raise ValidationError(
+            f"invalid out {str(target)!r}: the folder {str(target.parent)!r} cannot be written "
+            "(read-only, or no permission)"
+        )
+    companion_of = sqlite_files.database_of_companion(target)
+    if companion_of is not None:
+        raise ValidationError(
+            f"invalid out {str(target)!r}: it is named as a companion file of the database "
+            f"{str(companion_of)!r}, which SQLite would read or delete: name another file"
+        )
+    present = [path for path in (target, *_companions(target)) if os.path.lexists(path)]
     if present and replay_file.read_file(target) is None:
         raise ValidationError(
             f"invalid out {str(target)!r}: {str(present[0])!r} exists and is not a replay "

@@ -12,6 +12,7 @@ import click
 from ledger.audit import TITLES, Audit
 from ledger.cli.state import INSTANT, global_options, state
 from ledger.errors import ValidationError
+from ledger.storage import sqlite_files
 
 DIGEST_FILE_LIMIT: Final = 65_536  # bytes; a digest is about 150
 
@@ -155,6 +156,11 @@ def audit_report(
     dormant, privileged, or all of them (json, html). The integrity chain is verified first:
     a broken chain is an error (exit 1) unless --unverified."""
     names = list(TITLES) if name == "all" else [name]
+    problem = None if out is None else sqlite_files.database_problem(Path(out))
+    if problem is not None:
+        raise ValidationError(
+            f"invalid out {out!r}: {problem}, which a report never overwrites: name another file"
+        )
     with _audit() as auditor:
         text = auditor.render(
             names, fmt, at=at, since=since, until=until, days=days, unverified=unverified

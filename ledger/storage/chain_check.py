@@ -33,12 +33,13 @@ class Source:
     """Where to read: `dialect` 'sqlite' (connect: database) or 'postgresql' (connect: psycopg
     keyword arguments); `scan` selects position, originator id, version, topic, state and link
     for start <= position < stop in log order; `link_before` the link of the last event before
-    a position. Ids come as 32 hex digits."""
+    a position; `first` the lowest position of any event. Ids come as 32 hex digits."""
 
     dialect: str
     connect: dict[str, Any]
     scan: str
     link_before: str
+    first: str
 
     @classmethod
     def of(
@@ -55,6 +56,7 @@ class Source:
             f"WHERE e.{position} >= {mark} AND e.{position} < {mark} ORDER BY e.{position}",
             link_before=f"SELECT l.hash {joined} WHERE e.{position} < {mark} "
             f"ORDER BY e.{position} DESC LIMIT 1",
+            first=f"SELECT min({position}) FROM {events}",
         )
 
 
@@ -73,8 +75,16 @@ class Checked:
 def check_range(source: Source, start: int, stop: int, kept: tuple[int, str] | None) -> Checked:
     """Check the events at positions start <= p < stop, in one read transaction."""
     with _open(source) as log:
-        previous = (log.one(source.link_before, (start,)) if start > 1 else None) or GENESIS
+        previous = log.one(source.link_before, (start,)) or GENESIS
         return _check(log.pages(source.scan, (start, stop)), previous, stop, kept)
+
+
+def first_position(source: Source) -> int | None:
+    """The lowest position of any event (None: no events). The log starts at 1, but a row
+    written straight into the table may sit below: the aggregates still load it."""
+    with _open(source) as log:
+        found = log.one(source.first, ())
+        return None if found is None else int(found)
 
 
 def _check(
