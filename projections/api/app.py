@@ -440,9 +440,13 @@ def _ip_address(host: str | None) -> str | None:
 def _first_problem(error: RequestValidationError) -> str:
     """FastAPI's first complaint about a request, as one line naming the parameter."""
     detail = error.errors()[0]
-    where = [str(part) for part in detail.get("loc", ()) if part not in ("query", "path", "body")]
+    location = tuple(detail.get("loc", ()))
+    if detail.get("type") == "json_invalid":
+        return f"the request body is not valid JSON (at character {location[-1]})"
+    where = [str(part) for part in location if part not in ("query", "path", "body")]
     message = str(detail.get("msg", "invalid")).removeprefix("Value error, ")
-    if "input" in detail and detail.get("type") != "missing":
+    # a body may hold a password: only what was given in the URL is shown back
+    if "input" in detail and detail.get("type") != "missing" and location[:1] != ("body",):
         return f"invalid {'.'.join(where) or 'request'} {detail['input']!r}: {message}"
     return f"{'.'.join(where) or 'request'}: {message}"
 
