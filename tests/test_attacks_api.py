@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 from fastapi.testclient import TestClient
 
-from ledger import Ledger
+from ledger import Ledger, ValidationError
+from projections import ReadModel
 from projections.api import create_app
 from tests.conftest import ADMIN
 
@@ -85,3 +87,27 @@ def test_a_login_body_that_is_not_json_is_named_as_such(client: TestClient) -> N
     assert response.status_code == 422
     assert SECRET not in response.text
     assert response.json()["message"] == "the request body is not valid JSON (at character 38)"
+
+
+# -- a long list of sources is a query, not a crash --------------------------------------------
+
+
+def test_a_thousand_sources_in_an_annotation_search_answer(
+    client: TestClient, led: Ledger, acme: UUID
+) -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    led.add_annotation(
+        acme, content="found", start=start, end=start.replace(day=2), source="s1499", actor=ADMIN
+    )
+    admin = {"Authorization": token(client, "ann@acme.org")}
+    sources = [("source", f"s{i}") for i in range(1500)] + [("source", str(uuid4()))] * 500
+    response = client.get(f"/api/v3_0/accounts/{acme}/annotations", headers=admin, params=sources)
+    assert response.status_code == 200, response.text
+    assert [a["content"] for a in response.json()] == ["found"]
+
+
+def test_more_sources_than_a_search_takes_are_a_validation_error(
+    led: Ledger, acme: UUID, rm: ReadModel
+) -> None:
+    with pytest.raises(ValidationError, match="9000 sources given, at most 8192"):
+        rm.search_annotations(acme, source=[f"s{i}" for i in range(9000)])
