@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -111,3 +112,28 @@ def test_more_sources_than_a_search_takes_are_a_validation_error(
 ) -> None:
     with pytest.raises(ValidationError, match="9000 sources given, at most 8192"):
         rm.search_annotations(acme, source=[f"s{i}" for i in range(9000)])
+
+
+# -- the throttle counts an email however it is spelt ------------------------------------------
+
+
+def test_other_spellings_of_an_email_share_its_failed_login_budget(
+    url: str, people: dict[str, UUID], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LEDGER_LOGIN_MAX_FAILURES", "2")
+    app = create_app(url)
+    spellings = [
+        "rené@bücher.example",
+        unicodedata.normalize("NFD", "rené@bücher.example"),
+        "rené@xn--bcher-kva.example",
+        unicodedata.normalize("NFD", "rené@xn--bcher-kva.example"),
+    ]
+    statuses = []
+    for number, spelling in enumerate(spellings):  # each from an address of its own
+        with TestClient(app, client=(f"198.51.100.{number}", 50000)) as attacker:
+            response = attacker.post(
+                "/api/requestAuthToken", json={"email": spelling, "password": "guess"}
+            )
+            statuses.append(response.status_code)
+    app.state.services.close()
+    assert statuses == [401, 401, 429, 429]
