@@ -12,7 +12,9 @@ from uuid import UUID, uuid4
 import pytest
 from fastapi.testclient import TestClient
 
+import projections.projector as projector_module
 from ledger import Ledger, ValidationError
+from ledger.domain import User
 from projections import ReadModel
 from projections.api import create_app
 from tests.conftest import ADMIN
@@ -137,3 +139,26 @@ def test_other_spellings_of_an_email_share_its_failed_login_budget(
             statuses.append(response.status_code)
     app.state.services.close()
     assert statuses == [401, 401, 429, 429]
+
+
+# -- a revoked role stops granting reads at once, even while projecting fails ------------------
+
+
+def test_a_revoked_admin_reads_no_other_tenant_while_the_projection_lags(
+    client: TestClient, led: Ledger, acme: UUID, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = led.create_account("Other", actor=ADMIN)
+    ann = {"Authorization": token(client, "ann@acme.org")}
+    assert client.get(f"/api/v3_0/accounts/{other}", headers=ann).status_code == 200
+
+    def failing(*args: object) -> None:
+        raise RuntimeError("handler crashed")
+
+    monkeypatch.setitem(projector_module._HANDLERS, User.UserCreated, failing)
+    led.create_user("eve@acme.org", account_id=acme, actor=ADMIN)  # the projection stops here
+    led.revoke_role("ann@acme.org", "admin", actor=ADMIN)
+    response = client.get(f"/api/v3_0/accounts/{other}", headers=ann)
+    assert client.get("/api/ops/ping").json()["projection"] == "failing"
+    assert response.status_code == 403, response.text
+    listed = client.get("/api/v3_0/accounts", headers=ann).json()
+    assert [account["name"] for account in listed] == ["Acme"]

@@ -194,14 +194,15 @@ def create_app(url: str | None = None) -> FastAPI:
 
     def caller(authorization: Annotated[str | None, Depends(token_header)]) -> Principal:
         try:
-            user_id = services.tokens.authenticate(authorization)
+            recorded = services.tokens.authenticate(authorization)
         except Unauthorized as error:
             raise ApiError(401, str(error)) from None
-        rm = services.reads()
-        user = rm.get_user(user_id)
+        user = services.reads().get_user(recorded.id)
         if user is None:
             raise ApiError(401, "the token no longer grants access")
-        return Principal(user=user, roles=frozenset(rm.roles(user_id)))
+        # the roles as recorded, not as projected: a revoked role stops granting reads at once,
+        # also while the read models lag behind the log
+        return Principal(user=user, roles=frozenset(recorded.roles))
 
     Caller = Annotated[Principal, Depends(caller)]
 
