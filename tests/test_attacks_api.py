@@ -3,12 +3,19 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
 import unicodedata
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -154,7 +161,8 @@ def test_a_revoked_admin_reads_no_other_tenant_while_the_projection_lags(
     def failing(*args: object) -> None:
         raise RuntimeError("handler crashed")
 
-    monkeypatch.setitem(projector_module._HANDLERS, User.UserCreated, failing)
+    handlers: dict[Any, Any] = projector_module._HANDLERS
+    monkeypatch.setitem(handlers, User.UserCreated, failing)
     led.create_user("eve@acme.org", account_id=acme, actor=ADMIN)  # the projection stops here
     led.revoke_role("ann@acme.org", "admin", actor=ADMIN)
     response = client.get(f"/api/v3_0/accounts/{other}", headers=ann)
@@ -162,3 +170,53 @@ def test_a_revoked_admin_reads_no_other_tenant_while_the_projection_lags(
     assert response.status_code == 403, response.text
     listed = client.get("/api/v3_0/accounts", headers=ann).json()
     assert [account["name"] for account in listed] == ["Acme"]
+
+
+# -- X-Forwarded-For picks no address unless a proxy is trusted --------------------------------
+
+
+def failed_logins_from_spoofed_addresses(url: str, trusted_proxies: str | None) -> list[int]:
+    """Two failed logins to a real `ledger serve` (one failure allowed), each claiming another
+    client address in X-Forwarded-For: their statuses."""
+    environment = {**os.environ, "LEDGER_LOGIN_MAX_FAILURES": "1"}
+    environment.pop("FORWARDED_ALLOW_IPS", None)
+    if trusted_proxies is not None:
+        environment["FORWARDED_ALLOW_IPS"] = trusted_proxies
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    command = [str(Path(sys.executable).parent / "ledger"), "--db", url, "serve", "--port"]
+    server = subprocess.Popen(
+        [*command, str(port)], env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/api/ops/ping", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert server.poll() is None, server.stderr.read() if server.stderr else ""
+                assert time.monotonic() < deadline, "ledger serve did not start"
+                time.sleep(0.2)
+        return [
+            httpx.post(
+                f"{base}/api/requestAuthToken",
+                json={"email": f"nobody{number}@acme.org", "password": "guess"},
+                headers={"X-Forwarded-For": f"203.0.113.{number}"},
+                timeout=30,
+            ).status_code
+            for number in range(2)
+        ]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_a_local_client_cannot_pick_its_address_for_the_throttle(
+    url: str, people: dict[str, UUID]
+) -> None:
+    assert failed_logins_from_spoofed_addresses(url, None) == [401, 429]
+    # behind a proxy named as trusted, its X-Forwarded-For is the client's address
+    assert failed_logins_from_spoofed_addresses(url, "127.0.0.1") == [401, 401]
