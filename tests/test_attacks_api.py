@@ -220,3 +220,28 @@ def test_a_local_client_cannot_pick_its_address_for_the_throttle(
     assert failed_logins_from_spoofed_addresses(url, None) == [401, 429]
     # behind a proxy named as trusted, its X-Forwarded-For is the client's address
     assert failed_logins_from_spoofed_addresses(url, "127.0.0.1") == [401, 401]
+
+
+# -- an audit log names no user of a tenant the caller may not read ----------------------------
+
+
+def test_an_audit_log_does_not_name_an_actor_from_another_tenant(
+    client: TestClient, led: Ledger, acme: UUID, people: dict[str, UUID]
+) -> None:
+    rival = led.create_account("Rival", actor=ADMIN)
+    outsider = led.create_user("mallory@rival.example", account_id=rival, actor=ADMIN)
+    led.update_user(outsider, username="mallory.private", actor=ADMIN)
+    led.set_password(people["rené"], PASSWORD, actor=str(outsider))
+    own = client.get(
+        f"/api/v3_0/users/{people['rené']}/auditlog",
+        headers={"Authorization": token(client, "rené@bücher.example")},
+    )
+    assert own.status_code == 200
+    assert "mallory" not in own.text
+    [by_outsider] = [e for e in own.json()["audit_logs"] if e["active_user_id"] == str(outsider)]
+    assert by_outsider["active_user_name"] is None
+    admin = client.get(
+        f"/api/v3_0/users/{people['rené']}/auditlog",
+        headers={"Authorization": token(client, "ann@acme.org")},
+    )
+    assert "mallory.private" in {e["active_user_name"] for e in admin.json()["audit_logs"]}
