@@ -30,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 
+from ledger.errors import ValidationError
 from ledger.validation import Moment, as_uuid, optional, role_name
 from projections import tables as t
 from projections.models import (
@@ -54,6 +55,9 @@ AUDIT_COLUMNS: Final = [
 ]
 _ANNOTATION_LIST: Final = TypeAdapter(list[AnnotationModel])
 ANNOTATION_FRAME_COLUMNS: Final = ["start", "end", "belief_time", "source", "type", "content"]
+MAX_SOURCES: Final = 8192
+"""The most sources one annotation search takes: padded, its bound values stay within what
+every supported database accepts in one statement."""
 
 
 def _moment(value: Any, what: str = "at") -> datetime | None:
@@ -427,6 +431,10 @@ def _sources(source: Any, resolve_user: Callable[[Any], UUID]) -> tuple[list[str
     wanted: Sequence[Any] = (
         list(source) if isinstance(source, Iterable) and not isinstance(source, str) else [source]
     )
+    if len(wanted) > MAX_SOURCES:
+        raise ValidationError(
+            f"invalid source: {len(wanted)} sources given, at most {MAX_SOURCES} are allowed"
+        )
     names: list[str] = []
     user_ids: list[UUID] = []
     for item in wanted:
@@ -518,9 +526,16 @@ def _annotation_search(
         conditions.append(or_(n.belief_time.is_(None), n.belief_time <= moment("beliefs_before")))
     if sources is not None:
         names, users = sources
-        by_name = [n.source_name == bindparam(f"name_{i}", type_=String()) for i in range(names)]
-        by_user = [n.source_user_id == bindparam(f"user_{i}", type_=Uuid()) for i in range(users)]
-        conditions.append(or_(false(), *by_name, *by_user))
+        # IN lists, not chains of OR: SQLite refuses an expression tree that deep
+        by_name = [bindparam(f"name_{i}", type_=String()) for i in range(names)]
+        by_user = [bindparam(f"user_{i}", type_=Uuid()) for i in range(users)]
+        conditions.append(
+            or_(
+                false(),
+                *([n.source_name.in_(by_name)] if by_name else []),
+                *([n.source_user_id.in_(by_user)] if by_user else []),
+            )
+        )
     columns: list[ColumnElement[Any]] = [t.annotations.c[name] for name in _ANNOTATION_COLUMNS]
     # the id as the driver gives it (SQLite: hex text): the model's validator makes the UUID,
     # at a fifth of the cost of SQLAlchemy's processor

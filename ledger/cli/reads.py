@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from datetime import datetime
@@ -324,7 +325,17 @@ def serve(host: str, port: int) -> None:
 
     s = state()
     s.require_ledger()
-    uvicorn.run(create_app(s.url), host=host, port=port, log_level="info")
+    # X-Forwarded-For only from the proxies named in FORWARDED_ALLOW_IPS: uvicorn would trust
+    # it from any local client, which could then pick its own address for the login throttle
+    trusted_proxies = os.environ.get("FORWARDED_ALLOW_IPS", "").strip()
+    uvicorn.run(
+        create_app(s.url),
+        host=host,
+        port=port,
+        log_level="info",
+        proxy_headers=bool(trusted_proxies),
+        forwarded_allow_ips=trusted_proxies or None,
+    )
 
 
 COMMANDS.append(serve)

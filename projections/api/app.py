@@ -194,14 +194,15 @@ def create_app(url: str | None = None) -> FastAPI:
 
     def caller(authorization: Annotated[str | None, Depends(token_header)]) -> Principal:
         try:
-            user_id = services.tokens.authenticate(authorization)
+            recorded = services.tokens.authenticate(authorization)
         except Unauthorized as error:
             raise ApiError(401, str(error)) from None
-        rm = services.reads()
-        user = rm.get_user(user_id)
+        user = services.reads().get_user(recorded.id)
         if user is None:
             raise ApiError(401, "the token no longer grants access")
-        return Principal(user=user, roles=frozenset(rm.roles(user_id)))
+        # the roles as recorded, not as projected: a revoked role stops granting reads at once,
+        # also while the read models lag behind the log
+        return Principal(user=user, roles=frozenset(recorded.roles))
 
     Caller = Annotated[Principal, Depends(caller)]
 
@@ -324,7 +325,7 @@ def create_app(url: str | None = None) -> FastAPI:
         user, account = user_or_404(rm, id)
         if not policy.can_read_user_audit_log(me, user, account):
             raise forbidden(f"the audit log of user {id}")
-        return _audit_log(rm, id)
+        return _audit_log(rm, id, me)
 
     @app.get("/api/v3_0/users/{id}/roles", response_model=schemas.UserRoles, responses=PROBLEMS)
     def user_roles(id: UUID, me: Caller, at: UtcDateTime | None = None) -> schemas.UserRoles:
@@ -367,7 +368,7 @@ def create_app(url: str | None = None) -> FastAPI:
         account = account_or_404(rm, id)
         if not policy.can_read_account_audit_log(me, account):
             raise forbidden(f"the audit log of account {id}")
-        return _audit_log(rm, id)
+        return _audit_log(rm, id, me)
 
     @app.get(
         "/api/v3_0/accounts/{id}/annotations",
@@ -440,9 +441,13 @@ def _ip_address(host: str | None) -> str | None:
 def _first_problem(error: RequestValidationError) -> str:
     """FastAPI's first complaint about a request, as one line naming the parameter."""
     detail = error.errors()[0]
-    where = [str(part) for part in detail.get("loc", ()) if part not in ("query", "path", "body")]
+    location = tuple(detail.get("loc", ()))
+    if detail.get("type") == "json_invalid":
+        return f"the request body is not valid JSON (at character {location[-1]})"
+    where = [str(part) for part in location if part not in ("query", "path", "body")]
     message = str(detail.get("msg", "invalid")).removeprefix("Value error, ")
-    if "input" in detail and detail.get("type") != "missing":
+    # a body may hold a password: only what was given in the URL is shown back
+    if "input" in detail and detail.get("type") != "missing" and location[:1] != ("body",):
         return f"invalid {'.'.join(where) or 'request'} {detail['input']!r}: {message}"
     return f"{'.'.join(where) or 'request'}: {message}"
 
@@ -462,9 +467,9 @@ def _page(
     )
 
 
-def _audit_log(rm: ReadModel, aggregate_id: UUID) -> schemas.AuditLog:
+def _audit_log(rm: ReadModel, aggregate_id: UUID, me: Principal) -> schemas.AuditLog:
     frame = rm.audit_log(aggregate_id)
-    names: dict[UUID, str] = {}  # the usernames of the actors that are users, looked up once
+    names: dict[UUID, str | None] = {}  # the actors' usernames, looked up once
     entries = []
     for row in frame.astype(object).where(frame.notna(), None).to_dict(orient="records"):
         actor = str(row["actor"])
@@ -477,7 +482,7 @@ def _audit_log(rm: ReadModel, aggregate_id: UUID) -> schemas.AuditLog:
                 event=_describe(row),
                 event_type=row["event"],
                 event_datetime=row["timestamp"],
-                active_user_name=_username(rm, actor_id, names) if actor_id else actor,
+                active_user_name=_username(rm, actor_id, me, names) if actor_id else actor,
                 active_user_id=actor_id,
                 reason=row.get("reason"),
             )
@@ -485,10 +490,18 @@ def _audit_log(rm: ReadModel, aggregate_id: UUID) -> schemas.AuditLog:
     return schemas.AuditLog(audit_logs=entries)
 
 
-def _username(rm: ReadModel, user_id: UUID, names: dict[UUID, str]) -> str:
+def _username(
+    rm: ReadModel, user_id: UUID, me: Principal, names: dict[UUID, str | None]
+) -> str | None:
+    """The acting user's username, if the caller may read that user (an actor from another
+    tenant, e.g. a consultant or a platform admin, is shown by id alone)."""
     if user_id not in names:
         user = rm.get_user(user_id)
-        names[user_id] = user.username if user else str(user_id)
+        account = None if user is None else rm.get_account(user.account_id)
+        readable = (
+            user is not None and account is not None and policy.can_read_user(me, user, account)
+        )
+        names[user_id] = user.username if readable and user else None
     return names[user_id]
 
 

@@ -91,8 +91,9 @@ class TokenService:
         }
         return str(self._serializer().dumps(claims))
 
-    def authenticate(self, header: str | None) -> UUID:
-        """The user a request's Authorization header (the token, or `Bearer <token>`) is for."""
+    def authenticate(self, header: str | None) -> User:
+        """The user a request's Authorization header (the token, or `Bearer <token>`) is for,
+        as recorded now."""
         if not header:
             raise Unauthorized("no Authorization header: request a token at /api/requestAuthToken")
         token = header.strip()
@@ -116,7 +117,7 @@ class TokenService:
             or not self._account_open(user)
         ):
             raise Unauthorized("the token no longer grants access")
-        return user_id
+        return user
 
     def _recorded_user(self, user_id: UUID) -> User | None:
         """The user as recorded now, not as projected."""

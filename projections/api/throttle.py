@@ -15,7 +15,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Final
 
+from ledger.errors import ValidationError
 from ledger.storage.settings import whole_number_setting
+from ledger.validation import Email, valid
 
 MAX_FAILURES_VARIABLE: Final = "LEDGER_LOGIN_MAX_FAILURES"
 WINDOW_VARIABLE: Final = "LEDGER_LOGIN_WINDOW"
@@ -84,8 +86,14 @@ class LoginThrottle:
 
 
 def _email_key(email: str) -> str:
-    # a digest, so that this process's memory holds no email addresses in clear
-    return "email:" + hashlib.sha256(email.strip().casefold().encode()).hexdigest()
+    """The email as the ledger finds its user (normalised: one key for every spelling of it,
+    e.g. decomposed accents or an IDNA domain), as a digest, so that this process's memory
+    holds no email addresses in clear."""
+    try:
+        spelling = valid(Email, email, "email")
+    except ValidationError:  # nobody's email: counted as given
+        spelling = email.strip()
+    return "email:" + hashlib.sha256(spelling.casefold().encode()).hexdigest()
 
 
 def _keys(email: str, address: str | None) -> list[str]:
