@@ -1,0 +1,55 @@
+"""Attacks on the command line and the Python API as an outsider makes them: instants at the
+ends of time, numbers given as instants, names the file system cannot hold, an empty --db,
+huge values echoed back. Each held attack is one that once failed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from click.testing import CliRunner, Result
+
+from ledger import Ledger
+from ledger.audit import TITLES, Audit
+from ledger.cli import main
+
+ADMIN = "cli:attacker"
+YEAR_1 = datetime(1, 1, 1, tzinfo=UTC)
+END_OF_TIME = datetime.max.replace(tzinfo=UTC)
+
+
+def run(url: str, *args: str, code: int = 0, stdin: str | None = None) -> Result:
+    result = CliRunner().invoke(main, ["--db", url, "--actor", ADMIN, *args], input=stdin)
+    assert result.exit_code == code, (args, result.stdout, result.stderr, result.exception)
+    assert "Traceback" not in result.stdout + result.stderr
+    return result
+
+
+def one_line(result: Result) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def ann(led: Ledger) -> str:
+    led.define_role("admin", actor=ADMIN)
+    account = led.create_account("Acme", actor=ADMIN)
+    led.create_user("ann@x.org", account_id=account, roles=["admin"], actor=ADMIN)
+    return "ann@x.org"
+
+
+def test_reports_reach_back_past_year_1(url: str, led: Ledger, ann: str) -> None:
+    """A report at year 1 looks a year (or `days`) further back than there is: it reports
+    what there is, not an OverflowError."""
+    with Audit(url) as audit:
+        for name in TITLES:
+            audit.report(name, at=YEAR_1, until=YEAR_1, days=90)
+            audit.report(name, at=END_OF_TIME, until=END_OF_TIME, days=36525)
+        for fmt in ("json", "html"):
+            audit.render(list(TITLES), fmt, at=YEAR_1, until=YEAR_1)
+            audit.render(list(TITLES), fmt, at=END_OF_TIME, until=END_OF_TIME)
+    for name in TITLES:
+        run(url, "audit", "report", name, "--at", "0001-01-01", "--until", "0001-01-02")
+    review = run(url, "audit", "report", "access-review", "--at", "9999-12-31T23:59:59Z")
+    assert "ann@x.org" in review.stdout
