@@ -12,6 +12,7 @@ from click.testing import CliRunner, Result
 from ledger import Ledger
 from ledger.audit import TITLES, Audit
 from ledger.cli import main
+from tests.helpers import stored_state
 
 ADMIN = "cli:attacker"
 YEAR_1 = datetime(1, 1, 1, tzinfo=UTC)
@@ -53,3 +54,16 @@ def test_reports_reach_back_past_year_1(url: str, led: Ledger, ann: str) -> None
         run(url, "audit", "report", name, "--at", "0001-01-01", "--until", "0001-01-02")
     review = run(url, "audit", "report", "access-review", "--at", "9999-12-31T23:59:59Z")
     assert "ann@x.org" in review.stdout
+
+
+def test_last_seen_at_the_end_of_time(url: str, led: Ledger, ann: str) -> None:
+    """A second last-seen after one at 9999-12-31T23:59:59 is within the resolution: it records
+    nothing and returns False (last_seen_at + resolution would be past year 9999)."""
+    assert led.record_last_seen(ann, at=datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC))
+    before = stored_state(led)
+    assert not led.record_last_seen(ann, at=datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC))
+    assert not led.record_last_seen(ann, at=datetime(2026, 1, 1, tzinfo=UTC))
+    assert stored_state(led) == before
+    shown = run(url, "user", "record-last-seen", ann, "--at", "9999-12-31T23:59:59.5Z")
+    assert "nothing recorded" in shown.stdout
+    assert stored_state(led) == before
