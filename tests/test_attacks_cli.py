@@ -4,12 +4,13 @@ huge values echoed back. Each held attack is one that once failed."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
 from click.testing import CliRunner, Result
 
-from ledger import Ledger
+from ledger import Ledger, ValidationError
 from ledger.audit import TITLES, Audit
 from ledger.cli import main
 from tests.helpers import stored_state
@@ -66,4 +67,27 @@ def test_last_seen_at_the_end_of_time(url: str, led: Ledger, ann: str) -> None:
     assert stored_state(led) == before
     shown = run(url, "user", "record-last-seen", ann, "--at", "9999-12-31T23:59:59.5Z")
     assert "nothing recorded" in shown.stdout
+    assert stored_state(led) == before
+
+
+@pytest.mark.parametrize("given", [1.5, 0, 1_772_323_200, "20260301", "1772323200", " 1e9 "])
+def test_a_number_is_not_an_instant(url: str, led: Ledger, ann: str, given: object) -> None:
+    """pydantic reads a number, or digits in a string, as seconds since 1970: "20260301" (a
+    date without its dashes) would have been recorded as 1970-08-23."""
+    before = stored_state(led)
+    with pytest.raises(ValidationError, match="not a number"):
+        led.record_login(ann, at=given)
+    with pytest.raises(ValidationError, match="not a number"):
+        led.add_annotation(
+            led.resolve_user(ann) and led.account_id_for_name("Acme"),
+            content="c",
+            start=given,
+            end="2026-03-02T00:00:00+00:00",
+            source="s",
+            actor=ADMIN,
+        )
+    assert stored_state(led) == before
+    line = {"command": "record_last_seen", "user": ann, "at": given}
+    result = run(url, "--json", "apply", "-", code=1, stdin=json.dumps(line) + "\n")
+    assert "not a number" in json.loads(result.stdout)["rejected"][0]["error"]
     assert stored_state(led) == before
