@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
@@ -91,3 +92,35 @@ def test_a_number_is_not_an_instant(url: str, led: Ledger, ann: str, given: obje
     result = run(url, "--json", "apply", "-", code=1, stdin=json.dumps(line) + "\n")
     assert "not a number" in json.loads(result.stdout)["rejected"][0]["error"]
     assert stored_state(led) == before
+
+
+def test_a_database_name_too_long(tmp_path: Path) -> None:
+    """A SQLite file name the file system cannot hold is one clear line, not an OSError
+    traceback; the Python API raises ValidationError."""
+    url = f"sqlite:///{tmp_path / ('a' * 300)}/ledger.db"
+    for args in (["role", "list"], ["role", "define", "admin"], ["query", "users"]):
+        line = one_line(run(url, *args, code=1))
+        assert "invalid database URL" in line and "File name too long" in line
+        assert len(line) < 300
+    with pytest.raises(ValidationError, match="File name too long"):
+        Ledger(url)
+    good = f"sqlite:///{tmp_path / 'ledger.db'}"
+    run(good, "role", "define", "admin")
+    out = tmp_path / ("b" * 300) / "replay.db"
+    line = one_line(
+        run(good, "audit", "replay", "--until", "2030-01-01", "--out", str(out), code=1)
+    )
+    assert "File name too long" in line and len(line) < 300
+
+
+def test_an_empty_db_option_is_no_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--db ""` names no database: refused, rather than $LEDGER_DATABASE_URL (or ./ledger.db)
+    silently taking the command."""
+    elsewhere = tmp_path / "elsewhere.db"
+    monkeypatch.setenv("LEDGER_DATABASE_URL", f"sqlite:///{elsewhere}")
+    monkeypatch.chdir(tmp_path)
+    line = one_line(run("", "role", "define", "admin", code=1))
+    assert "invalid database URL ''" in line
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValidationError, match="invalid database URL"):
+        Ledger(url="")
