@@ -1091,7 +1091,7 @@ class Ledger(Application[UUID]):
         nothing and returns False, but still finishes a wipe that was cut short."""
         user_id = self.resolve_user(user)
         if reason is None or not str(reason).strip():
-            raise ValidationError(f"invalid reason {reason!r}: erasing a user needs a reason")
+            raise ValidationError(f"invalid reason {shown(reason)}: erasing a user needs a reason")
         in_batch = self._batch_uow() is not None
 
         def handle(uow: UnitOfWork) -> bool:

@@ -124,3 +124,19 @@ def test_an_empty_db_option_is_no_database(tmp_path: Path, monkeypatch: pytest.M
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(ValidationError, match="invalid database URL"):
         Ledger(url="")
+
+
+def test_huge_values_are_echoed_cut(url: str, led: Ledger, ann: str) -> None:
+    """A user, account or instant that is not found or not understood is named cut short."""
+    huge = "a" * 100_000
+    for args in (
+        ["query", "user", huge],
+        ["query", "account", huge],
+        ["user", "deactivate", huge],
+        ["account", "close", huge],
+        ["query", "audit-log", huge],
+    ):
+        assert len(one_line(run(url, *args, code=1))) < 300, args
+    for args in (["--tz", huge, "role", "list"], ["user", "record-login", ann, "--at", huge]):
+        result = run(url, *args, code=2)
+        assert len(result.stderr) < 600, args

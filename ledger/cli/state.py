@@ -20,6 +20,7 @@ from ledger.application import Ledger
 from ledger.errors import NotFound, ValidationError
 from ledger.storage import replay_file
 from ledger.storage.settings import StorageError, database_url, sqlite_file
+from ledger.validation import shown
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -137,7 +138,7 @@ class State:
             pass
         found = self.ledger.user_id_for_email(reference)
         if found is None:
-            raise NotFound(f"user {reference!r} not found")
+            raise NotFound(f"user {shown(reference)} not found")
         return found
 
     def account_id(self, reference: str) -> UUID:
@@ -148,7 +149,7 @@ class State:
             pass
         found = self.ledger.account_id_for_name(reference)
         if found is None:
-            raise NotFound(f"account {reference!r} not found (among open accounts)")
+            raise NotFound(f"account {shown(reference)} not found (among open accounts)")
         return found
 
     # -- output ---------------------------------------------------------------------------------
@@ -230,7 +231,9 @@ class TimeZone(click.ParamType[tzinfo, Any]):
             return ZoneInfo(str(value).strip())
         except (ZoneInfoNotFoundError, ValueError, OSError):
             self.fail(
-                f"unknown time zone {value!r} (an IANA name, e.g. Europe/Amsterdam)", param, ctx
+                f"unknown time zone {shown(value)} (an IANA name, e.g. Europe/Amsterdam)",
+                param,
+                ctx,
             )
 
 
@@ -249,7 +252,7 @@ class Instant(click.ParamType[datetime, Any]):
             moment = datetime.fromisoformat(text)
         except ValueError:
             self.fail(
-                f"{text!r} is not a date or a time: use ISO 8601, e.g. 2026-03-01, "
+                f"{shown(text)} is not a date or a time: use ISO 8601, e.g. 2026-03-01, "
                 "2026-03-01T09:30 (in --tz) or 2026-03-01T09:30:00+01:00",
                 param,
                 ctx,
@@ -261,7 +264,7 @@ class Instant(click.ParamType[datetime, Any]):
             return moment.astimezone(UTC)
         except OverflowError:
             side = "before year 1" if moment.year < 5000 else "after year 9999"
-            self.fail(f"{text!r} is out of range: in UTC it falls {side}", param, ctx)
+            self.fail(f"{shown(text)} is out of range: in UTC it falls {side}", param, ctx)
 
 
 INSTANT = Instant()
