@@ -140,3 +140,38 @@ def test_huge_values_are_echoed_cut(url: str, led: Ledger, ann: str) -> None:
     for args in (["--tz", huge, "role", "list"], ["user", "record-login", ann, "--at", huge]):
         result = run(url, *args, code=2)
         assert len(result.stderr) < 600, args
+
+
+def test_names_are_shown_as_they_are_not_as_markup(url: str, led: Ledger) -> None:
+    """Rich read "[bold]boss[/bold]" as markup: the role was listed as "boss", an account
+    "[i]Evil[/i] Corp" as "Evil Corp". Every output shows a name as it is stored."""
+    role, account = "[bold]boss[/bold]", "[i]Evil[/i] Corp"
+    run(url, "role", "define", role, "[red]the boss")
+    run(url, "account", "create", account)
+    run(url, "user", "create", "ev@x.org", "--account", account, "--username", "[b]zed")
+    assert role in run(url, "user", "grant-role", "ev@x.org", role).stdout
+    assert (
+        role in run(url, "role", "list").stdout
+        and "[red]the boss" in run(url, "role", "list").stdout
+    )
+    assert account in run(url, "query", "accounts").stdout
+    assert "[b]zed" in run(url, "query", "user", "ev@x.org").stdout
+    assert role in run(url, "query", "roles", "ev@x.org").stdout
+    line = json.dumps({"command": "grant_role", "user": "ev@x.org", "role": "[bold]nope"})
+    assert "'[bold]nope'" in run(url, "apply", "-", code=1, stdin=line + "\n").stdout
+
+
+def test_control_characters_in_a_file_name_are_escaped(tmp_path: Path, url: str) -> None:
+    """A file name given with an escape sequence or a newline is named with them escaped: the
+    terminal never acts on them, and an error stays one line."""
+    name = "x\x1b[2Jy\nz"
+    missing = f"sqlite:///{tmp_path / name}.db"
+    line = one_line(run(missing, "query", "users", code=1))
+    assert "x\\x1b[2Jy\\nz" in line and "\x1b" not in line
+    run(url, "role", "define", "admin")
+    out = tmp_path / f"r{name}.db"
+    result = run(url, "audit", "replay", "--until", "2030-01-01", "--out", str(out))
+    assert "\x1b" not in result.stdout and "rx\\x1b[2Jy\\nz.db" in result.stdout
+    report = tmp_path / name
+    result = run(url, "audit", "report", "access-review", "--out", str(report))
+    assert "\x1b" not in result.stderr and report.exists()

@@ -11,6 +11,7 @@ from uuid import UUID
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from ledger.cli.state import INSTANT, State, global_options, state
 from ledger.errors import NotFound
@@ -137,7 +138,7 @@ def query_account(account_ref: str) -> None:
 
 def _record(console: Console, data: dict[str, Any]) -> None:
     for key, value in data.items():
-        console.print(f"[bold]{key}[/bold]: {_cell(value)}", highlight=False)
+        console.print(Text.assemble((key, "bold"), f": {_cell(value)}"), highlight=False)
 
 
 @query.command("users")

@@ -5,11 +5,12 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -177,7 +178,16 @@ class State:
             )
 
     def warn(self, message: str) -> None:
-        click.echo(f"warning: {message}", err=True)
+        click.echo(f"warning: {printable(message)}", err=True)
+
+
+_UNPRINTABLE: Final = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def printable(line: str) -> str:
+    """A message as one line a terminal shows as it is: its control characters (say, of a
+    file name given) escaped, never acted on."""
+    return _UNPRINTABLE.sub(lambda found: found.group().encode("unicode_escape").decode(), line)
 
 
 PIPED_WIDTH = 10_000
@@ -186,11 +196,12 @@ PIPED_WIDTH = 10_000
 
 def output_console(*, stderr: bool = False) -> Console:
     """A rich console: a terminal's width on a terminal; piped, wide enough that tables and
-    lines are never truncated nor wrapped (rich would assume 80 columns)."""
+    lines are never truncated nor wrapped (rich would assume 80 columns). Its text is shown as
+    it is: a name such as "[bold]x" is not read as rich markup."""
     stream = sys.stderr if stderr else sys.stdout
     if stream.isatty():
-        return Console(stderr=stderr)
-    return Console(stderr=stderr, width=PIPED_WIDTH)
+        return Console(stderr=stderr, markup=False)
+    return Console(stderr=stderr, width=PIPED_WIDTH, markup=False)
 
 
 def _json_default(value: Any) -> Any:
