@@ -175,3 +175,33 @@ def test_control_characters_in_a_file_name_are_escaped(tmp_path: Path, url: str)
     report = tmp_path / name
     result = run(url, "audit", "report", "access-review", "--out", str(report))
     assert "\x1b" not in result.stderr and report.exists()
+
+
+def test_odd_arguments_to_the_read_models_are_ledger_errors(
+    url: str, led: Ledger, ann: str
+) -> None:
+    """A source no annotation can have (a lone surrogate) matches nothing, rather than an
+    encoding error; `effective` other than True or False is a ValidationError, not a
+    KeyError or TypeError."""
+    from projections import ReadModel
+
+    account = led.account_id_for_name("Acme")
+    led.add_annotation(
+        account,
+        content="c",
+        start=datetime(2026, 1, 1, tzinfo=UTC),
+        end=datetime(2026, 1, 2, tzinfo=UTC),
+        source="s",
+        actor=ADMIN,
+    )
+    rm = ReadModel(url)
+    try:
+        rm.catch_up()
+        assert rm.search_annotations(account, source="\ud800") == []
+        assert rm.search_annotations(account, source=["\ud800", "x\x00"]) == []
+        assert len(rm.search_annotations(account, source=["\ud800", "s"])) == 1
+        for effective in (None, [], "yes", 1):
+            with pytest.raises(ValidationError, match="effective"):
+                rm.roles(ann, effective=effective)
+    finally:
+        rm.close()
