@@ -205,3 +205,15 @@ def test_odd_arguments_to_the_read_models_are_ledger_errors(
                 rm.roles(ann, effective=effective)
     finally:
         rm.close()
+
+
+def test_a_file_that_begins_with_a_byte_order_mark(url: str, tmp_path: Path) -> None:
+    """Editors on Windows begin a UTF-8 file with a byte order mark: its first line is a
+    command like the others (it was rejected as "Unexpected UTF-8 BOM")."""
+    path = tmp_path / "commands.jsonl"
+    path.write_bytes(
+        b'\xef\xbb\xbf{"command": "define_role", "name": "admin"}\r\n'
+        b'{"command": "define_role", "name": "auditor"}\r\n'
+    )
+    assert "applied 2, unchanged 0, rejected 0" in run(url, "apply", str(path)).stdout
+    assert "admin" in run(url, "role", "list").stdout
