@@ -54,7 +54,7 @@ from ledger.domain.users import FailedLoginReason
 from ledger.errors import Conflict, LedgerError, NotFound, ValidationError
 from ledger.storage import replay_file
 from ledger.storage import side_tables as side
-from ledger.storage.database import holds_ledger, missing_ledger
+from ledger.storage.database import connect_once, holds_ledger, missing_ledger
 from ledger.storage.personal_data import Keyring, PersonalDataMapper
 from ledger.storage.recorders import (
     LedgerPostgresFactory,
@@ -178,6 +178,8 @@ class Ledger(Application[UUID]):
         create = create and not self.read_only
         if not create and not holds_ledger(self.url, _HMAC_SECRET):
             raise NotFound(f"no ledger in {self.shown_url}: {missing_ledger(self.url)}")
+        if create and is_postgres(self.url):
+            connect_once(self.url)
         self._keyring = Keyring()
         self._clock = clock or now
         self._local = threading.local()

@@ -5,9 +5,11 @@ huge values echoed back. Each held attack is one that once failed."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psycopg
 import pytest
 from click.testing import CliRunner, Result
 
@@ -217,3 +219,19 @@ def test_a_file_that_begins_with_a_byte_order_mark(url: str, tmp_path: Path) -> 
     )
     assert "applied 2, unchanged 0, rejected 0" in run(url, "apply", str(path)).stdout
     assert "admin" in run(url, "role", "list").stdout
+
+
+def test_a_postgresql_database_that_does_not_exist(postgres_server: str) -> None:
+    """A command to a database the server does not have says so at once, without the URL's
+    password; it waited 30 s for eventsourcing's pool and said only that it got no
+    connection."""
+    info = psycopg.conninfo.conninfo_to_dict(postgres_server)
+    url = (
+        f"postgresql+psycopg://{info.get('user', 'postgres')}:s3cret@"
+        f"{info.get('host', '127.0.0.1')}:{info.get('port', 5432)}/ledger_no_such_database"
+    )
+    started = time.monotonic()
+    line = one_line(run(url, "role", "define", "admin", code=1))
+    assert time.monotonic() - started < 15
+    assert 'database "ledger_no_such_database" does not exist' in line
+    assert "s3cret" not in line
