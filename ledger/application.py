@@ -54,7 +54,7 @@ from ledger.domain.users import FailedLoginReason
 from ledger.errors import Conflict, LedgerError, NotFound, ValidationError
 from ledger.storage import replay_file
 from ledger.storage import side_tables as side
-from ledger.storage.database import holds_ledger, missing_ledger
+from ledger.storage.database import connect_once, holds_ledger, missing_ledger
 from ledger.storage.personal_data import Keyring, PersonalDataMapper
 from ledger.storage.recorders import (
     LedgerPostgresFactory,
@@ -178,6 +178,8 @@ class Ledger(Application[UUID]):
         create = create and not self.read_only
         if not create and not holds_ledger(self.url, _HMAC_SECRET):
             raise NotFound(f"no ledger in {self.shown_url}: {missing_ledger(self.url)}")
+        if create and is_postgres(self.url):
+            connect_once(self.url)
         self._keyring = Keyring()
         self._clock = clock or now
         self._local = threading.local()
@@ -1091,7 +1093,7 @@ class Ledger(Application[UUID]):
         nothing and returns False, but still finishes a wipe that was cut short."""
         user_id = self.resolve_user(user)
         if reason is None or not str(reason).strip():
-            raise ValidationError(f"invalid reason {reason!r}: erasing a user needs a reason")
+            raise ValidationError(f"invalid reason {shown(reason)}: erasing a user needs a reason")
         in_batch = self._batch_uow() is not None
 
         def handle(uow: UnitOfWork) -> bool:

@@ -116,6 +116,12 @@ def read_lines(lines: Iterable[str | bytes]) -> list[Line]:
     (the other lines still apply)."""
     numbered: list[Line] = []
     for number, raw in enumerate(lines, start=1):
+        if number == 1:  # a byte order mark, as some editors begin a UTF-8 file with
+            raw = (
+                raw.removeprefix(b"\xef\xbb\xbf")
+                if isinstance(raw, bytes)
+                else raw.removeprefix("\ufeff")
+            )
         if isinstance(raw, bytes):
             try:
                 line = raw.decode("utf-8")

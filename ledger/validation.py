@@ -18,7 +18,7 @@ from zoneinfo import available_timezones
 
 import email_validator
 import pydantic
-from pydantic import AfterValidator, AwareDatetime, StringConstraints, TypeAdapter
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, StringConstraints, TypeAdapter
 from pydantic_core import ErrorDetails
 
 from ledger.errors import ValidationError
@@ -103,6 +103,24 @@ def _utc(value: datetime) -> datetime:
         raise ValueError("out of range when converted to UTC") from None
 
 
+_NUMBER: Final = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
+
+
+def _not_a_number(value: Any) -> Any:
+    # pydantic would read a number (or digits in a string) as seconds since 1970:
+    # "20260301" would become 1970-08-23
+    text = (
+        bytes(value).decode("utf-8", "replace") if isinstance(value, bytes | bytearray) else value
+    )
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if number or (isinstance(text, str) and _NUMBER.fullmatch(text)):
+        raise ValueError(
+            "must be a date and time with a UTC offset, such as 2026-03-01T09:00:00+00:00, "
+            "not a number"
+        )
+    return value
+
+
 def _ip(value: str) -> str:
     return str(ipaddress.ip_address(value.strip()))
 
@@ -127,7 +145,7 @@ Reason = Annotated[str, _text(500, min_length=0), _PLAIN]
 CommandId = Annotated[str, _text(255), _PLAIN]
 Content = Annotated[str, _text(1024, trimmed=False), _PLAIN, AfterValidator(_not_blank)]
 SourceName = Annotated[str, _text(255), _PLAIN]
-Moment = Annotated[AwareDatetime, AfterValidator(_utc)]
+Moment = Annotated[AwareDatetime, BeforeValidator(_not_a_number), AfterValidator(_utc)]
 IpAddress = Annotated[str, _text(100, min_length=0), _PLAIN, AfterValidator(_ip)]
 Password = Annotated[str, _text(4096, trimmed=False), _PLAIN, SECRET]
 

@@ -31,7 +31,15 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 
 from ledger.errors import ValidationError
-from ledger.validation import Moment, as_uuid, optional, role_name
+from ledger.validation import (
+    Moment,
+    SourceName,
+    as_uuid,
+    is_valid,
+    optional,
+    role_name,
+    shown,
+)
 from projections import tables as t
 from projections.models import (
     AccountModel,
@@ -128,6 +136,8 @@ class Queries:
 
     def roles(self, user: Any, at: datetime | None = None, effective: bool = True) -> set[str]:
         """Role names held (now or at `at`); with `effective`, none while the user is inactive."""
+        if not isinstance(effective, bool):
+            raise ValidationError(f"invalid effective {shown(effective)}: must be True or False")
         user_id, moment = self.resolve_user(user), _moment(at)
         query = _ROLES[(moment is None, effective)]
         params: dict[str, Any] = {"u": user_id} if moment is None else {"u": user_id, "at": moment}
@@ -439,7 +449,8 @@ def _sources(source: Any, resolve_user: Callable[[Any], UUID]) -> tuple[list[str
     user_ids: list[UUID] = []
     for item in wanted:
         if isinstance(item, str):
-            names.append(item)
+            if is_valid(SourceName, item):  # else no source can have it (nor be encoded)
+                names.append(item)
             if _is_email(item):
                 user_ids.append(resolve_user(item))
             elif len(item) >= 32:  # else no UUID's text (and a failed parse costs a raise)

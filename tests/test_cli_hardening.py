@@ -420,7 +420,9 @@ def test_the_extreme_instants_in_range_are_answered(tmp_path: Path) -> None:
         run("--db", url, "query", "audit-log", "--since", value, "--until", value)
 
 
-def test_instants_a_command_moves_out_of_range_are_one_line(tmp_path: Path) -> None:
+def test_instants_a_command_moves_out_of_range_are_answered(tmp_path: Path) -> None:
+    """A period before year 1 starts at year 1; a last-seen within the resolution of one at
+    the end of time records nothing (they once overflowed)."""
     url = build_ledger(tmp_path / "ledger.db")
     end = "9999-12-31T23:59:59Z"
     run("--db", url, "user", "record-last-seen", "ann@acme.org", "--at", end)
@@ -430,7 +432,7 @@ def test_instants_a_command_moves_out_of_range_are_one_line(tmp_path: Path) -> N
         ("audit", "report", "dormant", "--at", "0001-01-01"),
         ("audit", "report", "role-changes", "--until", "0001-01-01T00:00:00Z"),
     ]:
-        assert "too close to year 1 or 9999" in one_line(run("--db", url, *command, code=1))
+        run("--db", url, *command)
     assert event_count(url) == events
 
 

@@ -9,7 +9,7 @@ import json
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Annotated, Any, Final
@@ -196,7 +196,7 @@ class Audit:
             data = {name: records(frame) for name, frame in frames.items()}
             return json.dumps({**block, "reports": data}, indent=1)
         end = asked.until or asked.at or datetime.now(UTC)
-        start = asked.since or end - timedelta(days=365)
+        start = asked.since or reports.days_before(end, 365)
         title = "Access audit" if len(frames) > 1 else TITLES[names[0]]
         return html.render(
             title,
@@ -232,7 +232,7 @@ class Asked:
 
 def _report(rm: ReadModel, name: str, asked: Asked) -> pd.DataFrame:
     end = asked.until or asked.at or datetime.now(UTC)
-    start = asked.since or end - timedelta(days=365)
+    start = asked.since or reports.days_before(end, 365)
     if name == "access-review":
         return reports.access_review(rm, asked.at)
     if name == "role-changes":

@@ -140,6 +140,8 @@ def _month_ticks(start: datetime, end: datetime) -> list[datetime]:
     while tick <= end:
         if tick >= start:
             ticks.append(tick)
+        if (tick.year, tick.month) == (datetime.max.year, 12):
+            break  # no month follows
         tick = (tick + timedelta(days=32)).replace(day=1)
     step = max(1, len(ticks) // 12)
     return ticks[::step]

@@ -12,6 +12,7 @@ from ledger.application import Ledger
 from ledger.audit import integrity
 from ledger.errors import ValidationError
 from ledger.storage import replay_file, sqlite_files
+from ledger.validation import shown
 from projections import ReadModel
 from projections.comparison import differences, table_rows
 
@@ -59,28 +60,33 @@ def _check_target(target: Path) -> None:
     """Refuse an `out` that replay may not write: a folder, a file in a folder that does not
     exist or cannot be written, or an existing file that is not a replay (such as the ledger
     itself)."""
+    try:
+        target.exists()
+    except OSError as error:  # a name the file system cannot hold (too long)
+        raise ValidationError(f"invalid out {shown(str(target))}: {error.strerror}") from None
     if target.is_dir():
-        raise ValidationError(f"invalid out {str(target)!r}: it is a folder, not a file")
+        raise ValidationError(f"invalid out {shown(str(target))}: it is a folder, not a file")
     if not target.parent.is_dir():
         raise ValidationError(
-            f"invalid out {str(target)!r}: the folder {str(target.parent)!r} does not exist"
+            f"invalid out {shown(str(target))}: the folder {shown(str(target.parent))} "
+            "does not exist"
         )
     if not os.access(target.parent, os.W_OK | os.X_OK):
         raise ValidationError(
-            f"invalid out {str(target)!r}: the folder {str(target.parent)!r} cannot be written "
-            "(read-only, or no permission)"
+            f"invalid out {shown(str(target))}: the folder {shown(str(target.parent))} cannot be "
+            "written (read-only, or no permission)"
         )
     companion_of = sqlite_files.database_of_companion(target)
     if companion_of is not None:
         raise ValidationError(
-            f"invalid out {str(target)!r}: it is named as a companion file of the database "
-            f"{str(companion_of)!r}, which SQLite would read or delete: name another file"
+            f"invalid out {shown(str(target))}: it is named as a companion file of the database "
+            f"{shown(str(companion_of))}, which SQLite would read or delete: name another file"
         )
     present = [path for path in (target, *_companions(target)) if os.path.lexists(path)]
     if present and replay_file.read_file(target) is None:
         raise ValidationError(
-            f"invalid out {str(target)!r}: {str(present[0])!r} exists and is not a replay "
-            "file made by `ledger audit replay`; it was left untouched: name a new file"
+            f"invalid out {shown(str(target))}: {shown(str(present[0]))} exists and is not a "
+            "replay file made by `ledger audit replay`; it was left untouched: name a new file"
         )
 
 

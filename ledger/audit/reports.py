@@ -31,6 +31,14 @@ def _at(value: Any, what: str = "at") -> datetime:
     return optional(Moment, value, what) or datetime.now(UTC)  # type: ignore[no-any-return]
 
 
+def days_before(moment: datetime, days: int) -> datetime:
+    """`days` days before `moment`; the earliest instant there is when that is before year 1."""
+    try:
+        return moment - timedelta(days=days)
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC)
+
+
 def _covers(start: Any, end: Any, at: datetime) -> Any:
     return and_(start <= at, or_(end.is_(None), end > at))
 
@@ -276,7 +284,7 @@ def dormant_users(rm: ReadModel, days: int = 90, at: Any = None) -> pd.DataFrame
     """Users active at `at` who have not logged in for `days` days (or never, since joining
     more than `days` days before)."""
     moment = _at(at)
-    cutoff = moment - timedelta(days=days)
+    cutoff = days_before(moment, days)
     rows = [
         {
             "user_id": p.id,

@@ -17,7 +17,7 @@ from ledger.cli.audit import audit
 from ledger.cli.batch import apply
 from ledger.cli.demo import demo
 from ledger.cli.reads import COMMANDS as READ_COMMANDS
-from ledger.cli.state import State, global_options
+from ledger.cli.state import State, global_options, printable
 from ledger.cli.writes import GROUPS
 from ledger.errors import LedgerError
 from ledger.storage.database import storage_problem
@@ -54,7 +54,7 @@ def _fail(ctx: click.Context, kind: str, message: str) -> None:
     if found is not None and found.as_json:
         click.echo(json.dumps({"error": {"type": kind, "message": message}}))
     else:
-        click.echo(f"error: {message}", err=True)
+        click.echo(f"error: {printable(message)}", err=True)
     sys.exit(1)
 
 

@@ -10,7 +10,7 @@ from typing import BinaryIO, Final
 import click
 
 from ledger.audit import TITLES, Audit
-from ledger.cli.state import INSTANT, global_options, state
+from ledger.cli.state import INSTANT, global_options, printable, state
 from ledger.errors import ValidationError
 from ledger.storage import sqlite_files
 
@@ -92,8 +92,10 @@ def audit_replay(until: datetime, out: str) -> None:
     url = f"sqlite:///{Path(out)}"
     s.emit(
         {"events": count, "out": url},
-        f"replayed {count} events up to {until.isoformat()} into {out}; query it with "
-        f"ReadModel(url={url!r}) or ledger --db {url} query ...",
+        printable(
+            f"replayed {count} events up to {until.isoformat()} into {out}; query it with "
+            f"ReadModel(url={url!r}) or ledger --db {url} query ..."
+        ),
     )
 
 
@@ -170,6 +172,6 @@ def audit_report(
             Path(out).write_text(text, encoding="utf-8")
         except OSError as error:
             raise ValidationError(f"cannot write --out {out}: {error.strerror}") from None
-        click.echo(f"wrote {out}", err=True)
+        click.echo(f"wrote {printable(out)}", err=True)
     else:
         click.echo(text)

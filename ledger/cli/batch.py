@@ -87,7 +87,7 @@ def _report(summary: Summary, what: str) -> None:
     if s.as_json:
         s.emit(summary.as_json())
         return
-    console = Console()
+    console = Console(markup=False)  # the lines' values are shown as they are
     if what == "applied":
         console.print(
             f"applied {summary.count('applied')}, unchanged {summary.count('unchanged')}, "

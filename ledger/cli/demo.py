@@ -12,6 +12,7 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from ledger.application import Ledger
 from ledger.audit import TITLES, Audit
@@ -129,9 +130,12 @@ def _summary(rm: Any, now: datetime, projected: int) -> dict[str, Any]:
 
 def _print(console: Console, summary: dict[str, Any]) -> None:
     console.print(
-        f"[bold]Account Ledger demo[/bold]: {summary['events']} events from "
-        f"{summary['period']['from'][:10]} to {summary['period']['to'][:10]}, recorded into "
-        f"{summary['database']} and projected in {summary['seconds']} s.",
+        Text.assemble(
+            ("Account Ledger demo", "bold"),
+            f": {summary['events']} events from {summary['period']['from'][:10]} to "
+            f"{summary['period']['to'][:10]}, recorded into {summary['database']} and "
+            f"projected in {summary['seconds']} s.",
+        ),
         highlight=False,
     )
     accounts = Table(title="Accounts")

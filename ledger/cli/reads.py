@@ -12,9 +12,11 @@ from uuid import UUID
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from ledger.cli.state import INSTANT, State, global_options, state
 from ledger.errors import NotFound
+from ledger.validation import shown
 
 at_option = click.option(
     "--at", type=INSTANT, help="Answer as of this instant (a date or a time; see --tz)."
@@ -27,7 +29,7 @@ def _user(s: State, reference: str) -> UUID:
     except ValueError:
         found = s.reads.find_user_by_email(reference)
         if found is None:
-            raise NotFound(f"user {reference!r} not found") from None
+            raise NotFound(f"user {shown(reference)} not found") from None
         return found.id  # type: ignore[no-any-return]
 
 
@@ -38,7 +40,7 @@ def _account(s: State, reference: str) -> UUID:
         for candidate in s.reads.list_accounts(include_closed=True):
             if candidate.name == reference.strip():
                 return candidate.id  # type: ignore[no-any-return]
-        raise NotFound(f"account {reference!r} not found") from None
+        raise NotFound(f"account {shown(reference)} not found") from None
 
 
 def _table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
@@ -117,7 +119,7 @@ def query_user(user_ref: str) -> None:
     s = state()
     found = s.reads.get_user(_user(s, user_ref))
     if found is None:
-        raise NotFound(f"user {user_ref!r} not found")
+        raise NotFound(f"user {shown(user_ref)} not found")
     data = found.model_dump(mode="json")
     s.emit(data, lambda c: _record(c, data))
 
@@ -130,14 +132,14 @@ def query_account(account_ref: str) -> None:
     s = state()
     found = s.reads.get_account(_account(s, account_ref))
     if found is None:
-        raise NotFound(f"account {account_ref!r} not found")
+        raise NotFound(f"account {shown(account_ref)} not found")
     data = found.model_dump(mode="json")
     s.emit(data, lambda c: _record(c, data))
 
 
 def _record(console: Console, data: dict[str, Any]) -> None:
     for key, value in data.items():
-        console.print(f"[bold]{key}[/bold]: {_cell(value)}", highlight=False)
+        console.print(Text.assemble((key, "bold"), f": {_cell(value)}"), highlight=False)
 
 
 @query.command("users")

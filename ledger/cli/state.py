@@ -5,11 +5,12 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -20,6 +21,7 @@ from ledger.application import Ledger
 from ledger.errors import NotFound, ValidationError
 from ledger.storage import replay_file
 from ledger.storage.settings import StorageError, database_url, sqlite_file
+from ledger.validation import shown
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -137,7 +139,7 @@ class State:
             pass
         found = self.ledger.user_id_for_email(reference)
         if found is None:
-            raise NotFound(f"user {reference!r} not found")
+            raise NotFound(f"user {shown(reference)} not found")
         return found
 
     def account_id(self, reference: str) -> UUID:
@@ -148,7 +150,7 @@ class State:
             pass
         found = self.ledger.account_id_for_name(reference)
         if found is None:
-            raise NotFound(f"account {reference!r} not found (among open accounts)")
+            raise NotFound(f"account {shown(reference)} not found (among open accounts)")
         return found
 
     # -- output ---------------------------------------------------------------------------------
@@ -176,7 +178,16 @@ class State:
             )
 
     def warn(self, message: str) -> None:
-        click.echo(f"warning: {message}", err=True)
+        click.echo(f"warning: {printable(message)}", err=True)
+
+
+_UNPRINTABLE: Final = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def printable(line: str) -> str:
+    """A message as one line a terminal shows as it is: its control characters (say, of a
+    file name given) escaped, never acted on."""
+    return _UNPRINTABLE.sub(lambda found: found.group().encode("unicode_escape").decode(), line)
 
 
 PIPED_WIDTH = 10_000
@@ -185,11 +196,12 @@ PIPED_WIDTH = 10_000
 
 def output_console(*, stderr: bool = False) -> Console:
     """A rich console: a terminal's width on a terminal; piped, wide enough that tables and
-    lines are never truncated nor wrapped (rich would assume 80 columns)."""
+    lines are never truncated nor wrapped (rich would assume 80 columns). Its text is shown as
+    it is: a name such as "[bold]x" is not read as rich markup."""
     stream = sys.stderr if stderr else sys.stdout
     if stream.isatty():
-        return Console(stderr=stderr)
-    return Console(stderr=stderr, width=PIPED_WIDTH)
+        return Console(stderr=stderr, markup=False)
+    return Console(stderr=stderr, width=PIPED_WIDTH, markup=False)
 
 
 def _json_default(value: Any) -> Any:
@@ -230,7 +242,9 @@ class TimeZone(click.ParamType[tzinfo, Any]):
             return ZoneInfo(str(value).strip())
         except (ZoneInfoNotFoundError, ValueError, OSError):
             self.fail(
-                f"unknown time zone {value!r} (an IANA name, e.g. Europe/Amsterdam)", param, ctx
+                f"unknown time zone {shown(value)} (an IANA name, e.g. Europe/Amsterdam)",
+                param,
+                ctx,
             )
 
 
@@ -249,7 +263,7 @@ class Instant(click.ParamType[datetime, Any]):
             moment = datetime.fromisoformat(text)
         except ValueError:
             self.fail(
-                f"{text!r} is not a date or a time: use ISO 8601, e.g. 2026-03-01, "
+                f"{shown(text)} is not a date or a time: use ISO 8601, e.g. 2026-03-01, "
                 "2026-03-01T09:30 (in --tz) or 2026-03-01T09:30:00+01:00",
                 param,
                 ctx,
@@ -261,7 +275,7 @@ class Instant(click.ParamType[datetime, Any]):
             return moment.astimezone(UTC)
         except OverflowError:
             side = "before year 1" if moment.year < 5000 else "after year 9999"
-            self.fail(f"{text!r} is out of range: in UTC it falls {side}", param, ctx)
+            self.fail(f"{shown(text)} is out of range: in UTC it falls {side}", param, ctx)
 
 
 INSTANT = Instant()

@@ -206,7 +206,8 @@ class User(LedgerAggregate):
 
     def record_last_seen(self, at: datetime, resolution: timedelta, meta: Meta) -> bool:
         self._check_active("record last-seen for")
-        if self.last_seen_at is not None and at < self.last_seen_at + resolution:
+        # a difference, not last_seen_at + resolution: that sum can pass year 9999
+        if self.last_seen_at is not None and at - self.last_seen_at < resolution:
             return False
         self.record(self.LastSeenRecorded, meta, at=at)
         return True

@@ -106,6 +106,18 @@ def holds_ledger(url: str, secret: str) -> bool:
         engine.dispose()
 
 
+def connect_once(url: str) -> None:
+    """Connect to a PostgreSQL server once, so that one that is down, or a database that does
+    not exist, is said at once and in the driver's words: eventsourcing's pool would retry for
+    30 s and then say only that it got no connection. Raises psycopg's OperationalError."""
+    engine = create_engine(sqlalchemy_url(url), poolclass=NullPool)
+    try:
+        with engine.connect():
+            pass
+    finally:
+        engine.dispose()
+
+
 def missing_ledger(url: str) -> str:
     """Why `holds_ledger` said no, in a few words."""
     path = sqlite_file(url)

@@ -12,14 +12,18 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from ledger.errors import LedgerError, ValidationError
+from ledger.validation import shown
 
 DEFAULT_URL: Final = "sqlite:///ledger.db"
 URL_VARIABLE: Final = "LEDGER_DATABASE_URL"
 
 
 def database_url(url: str | None = None) -> str:
-    """The URL given, else `LEDGER_DATABASE_URL`, else the SQLite file `ledger.db`."""
-    return url or os.environ.get(URL_VARIABLE) or DEFAULT_URL
+    """The URL given, else `LEDGER_DATABASE_URL`, else the SQLite file `ledger.db`. A URL given
+    empty is not "none given": `parse` rejects it, rather than another database being used."""
+    if url is not None:
+        return url
+    return os.environ.get(URL_VARIABLE) or DEFAULT_URL
 
 
 def parse(url: str) -> URL:
@@ -68,7 +72,12 @@ def sqlite_file(url: str) -> Path | None:
     name = str(parsed.database)
     if name.startswith("file:"):
         name = unquote(name.removeprefix("file:").split("?", 1)[0])
-    return Path(name).absolute()
+    path = Path(name).absolute()
+    try:
+        path.exists()
+    except OSError as error:  # a name the file system cannot hold (too long)
+        raise ValidationError(f"invalid database URL {shown(url)}: {error.strerror}") from None
+    return path
 
 
 def url_shown(url: str) -> str:
