@@ -80,7 +80,7 @@ def _check_target(target: Path) -> None:
     if companion_of is not None:
         raise ValidationError(
             f"invalid out {shown(str(target))}: it is named as a companion file of the database "
-            f"{shown(str(companion_of))}, which SQLite would read or delete: name another file"
+            f"{str(companion_of)!r}, which SQLite would read or delete: name another file"
         )
     present = [path for path in (target, *_companions(target)) if os.path.lexists(path)]
     if present and replay_file.read_file(target) is None:
