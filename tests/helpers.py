@@ -1,10 +1,16 @@
-"""Test helpers that look at the database directly, below the public API."""
+"""Test helpers: looks at the database directly, below the public API; the CLI and the read
+API driven as their users drive them."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from click.testing import CliRunner, Result
+from fastapi.testclient import TestClient
+
 from ledger import Ledger
+from ledger.cli import main
+from projections.api import create_app
 
 SIDE_TABLES = ("ledger_claims", "ledger_commands", "ledger_user_keys", "ledger_credentials")
 
@@ -24,3 +30,25 @@ def event_names(led: Ledger) -> list[str]:
         n.topic.rsplit(".", 1)[-1]
         for n in led.recorder.select_notifications(start=1, limit=1_000_000)
     ]
+
+
+def cli(
+    *args: str, code: int = 0, env: dict[str, str] | None = None, stdin: str | None = None
+) -> Result:
+    """Run `ledger ARGS...`; it must exit with `code` and never print a traceback."""
+    result = CliRunner(env=env).invoke(main, list(args), input=stdin)
+    assert result.exit_code == code, (args, result.stdout, result.stderr, result.exception)
+    assert "Traceback" not in result.stdout + result.stderr
+    return result
+
+
+def one_line(result: Result) -> str:
+    """The one line a refused command prints on stderr."""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def api_client(url: str, address: str) -> TestClient:
+    """The read API on `url`, as a client at `address` sees it (a 500 is an answer, not raised)."""
+    return TestClient(create_app(url), client=(address, 50000), raise_server_exceptions=False)

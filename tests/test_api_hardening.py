@@ -26,6 +26,7 @@ from ledger.domain import ERASED, User
 from projections.api import create_app
 from projections.api.auth import WRONG_CREDENTIALS
 from tests.conftest import ADMIN
+from tests.helpers import api_client
 
 PASSWORD = "correct horse"
 ADDRESS = "192.0.2.7"
@@ -48,7 +49,7 @@ def people(led: Ledger, acme: UUID) -> dict[str, UUID]:
 
 
 def serve(url: str, address: str = ADDRESS) -> TestClient:
-    return TestClient(create_app(url), client=(address, 50000), raise_server_exceptions=False)
+    return api_client(url, address)
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from ledger.domain import User
 from projections import ReadModel
 from projections.api import create_app
 from tests.conftest import ADMIN
+from tests.helpers import api_client
 
 PASSWORD = "correct horse"
 SECRET = "s3cret-Passw0rd"
@@ -44,7 +45,7 @@ def people(led: Ledger, acme: UUID) -> dict[str, UUID]:
 
 
 def serve(url: str, address: str = "192.0.2.7") -> TestClient:
-    return TestClient(create_app(url), client=(address, 50000), raise_server_exceptions=False)
+    return api_client(url, address)
 
 
 @pytest.fixture

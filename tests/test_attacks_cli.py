@@ -11,12 +11,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
 from ledger import Ledger, ValidationError
 from ledger.audit import TITLES, Audit
-from ledger.cli import main
-from tests.helpers import stored_state
+from tests.helpers import cli, one_line, stored_state
 
 ADMIN = "cli:attacker"
 YEAR_1 = datetime(1, 1, 1, tzinfo=UTC)
@@ -24,16 +23,7 @@ END_OF_TIME = datetime.max.replace(tzinfo=UTC)
 
 
 def run(url: str, *args: str, code: int = 0, stdin: str | None = None) -> Result:
-    result = CliRunner().invoke(main, ["--db", url, "--actor", ADMIN, *args], input=stdin)
-    assert result.exit_code == code, (args, result.stdout, result.stderr, result.exception)
-    assert "Traceback" not in result.stdout + result.stderr
-    return result
-
-
-def one_line(result: Result) -> str:
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    return lines[0]
+    return cli("--db", url, "--actor", ADMIN, *args, code=code, stdin=stdin)
 
 
 @pytest.fixture

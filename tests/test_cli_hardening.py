@@ -23,6 +23,7 @@ from click.testing import CliRunner, Result
 
 from ledger import Ledger, ValidationError
 from ledger.cli import main
+from tests.helpers import cli, one_line
 from tests.test_cli import Shell
 
 INSTANT_OPTIONS = {"at", "after", "before", "beliefs_after", "beliefs_before", "since", "until"}
@@ -30,16 +31,7 @@ INSTANT_OPTIONS |= {"start", "end", "belief_time"}
 
 
 def run(*args: str, code: int = 0, env: dict[str, str] | None = None) -> Result:
-    result = CliRunner(env=env).invoke(main, ["--actor", "cli:tester", *args])
-    assert result.exit_code == code, (args, result.stdout, result.stderr, result.exception)
-    assert "Traceback" not in result.stdout + result.stderr
-    return result
-
-
-def one_line(result: Result) -> str:
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    return lines[0]
+    return cli("--actor", "cli:tester", *args, code=code, env=env)
 
 
 def event_count(url: str) -> int:
