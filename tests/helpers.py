@@ -3,6 +3,8 @@ API driven as their users drive them."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from click.testing import CliRunner, Result
@@ -49,6 +51,11 @@ def one_line(result: Result) -> str:
     return lines[0]
 
 
-def api_client(url: str, address: str) -> TestClient:
-    """The read API on `url`, as a client at `address` sees it (a 500 is an answer, not raised)."""
-    return TestClient(create_app(url), client=(address, 50000), raise_server_exceptions=False)
+@contextmanager
+def api_client(url: str, address: str) -> Iterator[TestClient]:
+    """The read API on `url`, as a client at `address` sees it (a 500 is an answer, not raised),
+    its services closed afterwards."""
+    app = create_app(url)
+    with TestClient(app, client=(address, 50000), raise_server_exceptions=False) as client:
+        yield client
+    app.state.services.close()

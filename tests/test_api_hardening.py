@@ -48,15 +48,10 @@ def people(led: Ledger, acme: UUID) -> dict[str, UUID]:
     return users
 
 
-def serve(url: str, address: str = ADDRESS) -> TestClient:
-    return api_client(url, address)
-
-
 @pytest.fixture
 def client(url: str, people: dict[str, UUID]) -> Iterator[TestClient]:
-    with serve(url) as test_client:
+    with api_client(url, ADDRESS) as test_client:
         yield test_client
-    test_client.app.state.services.close()  # type: ignore[attr-defined]
 
 
 def log_in(client: TestClient, email: str, password: str = PASSWORD) -> Any:

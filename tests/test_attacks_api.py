@@ -44,15 +44,10 @@ def people(led: Ledger, acme: UUID) -> dict[str, UUID]:
     }
 
 
-def serve(url: str, address: str = "192.0.2.7") -> TestClient:
-    return api_client(url, address)
-
-
 @pytest.fixture
 def client(url: str, people: dict[str, UUID]) -> Iterator[TestClient]:
-    with serve(url) as test_client:
+    with api_client(url, "192.0.2.7") as test_client:
         yield test_client
-    test_client.app.state.services.close()  # type: ignore[attr-defined]
 
 
 def token(client: TestClient, email: str) -> str:
