@@ -225,3 +225,14 @@ def test_a_postgresql_database_that_does_not_exist(postgres_server: str) -> None
     assert time.monotonic() - started < 15
     assert 'database "ledger_no_such_database" does not exist' in line
     assert "s3cret" not in line
+
+
+def test_csv_reports_write_year_1_with_four_digits(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    led = Ledger(url, clock=lambda: datetime(1, 1, 1, 10, 29, 20, tzinfo=UTC))
+    acme = led.create_account("Acme", actor=ADMIN)
+    led.record_login(led.create_user("ann@acme.org", account_id=acme, actor=ADMIN))
+    led.close()
+    with Audit(url) as audit:
+        text = audit.render(["access-review"], "csv", at=datetime(1, 1, 2, tzinfo=UTC))
+    assert text.splitlines()[1].endswith(",0001-01-01T10:29:20+0000")

@@ -188,9 +188,7 @@ class Audit:
     ) -> str:
         frames = {name: _report(rm, name, asked) for name in names}
         if fmt == "csv":
-            text = str(
-                next(iter(frames.values())).to_csv(index=False, date_format="%Y-%m-%dT%H:%M:%S%z")
-            )
+            text = str(next(iter(frames.values())).map(_csv_time).to_csv(index=False))
             return text if verification.ok else f"# {block['warning']}\n{text}"
         if fmt == "json":
             data = {name: records(frame) for name, frame in frames.items()}
@@ -246,6 +244,14 @@ def _report(rm: ReadModel, name: str, asked: Asked) -> pd.DataFrame:
     if name == "failed-logins":
         return reports.failed_logins(rm, start, end)
     raise ValidationError(f"unknown report {name!r}; one of: {', '.join(TITLES)}")
+
+
+def _csv_time(value: Any) -> Any:
+    """A report's instants in CSV as 2026-03-01T09:00:00+0000, the year always four digits
+    (strftime's %Y writes year 1 as "1")."""
+    if isinstance(value, datetime) and not pd.isna(value):
+        return f"{value.year:04d}-{value.strftime('%m-%dT%H:%M:%S%z')}"
+    return value
 
 
 def verified_block(verification: Verification) -> dict[str, Any]:
