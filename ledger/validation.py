@@ -209,6 +209,10 @@ def _in_our_words(error: ErrorDetails) -> str:
         return "must be timezone-aware (naive datetimes are not accepted)"
     if kind.startswith(("datetime_", "date_")):
         return "must be a date and time with a UTC offset, such as 2026-03-01T09:00:00+00:00"
+    if kind in ("less_than_equal", "greater_than_equal", "int_type", "int_parsing"):
+        bounds = {"less_than_equal": "at most {le}", "greater_than_equal": "at least {ge}"}
+        rule = bounds.get(kind, "a whole number").format(**context)
+        return f"must be {rule}"
     if kind == "literal_error":
         return f"must be one of {context.get('expected')}"
     return str(error["msg"])

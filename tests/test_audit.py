@@ -640,3 +640,13 @@ def test_check_shows_differences_as_values(history: Ledger) -> None:
     assert "login_count=6" in found.stdout and "login_count=1" in found.stdout
     assert f"id={user_id}" in found.stdout and "email=(sealed)" in found.stdout
     assert "UUID(" not in found.stdout and "datetime.datetime(" not in found.stdout
+
+
+@pytest.mark.parametrize(
+    ("days", "said"),
+    [(0, "must be at least 1"), (40_000, "must be at most 36525"), (2.5, "a whole number")],
+)
+def test_report_days_are_checked_in_our_words(history: Ledger, days: Any, said: str) -> None:
+    with Audit(history.url) as audit, pytest.raises(ValidationError) as raised:
+        audit.report("dormant", days=days)
+    assert said in str(raised.value) and "Input should" not in str(raised.value)
