@@ -262,6 +262,14 @@ def _schedule_user(
     def user() -> UUID:  # resolved when the action runs, after the user was created
         return history.users[email]
 
+    def failed_login(at: datetime, why: str) -> Callable[[], Any]:
+        return lambda: led.record_failed_login(user(), at=at, ip="198.51.100.23", reason_kind=why)
+
+    if position == 0 and joined + timedelta(days=2) < end:  # a mistyped password
+        script.at(
+            joined + timedelta(days=2), failed_login(joined + timedelta(days=2), "wrong-password")
+        )
+
     leaves = None
     if position in (4, 7) and rng.random() < 0.7:
         leaves = joined + timedelta(days=rng.uniform(60, 200))
@@ -271,6 +279,9 @@ def _schedule_user(
                 lambda: led.deactivate_user(user(), actor=DEMO_ACTOR, reason="Left the company"),
             )
             history.leavers.append(email)
+            tries_again = leaves + timedelta(days=3)  # a leaver's old bookmark
+            if tries_again < end:
+                script.at(tries_again, failed_login(tries_again, "inactive"))
             if not history.erased and not in_consultancy and leaves + timedelta(days=30) < end:
                 script.at(
                     leaves + timedelta(days=30),
