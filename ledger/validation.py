@@ -160,7 +160,7 @@ def valid(annotation: Any, value: Any, what: str) -> Any:
     try:
         return _adapter(annotation).validate_python(value)
     except pydantic.ValidationError as error:
-        detail = _in_our_words(error.errors()[0])
+        detail = in_our_words(error.errors()[0])
         if SECRET in getattr(annotation, "__metadata__", ()):
             raise ValidationError(f"invalid {what}: {detail}") from None
         value_shown = "a naive datetime" if _is_naive(value) else shown(value)
@@ -191,7 +191,7 @@ def shown(value: Any) -> str:
     return text if len(text) <= SHOWN_LENGTH else f"{text[:SHOWN_LENGTH]}..."
 
 
-def _in_our_words(error: ErrorDetails) -> str:
+def in_our_words(error: ErrorDetails) -> str:
     """pydantic's complaint about a value, said as this project says it."""
     kind, context = error["type"], error.get("ctx", {})
     if kind == "value_error" and "error" in context:
@@ -213,6 +213,8 @@ def _in_our_words(error: ErrorDetails) -> str:
         bounds = {"less_than_equal": "at most {le}", "greater_than_equal": "at least {ge}"}
         rule = bounds.get(kind, "a whole number").format(**context)
         return f"must be {rule}"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return "must be a JSON object"
     if kind == "literal_error":
         return f"must be one of {context.get('expected')}"
     return str(error["msg"])

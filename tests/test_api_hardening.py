@@ -338,7 +338,7 @@ def test_version_headers_ping_and_error_shape_as_flexmeasures(
         assert set(body) == {"message", "status"} and body["status"] == "UNPROCESSABLE_ENTITY"
     assert "naive" in body["message"]
     missing = client.post("/api/requestAuthToken", json={"email": "ann@acme.org"})
-    assert missing.status_code == 422 and missing.json()["message"] == "password: Field required"
+    assert missing.status_code == 422 and missing.json()["message"] == "password: is required"
     nowhere = client.get("/api/v3_0/nowhere", headers=admin)
     assert (nowhere.status_code, nowhere.json()) == (
         404,

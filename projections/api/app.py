@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ledger.application import Ledger
 from ledger.errors import LedgerError, ValidationError
 from ledger.storage.settings import database_url
+from ledger.validation import in_our_words, shown
 from projections.api import policy, schemas
 from projections.api.auth import (
     UNKNOWN_EMAIL,
@@ -445,10 +446,10 @@ def _first_problem(error: RequestValidationError) -> str:
     if detail.get("type") == "json_invalid":
         return f"the request body is not valid JSON (at character {location[-1]})"
     where = [str(part) for part in location if part not in ("query", "path", "body")]
-    message = str(detail.get("msg", "invalid")).removeprefix("Value error, ")
+    message = "is required" if detail.get("type") == "missing" else in_our_words(detail)
     # a body may hold a password: only what was given in the URL is shown back
     if "input" in detail and detail.get("type") != "missing" and location[:1] != ("body",):
-        return f"invalid {'.'.join(where) or 'request'} {detail['input']!r}: {message}"
+        return f"invalid {'.'.join(where) or 'request'} {shown(detail['input'])}: {message}"
     return f"{'.'.join(where) or 'request'}: {message}"
 
 
