@@ -13,7 +13,6 @@ import copy
 import hashlib
 import hmac
 import json
-import os
 import random
 import secrets
 import sqlite3
@@ -131,6 +130,9 @@ FAILED_LOGIN_ACTOR: Final = "unauthenticated"
 _CLAIM_TYPES: Final = {_EMAIL: Email, _USERNAME: Username, _ACCOUNT_NAME: AccountName}
 
 
+LAST_SEEN_VARIABLE: Final = "LEDGER_LAST_SEEN_RESOLUTION"
+DEFAULT_LAST_SEEN_RESOLUTION: Final = 300  # seconds
+
 CACHE_VARIABLE: Final = "LEDGER_AGGREGATE_CACHE_MAXSIZE"
 DEFAULT_CACHE_SIZE: Final = 10_000  # aggregates; about 2 KB each
 
@@ -199,8 +201,9 @@ class Ledger(Application[UUID]):
             # side tables added since the ledger was made
             cast(Any, self.recorder).create_table()
         self._secret = self._load_secret()
+        resolution = whole_number_setting(LAST_SEEN_VARIABLE, minimum=0)
         self.last_seen_resolution = timedelta(
-            seconds=float(os.environ.get("LEDGER_LAST_SEEN_RESOLUTION", "300"))
+            seconds=DEFAULT_LAST_SEEN_RESOLUTION if resolution is None else resolution
         )
 
     def _refuse_writes(self) -> None:

@@ -616,3 +616,13 @@ def test_a_database_url_in_an_error_never_shows_its_password() -> None:
         with pytest.raises(ValidationError) as raised:
             Ledger(url)
         assert "hunter2pw" not in str(raised.value) and "***" in str(raised.value)
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "2.5", "x" * 10_000])
+def test_a_bad_last_seen_resolution_is_named(
+    url: str, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("LEDGER_LAST_SEEN_RESOLUTION", value)
+    with pytest.raises(ValidationError, match="LEDGER_LAST_SEEN_RESOLUTION must be") as raised:
+        Ledger(url)
+    assert len(str(raised.value)) < 200

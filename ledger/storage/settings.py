@@ -185,7 +185,8 @@ def whole_number_setting(variable: str, *, minimum: int | None = None) -> int | 
         value = None
     if value is None or (minimum is not None and value < minimum):
         rule = "a whole number" if minimum is None else f"a whole number of at least {minimum}"
-        raise ValidationError(f"{variable} must be {rule}, not {setting!r}")
+        given = setting if len(setting) <= 80 else f"{setting[:80]}..."
+        raise ValidationError(f"{variable} must be {rule}, not {given!r}")
     return value
 
 
