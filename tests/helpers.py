@@ -3,10 +3,14 @@ API driven as their users drive them."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner, Result
 from fastapi.testclient import TestClient
 
@@ -59,3 +63,39 @@ def api_client(url: str, address: str) -> Iterator[TestClient]:
     with TestClient(app, client=(address, 50000), raise_server_exceptions=False) as client:
         yield client
     app.state.services.close()
+
+
+def cannot_run(reason: str) -> None:
+    """Skip a test this machine cannot run; under CI=true, fail it: CI must run them all."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI must run this test, but {reason}")
+    pytest.skip(reason)
+
+
+@contextmanager
+def tmpfs(folder: Path, *, size: str = "2m", read_only: bool = False) -> Iterator[Path]:
+    """A small file system of our own mounted at `folder` (root only): a disk that fills up,
+    or one that cannot be written at all."""
+    folder.mkdir(exist_ok=True)
+    if os.geteuid() != 0:
+        cannot_run("mounting a tmpfs needs root")
+    options = f"size={size}" + (",ro" if read_only else "")
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        cannot_run(f"mount is not permitted here: {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def remount_read_only(folder: Path) -> None:
+    remounted = subprocess.run(
+        ["mount", "-o", "remount,ro", str(folder)], capture_output=True, text=True
+    )
+    if remounted.returncode != 0:
+        cannot_run(f"remounting read-only is not permitted: {remounted.stderr.strip()}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,10 @@ from ledger import Ledger
 from ledger.storage import chain
 from projections import ReadModel
 from tests.conftest import ADMIN
+from tests.helpers import tmpfs
 from tests.test_audit import Clock, events_table, one_line_error, raw, shell, verify
+
+SQLITE_ONLY = pytest.mark.parametrize("url", ["sqlite"], indirect=True)  # its ledger is a file
 
 
 @pytest.fixture
@@ -37,8 +39,7 @@ def history(url: str) -> Ledger:
 
 
 def sqlite_path(led: Ledger) -> Path:
-    if not led.url.startswith("sqlite"):
-        pytest.skip("the ledger is a file on SQLite only")
+    assert led.url.startswith("sqlite"), "the ledger is a file on SQLite only"
     return Path(led.url.removeprefix("sqlite:///"))
 
 
@@ -54,6 +55,7 @@ def replay_into(led: Ledger, out: Path) -> Any:
     return shell("--db", led.url, "audit", "replay", "--until", "2026-01-03", "--out", str(out))
 
 
+@SQLITE_ONLY
 def test_a_report_never_overwrites_the_ledger_or_its_write_ahead_log(history: Ledger) -> None:
     path = sqlite_path(history)
     events = history.recorder.max_notification_id()
@@ -72,6 +74,7 @@ def test_a_report_never_overwrites_a_replay_file(history: Ledger, tmp_path: Path
     assert out.read_bytes() == before
 
 
+@SQLITE_ONLY
 def test_a_replay_is_never_named_as_the_ledgers_journal(history: Ledger) -> None:
     """SQLite takes `ledger.db-journal` for a hot journal of ledger.db, and deletes it the
     next time the ledger is opened: the replay would be reported written, then vanish."""
@@ -130,22 +133,21 @@ def test_an_event_slipped_in_below_the_first_position_is_found(history: Ledger) 
 
 
 def test_a_replay_into_a_read_only_folder_is_one_line(history: Ledger, tmp_path: Path) -> None:
-    folder = tmp_path / "read-only"
-    folder.mkdir()
-    if os.geteuid() == 0:  # root writes through permissions: a read-only mount stops it
-        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro", "tmpfs", str(folder)])
-        if mounted.returncode != 0:
-            pytest.skip("root, and no read-only mount to be had")
-    else:
-        folder.chmod(0o555)
-    try:
+    def refused(folder: Path) -> None:
         one_line_error(replay_into(history, folder / "then.db"), "cannot be written")
         assert list(folder.iterdir()) == []
+
+    folder = tmp_path / "read-only"
+    if os.geteuid() == 0:  # root writes through permissions: a read-only mount stops it
+        with tmpfs(folder, read_only=True):
+            refused(folder)
+        return
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        refused(folder)
     finally:
-        if os.geteuid() == 0:
-            subprocess.run(["umount", str(folder)], check=True)
-        else:
-            folder.chmod(0o755)
+        folder.chmod(0o755)
 
 
 @pytest.mark.parametrize("removed", ["ledger_chain", "events"])

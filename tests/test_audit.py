@@ -431,9 +431,8 @@ def test_replay_never_overwrites_a_file_it_did_not_make(history: Ledger, tmp_pat
     one_line_error(replay_into(history, tmp_path / "no-such-folder" / "x.db"), "does not exist")
 
 
+@pytest.mark.parametrize("url", ["sqlite"], indirect=True)  # the live ledger as a file
 def test_replay_refuses_the_live_ledger_as_its_out(history: Ledger) -> None:
-    if not history.url.startswith("sqlite"):
-        pytest.skip("the live ledger is a file on SQLite only")
     events = history.recorder.max_notification_id()
     one_line_error(replay_into(history, Path(history.url.removeprefix("sqlite:///"))))
     assert history.recorder.max_notification_id() == events

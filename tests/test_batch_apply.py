@@ -6,14 +6,11 @@ loaded that does not exist, and side rows written in the order the commands made
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 import uuid
 from pathlib import Path
 from uuid import UUID
 
-import pytest
 from click.testing import CliRunner, Result
 
 from ledger import Ledger
@@ -21,7 +18,7 @@ from ledger.cli import main
 from ledger.domain import ERASED, User
 from ledger.importer import Importer
 from tests.conftest import ADMIN
-from tests.helpers import event_names, stored_state
+from tests.helpers import event_names, stored_state, tmpfs
 
 
 def _apply(led: Ledger, commands: list[dict[str, object]]) -> list[tuple[str, str | None]]:
@@ -262,16 +259,7 @@ def test_check_and_dry_run_validate_against_the_state_and_write_nothing(
 
 
 def test_a_full_disk_during_apply_says_how_many_lines_were_committed(tmp_path: Path) -> None:
-    if not hasattr(os, "geteuid") or os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    disk = tmp_path / "small-disk"
-    disk.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"mount not permitted here: {mounted.stderr.decode().strip()}")
-    try:
+    with tmpfs(tmp_path / "small-disk", size="1m") as disk:
         url = f"sqlite:///{disk / 'ledger.db'}"
         assert _shell(url, "account", "create", "Acme").exit_code == 0
         lines = [
@@ -304,5 +292,3 @@ def test_a_full_disk_during_apply_says_how_many_lines_were_committed(tmp_path: P
             assert event_names(led).count("AnnotationAdded") == committed
         finally:
             led.close()
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)

@@ -23,7 +23,8 @@ from click.testing import CliRunner, Result
 
 from ledger import Ledger, ValidationError
 from ledger.cli import main
-from tests.helpers import cli, one_line
+from tests.helpers import cli, one_line, remount_read_only
+from tests.helpers import tmpfs as small_file_system
 from tests.test_cli import Shell
 
 INSTANT_OPTIONS = {"at", "after", "before", "beliefs_after", "beliefs_before", "since", "until"}
@@ -212,31 +213,14 @@ def fill(path: Path) -> None:
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A small tmpfs of our own (root only): a read-only file system, a full disk."""
-    mount_point = tmp_path / "mnt"
-    mount_point.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)],
-        capture_output=True,
-        text=True,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"mount is not permitted here: {mounted.stderr.strip()}")
-    try:
+    with small_file_system(tmp_path / "mnt") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
 def test_a_ledger_on_a_read_only_file_system(tmp_path: Path, tmpfs: Path) -> None:
     database = tmpfs / "ledger.db"
     build_ledger(database)
-    remounted = subprocess.run(
-        ["mount", "-o", "remount,ro", str(tmpfs)], capture_output=True, text=True
-    )
-    if remounted.returncode != 0:
-        pytest.skip(f"remounting read-only is not permitted: {remounted.stderr.strip()}")
+    remount_read_only(tmpfs)
     assert_reads_and_refuses_writes(f"sqlite:///{database}", database)
     assert sorted(p.name for p in tmpfs.iterdir()) == ["ledger.db"]
 
