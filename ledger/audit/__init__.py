@@ -173,9 +173,8 @@ class Audit:
             raise ValidationError("CSV holds one report: name one, not 'all'")
         asked = Asked.of(names, at, since, until, days)
         verification = self.verified(unverified=unverified)
-        block = verified_block(verification)
         with self._reported(verification) as rm:
-            return self._rendered(rm, names, fmt, asked, verification, block)
+            return self._rendered(rm, names, fmt, asked, verification)
 
     def _rendered(
         self,
@@ -184,8 +183,8 @@ class Audit:
         fmt: str,
         asked: Asked,
         verification: Verification,
-        block: dict[str, Any],
     ) -> str:
+        block = verified_block(verification)
         frames = {name: _report(rm, name, asked) for name in names}
         if fmt == "csv":
             text = str(next(iter(frames.values())).map(_csv_time).to_csv(index=False))

@@ -17,6 +17,7 @@ from rich.text import Text
 from ledger.cli.state import INSTANT, State, global_options, state
 from ledger.errors import NotFound
 from ledger.validation import shown
+from projections.queries import NOBODY
 
 at_option = click.option(
     "--at", type=INSTANT, help="Answer as of this instant (a date or a time; see --tz)."
@@ -24,13 +25,10 @@ at_option = click.option(
 
 
 def _user(s: State, reference: str) -> UUID:
-    try:
-        return UUID(reference)
-    except ValueError:
-        found = s.reads.find_user_by_email(reference)
-        if found is None:
-            raise NotFound(f"user {shown(reference)} not found") from None
-        return found.id  # type: ignore[no-any-return]
+    user_id: UUID = s.reads.resolve_user(reference)
+    if user_id == NOBODY:
+        raise NotFound(f"user {shown(reference)} not found")
+    return user_id
 
 
 def _account(s: State, reference: str) -> UUID:

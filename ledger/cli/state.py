@@ -133,14 +133,7 @@ class State:
 
     def user_id(self, reference: str) -> UUID:
         """A user named by id or email."""
-        try:
-            return UUID(reference)
-        except ValueError:
-            pass
-        found = self.ledger.user_id_for_email(reference)
-        if found is None:
-            raise NotFound(f"user {shown(reference)} not found")
-        return found
+        return self.ledger.resolve_user(reference)
 
     def account_id(self, reference: str) -> UUID:
         """An account named by id or (open account) name."""
