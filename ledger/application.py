@@ -1121,7 +1121,7 @@ class Ledger(Application[UUID]):
             reason=reason,
             command_id=command_id,
         )
-        if not in_batch and not getattr(self._local, "validating", False):
+        if not in_batch:
             self._wipe_erased(user_id)
         return erased
 

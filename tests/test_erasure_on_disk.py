@@ -194,3 +194,32 @@ def test_projected_by_the_cli_the_read_models_hold_nothing_in_the_open(url: str)
         assert on_disk(url, plain) == set()
     finally:
         led.close()
+
+
+# Erases the user, and is killed (SIGKILL) after the erasure commits, before the wipe.
+KILLED_BEFORE_THE_WIPE = """
+import os, signal, sys
+from ledger import Ledger
+led = Ledger(sys.argv[1])
+led.side.wipe_deleted = lambda timeout: os.kill(os.getpid(), signal.SIGKILL)
+led.erase_user(sys.argv[2], actor="cli:test-admin", reason="GDPR request 4711")
+"""
+
+
+def test_an_erasure_killed_before_its_wipe_is_finished_by_erasing_again(
+    url: str, ann: tuple[Ledger, UUID]
+) -> None:
+    led, user_id = ann
+    needles = traces(led, user_id)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_BEFORE_THE_WIPE, url, str(user_id)],
+        cwd=Path(__file__).parent.parent,
+        capture_output=True,
+        text=True,
+    )
+    assert killed.returncode == -9, killed.stderr
+    assert event_names(led)[-1] == "UserErased"  # the erasure itself was committed
+    count = len(event_names(led))
+    assert led.erase_user(user_id, actor=ADMIN, reason="GDPR request 4711") is False
+    assert len(event_names(led)) == count
+    assert on_disk(url, needles) == set()
