@@ -38,6 +38,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import Environment
 
+from ledger import references
 from ledger.domain import (
     DEFAULT_TIMEZONE,
     Account,
@@ -1213,12 +1214,17 @@ class Ledger(Application[UUID]):
     def resolve_user(self, user: Any, what: str = "user") -> UUID:
         """A user given by id (a UUID, its text, or a model) or by email: every command that
         takes a user takes either. An email that no user holds is NotFound."""
-        if isinstance(user, str) and "@" in user:
-            found = self.user_id_for_email(user)
-            if found is None:
-                raise NotFound(f"{what} {shown(user)} not found")
-            return found
-        return as_uuid(user, what)
+        found = references.user_id(user, self.user_id_for_email, what)
+        if found is None:
+            raise NotFound(f"{what} {shown(user)} not found")
+        return found
+
+    def resolve_account(self, account: Any, what: str = "account") -> UUID:
+        """An account given by id or by the name of an open account."""
+        found = references.account_id(account, self.account_id_for_name, what)
+        if found is None:
+            raise NotFound(f"{what} {shown(account)} not found (among open accounts)")
+        return found
 
     def _source(self, source: Any) -> tuple[str | None, UUID | None]:
         """A source is a name, a user (by id or model), or the email of a user: a text that

@@ -23,7 +23,7 @@ from eventsourcing.persistence import IntegrityError, OperationalError, Persiste
 
 from ledger.application import Ledger, is_contention
 from ledger.batch import Batch
-from ledger.errors import LedgerError, NotFound, ValidationError
+from ledger.errors import LedgerError, ValidationError
 from ledger.validation import shown
 
 COMMANDS: Final = (
@@ -244,12 +244,7 @@ class Importer:
             )
         if kind == "user":
             return self.ledger.resolve_user(value)
-        with suppress(ValueError):
-            return UUID(value)
-        found = self.ledger.account_id_for_name(value)
-        if found is None:
-            raise NotFound(f"{kind} {shown(value)} not found")
-        return found
+        return self.ledger.resolve_account(value)
 
     def run(self, command: Command) -> LineResult:
         try:

@@ -30,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 
+from ledger import references
 from ledger.errors import ValidationError
 from ledger.validation import (
     Moment,
@@ -201,10 +202,8 @@ class Queries:
         """A user given by id (a UUID, its text, or a model) or by email (matched
         case-insensitively): every question about a user takes either. An email that no user
         holds names no user (the nil UUID), as an unknown id does."""
-        if _is_email(user):
-            found = self._user_id_for_email(user)
-            return NOBODY if found is None else found
-        return as_uuid(user, "user")
+        found = references.user_id(user, self._user_id_for_email)
+        return NOBODY if found is None else found
 
     def get_user(self, user: Any) -> UserModel | None:
         found = self._users(t.users.c.id == self.resolve_user(user))
@@ -387,7 +386,7 @@ class Queries:
         if aggregate_id is not None:
             aggregate = (
                 self.resolve_user(aggregate_id)
-                if _is_email(aggregate_id)
+                if references.is_email(aggregate_id)
                 else as_uuid(aggregate_id, "aggregate")
             )
             conditions.append(log.aggregate_id == aggregate)
@@ -431,10 +430,6 @@ def _roles_held_now(
     return held
 
 
-def _is_email(value: Any) -> bool:
-    return isinstance(value, str) and "@" in value
-
-
 def _sources(source: Any, resolve_user: Callable[[Any], UUID]) -> tuple[list[str], list[UUID]]:
     """Sources by name, by user id (or user model), or a list of them: (names, user ids). A
     text is a name, and also the user whose id or email it is."""
@@ -451,7 +446,7 @@ def _sources(source: Any, resolve_user: Callable[[Any], UUID]) -> tuple[list[str
         if isinstance(item, str):
             if is_valid(SourceName, item):  # else no source can have it (nor be encoded)
                 names.append(item)
-            if _is_email(item):
+            if references.is_email(item):
                 user_ids.append(resolve_user(item))
             elif len(item) >= 32:  # else no UUID's text (and a failed parse costs a raise)
                 with contextlib.suppress(ValueError):

@@ -137,14 +137,7 @@ class State:
 
     def account_id(self, reference: str) -> UUID:
         """An account named by id or (open account) name."""
-        try:
-            return UUID(reference)
-        except ValueError:
-            pass
-        found = self.ledger.account_id_for_name(reference)
-        if found is None:
-            raise NotFound(f"account {shown(reference)} not found (among open accounts)")
-        return found
+        return self.ledger.resolve_account(reference)
 
     # -- output ---------------------------------------------------------------------------------
 
