@@ -17,6 +17,7 @@ from sqlalchemy.schema import CreateIndex, DropIndex
 from ledger.application import Ledger
 from ledger.domain import ERASED, Account, AccountRole, Role, User
 from ledger.errors import LedgerError
+from projections import held
 from projections import tables as t
 from projections.personal import PERSONAL_FIELDS
 from projections.prepared import PageWriter, PreparedStatements
@@ -345,20 +346,20 @@ _REVOKE_ACCOUNT_ROLE = (
     .where(
         _ag.account_id == bindparam("b_id"),
         _ag.role == bindparam("b_role"),
-        _ag.revoked_at.is_(None),
+        held.ACCOUNT_ROLE_GRANTS.open(),
     )
     .values(revoked_at=_AT)
 )
 _REMOVE_ANNOTATION = update(t.annotations).where(_n.id == bindparam("b_id")).values(removed_at=_AT)
 _REVOKE_ROLE = (
     update(t.role_grants)
-    .where(_g.user_id == bindparam("b_id"), _g.role == bindparam("b_role"), _g.revoked_at.is_(None))
+    .where(_g.user_id == bindparam("b_id"), _g.role == bindparam("b_role"), held.ROLE_GRANTS.open())
     .values(revoked_at=_AT)
 )
 _SET_ACTIVE = update(t.users).where(_u.id == bindparam("b_id")).values(active=bindparam("b_active"))
 _CLOSE_ACTIVITY = (
     update(t.user_activity)
-    .where(_act.user_id == bindparam("b_id"), _act.active_to.is_(None))
+    .where(_act.user_id == bindparam("b_id"), held.ACTIVITY.open())
     .values(active_to=_AT)
 )
 _COUNT_LOGIN = (

@@ -41,6 +41,7 @@ from ledger.validation import (
     role_name,
     shown,
 )
+from projections import held
 from projections import tables as t
 from projections.models import (
     AccountModel,
@@ -75,37 +76,17 @@ def _moment(value: Any, what: str = "at") -> datetime | None:
     return optional(Moment, value, what)  # type: ignore[no-any-return]
 
 
-def _held_at(
-    columns: tuple[ColumnElement[datetime], ColumnElement[datetime]], at: Any
-) -> ColumnElement[bool]:
-    """An interval row (granted_at/revoked_at or active_from/active_to) that covers `at` (an
-    instant or a bound parameter; None: now)."""
-    start, end = columns
-    if at is None:
-        return end.is_(None)
-    return and_(start <= at, or_(end.is_(None), end > at))
-
-
-def _active(user_id: Any, at: datetime | None) -> ColumnElement[bool]:
-    a = t.user_activity.c
-    return exists().where(a.user_id == user_id, _held_at((a.active_from, a.active_to), at))
-
-
 # The hottest questions, built once with bound parameters (u: user id, r: role, at: instant).
 _U, _R, _AT = (
     bindparam("u", type_=Uuid()),
     bindparam("r", type_=String()),
     bindparam("at", type_=t.UTCDateTime()),
 )
-_grants, _activity = t.role_grants.c, t.user_activity.c
-_ACTIVE_NOW = select(exists().where(_activity.user_id == _U, _activity.active_to.is_(None)))
-_ACTIVE_AT = select(
-    exists().where(
-        _activity.user_id == _U, _held_at((_activity.active_from, _activity.active_to), _AT)
-    )
-)
-_HELD_NOW = and_(_grants.user_id == _U, _grants.revoked_at.is_(None))
-_HELD_AT = and_(_grants.user_id == _U, _held_at((_grants.granted_at, _grants.revoked_at), _AT))
+_grants = t.role_grants.c
+_ACTIVE_NOW = held.is_active(_U, None)
+_ACTIVE_AT = held.is_active(_U, _AT)
+_HELD_NOW = held.grants_held(_U, None)
+_HELD_AT = held.grants_held(_U, _AT)
 _HAS_ROLE_NOW = select(exists().where(_HELD_NOW, _grants.role == _R, _ACTIVE_NOW.scalar_subquery()))
 _HAS_ROLE_AT = select(exists().where(_HELD_AT, _grants.role == _R, _ACTIVE_AT.scalar_subquery()))
 _USER_BY_EMAIL = select(t.users.c.id).where(t.users.c.email_key == bindparam("e", type_=String()))
@@ -162,7 +143,7 @@ class Queries:
             exists().where(
                 g.account_id == account_id,
                 g.role == name,
-                _held_at((g.granted_at, g.revoked_at), moment),
+                held.ACCOUNT_ROLE_GRANTS.covers(moment),
             )
         )
         with self.engine.connect() as conn:
@@ -176,8 +157,8 @@ class Queries:
             select(g.user_id)
             .where(
                 g.role == name,
-                _held_at((g.granted_at, g.revoked_at), moment),
-                _active(g.user_id, moment),
+                held.ROLE_GRANTS.covers(moment),
+                held.active(g.user_id, moment),
             )
             .distinct()
         )
@@ -235,7 +216,9 @@ class Queries:
         u, g = t.users.c, t.role_grants.c
         with self.engine.connect() as conn:
             rows = conn.execute(select(t.users).where(condition).order_by(u.created_position)).all()
-            held = _roles_held_now(conn, g.user_id, g, select(u.id).where(condition))
+            roles = _roles_held_now(
+                conn, (g.user_id, g.role), held.ROLE_GRANTS, select(u.id).where(condition)
+            )
         reveal = self.personal.reveal
         self.personal.prepare(row.email for row in rows)  # one key serves email and username
         return [
@@ -247,7 +230,7 @@ class Queries:
                 timezone=row.timezone,
                 active=row.active,
                 erased=row.erased,
-                roles=held.get(row.id, []),
+                roles=roles.get(row.id, []),
                 login_count=row.login_count,
                 last_login_at=row.last_login_at,
                 last_seen_at=row.last_seen_at,
@@ -268,7 +251,12 @@ class Queries:
         a, g = t.accounts.c, t.account_role_grants.c
         with self.engine.connect() as conn:
             rows = conn.execute(select(t.accounts).where(condition).order_by(a.name, a.id)).all()
-            held = _roles_held_now(conn, g.account_id, g, select(a.id).where(condition))
+            roles = _roles_held_now(
+                conn,
+                (g.account_id, g.role),
+                held.ACCOUNT_ROLE_GRANTS,
+                select(a.id).where(condition),
+            )
         return [
             AccountModel(
                 id=row.id,
@@ -277,7 +265,7 @@ class Queries:
                 secondary_color=row.secondary_color,
                 logo_url=row.logo_url,
                 consultancy_account_id=row.consultancy_account_id,
-                account_roles=held.get(row.id, []),
+                account_roles=roles.get(row.id, []),
                 closed=row.closed,
                 created_at=row.created_at,
             )
@@ -415,19 +403,23 @@ class Queries:
 
 
 def _roles_held_now(
-    conn: Connection, holder: ColumnElement[UUID], grants: Any, holders: Select[Any]
+    conn: Connection,
+    grant: tuple[ColumnElement[UUID], ColumnElement[str]],
+    grants: held.Period,
+    holders: Select[Any],
 ) -> dict[UUID, list[str]]:
     """The roles each of `holders` (a subquery of ids) holds now, by name; one query, however
-    many holders (no list of ids as parameters)."""
-    held: dict[UUID, list[str]] = defaultdict(list)
+    many holders (no list of ids as parameters). `grant`: the grants' holder and role columns."""
+    found: dict[UUID, list[str]] = defaultdict(list)
+    holder, role = grant
     query = (
-        select(holder, grants.role)
-        .where(holder.in_(holders.scalar_subquery()), grants.revoked_at.is_(None))
-        .order_by(grants.role)
+        select(holder, role)
+        .where(holder.in_(holders.scalar_subquery()), grants.covers(None))
+        .order_by(role)
     )
-    for holder_id, role in conn.execute(query):
-        held[holder_id].append(role)
-    return held
+    for holder_id, name in conn.execute(query):
+        found[holder_id].append(name)
+    return found
 
 
 def _sources(source: Any, resolve_user: Callable[[Any], UUID]) -> tuple[list[str], list[UUID]]:

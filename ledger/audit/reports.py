@@ -10,13 +10,35 @@ from typing import Any, Final
 from uuid import UUID
 
 import pandas as pd
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, select
 
+from ledger.domain import Account, User, titles
 from ledger.validation import Moment, optional, valid
-from projections import ReadModel
+from projections import ReadModel, held
 from projections import tables as t
 
 PRIVILEGED_ROLES: Final = ("admin", "admin-reader", "account-admin", "consultant")
+_ROLE_CHANGES: Final = {
+    titles.name(event): change
+    for event, change in (
+        (User.RoleGranted, "granted"),
+        (User.RoleRevoked, "revoked"),
+        (Account.AccountRoleGranted, "granted"),
+        (Account.AccountRoleRevoked, "revoked"),
+    )
+}
+_JOINERS_MOVERS_LEAVERS: Final = {
+    titles.name(event): kind
+    for event, kind in (
+        (User.UserCreated, "joiner"),
+        (User.UserDeactivated, "leaver"),
+        (User.UserReactivated, "mover"),
+        (User.RoleGranted, "mover"),
+        (User.RoleRevoked, "mover"),
+        (User.UserUpdated, "mover"),
+        (User.UserErased, "leaver"),
+    )
+}
 REPORTS: Final = (
     "access-review",
     "role-changes",
@@ -37,10 +59,6 @@ def days_before(moment: datetime, days: int) -> datetime:
         return moment - timedelta(days=days)
     except OverflowError:
         return datetime.min.replace(tzinfo=UTC)
-
-
-def _covers(start: Any, end: Any, at: datetime) -> Any:
-    return and_(start <= at, or_(end.is_(None), end > at))
 
 
 def _accounts(rm: ReadModel) -> dict[UUID, str]:
@@ -70,18 +88,12 @@ def _people(rm: ReadModel, moment: datetime) -> list[_Person]:
             .where(u.created_at <= moment)
             .order_by(u.created_position)
         ).all()
-        active = set(
-            conn.execute(
-                select(a.user_id).where(_covers(a.active_from, a.active_to, moment))
-            ).scalars()
-        )
-        held: dict[UUID, list[str]] = defaultdict(list)
+        active = set(conn.execute(select(a.user_id).where(held.ACTIVITY.covers(moment))).scalars())
+        roles: dict[UUID, list[str]] = defaultdict(list)
         for user_id, role in conn.execute(
-            select(g.user_id, g.role)
-            .where(_covers(g.granted_at, g.revoked_at, moment))
-            .order_by(g.role)
+            select(g.user_id, g.role).where(held.ROLE_GRANTS.covers(moment)).order_by(g.role)
         ):
-            held[user_id].append(role)
+            roles[user_id].append(role)
         last_login = dict(
             conn.execute(
                 select(lg.user_id, func.max(lg.at)).where(lg.at <= moment).group_by(lg.user_id)
@@ -98,7 +110,7 @@ def _people(rm: ReadModel, moment: datetime) -> list[_Person]:
             p.account_id,
             _utc(p.created_at) or moment,
             p.id in active,
-            held[p.id],
+            roles[p.id],
             _utc(last_login.get(p.id)),
         )
         for p in people
@@ -139,8 +151,7 @@ def access_review(rm: ReadModel, at: Any = None) -> pd.DataFrame:
 
 def role_changes(rm: ReadModel, since: Any, until: Any = None) -> pd.DataFrame:
     """Every role granted or revoked in [since, until): to whom, by whom, why."""
-    events = ("RoleGranted", "RoleRevoked", "AccountRoleGranted", "AccountRoleRevoked")
-    found, names = _events_between(rm, events, since, until)
+    found, names = _events_between(rm, tuple(_ROLE_CHANGES), since, until)
     rows = [
         {
             "timestamp": row.timestamp,
@@ -149,7 +160,7 @@ def role_changes(rm: ReadModel, since: Any, until: Any = None) -> pd.DataFrame:
             "subject": row.email if row.aggregate_type == "User" else names.get(row.aggregate_id),
             "account": names.get(row.account_id),
             "role": dict(row.fields).get("role"),
-            "change": "granted" if row.event.endswith("Granted") else "revoked",
+            "change": _ROLE_CHANGES[row.event],
             "actor": row.actor,
             "reason": row.reason,
             "command_id": row.command_id,
@@ -178,25 +189,16 @@ def role_changes(rm: ReadModel, since: Any, until: Any = None) -> pd.DataFrame:
 def joiners_movers_leavers(rm: ReadModel, since: Any, until: Any = None) -> pd.DataFrame:
     """Who joined (created), moved (roles or identity changed, reactivated) or left
     (deactivated) in [since, until)."""
-    kinds = {
-        "UserCreated": "joiner",
-        "UserDeactivated": "leaver",
-        "UserReactivated": "mover",
-        "RoleGranted": "mover",
-        "RoleRevoked": "mover",
-        "UserUpdated": "mover",
-        "UserErased": "leaver",
-    }
-    found, names = _events_between(rm, tuple(kinds), since, until)
+    found, names = _events_between(rm, tuple(_JOINERS_MOVERS_LEAVERS), since, until)
     rows = [
         {
             "timestamp": row.timestamp,
-            "kind": kinds[row.event],
+            "kind": _JOINERS_MOVERS_LEAVERS[row.event],
             "event": row.event,
             "user_id": row.aggregate_id,
             "email": row.email,
             "account": names.get(row.account_id),
-            "detail": _detail(row.event, row.fields),
+            "detail": titles.detail(row.event, row.fields),
             "actor": row.actor,
             "reason": row.reason,
             "position": row.position,
@@ -223,7 +225,7 @@ def joiners_movers_leavers(rm: ReadModel, since: Any, until: Any = None) -> pd.D
 def failed_logins(rm: ReadModel, since: Any, until: Any = None) -> pd.DataFrame:
     """Every failed login recorded in [since, until) against a known user: whose, why, from
     which address. Attempts on unknown emails are not events (the server log counts them)."""
-    found, names = _events_between(rm, ("LoginFailed",), since, until)
+    found, names = _events_between(rm, titles.names(User.LoginFailed), since, until)
     rows = []
     for row in found:
         fields = dict(row.fields or {})
@@ -305,18 +307,14 @@ def privileged_holders(
 ) -> pd.DataFrame:
     """Effective holders of the privileged roles at `at`, with the time they got the role."""
     moment = _at(at)
-    g, a, u = t.role_grants.c, t.user_activity.c, t.users.c
+    g, u = t.role_grants.c, t.users.c
     names = _accounts(rm)
     with rm.engine.connect() as conn:
         found = conn.execute(
             select(g.role, g.user_id, g.granted_at, u.email, u.account_id)
             .join(t.users, u.id == g.user_id)
-            .where(g.role.in_(roles), _covers(g.granted_at, g.revoked_at, moment))
-            .where(
-                select(a.user_id)
-                .where(a.user_id == g.user_id, _covers(a.active_from, a.active_to, moment))
-                .exists()
-            )
+            .where(g.role.in_(roles), held.ROLE_GRANTS.covers(moment))
+            .where(held.active(g.user_id, moment))
         ).all()
     rm.personal.prepare(r.email for r in found)
     rows = [
@@ -342,27 +340,23 @@ def privileged_timeline(
     g, a, u = t.role_grants.c, t.user_activity.c, t.users.c
     with rm.engine.connect() as conn:
         grants = conn.execute(
-            select(g.user_id, g.role, g.granted_at, g.revoked_at, u.email)
+            select(g.user_id, g.role, *held.ROLE_GRANTS.columns(), u.email)
             .join(t.users, u.id == g.user_id)
-            .where(
-                g.role.in_(roles),
-                g.granted_at < end,
-                or_(g.revoked_at.is_(None), g.revoked_at > start),
-            )
+            .where(g.role.in_(roles), held.ROLE_GRANTS.meets(start, end))
         ).all()
         rm.personal.prepare(row.email for row in grants)
         user_ids = list({row.user_id for row in grants})
         activity: dict[UUID, list[tuple[datetime, datetime | None]]] = defaultdict(list)
-        for user_id, active_from, active_to in conn.execute(
-            select(a.user_id, a.active_from, a.active_to).where(a.user_id.in_(user_ids))
+        for row in conn.execute(
+            select(a.user_id, *held.ACTIVITY.columns()).where(a.user_id.in_(user_ids))
         ):
-            activity[user_id].append((active_from, active_to))
+            activity[row.user_id].append(held.ACTIVITY.bounds(row))
     rows = []
     for grant in grants:
-        for active_from, active_to in activity[grant.user_id]:
-            begin = max(grant.granted_at, active_from, start)
-            finish = min(x for x in (grant.revoked_at, active_to, end) if x is not None)
-            if begin < finish:
+        for active in activity[grant.user_id]:
+            both = held.common(held.ROLE_GRANTS.bounds(grant), active, (start, end))
+            if both is not None:
+                begin, finish = both
                 rows.append(
                     {
                         "email": _email(rm, grant.email, grant.user_id),
@@ -374,21 +368,6 @@ def privileged_timeline(
                 )
     rows.sort(key=lambda r: (r["email"], r["role"], r["start"]))
     return _frame(rows, ["email", "user_id", "role", "start", "end"])
-
-
-def _detail(event: str, fields: Any) -> str:
-    data = dict(fields or {})
-    if event in ("RoleGranted", "RoleRevoked"):
-        return f"{'granted' if event == 'RoleGranted' else 'revoked'} {data.get('role')}"
-    if event == "UserUpdated":
-        changed = [k for k in ("email", "username", "timezone") if data.get(k) is not None]
-        return "changed " + ", ".join(changed)
-    return {
-        "UserCreated": "created",
-        "UserDeactivated": "deactivated",
-        "UserReactivated": "reactivated",
-        "UserErased": "personal data erased",
-    }[event]
 
 
 def _utc(value: datetime | None) -> datetime | None:

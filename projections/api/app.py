@@ -22,6 +22,7 @@ from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ledger.application import Ledger
+from ledger.domain import titles
 from ledger.errors import LedgerError, ValidationError
 from ledger.storage.settings import database_url
 from ledger.validation import in_our_words, shown
@@ -480,7 +481,7 @@ def _audit_log(rm: ReadModel, aggregate_id: UUID, me: Principal) -> schemas.Audi
             actor_id = None
         entries.append(
             schemas.AuditLogEntry(
-                event=_describe(row),
+                event=titles.title(str(row["event"]), row),
                 event_type=row["event"],
                 event_datetime=row["timestamp"],
                 active_user_name=_username(rm, actor_id, me, names) if actor_id else actor,
@@ -504,31 +505,3 @@ def _username(
         )
         names[user_id] = user.username if readable and user else None
     return names[user_id]
-
-
-def _describe(row: dict[Any, Any]) -> str:
-    event = str(row["event"])
-    role = row.get("role")
-    sentences = {
-        "RoleGranted": f"role {role} granted",
-        "RoleRevoked": f"role {role} revoked",
-        "AccountRoleGranted": f"account role {role} granted",
-        "AccountRoleRevoked": f"account role {role} revoked",
-        "UserDeactivated": "user deactivated",
-        "UserReactivated": "user reactivated",
-        "UserCreated": "user created",
-        "UserUpdated": "user updated",
-        "LoginRecorded": "logged in",
-        "LoginFailed": "login failed",
-        "LastSeenRecorded": "seen",
-        "PasswordChanged": "password changed",
-        "UserErased": "personal data erased",
-        "AccountCreated": "account created",
-        "AccountUpdated": "account updated",
-        "ConsultancySet": "consultancy set",
-        "AccountClosed": "account closed",
-        "AnnotationAdded": "annotation added",
-        "AnnotationRemoved": "annotation removed",
-        "UserJoined": "user joined the account",
-    }
-    return sentences.get(event, event)
