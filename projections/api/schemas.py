@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from projections.models import AccountModel, UserModel
+from projections.models import AccountModel, AnnotationModel, UserModel
 
 
 def _in_utc(value: datetime) -> datetime:
@@ -138,6 +138,19 @@ class Annotation(BaseModel):
     belief_time: datetime | None
     source: str
     type: str
+
+    @classmethod
+    def of(cls, annotation: AnnotationModel) -> Annotation:
+        return cls(
+            id=annotation.id,
+            account_id=annotation.account_id,
+            content=annotation.content,
+            start=annotation.start,
+            end=annotation.end,
+            belief_time=annotation.belief_time,
+            source=str(annotation.source),
+            type=annotation.type,
+        )
 
 
 class UserRoles(BaseModel):

@@ -1,0 +1,76 @@
+"""The read API's shared dependencies, injected into the routes the FastAPI way: the app's
+services, the authenticated caller and the read models."""
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader
+
+from projections.api.auth import Unauthorized
+from projections.api.errors import ApiError
+from projections.api.policy import Principal
+from projections.api.services import Services
+from projections.api.throttle import LoginThrottle
+from projections.models import AccountModel, UserModel
+from projections.read_model import ReadModel
+
+token_header = APIKeyHeader(
+    name="Authorization", auto_error=False, description="The token, or `Bearer <token>`"
+)
+
+
+def get_services(request: Request) -> Services:
+    """The services `create_app` opened for this app."""
+    found: Services = request.app.state.services
+    return found
+
+
+def get_throttle(request: Request) -> LoginThrottle:
+    found: LoginThrottle = request.app.state.throttle
+    return found
+
+
+AppServices = Annotated[Services, Depends(get_services)]
+Throttle = Annotated[LoginThrottle, Depends(get_throttle)]
+
+
+def caller(
+    authorization: Annotated[str | None, Depends(token_header)], services: AppServices
+) -> Principal:
+    """The user whose token came with the request; 401 without one that still grants access."""
+    try:
+        recorded = services.tokens.authenticate(authorization)
+    except Unauthorized as error:
+        raise ApiError(401, str(error)) from None
+    user = services.reads().get_user(recorded.id)
+    if user is None:
+        raise ApiError(401, "the token no longer grants access")
+    # the roles as recorded, not as projected: a revoked role stops granting reads at once,
+    # also while the read models lag behind the log
+    return Principal(user=user, roles=frozenset(recorded.roles))
+
+
+Caller = Annotated[Principal, Depends(caller)]
+
+
+def reads(_caller: Caller, services: AppServices) -> ReadModel:
+    """The read models, caught up, for an authenticated caller (authenticated first)."""
+    return services.reads()
+
+
+Reads = Annotated[ReadModel, Depends(reads)]
+
+
+def account_or_404(rm: ReadModel, account_id: UUID) -> AccountModel:
+    account = rm.get_account(account_id)
+    if account is None:
+        raise ApiError(404, f"account {account_id} not found")
+    return account
+
+
+def user_or_404(rm: ReadModel, user_id: UUID) -> tuple[UserModel, AccountModel]:
+    user = rm.get_user(user_id)
+    if user is None:
+        raise ApiError(404, f"user {user_id} not found")
+    return user, account_or_404(rm, user.account_id)

@@ -1,0 +1,8 @@
+"""The read API's routes, a router per resource; `create_app` includes them in this order (the
+order of the OpenAPI document)."""
+
+from projections.api.routes import accounts, auth, ops, roles, users
+
+ROUTERS = (ops.router, auth.router, users.router, accounts.router, roles.router)
+
+__all__ = ["ROUTERS"]

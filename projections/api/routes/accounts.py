@@ -1,0 +1,80 @@
+"""`/api/v3_0/accounts`: the accounts the caller may read, one account, its audit log and its
+annotations."""
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Query
+
+from projections.api import policy, schemas
+from projections.api.audit_log import audit_log
+from projections.api.dependencies import Caller, Reads, account_or_404
+from projections.api.errors import PROBLEMS, forbidden
+from projections.api.paging import page as paged
+from projections.api.schemas import UtcDateTime
+
+router = APIRouter()
+
+
+@router.get(
+    "/api/v3_0/accounts",
+    response_model=list[schemas.Account] | schemas.AccountsPage,
+    responses=PROBLEMS,
+)
+def list_accounts(
+    me: Caller,
+    rm: Reads,
+    page: Annotated[int | None, Query(ge=1)] = None,
+    per_page: Annotated[int, Query(ge=1, le=1000)] = 10,
+    filter: str | None = None,
+) -> Any:
+    accounts = [schemas.Account.of(a) for a in rm.list_accounts() if policy.can_read_account(me, a)]
+    return paged(accounts, page, per_page, filter, lambda a: (a.name,), schemas.AccountsPage)
+
+
+@router.get("/api/v3_0/accounts/{id}", response_model=schemas.Account, responses=PROBLEMS)
+def get_account(id: UUID, me: Caller, rm: Reads) -> schemas.Account:
+    account = account_or_404(rm, id)
+    if not policy.can_read_account(me, account):
+        raise forbidden(f"account {id}")
+    return schemas.Account.of(account)
+
+
+@router.get("/api/v3_0/accounts/{id}/auditlog", response_model=schemas.AuditLog, responses=PROBLEMS)
+def account_audit_log(id: UUID, me: Caller, rm: Reads) -> schemas.AuditLog:
+    account = account_or_404(rm, id)
+    if not policy.can_read_account_audit_log(me, account):
+        raise forbidden(f"the audit log of account {id}")
+    return audit_log(rm, id, me)
+
+
+@router.get(
+    "/api/v3_0/accounts/{id}/annotations",
+    response_model=list[schemas.Annotation],
+    responses=PROBLEMS,
+)
+def account_annotations(
+    id: UUID,
+    me: Caller,
+    rm: Reads,
+    annotations_after: UtcDateTime | None = None,
+    annotations_before: UtcDateTime | None = None,
+    beliefs_after: UtcDateTime | None = None,
+    beliefs_before: UtcDateTime | None = None,
+    source: Annotated[list[str] | None, Query()] = None,
+    annotation_starts_after: UtcDateTime | None = None,
+    annotation_ends_before: UtcDateTime | None = None,
+) -> list[schemas.Annotation]:
+    account = account_or_404(rm, id)
+    if not policy.can_read_account(me, account):
+        raise forbidden(f"account {id}")
+    found = rm.search_annotations(
+        id,
+        annotations_after=annotations_after or annotation_starts_after,
+        annotations_before=annotations_before or annotation_ends_before,
+        beliefs_after=beliefs_after,
+        beliefs_before=beliefs_before,
+        source=source,
+    )
+    assert isinstance(found, list)
+    return [schemas.Annotation.of(a) for a in found]

@@ -1,0 +1,79 @@
+"""What the read API's routes share: the ledger, the read models (caught up on each request) and
+the token service, opened on first use."""
+
+import logging
+import threading
+
+from ledger.application import Ledger
+from ledger.storage.settings import database_url
+from projections.api.auth import TokenService
+from projections.read_model import ReadModel
+
+log = logging.getLogger("projections.api.app")  # the name the API has always logged under
+
+
+class Services:
+    """The ledger, the read models and the token service, opened on first use."""
+
+    def __init__(self, url: str | None, token_ttl: int) -> None:
+        self.url = database_url(url)
+        self.token_ttl = token_ttl
+        self.projection_failure: str | None = None  # why the last catch-up failed, if it did
+        self._lock = threading.Lock()
+        self._ledger: Ledger | None = None
+        self._read_model: ReadModel | None = None
+        self._tokens: TokenService | None = None
+
+    def _open(self) -> None:
+        if self._ledger is None:
+            self._ledger = Ledger(self.url)
+            self._read_model = ReadModel(self.url)
+            self._tokens = TokenService(self._ledger, self.token_ttl)
+
+    @property
+    def ledger(self) -> Ledger:
+        with self._lock:
+            self._open()
+        assert self._ledger is not None
+        return self._ledger
+
+    @property
+    def tokens(self) -> TokenService:
+        with self._lock:
+            self._open()
+        assert self._tokens is not None
+        return self._tokens
+
+    def reads(self) -> ReadModel:
+        """The read models, caught up with the log; or, when projecting fails, as they stand
+        (each page commits with its position, so that is a consistent state)."""
+        with self._lock:
+            self._open()
+            assert self._ledger is not None and self._read_model is not None
+            if (self._ledger.recorder.max_notification_id() or 0) > self._read_model.position():
+                self._catch_up(self._read_model)
+            return self._read_model
+
+    def _catch_up(self, read_model: ReadModel) -> None:
+        try:
+            read_model.catch_up()
+        except Exception as error:  # whatever failed, the last committed state stays good
+            lines = str(error).strip().splitlines()
+            failure = f"{type(error).__name__}: {lines[0] if lines else 'no message'}"
+            if failure != self.projection_failure:  # one line per new failure, not per request
+                log.error(
+                    "projecting the log failed (%s); answering from position %d",
+                    failure,
+                    read_model.position(),
+                )
+            self.projection_failure = failure
+        else:
+            if self.projection_failure is not None:
+                log.warning("projecting the log works again; the read models are caught up")
+            self.projection_failure = None
+
+    def close(self) -> None:
+        if self._read_model is not None:
+            self._read_model.close()
+        if self._ledger is not None:
+            self._ledger.close()
