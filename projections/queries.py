@@ -186,6 +186,19 @@ class Queries:
         found = references.user_id(user, self._user_id_for_email)
         return NOBODY if found is None else found
 
+    def resolve_account(self, account: Any) -> UUID | None:
+        """An account given by id (a UUID, its text, or a model) or by name: an open account's,
+        else a closed one's (questions about the past name accounts closed since); None when
+        no account has that name."""
+        return references.account_id(account, self._account_id_for_name)
+
+    def _account_id_for_name(self, name: str) -> UUID | None:
+        a = t.accounts.c
+        query = select(a.id).where(a.name == name.strip()).order_by(a.closed, a.id).limit(1)
+        with self.engine.connect() as conn:
+            found = conn.execute(query).scalar()
+        return None if found is None else UUID(str(found))
+
     def get_user(self, user: Any) -> UserModel | None:
         found = self._users(t.users.c.id == self.resolve_user(user))
         return found[0] if found else None
@@ -372,12 +385,8 @@ class Queries:
         log = t.audit_log.c
         conditions: list[ColumnElement[bool]] = []
         if aggregate_id is not None:
-            aggregate = (
-                self.resolve_user(aggregate_id)
-                if references.is_email(aggregate_id)
-                else as_uuid(aggregate_id, "aggregate")
-            )
-            conditions.append(log.aggregate_id == aggregate)
+            aggregate = references.user_id(aggregate_id, self._user_id_for_email, "aggregate")
+            conditions.append(log.aggregate_id == (NOBODY if aggregate is None else aggregate))
         if account_id is not None:
             conditions.append(log.account_id == as_uuid(account_id, "account"))
         if (start := _moment(since, "since")) is not None:

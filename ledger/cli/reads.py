@@ -32,13 +32,10 @@ def _user(s: State, reference: str) -> UUID:
 
 
 def _account(s: State, reference: str) -> UUID:
-    try:
-        return UUID(reference)
-    except ValueError:
-        for candidate in s.reads.list_accounts(include_closed=True):
-            if candidate.name == reference.strip():
-                return candidate.id  # type: ignore[no-any-return]
-        raise NotFound(f"account {shown(reference)} not found") from None
+    account_id: UUID | None = s.reads.resolve_account(reference)
+    if account_id is None:
+        raise NotFound(f"account {shown(reference)} not found")
+    return account_id
 
 
 def _table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
