@@ -20,7 +20,7 @@ from typing import Any, Final
 from sqlalchemy import Exists, Row, Select, and_, exists, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
-from projections import tables as t
+import projections.tables as t
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,9 @@ event titled in words, each actor by username where the caller may read that use
 
 from uuid import UUID
 
+import projections.api.policy as policy
+import projections.api.schemas as schemas
 from ledger.domain import titles
-from projections.api import policy, schemas
 from projections.api.policy import Principal
 from projections.read_model import ReadModel
 

@@ -6,7 +6,8 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query
 
-from projections.api import policy, schemas
+import projections.api.policy as policy
+import projections.api.schemas as schemas
 from projections.api.audit_log import audit_log
 from projections.api.dependencies import Caller, Reads, account_or_404
 from projections.api.errors import PROBLEMS, forbidden

@@ -8,8 +8,8 @@ from uuid import UUID
 from fastapi import APIRouter, Request
 from starlette.background import BackgroundTask
 
+import projections.api.schemas as schemas
 from ledger.errors import LedgerError
-from projections.api import schemas
 from projections.api.auth import UNKNOWN_EMAIL, WRONG_CREDENTIALS, LoginRefused
 from projections.api.dependencies import AppServices, Throttle
 from projections.api.errors import PROBLEMS, ApiError, problem

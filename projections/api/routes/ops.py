@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter, Request
 
-from projections.api import schemas
+import projections.api.schemas as schemas
 from projections.api.dependencies import AppServices
 
 API_VERSIONS = ["v3_0"]

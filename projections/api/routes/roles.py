@@ -3,7 +3,8 @@ the caller may read."""
 
 from fastapi import APIRouter
 
-from projections.api import policy, schemas
+import projections.api.policy as policy
+import projections.api.schemas as schemas
 from projections.api.dependencies import Caller, Reads
 from projections.api.errors import PROBLEMS, ApiError
 from projections.api.schemas import UtcDateTime
