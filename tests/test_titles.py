@@ -66,3 +66,4 @@ def test_a_title_by_class_event_name_or_topic() -> None:
         "LoginFailed",
         "AccountCreated",
     )
+    assert titles.by_name({User.RoleGranted: 1}) == {"RoleGranted": 1}

@@ -18,27 +18,25 @@ from projections import ReadModel, held
 from projections import tables as t
 
 PRIVILEGED_ROLES: Final = ("admin", "admin-reader", "account-admin", "consultant")
-_ROLE_CHANGES: Final = {
-    titles.name(event): change
-    for event, change in (
-        (User.RoleGranted, "granted"),
-        (User.RoleRevoked, "revoked"),
-        (Account.AccountRoleGranted, "granted"),
-        (Account.AccountRoleRevoked, "revoked"),
-    )
-}
-_JOINERS_MOVERS_LEAVERS: Final = {
-    titles.name(event): kind
-    for event, kind in (
-        (User.UserCreated, "joiner"),
-        (User.UserDeactivated, "leaver"),
-        (User.UserReactivated, "mover"),
-        (User.RoleGranted, "mover"),
-        (User.RoleRevoked, "mover"),
-        (User.UserUpdated, "mover"),
-        (User.UserErased, "leaver"),
-    )
-}
+_ROLE_CHANGES: Final = titles.by_name(
+    {
+        User.RoleGranted: "granted",
+        User.RoleRevoked: "revoked",
+        Account.AccountRoleGranted: "granted",
+        Account.AccountRoleRevoked: "revoked",
+    }
+)
+_JOINERS_MOVERS_LEAVERS: Final = titles.by_name(
+    {
+        User.UserCreated: "joiner",
+        User.UserDeactivated: "leaver",
+        User.UserReactivated: "mover",
+        User.RoleGranted: "mover",
+        User.RoleRevoked: "mover",
+        User.UserUpdated: "mover",
+        User.UserErased: "leaver",
+    }
+)
 REPORTS: Final = (
     "access-review",
     "role-changes",

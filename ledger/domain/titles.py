@@ -6,13 +6,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from eventsourcing.domain import Aggregate
 
 from ledger.domain.accounts import Account
 from ledger.domain.roles import AccountRole, Role
 from ledger.domain.users import User
+
+V = TypeVar("V")
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,11 @@ def name(event: type[Aggregate.Event] | Aggregate.Event) -> str:
 
 def names(*events: type[Aggregate.Event]) -> tuple[str, ...]:
     return tuple(name(event) for event in events)
+
+
+def by_name(values: Mapping[type[Aggregate.Event], V]) -> dict[str, V]:
+    """A table keyed by event class, keyed instead by the names the audit log records."""
+    return {name(event): value for event, value in values.items()}
 
 
 _BY_NAME: Final[Mapping[str, tuple[type[Aggregate.Event], Title]]] = {
