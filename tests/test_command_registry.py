@@ -4,8 +4,6 @@ arguments, a CLI subcommand and an `apply` name, and nothing outside the registr
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import inspect
 import json
 from datetime import UTC, datetime
@@ -20,8 +18,8 @@ from ledger.cli import main
 from ledger.cli.writes import RUNS
 from ledger.commands import COMMANDS
 from ledger.importer import Importer
-from ledger.storage import side_tables as side
 from tests.conftest import ADMIN
+from tests.test_secret_arguments import fingerprint, keyed_hash_with
 
 
 def _subcommands(group: click.Group, path: str = "") -> dict[str, click.Command]:
@@ -78,18 +76,6 @@ def test_nothing_outside_the_registry_takes_a_command_id() -> None:
     assert taking_command_ids == running
 
 
-def _stored_fingerprint(led: Ledger, command_id: str) -> str:
-    row = led.side.select_one(side.SELECT_COMMAND, (command_id,))
-    assert row is not None
-    return str(row["fingerprint"])
-
-
-def _fingerprint_as_before(led: Ledger, command: str, args: dict[str, object]) -> str:
-    """A fingerprint as `Ledger._run` made it before commands were data."""
-    canonical = json.dumps({"command": command, "args": args}, sort_keys=True, default=str)
-    return hmac.new(led.named_secret("hmac"), canonical.encode(), hashlib.sha256).hexdigest()
-
-
 @pytest.mark.parametrize("url", ["sqlite"], indirect=True)
 def test_fingerprints_of_command_ids_are_unchanged(led: Ledger, acme: UUID) -> None:
     start = datetime(2026, 1, 1, tzinfo=UTC)
@@ -131,4 +117,4 @@ def test_fingerprints_of_command_ids_are_unchanged(led: Ledger, acme: UUID) -> N
     }  # fmt: skip
     assert other
     for command_id, (command, args) in expected.items():
-        assert _stored_fingerprint(led, command_id) == _fingerprint_as_before(led, command, args)
+        assert fingerprint(led, command_id).encode() == keyed_hash_with(led, command, args)

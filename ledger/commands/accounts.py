@@ -126,6 +126,7 @@ def update_account(command: UpdateAccount, uow: UnitOfWork, services: Services) 
 @dataclass(frozen=True, kw_only=True)
 class GrantAccountRole(Decision[bool]):
     command: ClassVar[str] = "grant_account_role"
+    grants: ClassVar[bool] = True
 
     account: UUID = arg(uuid_of("account"))
     role: str = arg(plain(lambda value: role_name(value, "account role")))
@@ -134,20 +135,16 @@ class GrantAccountRole(Decision[bool]):
 @dataclass(frozen=True, kw_only=True)
 class RevokeAccountRole(GrantAccountRole):
     command: ClassVar[str] = "revoke_account_role"
-
-
-@handles(GrantAccountRole)
-def grant_account_role(command: GrantAccountRole, uow: UnitOfWork, services: Services) -> bool:
-    account = uow.load(Account, command.account, "account")
-    services.check_role(uow, AccountRole, command.role)
-    return account.grant_role(command.role, uow.meta)
+    grants: ClassVar[bool] = False
 
 
 @handles(RevokeAccountRole)
-def revoke_account_role(command: RevokeAccountRole, uow: UnitOfWork, services: Services) -> bool:
+@handles(GrantAccountRole)
+def change_account_role(command: GrantAccountRole, uow: UnitOfWork, services: Services) -> bool:
     account = uow.load(Account, command.account, "account")
     services.check_role(uow, AccountRole, command.role)
-    return account.revoke_role(command.role, uow.meta)
+    change = account.grant_role if command.grants else account.revoke_role
+    return change(command.role, uow.meta)
 
 
 @dataclass(frozen=True, kw_only=True)

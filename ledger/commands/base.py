@@ -19,7 +19,7 @@ from ledger.errors import NotFound, ValidationError
 from ledger.storage.claims import Claims
 from ledger.storage.personal_data import Keyring
 from ledger.unit_of_work import UnitOfWork
-from ledger.validation import Actor, CommandId, Reason, as_uuid, optional, shown, valid
+from ledger.validation import Actor, CommandId, Reason, as_uuid, shown, validator
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -104,11 +104,13 @@ def optional_uuid_of(what: str) -> Parser:
 
 
 def valid_as(annotation: Any, what: str) -> Parser:
-    return plain(lambda value: valid(annotation, value, what))
+    validate = validator(annotation, what)
+    return lambda value, _: validate(value)
 
 
 def optional_as(annotation: Any, what: str) -> Parser:
-    return plain(lambda value: optional(annotation, value, what))
+    validate = validator(annotation, what)
+    return lambda value, _: None if value is None else validate(value)
 
 
 _TAIL: Final = ("actor", "reason", "command_id")
@@ -177,12 +179,19 @@ class Command(Generic[R]):
         }
 
 
+_valid_reason = validator(Reason, "reason")
+
+
+def _reason(value: Any, refs: References) -> str | None:
+    return None if value is None else _valid_reason(value) or None
+
+
 @dataclass(frozen=True, kw_only=True)
 class Decision(Command[R]):
     """A command someone (`actor`) decides, perhaps saying why (`reason`)."""
 
     actor: str = arg(valid_as(Actor, "actor"))
-    reason: str | None = arg(plain(lambda value: optional(Reason, value, "reason") or None), None)
+    reason: str | None = arg(_reason, None)
 
     def acting(self) -> tuple[str, str | None]:
         return self.actor, self.reason

@@ -156,6 +156,7 @@ def update_user(command: UpdateUser, uow: UnitOfWork, services: Services) -> boo
 @dataclass(frozen=True, kw_only=True)
 class GrantRole(Decision[bool]):
     command: ClassVar[str] = "grant_role"
+    grants: ClassVar[bool] = True
 
     user: UUID = arg(user())
     role: str = arg(plain(role_name))
@@ -164,20 +165,16 @@ class GrantRole(Decision[bool]):
 @dataclass(frozen=True, kw_only=True)
 class RevokeRole(GrantRole):
     command: ClassVar[str] = "revoke_role"
-
-
-@handles(GrantRole)
-def grant_role(command: GrantRole, uow: UnitOfWork, services: Services) -> bool:
-    found = uow.load(User, command.user, "user")
-    services.check_role(uow, Role, command.role)
-    return found.grant_role(command.role, uow.meta)
+    grants: ClassVar[bool] = False
 
 
 @handles(RevokeRole)
-def revoke_role(command: RevokeRole, uow: UnitOfWork, services: Services) -> bool:
+@handles(GrantRole)
+def change_role(command: GrantRole, uow: UnitOfWork, services: Services) -> bool:
     found = uow.load(User, command.user, "user")
     services.check_role(uow, Role, command.role)
-    return found.revoke_role(command.role, uow.meta)
+    change = found.grant_role if command.grants else found.revoke_role
+    return change(command.role, uow.meta)
 
 
 @dataclass(frozen=True, kw_only=True)
