@@ -96,7 +96,7 @@ def test_fingerprints_of_command_ids_are_unchanged(led: Ledger, acme: UUID) -> N
     )  # fmt: skip
     led.record_login(ann, at=start, ip="10.0.0.1", command_id="c-7")
     led.define_role("viewer", "Reads", actor=ADMIN, command_id="c-8")
-    expected = {
+    expected: dict[str, tuple[str, dict[str, object]]] = {
         "c-1": ("create_user", {
             "email": "ann@acme.org", "account_id": acme, "username": None,
             "timezone": "Europe/Amsterdam", "roles": [],

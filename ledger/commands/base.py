@@ -91,7 +91,8 @@ def unless_unset(parse: Parser) -> Parser:
     return lambda value, refs: value if value is UNSET else parse(value, refs)
 
 
-def user(what: str = "user") -> Parser:
+def user_reference(what: str = "user") -> Parser:
+    """A user by id or email (see `Ledger.resolve_user`)."""
     return lambda value, refs: refs.resolve_user(value, what)
 
 

@@ -17,7 +17,7 @@ from ledger.commands.base import (
     arg,
     optional_as,
     plain,
-    user,
+    user_reference,
     uuid_of,
     valid_as,
 )
@@ -121,7 +121,7 @@ def _default_username(uow: UnitOfWork, services: Services, email: str) -> str:
 class UpdateUser(Decision[bool]):
     command: ClassVar[str] = "update_user"
 
-    user: UUID = arg(user())
+    user: UUID = arg(user_reference())
     # None: left as it is (none of these can be cleared)
     email: str | None = arg(_unset_as_none(Email, "email"), UNSET)
     username: str | None = arg(_unset_as_none(Username, "username"), UNSET)
@@ -158,7 +158,7 @@ class GrantRole(Decision[bool]):
     command: ClassVar[str] = "grant_role"
     grants: ClassVar[bool] = True
 
-    user: UUID = arg(user())
+    user: UUID = arg(user_reference())
     role: str = arg(plain(role_name))
 
 
@@ -181,7 +181,7 @@ def change_role(command: GrantRole, uow: UnitOfWork, services: Services) -> bool
 class DeactivateUser(Decision[bool]):
     command: ClassVar[str] = "deactivate_user"
 
-    user: UUID = arg(user())
+    user: UUID = arg(user_reference())
 
 
 @handles(DeactivateUser)
@@ -193,7 +193,7 @@ def deactivate_user(command: DeactivateUser, uow: UnitOfWork, services: Services
 class ReactivateUser(Decision[bool]):
     command: ClassVar[str] = "reactivate_user"
 
-    user: UUID = arg(user())
+    user: UUID = arg(user_reference())
 
 
 @handles(ReactivateUser)
@@ -211,7 +211,7 @@ class RecordLogin(Command[bool]):
 
     command: ClassVar[str] = "record_login"
 
-    user: UUID = arg(user())
+    user: UUID = arg(user_reference())
     at: datetime | None = arg(optional_as(Moment, "at"), None)
     ip: str | None = arg(optional_as(IpAddress, "ip"), None)
 
@@ -234,7 +234,7 @@ class RecordFailedLogin(Command[bool]):
 
     command: ClassVar[str] = "record_failed_login"
 
-    user: UUID = arg(user())
+    user: UUID = arg(user_reference())
     at: datetime | None = arg(optional_as(Moment, "at"), None)
     ip: str | None = arg(optional_as(IpAddress, "ip"), None)
     reason_kind: FailedLoginReason = arg(valid_as(FailedLoginReason, "reason_kind"))
@@ -257,7 +257,7 @@ class RecordLastSeen(Command[bool]):
 
     command: ClassVar[str] = "record_last_seen"
 
-    user: UUID = arg(user())
+    user: UUID = arg(user_reference())
     at: datetime | None = arg(optional_as(Moment, "at"), None)
 
     def acting(self) -> tuple[str, str | None]:
@@ -275,7 +275,7 @@ def record_last_seen(command: RecordLastSeen, uow: UnitOfWork, services: Service
 class SetPassword(Decision[bool]):
     command: ClassVar[str] = "set_password"
 
-    user: UUID = arg(user())
+    user: UUID = arg(user_reference())
     password: Secret = arg(plain(_new_password_hash))
     """The password's argon2 hash, never its text."""
 
@@ -303,7 +303,7 @@ class EraseUser(Decision[bool]):
 
     command: ClassVar[str] = "erase_user"
 
-    user: UUID = arg(user())
+    user: UUID = arg(user_reference())
     reason: str | None = arg(plain(_required_reason))
 
 
