@@ -209,6 +209,7 @@ class Ledger(Application[UUID]):
         return mapper.to_domain_events(stored_events, opened=opened)
 
     def _claim_key(self, kind: str, value: str) -> str:
+        """The key a unique value is claimed under (the erasure tests look for it on disk)."""
         return self.claims.key(kind, value)
 
     # -- running commands -----------------------------------------------------------------------
