@@ -1,9 +1,10 @@
 """`ledger apply`: a file of commands, one JSON object a line, applied fast and idempotently.
 
 `{"command": "grant_role", "user": "ann@x.org", "role": "admin", "command_id": "imp-2"}`:
-`command` is a Ledger method; the other keys are its parameter names, except that the user a
-command acts on is `user` and the account is `account` (by id, or by email / name; this includes
-`create_user`'s account). `actor` and `reason` default to the CLI's. Lines are applied in
+`command` names a registered command (`ledger.commands`, each also a Ledger method); the other
+keys are its parameter names, except that the user a command acts on is `user` and the account
+is `account` (by id, or by email / name; this includes `create_user`'s account). `actor` and
+`reason` default to the CLI's. Lines are applied in
 batches, each one transaction; if a concurrent writer gets in the way of a batch, its lines are
 re-applied one by one. A bad line (not UTF-8, not JSON, bad values, or rejected by the state)
 rejects that line only.
@@ -11,7 +12,6 @@ rejects that line only.
 
 from __future__ import annotations
 
-import inspect
 import json
 from collections.abc import Callable, Iterable
 from contextlib import suppress
@@ -21,33 +21,14 @@ from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError, OperationalError, PersistenceError
 
-from ledger.application import Ledger, is_contention
+from ledger.application import Ledger
 from ledger.batch import Batch
+from ledger.commands import COMMANDS
 from ledger.errors import LedgerError, ValidationError
+from ledger.runner import is_contention
+from ledger.storage.claims import ClaimReferences
 from ledger.validation import shown
 
-COMMANDS: Final = (
-    "define_role",
-    "define_account_role",
-    "create_account",
-    "update_account",
-    "grant_account_role",
-    "revoke_account_role",
-    "set_consultancy",
-    "close_account",
-    "create_user",
-    "update_user",
-    "grant_role",
-    "revoke_role",
-    "deactivate_user",
-    "reactivate_user",
-    "record_login",
-    "record_last_seen",
-    "set_password",
-    "erase_user",
-    "add_annotation",
-    "remove_annotation",
-)
 _USER_REFS: Final = ("user",)
 _ACCOUNT_REFS: Final = ("account", "account_id", "consultancy_account_id")
 
@@ -183,10 +164,10 @@ class Importer:
         self.actor = actor
         self.reason = reason
         self.batch_size = batch_size
-        self._signatures: dict[str, inspect.Signature] = {}
 
     def parse(self, number: int, text: str | bytes) -> Command:
-        """The command a line asks for, with its arguments checked against the method."""
+        """The command a line asks for, with its argument names checked against the
+        command's (their values are parsed when it runs)."""
         if isinstance(text, bytes):
             try:
                 text = text.decode("utf-8")
@@ -207,48 +188,36 @@ class Importer:
             raise ValidationError(f"not a JSON object: {shown(text.strip())}")
         name = data.pop("command", None)
         if not isinstance(name, str) or name not in COMMANDS:
-            raise ValidationError(f"unknown command {shown(name)}; one of: {', '.join(COMMANDS)}")
-        signature = self._signature(name)
-        parameters = signature.parameters
+            known = ", ".join(sorted(COMMANDS))
+            raise ValidationError(f"unknown command {shown(name)}; one of: {known}")
+        command_type = COMMANDS[name].type
+        parameters = command_type.parameters()
         if name == "create_user" and "account" in data:
             data["account_id"] = data.pop("account")
         for default, value in (("actor", self.actor), ("reason", self.reason)):
             if default in parameters and default not in data and value is not None:
                 data[default] = value
-        try:
-            signature.bind(**data)
-        except TypeError as error:
-            raise ValidationError(f"{name}: {error}") from None
+        command_type.check_arguments(data)
         return Command(number, name, data)
 
-    def _signature(self, name: str) -> inspect.Signature:
-        if name not in self._signatures:
-            self._signatures[name] = inspect.signature(getattr(self.ledger, name))
-        return self._signatures[name]
-
-    def resolve(self, command: Command) -> dict[str, Any]:
+    def resolve(self, command: Command, references: ClaimReferences) -> dict[str, Any]:
         """Arguments with users named by email and accounts by name replaced by their ids."""
         arguments = dict(command.arguments)
         for key, value in arguments.items():
             if key in _USER_REFS:
-                arguments[key] = self._reference(value, "user")
+                arguments[key] = _reference(value, "user", references)
             elif key in _ACCOUNT_REFS and value is not None:
-                arguments[key] = self._reference(value, "account")
+                arguments[key] = _reference(value, "account", references)
         return arguments
 
-    def _reference(self, value: Any, kind: str) -> UUID:
-        if not isinstance(value, str):
-            raise ValidationError(
-                f"invalid {kind} {shown(value)}: give an id, or an "
-                f"{'email' if kind == 'user' else 'account name'}"
-            )
-        if kind == "user":
-            return self.ledger.resolve_user(value)
-        return self.ledger.resolve_account(value)
-
-    def run(self, command: Command) -> LineResult:
+    def run(self, command: Command, batch: Batch | None = None) -> LineResult:
+        """Run a parsed line: in `batch`, or in its own transaction."""
+        references = ClaimReferences(self.ledger.claims) if batch is None else batch.references
         try:
-            result = getattr(self.ledger, command.name)(**self.resolve(command))
+            parsed = COMMANDS[command.name].type.parse(
+                references, **self.resolve(command, references)
+            )
+            outcome = self.ledger.runner.run(parsed, None if batch is None else batch.uow)
         except LedgerError as error:
             return LineResult(
                 command.line,
@@ -257,8 +226,8 @@ class Importer:
                 error=str(error),
                 error_type=type(error).__name__,
             )
-        status: Status = "applied" if self.ledger.last_recorded else "unchanged"
-        return LineResult(command.line, command.name, status, result=result)
+        status: Status = "applied" if outcome.recorded else "unchanged"
+        return LineResult(command.line, command.name, status, result=outcome.result)
 
     def check(self, lines: list[Line]) -> Summary:
         """Run every line as `apply` would, each against the state the earlier lines leave,
@@ -270,7 +239,7 @@ class Importer:
                 chunk = lines[start : start + self.batch_size]
                 parsed = [self._parse_line(number, text) for number, text in chunk]
                 self._prefetch(batch, parsed)
-                self._run_lines(parsed, False, summary.results)
+                self._run_lines(parsed, False, summary.results, batch)
         return summary
 
     def apply(
@@ -306,7 +275,7 @@ class Importer:
             with self.ledger.batch() as batch:
                 self._prefetch(batch, parsed)
                 results: list[LineResult] = []
-                stopped = self._run_lines(parsed, stop_on_error, results)
+                stopped = self._run_lines(parsed, stop_on_error, results, batch)
                 batch.commit()
             done.extend(results)
             return stopped
@@ -336,16 +305,31 @@ class Importer:
             )
 
     def _run_lines(
-        self, parsed: list[Command | LineResult], stop_on_error: bool, results: list[LineResult]
+        self,
+        parsed: list[Command | LineResult],
+        stop_on_error: bool,
+        results: list[LineResult],
+        batch: Batch | None = None,
     ) -> bool:
-        """Run the lines, appending each one's result to `results`; return whether a rejected
-        line stopped them."""
+        """Run the lines (in `batch`, or each in its own transaction), appending each one's
+        result to `results`; return whether a rejected line stopped them."""
         for line in parsed:
-            result = self.run(line) if isinstance(line, Command) else line
+            result = self.run(line, batch) if isinstance(line, Command) else line
             results.append(result)
             if stop_on_error and result.status == "rejected":
                 return True
         return False
+
+
+def _reference(value: Any, kind: str, references: ClaimReferences) -> UUID:
+    if not isinstance(value, str):
+        raise ValidationError(
+            f"invalid {kind} {shown(value)}: give an id, or an "
+            f"{'email' if kind == 'user' else 'account name'}"
+        )
+    if kind == "user":
+        return references.resolve_user(value)
+    return references.resolve_account(value)
 
 
 def _stopped_message(summary: Summary, line: int, error: Exception) -> str:

@@ -21,14 +21,21 @@ _RELEASED = None
 class UnitOfWork:
     """`optimistic`: take cached aggregates as they are, without asking the database for newer
     events. Each one is noted in `unverified` with the version it was taken at; the caller
-    must confirm them before it trusts the outcome (see `Ledger._run`)."""
+    must confirm them before it trusts the outcome (see `Runner.run`). `batched`: it holds
+    many commands, saved together after the last (see `ledger.batch`)."""
 
     def __init__(
-        self, repository: Repository[UUID], meta: Meta, *, optimistic: bool = False
+        self,
+        repository: Repository[UUID],
+        meta: Meta,
+        *,
+        optimistic: bool = False,
+        batched: bool = False,
     ) -> None:
         self.repository = repository
         self.meta = meta
         self.optimistic = optimistic
+        self.batched = batched
         self.unverified: dict[UUID, int] = {}
         self.side_writes: list[SideWrite] = []
         self.after_commit: list[Callable[[], None]] = []
@@ -99,7 +106,7 @@ class UnitOfWork:
         return aggregate_id in self._aggregates
 
     def add_loaded(self, aggregate: LedgerAggregate) -> None:
-        """An aggregate loaded ahead of the commands that will use it (see `Ledger._preload`)."""
+        """An aggregate loaded ahead of the commands that will use it (see `Runner.preload`)."""
         self._aggregates[aggregate.id] = aggregate
 
     def add(self, aggregate: LedgerAggregate) -> None:

@@ -1,17 +1,36 @@
-"""`ledger role|account-role|account|user|annotation ...`: every command of the Ledger."""
+"""`ledger role|account-role|account|user|annotation ...`: every command of the Ledger, each
+declared with `@runs(CommandType)` (tests/test_command_registry.py checks none is missing)."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, get_args
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from ledger.application import UNSET
 from ledger.cli.state import INSTANT, global_options, state
+from ledger.commands import accounts, roles, users
+from ledger.commands.annotations import AddAnnotation, RemoveAnnotation
+from ledger.commands.base import UNSET, Command
+from ledger.domain.users import FailedLoginReason
+
+RUNS: dict[str, click.Command] = {}
+"""The subcommand that runs each registered command, by the command's name."""
+
+
+def runs(command_type: type[Command[Any]]) -> Callable[[click.Command], click.Command]:
+    """Declare the decorated subcommand the one that runs `command_type`."""
+
+    def declare(subcommand: click.Command) -> click.Command:
+        RUNS[command_type.command] = subcommand
+        return subcommand
+
+    return declare
+
 
 command_id_option = click.option(
     "--command-id", default=None, help="Idempotency key: a second run records nothing."
@@ -33,6 +52,7 @@ def role() -> None:
     """User roles: define them before granting them."""
 
 
+@runs(roles.DefineRole)
 @role.command("define")
 @click.argument("name")
 @click.argument("description", required=False)
@@ -59,6 +79,7 @@ def account_role() -> None:
     """Account roles (such as Consultancy)."""
 
 
+@runs(roles.DefineAccountRole)
 @account_role.command("define")
 @click.argument("name")
 @click.argument("description", required=False)
@@ -102,6 +123,7 @@ def account() -> None:
     """Accounts (tenants), named by id or name."""
 
 
+@runs(accounts.CreateAccount)
 @account.command("create")
 @click.argument("name")
 @click.option("--role", "roles", multiple=True, help="An account role to grant (repeatable).")
@@ -141,6 +163,7 @@ def account_create(
     s.emit_result(result, "account created")
 
 
+@runs(accounts.UpdateAccount)
 @account.command("update")
 @click.argument("account_ref", metavar="ACCOUNT")
 @click.option("--name", help="A new name.")
@@ -172,6 +195,7 @@ def account_update(
     s.emit_result(result, "account updated")
 
 
+@runs(accounts.GrantAccountRole)
 @account.command("grant-role")
 @click.argument("account_ref", metavar="ACCOUNT")
 @click.argument("role_name", metavar="ROLE")
@@ -186,6 +210,7 @@ def account_grant_role(account_ref: str, role_name: str, command_id: str | None)
     s.emit_result(result, f"account role {role_name!r} granted")
 
 
+@runs(accounts.RevokeAccountRole)
 @account.command("revoke-role")
 @click.argument("account_ref", metavar="ACCOUNT")
 @click.argument("role_name", metavar="ROLE")
@@ -200,6 +225,7 @@ def account_revoke_role(account_ref: str, role_name: str, command_id: str | None
     s.emit_result(result, f"account role {role_name!r} revoked")
 
 
+@runs(accounts.SetConsultancy)
 @account.command("set-consultancy")
 @click.argument("account_ref", metavar="ACCOUNT")
 @click.argument("consultancy", metavar="CONSULTANCY")
@@ -215,6 +241,7 @@ def account_set_consultancy(account_ref: str, consultancy: str, command_id: str 
     s.emit_result(result, "consultancy set")
 
 
+@runs(accounts.CloseAccount)
 @account.command("close")
 @click.argument("account_ref", metavar="ACCOUNT")
 @command_id_option
@@ -244,6 +271,7 @@ def user() -> None:
     """Users, named by id or email."""
 
 
+@runs(users.CreateUser)
 @user.command("create")
 @click.argument("email")
 @click.option(
@@ -293,6 +321,7 @@ def user_create(
     s.emit_result(result, "user created")
 
 
+@runs(users.UpdateUser)
 @user.command("update")
 @click.argument("user_ref", metavar="USER")
 @click.option("--email")
@@ -321,6 +350,7 @@ def user_update(
     s.emit_result(result, "user updated")
 
 
+@runs(users.GrantRole)
 @user.command("grant-role")
 @click.argument("user_ref", metavar="USER")
 @click.argument("role_name", metavar="ROLE")
@@ -335,6 +365,7 @@ def user_grant_role(user_ref: str, role_name: str, command_id: str | None) -> No
     s.emit_result(result, f"role {role_name!r} granted")
 
 
+@runs(users.RevokeRole)
 @user.command("revoke-role")
 @click.argument("user_ref", metavar="USER")
 @click.argument("role_name", metavar="ROLE")
@@ -349,6 +380,7 @@ def user_revoke_role(user_ref: str, role_name: str, command_id: str | None) -> N
     s.emit_result(result, f"role {role_name!r} revoked")
 
 
+@runs(users.DeactivateUser)
 @user.command("deactivate")
 @click.argument("user_ref", metavar="USER")
 @command_id_option
@@ -362,6 +394,7 @@ def user_deactivate(user_ref: str, command_id: str | None) -> None:
     s.emit_result(result, "user deactivated")
 
 
+@runs(users.ReactivateUser)
 @user.command("reactivate")
 @click.argument("user_ref", metavar="USER")
 @command_id_option
@@ -375,6 +408,7 @@ def user_reactivate(user_ref: str, command_id: str | None) -> None:
     s.emit_result(result, "user reactivated")
 
 
+@runs(users.RecordLogin)
 @user.command("record-login")
 @click.argument("user_ref", metavar="USER")
 @click.option("--at", type=INSTANT, help="When (a date or a time; see --tz); default now.")
@@ -390,6 +424,31 @@ def user_record_login(
     s.emit_result(result, "login recorded")
 
 
+@runs(users.RecordFailedLogin)
+@user.command("record-failed-login")
+@click.argument("user_ref", metavar="USER")
+@click.option(
+    "--reason-kind",
+    required=True,
+    type=click.Choice(get_args(FailedLoginReason)),
+    help="Why the attempt failed.",
+)
+@click.option("--at", type=INSTANT, help="When (a date or a time; see --tz); default now.")
+@click.option("--ip", help="The client's IP address.")
+@command_id_option
+@global_options
+def user_record_failed_login(
+    user_ref: str, reason_kind: str, at: datetime | None, ip: str | None, command_id: str | None
+) -> None:
+    """Record a failed attempt to log in as the user (the actor is `unauthenticated`)."""
+    s = state()
+    result = s.ledger.record_failed_login(
+        s.user_id(user_ref), reason_kind=reason_kind, at=at, ip=ip, command_id=command_id
+    )
+    s.emit_result(result, "failed login recorded")
+
+
+@runs(users.RecordLastSeen)
 @user.command("record-last-seen")
 @click.argument("user_ref", metavar="USER")
 @click.option("--at", type=INSTANT, help="When (a date or a time; see --tz); default now.")
@@ -402,6 +461,7 @@ def user_record_last_seen(user_ref: str, at: datetime | None, command_id: str | 
     s.emit_result(result, "last seen recorded")
 
 
+@runs(users.SetPassword)
 @user.command("set-password")
 @click.argument("user_ref", metavar="USER")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
@@ -411,12 +471,14 @@ def user_set_password(user_ref: str, password_stdin: bool, command_id: str | Non
     """Set a user's password (prompted twice without echo, or read from stdin)."""
     s = state()
     password = _password(password_stdin, prompt=not password_stdin)
+    assert password is not None  # read from stdin, or prompted for
     result = s.ledger.set_password(
         s.user_id(user_ref), password, actor=s.who, reason=s.reason, command_id=command_id
     )
     s.emit_result(result, "password set")
 
 
+@runs(users.EraseUser)
 @user.command("erase")
 @click.argument("user_ref", metavar="USER")
 @command_id_option
@@ -440,6 +502,7 @@ def annotation() -> None:
     """Annotations on accounts (holidays, alerts, labels, ...)."""
 
 
+@runs(AddAnnotation)
 @annotation.command("add")
 @click.argument("account_ref", metavar="ACCOUNT")
 @click.option("--content", required=True, help="The text (1-1024 characters).")
@@ -499,6 +562,7 @@ def annotation_add(
     s.emit_result(result, "annotation added")
 
 
+@runs(RemoveAnnotation)
 @annotation.command("remove")
 @click.argument("account_ref", metavar="ACCOUNT")
 @click.argument("annotation_id", metavar="ANNOTATION")

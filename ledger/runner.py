@@ -1,0 +1,233 @@
+"""The one runner of commands: idempotency by `command_id`, decisions on cached aggregates
+confirmed before they are trusted, retries on contention with back-off, and batches.
+
+`run(command, batch=None)` runs one command in its own transaction; given a batch (a unit of
+work of many commands), it runs the command in it, to be saved when the batch commits.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar, cast
+from uuid import UUID
+
+from eventsourcing.application import Repository
+from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
+
+from ledger.commands import registry
+from ledger.commands.base import Command, Services
+from ledger.domain import LedgerAggregate, Meta, project
+from ledger.errors import Conflict, LedgerError
+from ledger.storage.command_log import CommandLog
+from ledger.storage.recorders import SideTableRecorder
+from ledger.storage.side_tables import SideWrite
+from ledger.unit_of_work import UnitOfWork
+from ledger.validation import Moment, valid
+
+R = TypeVar("R")
+
+
+def is_contention(error: Exception) -> bool:
+    """Whether a failed save clashed with another writer (worth running the command again on
+    fresh state) rather than met a fault. SQLite reports a missing table or a read-only file as
+    an OperationalError too, as it does a lock held too long."""
+    cause = error.__cause__
+    if isinstance(error, OperationalError) and isinstance(cause, sqlite3.OperationalError):
+        return any(word in str(cause).lower() for word in ("locked", "busy"))
+    return isinstance(error, IntegrityError | OperationalError)
+
+
+@dataclass(frozen=True)
+class Outcome(Generic[R]):
+    """A command's result, and whether it recorded anything (False for a no-op, or for a
+    command id applied before)."""
+
+    result: R
+    recorded: bool
+
+
+Save = Callable[..., Any]
+Decode = Callable[[Sequence[StoredEvent]], list[Any]]
+
+
+class Runner:
+    """Runs commands against one ledger's repository and side tables."""
+
+    def __init__(
+        self,
+        *,
+        repository: Repository[UUID],
+        side: SideTableRecorder,
+        save: Save,
+        decode: Decode,
+        clock: Callable[[], datetime],
+        command_log: CommandLog,
+        services: Services,
+        max_attempts: int,
+    ) -> None:
+        self.repository = repository
+        self.side = side
+        self.save = save
+        self.decode = decode
+        self.clock = clock
+        self.command_log = command_log
+        self.services = services
+        self.max_attempts = max_attempts
+
+    def meta(self, actor: str, reason: str | None, command_id: str | None) -> Meta:
+        return Meta(actor, reason, command_id, valid(Moment, self.clock(), "clock time"))
+
+    def run(self, command: Command[R], batch: UnitOfWork | None = None) -> Outcome[R]:
+        entry = registry.entry_of(type(command))
+        fingerprint = ""
+        if command.command_id is not None:
+            fingerprint = self.command_log.fingerprint(command.command, command.fingerprint_args())
+        if batch is None:
+            outcome = self._run_alone(command, entry.handler, fingerprint)
+        else:
+            outcome = self._run_in_batch(command, entry.handler, fingerprint, batch)
+        if entry.after_run is not None:
+            entry.after_run(command, self.services, batch)
+        return outcome
+
+    def _run_alone(
+        self, command: Command[R], handler: registry.Handler[Any], fingerprint: str
+    ) -> Outcome[R]:
+        actor, reason = command.acting()
+        command_id = command.command_id
+        for attempt in range(self.max_attempts):
+            if command_id is not None:
+                found, prior = self.command_log.prior_result(
+                    None, command_id, fingerprint, command.command
+                )
+                if found:
+                    return Outcome(cast(R, prior), False)
+            # The first attempt decides on cached aggregates as they are, without a query for
+            # newer events. What it changes is safe: saving a stale aggregate's event clashes
+            # on its version. What it only read is confirmed below in one query.
+            uow = UnitOfWork(
+                self.repository, self.meta(actor, reason, command_id), optimistic=attempt == 0
+            )
+            try:
+                result: R = handler(command, uow, self.services)
+            except LedgerError:
+                if self._stale(uow.unverified.items()):  # nothing is saved: confirm them all
+                    continue
+                raise
+            if self._stale(uow.unverified_unchanged()):
+                continue
+            writes: list[SideWrite] = list(uow.side_writes)
+            if command_id is not None:
+                writes.append(self.command_log.remember(command_id, fingerprint, result))
+            changed = uow.changed()
+            if not changed and not writes:
+                return Outcome(result, False)
+            try:
+                self.save(*changed, side_writes=writes)
+            except (IntegrityError, OperationalError) as error:
+                # A concurrent writer won a version, a claim or the command id (or held the
+                # database lock too long), or a cached aggregate was stale. Retrying from
+                # fresh state either succeeds or rejects the command with a clear error.
+                if not is_contention(error):
+                    raise
+                if not uow.unverified:
+                    _back_off(attempt)
+            else:
+                for callback in uow.after_commit:
+                    callback()
+                recorded = bool(changed) or len(writes) > (command_id is not None)
+                return Outcome(result, recorded)
+        raise Conflict(
+            f"{command.command} was not applied: concurrent changes kept conflicting "
+            f"after {self.max_attempts} attempts; try again"
+        )
+
+    def _run_in_batch(
+        self,
+        command: Command[R],
+        handler: registry.Handler[Any],
+        fingerprint: str,
+        uow: UnitOfWork,
+    ) -> Outcome[R]:
+        command_id = command.command_id
+        if command_id is not None:
+            found, prior = self.command_log.prior_result(
+                uow, command_id, fingerprint, command.command
+            )
+            if found:
+                return Outcome(cast(R, prior), False)
+        uow.begin_command(self.meta(*command.acting(), command_id))
+        try:
+            result: R = handler(command, uow, self.services)
+        except LedgerError:
+            if uow.command_changed():  # handlers must reject before their first change
+                raise RuntimeError(
+                    f"{command.command} changed state before it was rejected"
+                ) from None
+            raise
+        recorded = uow.command_changed()
+        if command_id is not None:
+            uow.write(self.command_log.remember(command_id, fingerprint, result))
+            uow.command_results[command_id] = (fingerprint, result)
+        return Outcome(result, recorded)
+
+    def _stale(self, taken: Iterable[tuple[UUID, int]]) -> bool:
+        """Whether any of these cached aggregates, taken unconfirmed at these versions, has
+        newer events in the database (then the command must run again on fresh state)."""
+        versions = list(taken)
+        return bool(versions) and bool(self.side.events_after(versions))
+
+    # -- batches ------------------------------------------------------------------------------
+
+    def open_batch(self) -> UnitOfWork:
+        return UnitOfWork(self.repository, self.meta("batch", None, None), batched=True)
+
+    def preload(self, uow: UnitOfWork, aggregate_ids: Iterable[UUID]) -> None:
+        """Bring these aggregates up to date in a few queries instead of one or two each: the
+        events each lacks (all of them, if it is not cached) in one query per chunk, and the
+        keys to decode them in another. Ids that name nothing are left for `load` to reject."""
+        cache = self.repository.cache
+        wanted = [i for i in dict.fromkeys(aggregate_ids) if not uow.holds(i)]
+        for start in range(0, len(wanted), 400):
+            chunk = wanted[start : start + 400]
+            cached: dict[UUID, LedgerAggregate] = {}
+            if cache is not None:
+                for aggregate_id in chunk:
+                    with suppress(KeyError):
+                        cached[aggregate_id] = cast(LedgerAggregate, cache.get(aggregate_id))
+            stored = self.side.events_after(
+                [(i, cached[i].version if i in cached else 0) for i in chunk]
+            )
+            by_aggregate: dict[UUID, list[Any]] = {}
+            for event in self.decode(stored):
+                by_aggregate.setdefault(event.originator_id, []).append(event)
+            for aggregate_id in chunk:
+                events = by_aggregate.get(aggregate_id, [])
+                aggregate = cached.get(aggregate_id)
+                if events:
+                    aggregate = project(copy.deepcopy(aggregate), events)
+                    if cache is not None:
+                        cache.put(aggregate_id, aggregate)
+                if aggregate is not None:
+                    uow.add_loaded(copy.deepcopy(aggregate))
+
+    def commit(self, uow: UnitOfWork) -> None:
+        """Save a batch's events and side rows in one transaction (no retry: on a conflict the
+        caller re-runs the commands one by one)."""
+        changed = uow.changed()
+        if changed or uow.side_writes:
+            self.save(*changed, side_writes=uow.side_writes)
+        for callback in uow.after_commit:
+            callback()
+
+
+def _back_off(attempt: int) -> None:
+    """Exponential back-off with full jitter, so colliding writers spread out."""
+    time.sleep(random.uniform(0, min(0.25, 0.002 * 2**attempt)))
