@@ -106,6 +106,12 @@ def lines_and_outcomes(c: Cast) -> list[tuple[dict[str, Any], str, list[str]]]:
     ]  # fmt: skip
 
 
+def user_of(led: Ledger, user_id: UUID) -> User:
+    user = led.repository.get(user_id)
+    assert isinstance(user, User)
+    return user
+
+
 def run_apply(url: str, path: Path, *options: str) -> dict[str, Any]:
     result = CliRunner().invoke(
         main, ["--db", url, "--actor", ADMIN, "--json", "apply", *options, str(path)]
@@ -172,8 +178,7 @@ def test_lines_the_state_rejects_record_nothing_and_the_others_apply(
     assert stored_state(led)[1:] == before[1:]
     fresh = Ledger(led.url)
     try:
-        ann = fresh.repository.get(cast.ann)
-        assert isinstance(ann, User)
+        ann = user_of(fresh, cast.ann)
         assert (ann.roles, ann.email) == ({"admin"}, "ann@example.org")
         assert ann.login_count == 1 + (how == "one by one")
         assert not fresh.repository.get(cast.ivy).active
