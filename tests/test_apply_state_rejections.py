@@ -107,7 +107,7 @@ def lines_and_outcomes(c: Cast) -> list[tuple[dict[str, Any], str, list[str]]]:
 
 
 def user_of(led: Ledger, user_id: UUID) -> User:
-    user = led.repository.get(user_id)
+    user: object = led.repository.get(user_id)
     assert isinstance(user, User)
     return user
 
