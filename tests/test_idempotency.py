@@ -6,7 +6,7 @@ from uuid import UUID
 
 import pytest
 
-from ledger import Conflict, Ledger
+from ledger import Conflict, InactiveUser, Ledger
 from tests.conftest import ADMIN
 from tests.helpers import stored_state
 
@@ -72,7 +72,7 @@ def test_command_ids_survive_a_restart(url: str) -> None:
 def test_a_rejected_command_does_not_consume_its_id(led: Ledger, acme: UUID) -> None:
     ann = led.create_user("ann@example.org", account_id=acme, actor=ADMIN)
     led.deactivate_user(ann, actor=ADMIN)
-    with pytest.raises(Exception, match="inactive"):
+    with pytest.raises(InactiveUser, match="inactive"):
         led.record_login(ann, command_id="login-1")
     led.reactivate_user(ann, actor=ADMIN)
     assert led.record_login(ann, command_id="login-1") is True
