@@ -1,5 +1,6 @@
 """Fixtures: every test that takes `url` runs once on a SQLite file and once on a throwaway
-PostgreSQL database. Under CI=true a PostgreSQL that cannot be reached fails the run."""
+PostgreSQL database. Under CI=true a PostgreSQL that cannot be reached fails the run, and the
+property tests run the "ci" hypothesis profile."""
 
 from __future__ import annotations
 
@@ -10,9 +11,16 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import settings
 
 from ledger import Ledger
 from projections import ReadModel
+
+# Property tests: under CI=true the "ci" profile runs each with 200 examples (the random
+# histories of test_properties.py too); locally they keep their quicker defaults.
+settings.register_profile("ci", max_examples=200)
+if os.environ.get("CI") == "true":
+    settings.load_profile("ci")
 
 PG_ADMIN_URL = os.environ.get("LEDGER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
