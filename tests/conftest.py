@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from hypothesis import settings
+from hypothesis import Phase, settings
 
 from ledger import Ledger
 from projections import ReadModel
@@ -19,6 +19,11 @@ from projections import ReadModel
 # Property tests: under CI=true the "ci" profile runs each with 200 examples (the random
 # histories of test_properties.py too); locally they keep their quicker defaults.
 settings.register_profile("ci", max_examples=200)
+# For runs against a planted bug (mutation testing, `--hypothesis-profile=mutant`): report the
+# first failing example as it is, without the minutes of shrinking it on two databases.
+settings.register_profile(
+    "mutant", phases=[Phase.explicit, Phase.generate], database=None, print_blob=False
+)
 if os.environ.get("CI") == "true":
     settings.load_profile("ci")
 
