@@ -144,7 +144,7 @@ def one_by_one(led: Ledger, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[in
         other.close()
 
 
-@pytest.mark.parametrize("how", ["one batch", "a batch per line", "one by one"])
+@pytest.mark.parametrize("how", ["one-batch", "a-batch-per-line", "one-by-one"])
 def test_lines_the_state_rejects_record_nothing_and_the_others_apply(
     led: Ledger, cast: Cast, tmp_path: Path, how: str, request: pytest.FixtureRequest
 ) -> None:
@@ -153,10 +153,10 @@ def test_lines_the_state_rejects_record_nothing_and_the_others_apply(
     path.write_text("".join(json.dumps(line) + "\n" for line, _, _ in table))
     before_names = event_names(led)
     before = stored_state(led)
-    concurrent = request.getfixturevalue("one_by_one") if how == "one by one" else []
+    concurrent = request.getfixturevalue("one_by_one") if how == "one-by-one" else []
 
     summary = run_apply(
-        led.url, path, *(["--batch-size", "1"] if how == "a batch per line" else [])
+        led.url, path, *(["--batch-size", "1"] if how == "a-batch-per-line" else [])
     )
 
     got = [
@@ -167,7 +167,7 @@ def test_lines_the_state_rejects_record_nothing_and_the_others_apply(
     assert (summary["applied"], summary["unchanged"]) == (5, 2)
     assert all(str(r["error"]).strip() and "\n" not in r["error"] for r in summary["rejected"])
     expected = [name for _, _, names in table for name in names]
-    if how == "one by one":
+    if how == "one-by-one":
         assert concurrent == [1]  # the one batch met a writer, and its lines ran one by one
         expected = ["LoginRecorded", *expected]  # the concurrent writer's
     names = event_names(led)
@@ -180,7 +180,7 @@ def test_lines_the_state_rejects_record_nothing_and_the_others_apply(
     try:
         ann = user_of(fresh, cast.ann)
         assert (ann.roles, ann.email) == ({"admin"}, "ann@example.org")
-        assert ann.login_count == 1 + (how == "one by one")
+        assert ann.login_count == 1 + (how == "one-by-one")
         assert not fresh.repository.get(cast.ivy).active
         assert fresh.repository.get(cast.gus).active is False
         assert fresh.repository.get(cast.bob).erased
