@@ -1,5 +1,6 @@
 """Fixtures: every test that takes `url` runs once on a SQLite file and once on a throwaway
-PostgreSQL database. Under CI=true a PostgreSQL that cannot be reached fails the run."""
+PostgreSQL database. Under CI=true a PostgreSQL that cannot be reached fails the run, and the
+property tests run the "ci" hypothesis profile."""
 
 from __future__ import annotations
 
@@ -10,9 +11,21 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import Phase, settings
 
 from ledger import Ledger
 from projections import ReadModel
+
+# Property tests: under CI=true the "ci" profile runs each with 200 examples (the random
+# histories of test_properties.py too); locally they keep their quicker defaults.
+settings.register_profile("ci", max_examples=200)
+# For runs against a planted bug (mutation testing, `--hypothesis-profile=mutant`): report the
+# first failing example as it is, without the minutes of shrinking it on two databases.
+settings.register_profile(
+    "mutant", phases=[Phase.explicit, Phase.generate], database=None, print_blob=False
+)
+if os.environ.get("CI") == "true":
+    settings.load_profile("ci")
 
 PG_ADMIN_URL = os.environ.get("LEDGER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 

@@ -1,14 +1,23 @@
-"""The read API: tokens, the access matrix of FlexMeasures' policy, tenant isolation."""
+"""The read API: tokens, the access matrix of FlexMeasures' policy, tenant isolation.
+
+The tests share one world per database, built once and never changed: a test that writes
+(a login, a new user, an annotation) builds a world of its own (`fresh_world`), and every test
+on the shared one checks that it left the log as it found it, so no test depends on another's
+order."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from itsdangerous import URLSafeTimedSerializer
@@ -48,7 +57,9 @@ CALLERS = [
     "client_admin",
     "client_plain",
     "consultant",
+    "seita_plain",
     "rival",
+    "platform_consultant",
     "inactive",
     "no_token",
     "expired",
@@ -62,7 +73,9 @@ READS = {
     "client_admin": {"client"},
     "client_plain": {"client"},
     "consultant": {"seita", "client"},  # own account, and the client it advises
+    "seita_plain": {"seita"},  # in the consultancy, but without `consultant`: not its clients
     "rival": {"foreign"},  # advises Foreign only
+    "platform_consultant": set(),  # `consultant` in an account that advises no one
 }
 # ... and whose audit logs (account's, and its users' other than their own).
 AUDITS = {
@@ -71,7 +84,9 @@ AUDITS = {
     "client_admin": {"client"},
     "client_plain": set(),
     "consultant": {"client"},
+    "seita_plain": set(),
     "rival": {"foreign"},
+    "platform_consultant": set(),
 }
 CALLER_EMAIL = {
     "admin": "admin@platform.example",
@@ -79,7 +94,9 @@ CALLER_EMAIL = {
     "client_admin": "boss@client.example",
     "client_plain": "plain@client.example",
     "consultant": "consultant@seita.example",
+    "seita_plain": "plain@seita.example",
     "rival": "consultant@rival.example",
+    "platform_consultant": "consultant@platform.example",
     "inactive": "leaver@client.example",
 }
 
@@ -102,7 +119,9 @@ def build_world(url: str) -> World:
         ("client_admin", "client", ["account-admin"]),
         ("client_plain", "client", []),
         ("consultant", "seita", ["consultant"]),
+        ("seita_plain", "seita", []),
         ("rival", "rival", ["consultant"]),
+        ("platform_consultant", "platform", ["consultant"]),
         ("inactive", "client", []),
     ]
     for name, account, roles in people:
@@ -113,8 +132,7 @@ def build_world(url: str) -> World:
         world.users[f"{target}_member"] = led.create_user(
             f"member@{target}.example", account_id=a[target], actor=ADMIN
         )
-    for name in CALLER_EMAIL:
-        world.tokens[name] = world.token(CALLER_EMAIL[name])
+    world.tokens["inactive"] = world.token(CALLER_EMAIL["inactive"])
     led.deactivate_user(world.users["inactive"], actor=ADMIN)
     world.tokens["no_token"] = None
     world.tokens["forged"] = URLSafeTimedSerializer(b"not the secret", salt="auth-token").dumps(
@@ -123,24 +141,102 @@ def build_world(url: str) -> World:
     return world
 
 
+@dataclass(frozen=True)
+class Template:
+    """A world built once per database and closed, to copy: building one takes seconds (a
+    password hash and a login per caller), copying its database a fraction of that."""
+
+    url: str
+    world: World
+    pg_admin_url: str | None
+
+
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def world(
-    request: pytest.FixtureRequest,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[World]:
+def template(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Template]:
     if request.param == "sqlite":
-        url, drop = f"sqlite:///{tmp_path_factory.mktemp('api') / 'ledger.db'}", None
+        url, drop, admin = f"sqlite:///{tmp_path_factory.mktemp('api') / 'ledger.db'}", None, None
     else:
-        url, drop = create_pg_database(request.getfixturevalue("postgres_server"))
-    world = build_world(url)
-    world.tokens["expired"] = expired_token(world)
+        admin = request.getfixturevalue("postgres_server")
+        url, drop = create_pg_database(admin)
+    try:
+        world = build_world(url)
+        for caller in CALLER_EMAIL:  # every login now, so the copies start with every token
+            if caller not in world.tokens:
+                world.tokens[caller] = world.token(CALLER_EMAIL[caller])
+        world.tokens["expired"] = expired_token(world)
+        close_world(world)
+        yield Template(url, world, admin)
+    finally:
+        if drop:
+            drop()
+
+
+def close_world(world: World) -> None:
+    world.client.app.state.services.close()  # type: ignore[attr-defined]
+    world.led.close()
+
+
+@contextmanager
+def copied_world(template: Template, folder: Path) -> Iterator[World]:
+    """A world of its own: the template's database copied, with its ids and tokens."""
+    drop: Callable[[], None] | None = None
+    if template.pg_admin_url is None:
+        url = f"sqlite:///{folder / 'ledger.db'}"
+        with (
+            closing(sqlite3.connect(template.url.removeprefix("sqlite:///"))) as source,
+            closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as target,
+        ):
+            source.backup(target)
+    else:
+        url, drop = copy_pg_database(template.pg_admin_url, template.url)
+    original = template.world
+    world = World(
+        url,
+        Ledger(url),
+        TestClient(create_app(url)),
+        dict(original.accounts),
+        dict(original.users),
+        dict(original.tokens),
+    )
     try:
         yield world
     finally:
-        world.client.app.state.services.close()  # type: ignore[attr-defined]
-        world.led.close()
+        close_world(world)
         if drop:
             drop()
+
+
+def copy_pg_database(admin_url: str, template_url: str) -> tuple[str, Callable[[], None]]:
+    url, drop = create_pg_database(admin_url)
+    new, old = url.rsplit("/", 1)[1], template_url.rsplit("/", 1)[1]
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{new}"')
+        conn.execute(f'CREATE DATABASE "{new}" TEMPLATE "{old}"')
+    return url, drop
+
+
+@pytest.fixture(scope="module")
+def shared_world(template: Template, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    with copied_world(template, tmp_path_factory.mktemp("shared")) as world:
+        yield world
+
+
+@pytest.fixture
+def world(shared_world: World) -> Iterator[World]:
+    """The shared world, for a test that only reads: it must leave the log as it found it."""
+    before = shared_world.led.recorder.max_notification_id()
+    yield shared_world
+    after = shared_world.led.recorder.max_notification_id()
+    assert after == before, "this test wrote to the shared world: give it `fresh_world`"
+
+
+@pytest.fixture
+def fresh_world(template: Template, tmp_path: Path) -> Iterator[World]:
+    """A world of the test's own, for a test that writes (a login counts)."""
+    with copied_world(template, tmp_path) as world:
+        yield world
 
 
 def expired_token(world: World) -> str:
@@ -177,7 +273,38 @@ def test_the_access_matrix(world: World) -> None:
                 got = world.get(path, caller).status_code
                 if got != status:
                     wrong.append(f"{caller} GET {path} ({target}): {got}, expected {status}")
+        if caller in world.users:  # every caller reads their own user and audit log
+            me = world.users[caller]
+            own = 401 if caller in UNAUTHENTICATED else 200
+            for path in (
+                f"/api/v3_0/users/{me}",
+                f"/api/v3_0/users/{me}/roles",
+                f"/api/v3_0/users/{me}/auditlog",
+            ):
+                got = world.get(path, caller).status_code
+                if got != own:
+                    wrong.append(f"{caller} GET {path} (own user): {got}, expected {own}")
     assert not wrong, "\n".join(wrong)
+
+
+def test_callers_read_their_own_user_and_audit_log(world: World) -> None:
+    """Even a plain member, who reads no one else's audit log (not even in their account)."""
+    for caller in CALLERS:
+        if caller in UNAUTHENTICATED:
+            continue
+        me = world.users[caller]
+        user = world.get(f"/api/v3_0/users/{me}", caller)
+        assert user.status_code == 200, (caller, user.text)
+        assert (user.json()["id"], user.json()["email"]) == (str(me), CALLER_EMAIL[caller])
+        log = world.get(f"/api/v3_0/users/{me}/auditlog", caller)
+        assert log.status_code == 200, (caller, log.text)
+        assert log.json()["audit_logs"][0]["event_type"] == "UserCreated"
+        roles = world.get(f"/api/v3_0/users/{me}/roles", caller)
+        assert roles.status_code == 200, (caller, roles.text)
+    for plain, neighbour in (("client_plain", "client_admin"), ("seita_plain", "consultant")):
+        other = world.users[neighbour]
+        assert world.get(f"/api/v3_0/users/{other}", plain).status_code == 200
+        assert world.get(f"/api/v3_0/users/{other}/auditlog", plain).status_code == 403
 
 
 def test_list_routes_hold_exactly_what_the_caller_may_read(world: World) -> None:
@@ -192,7 +319,9 @@ def test_list_routes_hold_exactly_what_the_caller_may_read(world: World) -> None
             "client_admin": "client",
             "client_plain": "client",
             "consultant": "seita",
+            "seita_plain": "seita",
             "rival": "rival",
+            "platform_consultant": "platform",
         }[caller]
         visible = READS[caller] | {own}
         if caller in ("admin", "reader"):
@@ -212,12 +341,15 @@ def _account_of(user: str) -> str:
         "client_admin": "client",
         "client_plain": "client",
         "consultant": "seita",
+        "seita_plain": "seita",
         "rival": "rival",
+        "platform_consultant": "platform",
         "inactive": "client",
     }.get(user) or user.removesuffix("_member")
 
 
-def test_tokens(world: World) -> None:
+def test_tokens(fresh_world: World) -> None:
+    world = fresh_world
     login = {"email": CALLER_EMAIL["client_plain"], "password": "wrong"}
     wrong = world.client.post("/api/requestAuthToken", json=login)
     unknown = world.client.post(
@@ -241,7 +373,8 @@ def test_tokens(world: World) -> None:
     )
 
 
-def test_a_token_stops_working_at_once(world: World) -> None:
+def test_a_token_stops_working_at_once(fresh_world: World) -> None:
+    world = fresh_world
     led = world.led
     email = "temp@client.example"
     user = led.create_user(
@@ -306,7 +439,7 @@ def test_routes_and_fields(world: World) -> None:
     holders = world.get("/api/v3_0/roles/consultant/holders", "consultant").json()
     assert {u["email"] for u in holders} == {CALLER_EMAIL["consultant"]}  # not the rival's
     everyone = world.get("/api/v3_0/roles/consultant/holders", "admin").json()
-    assert len(everyone) == 2
+    assert len(everyone) == 3
     past = world.get(
         "/api/v3_0/roles/consultant/holders",
         "admin",
@@ -322,7 +455,8 @@ def test_routes_and_fields(world: World) -> None:
     assert naive.status_code == 422 and "naive" in naive.json()["message"]
 
 
-def test_annotations_route(world: World) -> None:
+def test_annotations_route(fresh_world: World) -> None:
+    world = fresh_world
     led, client = world.led, world.accounts["client"]
     start = datetime(2026, 12, 24, tzinfo=UTC)
     led.add_annotation(

@@ -7,14 +7,14 @@ from pathlib import Path
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from tests.test_api import build_world
+from tests.test_api import CALLER_EMAIL, build_world
 
 
 def test_every_operation_keeps_its_schema(tmp_path: Path) -> None:
     world = build_world(f"sqlite:///{tmp_path / 'ledger.db'}")
     try:
         app = world.client.app
-        token = world.tokens["admin"]
+        token = world.token(CALLER_EMAIL["admin"])
         schema = schemathesis.openapi.from_asgi("/openapi.json", app)
         operations = [result.ok() for result in schema.get_all_operations()]
         assert len(operations) == 12  # every route of SPEC §7, and the ping

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from uuid import UUID
 
 import pytest
 
-from ledger import Conflict, Ledger
+from ledger import Conflict, InactiveUser, Ledger
+from ledger.importer import Importer
 from tests.conftest import ADMIN
-from tests.helpers import stored_state
+from tests.helpers import event_names, stored_state
 
 
 def test_a_repeated_command_id_returns_the_first_result(led: Ledger, acme: UUID) -> None:
@@ -72,8 +74,40 @@ def test_command_ids_survive_a_restart(url: str) -> None:
 def test_a_rejected_command_does_not_consume_its_id(led: Ledger, acme: UUID) -> None:
     ann = led.create_user("ann@example.org", account_id=acme, actor=ADMIN)
     led.deactivate_user(ann, actor=ADMIN)
-    with pytest.raises(Exception, match="inactive"):
+    with pytest.raises(InactiveUser, match="inactive"):
         led.record_login(ann, command_id="login-1")
     led.reactivate_user(ann, actor=ADMIN)
     assert led.record_login(ann, command_id="login-1") is True
     assert led.repository.get(ann).login_count == 1
+
+
+def test_a_command_id_reused_in_a_file_with_other_arguments_is_rejected(
+    led: Ledger, acme: UUID
+) -> None:
+    """`ledger apply` (one batch, and against ids stored before): each line that reuses an id
+    with one argument changed is rejected, and records nothing."""
+    ann = led.create_user("ann@example.org", account_id=acme, actor=ADMIN)
+    led.grant_role(ann, "admin", actor=ADMIN, command_id="stored-1")
+    lines = [
+        {"command": "grant_role", "user": str(ann), "role": "consultant", "command_id": "stored-1"},
+        {"command": "create_user", "email": "bo@example.org", "account": "Acme", "command_id": "u"},
+        {"command": "create_user", "email": "be@example.org", "account": "Acme", "command_id": "u"},
+        {"command": "record_login", "user": str(ann), "at": "2026-01-01T00:00:00+00:00",
+         "command_id": "l"},
+        {"command": "record_login", "user": str(ann), "at": "2026-01-02T00:00:00+00:00",
+         "command_id": "l"},
+    ]  # fmt: skip
+    before = event_names(led)
+    summary = Importer(led, actor=ADMIN).apply(
+        [(number, json.dumps(line)) for number, line in enumerate(lines, 1)]
+    )
+    assert [(r.status, r.error_type) for r in summary.results] == [
+        ("rejected", "Conflict"),
+        ("applied", None),
+        ("rejected", "Conflict"),
+        ("applied", None),
+        ("rejected", "Conflict"),
+    ]
+    assert sorted(event_names(led)[len(before) :]) == ["LoginRecorded", "UserCreated", "UserJoined"]
+    assert led.repository.get(ann).roles == {"admin"}
+    assert led.user_id_for_email("be@example.org") is None

@@ -4,6 +4,7 @@ dropped connection, and closing."""
 from __future__ import annotations
 
 import gc
+import sqlite3
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -88,7 +89,8 @@ def test_close_releases_every_thread_connection(url: str, granted: UUID) -> None
     assert held
     model.close()
     assert not model.reader._connections
-    with pytest.raises(Exception, match="closed"):
+    closed = sqlite3.ProgrammingError if url.startswith("sqlite") else psycopg.OperationalError
+    with pytest.raises(closed, match="closed"):
         held[0].connection.cursor().execute("SELECT 1")
     assert model.has_role(granted, "consultant")  # usable again, on a fresh connection
     model.close()

@@ -25,10 +25,24 @@ from tests.readmodel_dump import dump
 
 pytestmark = pytest.mark.slow
 
-ROLES = ["admin", "consultant", "viewer"]
-NAMES = ["Acme", "Beta", "Gamma"]
-EMAILS = ["ann@x.org", "ANN@x.org", "ann@y.org", "bob@x.org", "carl@y.org"]
+ROLES = ["admin", "consultant", "viewer"]  # "viewer" is defined only by a generated command
+NAMES = ["Acme", "Beta", "Gamma", "Delta", "Epsilon", "Zeta"]
+EMAILS = [
+    "ann@x.org",
+    "ANN@x.org",
+    "ann@y.org",
+    "bob@x.org",
+    "carl@y.org",
+    "dora@x.org",
+    "ed@z.org",
+    "fay@z.org",
+    "gus@x.org",
+    "hal@y.org",
+]
 ERASED = "[erased]"
+PREFIX = [("create_account", "Acme"), ("define_role", "admin"), ("define_role", "consultant")]
+LOCAL_EXAMPLES = 40  # outside CI; the "ci" profile (tests/conftest.py) runs more
+US = timedelta(microseconds=1)
 
 
 @dataclass
@@ -182,7 +196,10 @@ class Reference:
         return True
 
 
-index = st.integers(min_value=0, max_value=2)
+# An account or user is addressed by a number taken modulo how many exist when the command
+# runs, so a command names one whenever there is one, among all of them.
+index = st.integers(min_value=0, max_value=7)
+granted = st.sampled_from(ROLES)
 operations = st.lists(
     st.one_of(
         st.tuples(st.just("define_role"), st.sampled_from(ROLES)),
@@ -191,13 +208,16 @@ operations = st.lists(
         st.tuples(st.just("grant_account_role"), index),
         st.tuples(st.just("set_consultancy"), index, st.none() | index),
         st.tuples(st.just("create_user"), st.sampled_from(EMAILS), index),
-        st.tuples(st.just("create_user"), st.sampled_from(EMAILS), st.just(0)),
-        st.tuples(st.just("grant_role"), index, st.sampled_from(ROLES), st.booleans()),
-        st.tuples(st.just("grant_role"), index, st.just("admin"), st.just(True)),
+        st.tuples(st.just("create_user"), st.sampled_from(EMAILS), index),
+        st.tuples(st.just("create_user"), st.sampled_from(EMAILS), index),
+        st.tuples(st.just("grant_role"), index, granted, st.booleans()),
+        st.tuples(st.just("grant_role"), index, granted, st.just(True)),
+        st.tuples(st.just("grant_role"), index, granted, st.just(True)),
+        st.tuples(st.just("grant_role"), index, granted, st.just(True)),
         st.tuples(st.just("deactivate_user"), index),
         st.tuples(st.just("reactivate_user"), index),
-        st.tuples(st.just("deactivate_user"), st.just(0)),
-        st.tuples(st.just("reactivate_user"), st.just(0)),
+        st.tuples(st.just("deactivate_user"), index),
+        st.tuples(st.just("reactivate_user"), index),
         st.tuples(st.just("record_login"), index),
         st.tuples(st.just("update_email"), index, st.sampled_from(EMAILS)),
         st.tuples(st.just("erase_user"), index),
@@ -206,6 +226,23 @@ operations = st.lists(
     min_size=20,
     max_size=60,
 )
+ACCOUNT_ARGUMENTS = {
+    "close_account": (0,),
+    "grant_account_role": (0,),
+    "set_consultancy": (0, 1),
+    "create_user": (1,),
+}
+USER_ARGUMENTS = {
+    name: (0,)
+    for name in (
+        "grant_role",
+        "deactivate_user",
+        "reactivate_user",
+        "record_login",
+        "update_email",
+        "erase_user",
+    )
+}
 
 
 def apply(led: Ledger, accounts: list[UUID], users: list[UUID], op: tuple[Any, ...]) -> Any:
@@ -245,28 +282,23 @@ def apply(led: Ledger, accounts: list[UUID], users: list[UUID], op: tuple[Any, .
     raise AssertionError(name)
 
 
-def applicable(reference: Reference, op: tuple[Any, ...]) -> bool:
-    """Indices must point at existing accounts/users (the model picks among what exists)."""
+def addressed(reference: Reference, op: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """The command with its account and user numbers taken modulo how many exist; None if it
+    names one and there is none yet, or if it is not a command (catch_up)."""
     name, *args = op
     if name == "catch_up":
-        return False  # not a command: the read side catches up here
-    accounts, users = len(reference.accounts), len(reference.users)
-    if name in ("close_account", "grant_account_role"):
-        return args[0] < accounts
-    if name == "set_consultancy":
-        return args[0] < accounts and (args[1] is None or args[1] < accounts)
-    if name == "create_user":
-        return args[1] < accounts
-    if name in (
-        "grant_role",
-        "deactivate_user",
-        "reactivate_user",
-        "record_login",
-        "update_email",
-        "erase_user",
+        return None
+    for positions, count in (
+        (ACCOUNT_ARGUMENTS.get(name, ()), len(reference.accounts)),
+        (USER_ARGUMENTS.get(name, ()), len(reference.users)),
     ):
-        return args[0] < users
-    return True
+        for position in positions:
+            if args[position] is None:
+                continue
+            if count == 0:
+                return None
+            args[position] %= count
+    return (name, *args)
 
 
 class Clock:
@@ -277,7 +309,7 @@ class Clock:
         return self.now
 
     def tick(self) -> datetime:
-        self.now += timedelta(minutes=1)
+        self.now += timedelta(seconds=61, microseconds=123_457)  # instants with microseconds
         return self.now
 
 
@@ -295,11 +327,12 @@ def check_history(url: str, ops: list[tuple[Any, ...]]) -> None:
         led.define_account_role("Consultancy", actor=ADMIN)
         accounts: list[UUID] = []
         users: list[UUID] = []
-        for op in [("create_account", "Acme"), ("define_role", "admin"), *ops]:
-            if op[0] == "catch_up":
-                rm.projector.page_size = op[1]
+        for generated in [*PREFIX, *ops]:
+            if generated[0] == "catch_up":
+                rm.projector.page_size = generated[1]
                 rm.catch_up()
-            if not applicable(reference, op):
+            op = addressed(reference, generated)
+            if op is None:
                 continue
             expected = getattr(reference, op[0])(*op[1:])
             assert apply(led, accounts, users, op) == expected, op
@@ -367,14 +400,27 @@ def check_read_models(
         assert account is not None
         assert (account.name, account.closed) == (ref_account.name, ref_account.closed)
         assert set(account.account_roles) == ref_account.roles
+    # Each command's events carry the instant it ran at (the clock ticks between commands).
+    # Every user is probed one microsecond after each command; a user whose effective roles
+    # the command changed, also at its instant and one microsecond before it.
+    before: list[set[str]] = []
     for moment, roles_then in history:
-        probe = moment + timedelta(seconds=30)
-        for index, user_id in enumerate(users[: len(roles_then)]):
-            assert rm.roles(user_id, at=probe) == roles_then[index], (index, probe)
-            for role in ROLES:
-                assert rm.has_role(user_id, role, at=probe) == (role in roles_then[index])
-        for user_id in users[len(roles_then) :]:
-            assert rm.roles(user_id, at=probe) == set()  # not created yet
+        probes = [(moment + US, roles_then)]
+        changed = {
+            index
+            for index, roles in enumerate(roles_then)
+            if roles != (before[index] if index < len(before) else set())
+        }
+        probes += [(moment, roles_then), (moment - US, before)]
+        for probe, expected in probes:
+            for index, user_id in enumerate(users):
+                if probe != moment + US and index not in changed:
+                    continue
+                roles = expected[index] if index < len(expected) else set()  # not created yet
+                assert rm.roles(user_id, at=probe) == roles, (index, probe)
+                for role in ROLES:
+                    assert rm.has_role(user_id, role, at=probe) == (role in roles), (index, probe)
+        before = roles_then
 
 
 @contextmanager
@@ -393,7 +439,9 @@ def fresh_database(backend: str, request: pytest.FixtureRequest) -> Iterator[str
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 @settings(
-    max_examples=40,
+    max_examples=(
+        settings().max_examples if settings.get_current_profile_name() == "ci" else LOCAL_EXAMPLES
+    ),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
