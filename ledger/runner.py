@@ -138,7 +138,7 @@ class Runner:
                 if not is_contention(error):
                     raise
                 if not uow.unverified:
-                    _back_off(attempt)
+                    back_off(attempt)
             else:
                 for callback in uow.after_commit:
                     callback()
@@ -228,6 +228,6 @@ class Runner:
             callback()
 
 
-def _back_off(attempt: int) -> None:
+def back_off(attempt: int) -> None:
     """Exponential back-off with full jitter, so colliding writers spread out."""
     time.sleep(random.uniform(0, min(0.25, 0.002 * 2**attempt)))

@@ -1,6 +1,6 @@
 """Spies on the command runner's internals as they are today: its back-off between attempts
-(`Ledger._back_off`, sleeping with `time.sleep`) and its look-up for newer events of cached
-aggregates (`events_after` on the recorder, from `Ledger._stale`). Kept in this one file so
+(`ledger.runner.back_off`, sleeping with `time.sleep`) and its look-up for newer events of
+cached aggregates (`events_after` on the recorder, from `Runner._stale`). Kept in this one file so
 that a move of the runner re-points them here only."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from uuid import UUID
 import eventsourcing.utils
 import pytest
 
-from ledger import InactiveUser, Ledger
+from ledger import InactiveUser, Ledger, runner
 from tests.conftest import ADMIN
 
 RECORDER_CALLS = (
@@ -50,19 +50,19 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 def back_offs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The attempt numbers the runner backed off after."""
     attempts: list[int] = []
-    real = Ledger._back_off
+    real = runner.back_off
 
     def spy(attempt: int) -> None:
         attempts.append(attempt)
         real(attempt)
 
-    monkeypatch.setattr(Ledger, "_back_off", staticmethod(spy))
+    monkeypatch.setattr(runner, "back_off", spy)
     return attempts
 
 
 def clash_on_saves(led: Ledger, other: Ledger, user: UUID, times: int) -> None:
     """Make `led`'s next `times` saves each meet a concurrent write on `user`."""
-    real = led.save
+    real = led.runner.save
     left = [times]
 
     def save(*objs: Any, **kwargs: Any) -> Any:
@@ -71,7 +71,7 @@ def clash_on_saves(led: Ledger, other: Ledger, user: UUID, times: int) -> None:
             other.record_login(user)
         return real(*objs, **kwargs)
 
-    led.save = save  # type: ignore[method-assign]
+    led.runner.save = save
 
 
 def spy_on_recorder(led: Ledger) -> list[str]:
