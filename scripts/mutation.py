@@ -1,0 +1,399 @@
+"""Mutation testing of the critical set with cosmic-ray: which small changes to the code that
+decides access, holding, chain integrity, uniqueness, batch rejection and erasure no test notices.
+
+    python scripts/mutation.py --critical            # the whole set (see CRITICAL below)
+    python scripts/mutation.py --only policy --only held
+
+Each file of the set is mutated in its own cosmic-ray session against the tests that cover it
+(run in copies of the tree, one per worker, in parallel); the last line is `N killed, M survived`.
+Exit status 1 when the target is missed: any survivor in a STRICT group, or more than
+TOLERANCE of the mutants of any other group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+ROOT: Final = Path(__file__).resolve().parent.parent
+
+SQLITE: Final = ("-k", "not postgres")
+POLICY_TESTS: Final = ("tests/test_api.py", "tests/test_policy_edges.py", *SQLITE)
+HELD_TESTS: Final = (
+    "tests/test_read_model.py",
+    "tests/test_prepared_reads.py",
+    "tests/test_projector.py",
+    *SQLITE,
+)
+CHAIN_TESTS: Final = ("tests/test_audit.py", "tests/test_attacks_audit.py", *SQLITE)
+CLAIM_TESTS: Final = (
+    "tests/test_email_keys.py",
+    "tests/test_commands.py",
+    "tests/test_rejections.py",
+    *SQLITE,
+)
+BATCH_TESTS: Final = ("tests/test_batch_apply.py", *SQLITE)
+ERASURE_TESTS: Final = ("tests/test_erasure_on_disk.py", "tests/test_commands.py")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One file of the critical set: the definitions to mutate in it (functions, methods as
+    Class.method, or module-level names; empty: the whole file) and the pytest arguments that
+    select the tests covering them."""
+
+    group: str
+    path: str
+    names: tuple[str, ...]
+    tests: tuple[str, ...]
+
+
+# The critical set. Re-point a row when code moves; a name the file no longer defines is an error.
+CRITICAL: Final = (
+    Target("policy", "projections/api/policy.py", (), POLICY_TESTS),
+    Target(
+        "held",
+        "projections/queries.py",
+        (
+            "_held_at",
+            "_active",
+            "_ACTIVE_NOW",
+            "_ACTIVE_AT",
+            "_HELD_NOW",
+            "_HELD_AT",
+            "_HAS_ROLE_NOW",
+            "_HAS_ROLE_AT",
+            "_ROLES",
+            "Queries.has_role",
+            "Queries.roles",
+            "Queries.is_active",
+            "Queries.account_has_role",
+            "Queries.users_with_role",
+            "_roles_held_now",
+        ),
+        HELD_TESTS,
+    ),
+    Target(
+        "held",
+        "projections/projector.py",
+        (
+            "_REVOKE_ACCOUNT_ROLE",
+            "_REVOKE_ROLE",
+            "_CLOSE_ACTIVITY",
+            "_account_role_granted",
+            "_account_role_revoked",
+            "_role_granted",
+            "_role_revoked",
+            "_user_deactivated",
+            "_user_reactivated",
+        ),
+        HELD_TESTS,
+    ),
+    Target("held", "ledger/audit/reports.py", ("_covers",), ("tests/test_audit.py", *SQLITE)),
+    Target("chain", "ledger/storage/chain.py", (), CHAIN_TESTS),
+    Target(
+        "chain",
+        "ledger/storage/chain_check.py",
+        ("check_range", "first_position", "_check", "_SQLiteLog"),
+        CHAIN_TESTS,
+    ),
+    Target("chain", "ledger/audit/integrity.py", ("verify", "_scan", "_links_before"), CHAIN_TESTS),
+    Target(
+        "claims",
+        "ledger/storage/side_tables.py",
+        ("claim_key", "claim", "release", "release_all"),
+        CLAIM_TESTS,
+    ),
+    Target(
+        "claims",
+        "ledger/application.py",
+        (
+            "Ledger._claim_key",
+            "Ledger._claim_owner",
+            "Ledger._key_owner",
+            "Ledger._email_key_as_given",
+            "Ledger._claim",
+            "Ledger._release",
+        ),
+        CLAIM_TESTS,
+    ),
+    Target("batch", "ledger/application.py", ("Ledger._run_in_batch",), BATCH_TESTS),
+    Target(
+        "batch",
+        "ledger/importer.py",
+        ("Importer.run", "Importer.apply", "Importer._apply_batch", "Importer._run_lines"),
+        BATCH_TESTS,
+    ),
+    Target(
+        "erasure",
+        "ledger/application.py",
+        ("Ledger.erase_user", "Ledger._wipe_erased"),
+        ERASURE_TESTS,
+    ),
+    Target(
+        "erasure",
+        "ledger/storage/recorders.py",
+        (
+            "LedgerSQLiteRecorder.wipe_deleted",
+            "LedgerPostgresRecorder.wipe_deleted",
+            "LedgerPostgresRecorder._older_than",
+        ),
+        ERASURE_TESTS,
+    ),
+)
+STRICT: Final = frozenset({"policy", "held"})
+TOLERANCE: Final = 0.05
+
+# Mutants that cannot change behaviour: (file, line as written, line as mutated) -> why.
+EQUIVALENT: Final[dict[tuple[str, str, str], str]] = {
+    (
+        "projections/api/policy.py",
+        "return user.id == caller.user.id or can_read_account(caller, account)",
+        "return user.id is caller.user.id or can_read_account(caller, account)",
+    ): "a caller's own user is in the caller's own account, so the account test already admits"
+    " them: the first operand never decides",
+}
+
+COPIED: Final = ("ledger", "projections", "tests", "scripts", "pyproject.toml", "README.md")
+TOOL: Final = Path(sys.executable).parent
+
+
+@dataclass
+class Outcome:
+    target: Target
+    killed: int = 0
+    survivors: list[str] = field(default_factory=list)
+    equivalent: list[str] = field(default_factory=list)
+
+
+def line_ranges(path: Path, names: tuple[str, ...]) -> list[tuple[int, int]]:
+    """The lines (first, last) of each named definition in the file."""
+    found: dict[str, tuple[int, int]] = {}
+
+    def span(node: ast.stmt) -> tuple[int, int]:
+        decorators = getattr(node, "decorator_list", [])
+        first = min([node.lineno, *(d.lineno for d in decorators)])
+        return first, node.end_lineno or node.lineno
+
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            found[node.name] = span(node)
+            if isinstance(node, ast.ClassDef):
+                for inner in node.body:
+                    if isinstance(inner, ast.FunctionDef | ast.AsyncFunctionDef):
+                        found[f"{node.name}.{inner.name}"] = span(inner)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if isinstance(target, ast.Name):
+                    found[target.id] = span(node)
+    missing = [name for name in names if name not in found]
+    if missing:
+        raise SystemExit(f"mutation.py: {path.relative_to(ROOT)} defines no {', '.join(missing)}")
+    return [found[name] for name in names]
+
+
+def toml_config(target: Target, test_command: str, timeout: float, urls: list[str]) -> str:
+    lines = [
+        "[cosmic-ray]",
+        f"module-path = {json.dumps(target.path)}",
+        f"timeout = {timeout:.0f}.0",
+        "excluded-modules = []",
+        f"test-command = {json.dumps(test_command)}",
+        "[cosmic-ray.distributor]",
+        'name = "http"',
+        "[cosmic-ray.distributor.http]",
+        f"worker-urls = {json.dumps(urls)}",
+    ]
+    if target.names:
+        ranges = [f"{a}-{b}" for a, b in line_ranges(ROOT / target.path, target.names)]
+        lines += [
+            "[cosmic-ray.filters.line-filter.lines]",
+            f"{json.dumps(target.path)} = {json.dumps(ranges)}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def workers(base: Path, count: int) -> Iterator[tuple[list[Path], list[str]]]:
+    """`count` cosmic-ray HTTP workers, each in its own copy of the tree (a mutant is written
+    to disk while its tests run)."""
+    dirs, urls, processes = [], [], []
+    try:
+        for i in range(count):
+            copy = base / f"worker{i}"
+            for name in COPIED:
+                source = ROOT / name
+                if source.is_dir():
+                    shutil.copytree(
+                        source, copy / name, ignore=shutil.ignore_patterns("__pycache__")
+                    )
+                elif source.exists():
+                    shutil.copy2(source, copy / name)
+            port = free_port()
+            # PYTHONPATH: subprocesses the tests start import the mutated copy too.
+            env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
+            processes.append(
+                subprocess.Popen(
+                    [str(TOOL / "cosmic-ray"), "http-worker", "--port", str(port)],
+                    cwd=copy,
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+            dirs.append(copy)
+            urls.append(f"http://127.0.0.1:{port}")
+        for url in urls:
+            wait_for(url)
+        yield dirs, urls
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait()
+
+
+def wait_for(url: str) -> None:
+    host, port = url.removeprefix("http://").split(":")
+    for _ in range(300):
+        try:
+            socket.create_connection((host, int(port)), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"mutation.py: the cosmic-ray worker at {url} did not start")
+
+
+def baseline(copy: Path, command: list[str]) -> float:
+    """Seconds the unmutated tests take; they must pass, or every mutant would count as killed."""
+    started = time.monotonic()
+    env = {**os.environ, "PYTHONPATH": str(copy)}
+    done = subprocess.run(command, cwd=copy, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = "\n".join(done.stdout.splitlines()[-15:])
+        raise SystemExit(
+            f"mutation.py: the tests fail without any mutant: {' '.join(command)}\n{tail}"
+        )
+    return time.monotonic() - started
+
+
+def changed_lines(diff: str) -> tuple[str, str]:
+    before = [x[1:] for x in diff.splitlines() if x.startswith("-") and not x.startswith("---")]
+    after = [x[1:] for x in diff.splitlines() if x.startswith("+") and not x.startswith("+++")]
+    return " / ".join(s.strip() for s in before), " / ".join(s.strip() for s in after)
+
+
+def run_target(target: Target, session: Path, config: Path) -> Outcome:
+    tool = str(TOOL / "cosmic-ray")
+    subprocess.run([tool, "init", str(config), str(session)], check=True, cwd=ROOT)
+    if target.names:
+        filtered = [str(TOOL / "cr-filter-lines"), "--config", str(config), str(session)]
+        subprocess.run(filtered, check=True, cwd=ROOT, stderr=subprocess.DEVNULL)
+    subprocess.run([tool, "exec", str(config), str(session)], check=True, cwd=ROOT)
+    dumped = subprocess.run(
+        [tool, "dump", str(session)], check=True, capture_output=True, text=True
+    )
+    outcome = Outcome(target)
+    for line in dumped.stdout.splitlines():
+        item, result = json.loads(line)
+        if result is None or result["worker_outcome"] == "skipped":
+            continue
+        mutation = item["mutations"][0]
+        before, after = changed_lines(result.get("diff") or "")
+        where = f"{target.path}:{mutation['start_pos'][0]} {mutation['operator_name']}"
+        described = f"{where}: {before}  ->  {after}"
+        if result["worker_outcome"] != "normal":
+            outcome.survivors.append(f"{described} (worker {result['worker_outcome']})")
+        elif result["test_outcome"] != "survived":
+            outcome.killed += 1
+        elif (reason := EQUIVALENT.get((target.path, before, after))) is not None:
+            outcome.equivalent.append(f"{described} [equivalent: {reason}]")
+        else:
+            outcome.survivors.append(described)
+    return outcome
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--critical", action="store_true", help="mutate the whole critical set")
+    groups = sorted({t.group for t in CRITICAL})
+    parser.add_argument("--only", action="append", choices=groups, help="one group of the set")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args(argv)
+    if not args.critical and not args.only:
+        parser.error("name what to mutate: --critical or --only GROUP")
+    chosen = [t for t in CRITICAL if args.critical or t.group in args.only]
+    started = time.monotonic()
+    outcomes: list[Outcome] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="mutation-") as scratch,
+        workers(Path(scratch), max(1, args.workers)) as (dirs, urls),
+    ):
+        timeouts: dict[tuple[str, ...], float] = {}
+        for n, target in enumerate(chosen):
+            command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]
+            command += target.tests
+            if target.tests not in timeouts:
+                timeouts[target.tests] = max(60.0, 5 * baseline(dirs[0], command))
+            config = Path(scratch) / f"{n}.toml"
+            quoted = " ".join(f"'{part}'" if " " in part else part for part in command)
+            config.write_text(toml_config(target, quoted, timeouts[target.tests], urls))
+            outcome = run_target(target, Path(scratch) / f"{n}.sqlite", config)
+            outcomes.append(outcome)
+            print(
+                f"{target.group:8} {target.path}: {outcome.killed} killed, "
+                f"{len(outcome.survivors)} survived, {len(outcome.equivalent)} equivalent",
+                flush=True,
+            )
+    return report(outcomes, time.monotonic() - started)
+
+
+def report(outcomes: list[Outcome], seconds: float) -> int:
+    missed = []
+    for group in dict.fromkeys(o.target.group for o in outcomes):
+        mine = [o for o in outcomes if o.target.group == group]
+        killed = sum(o.killed for o in mine)
+        survived = sum(len(o.survivors) for o in mine)
+        total = killed + survived
+        share = survived / total if total else 0.0
+        limit = 0.0 if group in STRICT else TOLERANCE
+        if share > limit:
+            missed.append(group)
+        shares = f"{share:.1%}, target <= {limit:.0%}"
+        print(f"group {group}: {killed} killed, {survived} survived ({shares})")
+    for o in outcomes:
+        for line in o.equivalent:
+            print(f"  {line}")
+    for o in outcomes:
+        for line in o.survivors:
+            print(f"SURVIVED {line}")
+    if missed:
+        print(f"target missed in: {', '.join(missed)} ({seconds:.0f} s)")
+    killed = sum(o.killed for o in outcomes)
+    survived = sum(len(o.survivors) for o in outcomes)
+    print(f"{killed} killed, {survived} survived")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
