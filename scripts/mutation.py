@@ -188,6 +188,10 @@ SKIPPED_OPERATORS: Final = (
     r"core/ReplaceComparisonOperator_(Eq_IsNot|NotEq_Is)$",
 )
 
+# Without the plugins installed for other suites (schemathesis, xdist, hypothesis' reporting), a
+# test run starts in half the time: 7.6 s instead of 13.5-17 s for two tests on the loaded
+# 2-core machine. The tests of the set need none of them (`@given` runs without its plugin).
+TEST_ENV: Final = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
 COPIED: Final = ("ledger", "projections", "tests", "scripts", "pyproject.toml", "README.md")
 TOOL: Final = Path(sys.executable).parent
 
@@ -307,7 +311,7 @@ def workers(base: Path, count: int) -> Iterator[tuple[list[Path], list[str]]]:
                     shutil.copy2(source, copy / name)
             port = free_port()
             # PYTHONPATH: subprocesses the tests start import the mutated copy too.
-            env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
+            env = {**TEST_ENV, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
             processes.append(
                 subprocess.Popen(
                     [str(TOOL / "cosmic-ray"), "http-worker", "--port", str(port)],
@@ -342,7 +346,7 @@ def wait_for(url: str) -> None:
 def baseline(copy: Path, command: list[str]) -> float:
     """Seconds the unmutated tests take; they must pass, or every mutant would count as killed."""
     started = time.monotonic()
-    env = {**os.environ, "PYTHONPATH": str(copy)}
+    env = {**TEST_ENV, "PYTHONPATH": str(copy)}
     done = subprocess.run(command, cwd=copy, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         tail = "\n".join(done.stdout.splitlines()[-15:])
@@ -399,9 +403,20 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [t for t in CRITICAL if args.critical or t.group in args.only]
     started = time.monotonic()
     outcomes: list[Outcome] = []
+    try:
+        run(chosen, args.workers, outcomes)
+    except (KeyboardInterrupt, SystemExit):
+        print(f"interrupted: {len(outcomes)} of the {len(chosen)} files done", flush=True)
+        report(outcomes, time.monotonic() - started)
+        raise
+    return report(outcomes, time.monotonic() - started)
+
+
+def run(chosen: list[Target], count: int, outcomes: list[Outcome]) -> None:
+    """Mutate each target in turn, adding its outcome to `outcomes` as soon as it is known."""
     with (
         tempfile.TemporaryDirectory(prefix="mutation-") as scratch,
-        workers(Path(scratch), max(1, args.workers)) as (dirs, urls),
+        workers(Path(scratch), max(1, count)) as (dirs, urls),
     ):
         timeouts: dict[tuple[str, ...], float] = {}
         for n, target in enumerate(chosen):
@@ -419,7 +434,6 @@ def main(argv: list[str] | None = None) -> int:
                 f"{len(outcome.survivors)} survived, {len(outcome.equivalent)} equivalent",
                 flush=True,
             )
-    return report(outcomes, time.monotonic() - started)
 
 
 def report(outcomes: list[Outcome], seconds: float) -> int:
