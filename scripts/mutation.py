@@ -41,6 +41,7 @@ HELD_TESTS: Final = (
     "tests/test_read_model.py",
     "tests/test_prepared_reads.py",
     "tests/test_projector.py",
+    "tests/test_held_edges.py",
     *SQLITE,
 )
 CHAIN_TESTS: Final = ("tests/test_audit.py", "tests/test_attacks_audit.py", *SQLITE)
