@@ -45,10 +45,11 @@ def test_a_range_whose_first_link_is_wrong_reports_no_event_checked() -> None:
 
 
 def test_the_kept_digest_is_met_at_its_position_by_value() -> None:
-    scanned = rows([1000, 1001, 1002])
-    kept = (1001, str(scanned[1][5]))
+    scanned = rows(list(range(1000, 1003)))
+    at = int("1001")  # as read from a kept digest: equal to the scanned position, not the same
+    kept = (at, str(scanned[1][5]))
     assert _check(iter([scanned]), GENESIS, 1003, kept).kept_seen
-    other = (1001, "f" * 64)
+    other = (at, "f" * 64)
     checked = _check(iter([scanned]), GENESIS, 1003, other)
     assert checked.failure == (1001, NOT_EXTENDED)
     assert (checked.count, checked.position, checked.stop) == (2, 1001, 1002)
