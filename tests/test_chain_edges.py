@@ -20,7 +20,9 @@ def test_links_refuse_positions_and_events_that_do_not_pair_up() -> None:
         links(GENESIS, [7, 8], [event])
 
 
-def rows(positions: list[int], previous: str = GENESIS) -> list[tuple[object, ...]]:
+def rows(
+    positions: list[int], previous: str = GENESIS
+) -> list[tuple[int, str, int, str, bytes, str]]:
     """Scanned rows (position, id as 32 hex digits, version, topic, state, link), linked."""
     made = []
     for position in positions:
