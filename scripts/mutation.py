@@ -201,6 +201,26 @@ EQUIVALENT: Final[dict[tuple[str, str, str], str]] = {
     " stop and found as a link without its event, the same verification",
     (
         "ledger/audit/integrity.py",
+        "first = 1 if lowest is None else min(1, lowest)",
+        "first = 2 if lowest is None else min(1, lowest)",
+    ): "lowest is None when there are no events: the range from 1 or 2 is empty either way",
+    (
+        "ledger/audit/integrity.py",
+        "first = 1 if lowest is None else min(1, lowest)",
+        "first = 1 if lowest is None else min( 0, lowest)",
+    ): "lowest is the lowest event's position: a scan from 0 finds no event below it",
+    (
+        "ledger/audit/integrity.py",
+        "last = led.recorder.max_notification_id() or 0",
+        "last = led.recorder.max_notification_id() or -1",
+    ): "the fallback is for a log with no events: every range scanned is then empty",
+    (
+        "ledger/audit/integrity.py",
+        "last = led.recorder.max_notification_id() or 0",
+        "last = led.recorder.max_notification_id() or 1",
+    ): "the fallback is for a log with no events: every range scanned is then empty",
+    (
+        "ledger/audit/integrity.py",
         'return 0 if row is None else int(row["n"])',
         'return 1 if row is None else int(row["n"])',
     ): "a COUNT(*) query always returns its one row",

@@ -38,3 +38,12 @@ def test_a_log_missing_its_first_event_reports_nothing_verified(led: Ledger) -> 
         None,
         1,
     )
+
+
+@pytest.mark.parametrize("url", ["sqlite"], indirect=True)
+def test_a_link_forged_at_position_zero_is_found(led: Ledger) -> None:
+    for role in ("admin", "consultant"):
+        led.define_role(role, actor=ADMIN)
+    raw(led, "INSERT INTO ledger_chain (position, hash) VALUES (?, ?)", 0, "a" * 64)
+    result = integrity.verify(led)
+    assert (result.ok, result.events, result.first_bad_position) == (False, 0, 0)
