@@ -52,6 +52,7 @@ CHAIN_TESTS: Final = (
     *SQLITE,
 )
 CLAIM_TESTS: Final = (
+    "tests/test_claim_keys.py",
     "tests/test_email_keys.py",
     "tests/test_commands.py",
     "tests/test_rejections.py",
