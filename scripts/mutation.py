@@ -56,9 +56,10 @@ CLAIM_TESTS: Final = (
     "tests/test_email_keys.py",
     "tests/test_commands.py",
     "tests/test_rejections.py",
+    "tests/test_batch_apply.py",
     *SQLITE,
 )
-BATCH_TESTS: Final = ("tests/test_batch_apply.py", *SQLITE)
+BATCH_TESTS: Final = ("tests/test_batch_apply.py", "tests/test_batch_edges.py", *SQLITE)
 ERASURE_TESTS: Final = ("tests/test_erasure_on_disk.py", "tests/test_commands.py")
 
 
@@ -183,6 +184,30 @@ EQUIVALENT: Final[dict[tuple[str, str, str], str]] = {
         "return {row[0] for row in rows}",
         "return {row[ -1] for row in rows}",
     ): "every _ROLES query selects one column, so the last is the first",
+    (
+        "ledger/application.py",
+        "if not isinstance(email, str):",
+        "if  isinstance(email, str):",
+    ): "a miss of this unvalidated look-up proves nothing: the caller validates the email and"
+    " looks again, so a key not made here costs time, not a different answer",
+    (
+        "ledger/application.py",
+        "if not isinstance(email, str):",
+        "if not not isinstance(email, str):",
+    ): "a miss of this unvalidated look-up proves nothing: the caller validates the email and"
+    " looks again, so a key not made here costs time, not a different answer",
+    (
+        "ledger/application.py",
+        "return self._claim_key(_EMAIL, text) if text and text.isascii() else None",
+        "return self._claim_key(_EMAIL, text) if not text and text.isascii() else None",
+    ): "a miss of this unvalidated look-up proves nothing: the caller validates the email and"
+    " looks again, so a key not made here costs time, not a different answer",
+    (
+        "ledger/application.py",
+        "return self._claim_key(_EMAIL, text) if text and text.isascii() else None",
+        "return self._claim_key(_EMAIL, text) if text or text.isascii() else None",
+    ): "a non-ASCII email keyed unvalidated either matches the key its valid form has (the same"
+    " user) or misses, and a miss is validated and looked up again",
     (
         "ledger/audit/integrity.py",
         "if _links_before(led, scan.stop) != scan.count:",
