@@ -209,6 +209,11 @@ EQUIVALENT: Final[dict[tuple[str, str, str], str]] = {
     ): "a non-ASCII email keyed unvalidated either matches the key its valid form has (the same"
     " user) or misses, and a miss is validated and looked up again",
     (
+        "ledger/importer.py",
+        'if stop_on_error and result.status == "rejected":',
+        'if stop_on_error and result.status is "rejected":',
+    ): "every status is one of the module's literals, which CPython interns: equal is identical",
+    (
         "ledger/audit/integrity.py",
         "if _links_before(led, scan.stop) != scan.count:",
         "if _links_before(led, scan.stop) is not scan.count:",
