@@ -60,7 +60,11 @@ CLAIM_TESTS: Final = (
     *SQLITE,
 )
 BATCH_TESTS: Final = ("tests/test_batch_apply.py", "tests/test_batch_edges.py", *SQLITE)
-ERASURE_TESTS: Final = ("tests/test_erasure_on_disk.py", "tests/test_commands.py")
+ERASURE_TESTS: Final = (
+    "tests/test_erasure_edges.py",
+    "tests/test_erasure_on_disk.py",
+    "tests/test_commands.py",
+)
 
 
 @dataclass(frozen=True)
