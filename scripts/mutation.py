@@ -120,7 +120,12 @@ CRITICAL: Final = (
         ),
         HELD_TESTS,
     ),
-    Target("held", "ledger/audit/reports.py", ("_covers",), ("tests/test_audit.py", *SQLITE)),
+    Target(
+        "held",
+        "ledger/audit/reports.py",
+        ("_covers",),
+        ("tests/test_audit.py", "tests/test_held_edges.py", *SQLITE),
+    ),
     Target("chain", "ledger/storage/chain.py", (), CHAIN_TESTS),
     Target(
         "chain",
