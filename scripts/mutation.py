@@ -68,12 +68,14 @@ BATCH_TESTS: Final = (
     "tests/test_batch_apply.py",
     "tests/test_batch_edges.py",
     "tests/test_apply_state_rejections.py",
+    "tests/test_apply_stopped.py",
     *SQLITE,
 )
 # Both databases: each has its own wipe (a checkpoint on SQLite, VACUUM FULL on PostgreSQL).
 ERASURE_TESTS: Final = (
     "tests/test_erasure_edges.py",
     "tests/test_erasure_on_disk.py",
+    "tests/test_erasure_wipe_timeout.py",
     "tests/test_commands.py",
 )
 
