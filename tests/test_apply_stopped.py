@@ -39,7 +39,7 @@ def break_inserts(url: str) -> None:
 
 def test_a_fault_after_the_first_batch_stops_apply_at_the_next_line(led: Ledger, url: str) -> None:
     names = ["A", "A", "B", "C", "D"]  # the second A is rejected: the name is taken
-    lines = [
+    lines: list[tuple[int, str | bytes]] = [
         (n, json.dumps({"command": "create_account", "name": x})) for n, x in enumerate(names, 1)
     ]
     done: list[int] = []
