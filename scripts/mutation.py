@@ -214,6 +214,24 @@ EQUIVALENT: Final[dict[tuple[str, str, str], str]] = {
     ): "a caller's own user is in the caller's own account, so the account test already admits"
     " them: the first operand never decides",
     (
+        "projections/held.py",
+        "@dataclass(frozen=True)",
+        "@dataclass(frozen=False)",
+    ): "no code assigns a Period's fields; frozen only forbids that (both are hashable the"
+    " same way: neither is used as a key)",
+    (
+        "projections/held.py",
+        "return and_(self.start < until, or_(self.end.is_(None), self.end > since))",
+        "return and_(self.start <= until, or_(self.end.is_(None), self.end > since))",
+    ): "`meets` only pre-selects the timeline's grants: a grant starting at `until` adds"
+    " nothing, `common` clips it to an empty period and drops it",
+    (
+        "projections/held.py",
+        "return and_(self.start < until, or_(self.end.is_(None), self.end > since))",
+        "return and_(self.start < until, or_(self.end.is_(None), self.end >= since))",
+    ): "`meets` only pre-selects the timeline's grants: a grant ending at `since` adds"
+    " nothing, `common` clips it to an empty period and drops it",
+    (
         "projections/queries.py",
         "return {row[0] for row in rows}",
         "return {row[ -1] for row in rows}",
