@@ -69,6 +69,7 @@ BATCH_TESTS: Final = (
     "tests/test_batch_edges.py",
     "tests/test_apply_state_rejections.py",
     "tests/test_apply_stopped.py",
+    "tests/test_erasure_wipe_timeout.py",  # an erasure in a batch: what runs after its commit
     *SQLITE,
 )
 # Both databases: each has its own wipe (a checkpoint on SQLite, VACUUM FULL on PostgreSQL).
