@@ -129,3 +129,25 @@ def test_the_reports_hold_a_role_from_its_grant_until_its_revocation(
     assert holders(granted) == [ann] and held(granted) == ["admin"]
     assert holders(revoked - TICK) == [ann] and held(revoked - TICK) == ["admin"]
     assert holders(revoked) == [] and held(revoked) == [""]
+
+
+@pytest.mark.parametrize("url", ["sqlite"], indirect=True)
+def test_the_timeline_holds_a_role_from_its_grant_until_its_revocation_clipped_to_the_window(
+    timed: Ledger, rm: ReadModel, clock: Clock
+) -> None:
+    acme = timed.create_account("Acme", actor=ADMIN)
+    granted = clock.at(1)
+    ann = timed.create_user("ann@acme.org", account_id=acme, actor=ADMIN, roles=["admin"])
+    revoked = clock.at(10)
+    timed.revoke_role(ann, "admin", actor=ADMIN)
+    rm.catch_up()
+
+    def timeline(since: int, until: int) -> list[tuple[object, ...]]:
+        frame = reports.privileged_timeline(
+            rm, T0 + timedelta(days=since), T0 + timedelta(days=until)
+        )
+        return [(r.user_id, r.role, r.start, r.end) for r in frame.itertuples()]
+
+    assert timeline(0, 20) == [(ann, "admin", granted, revoked)]
+    assert timeline(5, 8) == [(ann, "admin", T0 + timedelta(days=5), T0 + timedelta(days=8))]
+    assert timeline(0, 1) == [] and timeline(10, 20) == []

@@ -1,14 +1,17 @@
-"""What a verification reports at the edges: an empty log, with and without a kept digest, and
-a log whose very first event is gone (nothing verified before the break). Found by mutation
-testing (scripts/mutation.py)."""
+"""What a verification reports at the edges: an empty log, with and without a kept digest, a
+log whose very first event is gone (nothing verified before the break), and links forged at
+position 0, below it and at the highest positions. Found by mutation testing
+(scripts/mutation.py)."""
 
 from __future__ import annotations
 
 import pytest
+from click.testing import CliRunner
 
 from ledger import Ledger
 from ledger.audit import Digest, integrity
 from ledger.audit.integrity import Verification
+from ledger.cli import main
 from tests.conftest import ADMIN
 from tests.test_audit import events_table, raw
 
@@ -47,3 +50,35 @@ def test_a_link_forged_at_position_zero_is_found(led: Ledger) -> None:
     raw(led, "INSERT INTO ledger_chain (position, hash) VALUES (?, ?)", 0, "a" * 64)
     result = integrity.verify(led)
     assert (result.ok, result.events, result.first_bad_position) == (False, 0, 0)
+
+
+@pytest.mark.parametrize("position", [-1, -(2**63)])
+def test_a_link_forged_below_position_zero_is_found(led: Ledger, position: int) -> None:
+    """The search for a link without its event has no lower bound: a link forged at -1 once
+    passed as intact (the search started at 0)."""
+    for role in ("admin", "consultant"):
+        led.define_role(role, actor=ADMIN)
+    raw(led, "INSERT INTO ledger_chain (position, hash) VALUES (?, ?)", position, "a" * 64)
+    result = integrity.verify(led)
+    assert (result.ok, result.events, result.head, result.first_bad_position) == (
+        False,
+        0,
+        None,
+        position,
+    )
+    shown = CliRunner().invoke(main, ["--db", led.url, "audit", "verify"])
+    assert shown.exit_code == 1
+    assert shown.stdout.strip() == (
+        f"BROKEN at position {position}: a link without its event (the event was deleted or moved)"
+    )
+
+
+@pytest.mark.parametrize("position", [2**62, 2**63 - 1])
+def test_a_link_forged_at_the_highest_positions_is_found(led: Ledger, position: int) -> None:
+    """Nor has the search for links past the last event an upper bound (it stopped at 2**62)."""
+    for role in ("admin", "consultant"):
+        led.define_role(role, actor=ADMIN)
+    raw(led, "INSERT INTO ledger_chain (position, hash) VALUES (?, ?)", position, "a" * 64)
+    result = integrity.verify(led)
+    assert (result.ok, result.events, result.first_bad_position) == (False, 2, position)
+    assert result.head is not None and result.head.position == 2

@@ -126,7 +126,8 @@ def verify(led: Ledger, kept: Digest | None = None) -> Verification:
     scan = _scan(source, first, last, kept)
     orphan = None
     if _links_before(led, scan.stop) != scan.count:
-        orphan = led.side.first_link_without_event(0, scan.stop)
+        # from no lower bound: a link may be forged below the first event, at 0 or below
+        orphan = led.side.first_link_without_event(None, scan.stop)
     elif scan.failure is None:
         orphan = led.side.first_link_without_event(scan.stop, None)  # of deleted last events
     if orphan is not None:

@@ -8,7 +8,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol, cast
+from typing import Any, LiteralString, Protocol, cast
 from uuid import UUID
 
 from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
@@ -43,7 +43,7 @@ class SideTableRecorder(Protocol):
 
     def chain_source(self) -> chain_check.Source: ...
 
-    def first_link_without_event(self, start: int, stop: int | None) -> int | None: ...
+    def first_link_without_event(self, start: int | None, stop: int | None) -> int | None: ...
 
     def events_before(self, position: int) -> tuple[int, int, str] | None: ...
 
@@ -123,13 +123,13 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
         connect = {"database": self.datastore.pool.db_name}
         return chain_check.Source.of("sqlite", connect, self.events_table_name, "rowid", "?")
 
-    def first_link_without_event(self, start: int, stop: int | None) -> int | None:
-        """The first link, from `start` and before `stop`, whose event is gone."""
+    def first_link_without_event(self, start: int | None, stop: int | None) -> int | None:
+        """The first link, from `start` and before `stop` (None: no bound), whose event is gone."""
+        within, bounds = _between(start, stop, "?")
         row = self.select_one(
-            f"SELECT min(position) AS position FROM ledger_chain l "
-            f"WHERE position >= ? AND position < ? AND NOT EXISTS "
+            f"SELECT min(position) AS position FROM ledger_chain l WHERE {within} NOT EXISTS "
             f"(SELECT 1 FROM {self.events_table_name} e WHERE e.rowid = l.position)",
-            (start, stop if stop is not None else 2**62),
+            bounds,
         )
         return None if row is None or row["position"] is None else int(row["position"])
 
@@ -180,6 +180,23 @@ class LedgerSQLiteFactory(SQLiteFactory):
 
 def _pg(sql: str) -> str:
     return sql.replace("?", "%s")
+
+
+def _between(
+    start: int | None, stop: int | None, mark: LiteralString
+) -> tuple[LiteralString, tuple[int, ...]]:
+    """The conditions (each followed by AND) and parameters keeping a link's position from
+    `start` and before `stop`; None: no bound on that side, so a link forged at any position,
+    however low or high, is in range."""
+    within: LiteralString = ""
+    bounds: list[int] = []
+    if start is not None:
+        within += "position >= " + mark + " AND "
+        bounds.append(start)
+    if stop is not None:
+        within += "position < " + mark + " AND "
+        bounds.append(stop)
+    return within, tuple(bounds)
 
 
 class LedgerPostgresRecorder(PostgresApplicationRecorder):
@@ -353,15 +370,16 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             "postgresql", connect, events.as_string(None), "notification_id", "%s"
         )
 
-    def first_link_without_event(self, start: int, stop: int | None) -> int | None:
-        """The first link, from `start` and before `stop`, whose event is gone."""
+    def first_link_without_event(self, start: int | None, stop: int | None) -> int | None:
+        """The first link, from `start` and before `stop` (None: no bound), whose event is gone."""
+        within, bounds = _between(start, stop, "%s")
         query = SQL(
-            "SELECT min(position) AS position FROM ledger_chain l "
-            "WHERE position >= %s AND position < %s AND NOT EXISTS "
-            "(SELECT 1 FROM {schema}.{table} e WHERE e.notification_id = l.position)"
+            "SELECT min(position) AS position FROM ledger_chain l WHERE "
+            + within
+            + "NOT EXISTS (SELECT 1 FROM {schema}.{table} e WHERE e.notification_id = l.position)"
         ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
         with self.datastore.transaction(commit=False) as curs:
-            curs.execute(query, (start, stop if stop is not None else 2**62))
+            curs.execute(query, bounds)
             row = curs.fetchone()
         return None if row is None or row["position"] is None else int(row["position"])
 
