@@ -236,3 +236,35 @@ def test_csv_reports_write_year_1_with_four_digits(tmp_path: Path) -> None:
     with Audit(url) as audit:
         text = audit.render(["access-review"], "csv", at=datetime(1, 1, 2, tzinfo=UTC))
     assert text.splitlines()[1].endswith(",0001-01-01T10:29:20+0000")
+
+
+def test_a_failed_login_from_the_cli_rejects_bad_input_and_records_nothing(
+    url: str, led: Ledger, ann: str
+) -> None:
+    before = stored_state(led)
+    for bad in (["--ip", "999.1.1.1"], ["--ip", "10.0.0.1\x00"], ["--at", "not a time"]):
+        result = run(
+            url,
+            "user",
+            "record-failed-login",
+            ann,
+            "--reason-kind",
+            "wrong-password",
+            *bad,
+            code=1 if bad[0] == "--ip" else 2,
+        )
+        assert "Traceback" not in result.stderr
+    result = run(url, "user", "record-failed-login", ann, "--reason-kind", "bad", code=2)
+    assert "reason-kind" in result.stderr
+    assert stored_state(led) == before
+    run(
+        url,
+        "user",
+        "record-failed-login",
+        ann,
+        "--reason-kind",
+        "wrong-password",
+        "--ip",
+        "10.0.0.1",
+    )
+    assert stored_state(led) != before
