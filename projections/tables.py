@@ -153,7 +153,8 @@ role_grants = Table(
     Column("user_id", Uuid, nullable=False),
     Column("role", String(80), nullable=False),
     Column("granted_at", UTCDateTime, nullable=False),
-    Column("revoked_at", UTCDateTime),
+    Column("revoked_at", UTCDateTime),  # set by the event that ends it (revoked, expired)
+    Column("ends_at", UTCDateTime),  # the end fixed in advance (until), if any
     Index("role_grants_by_user", "user_id", "role", "granted_at"),
     for_queries("role_grants_by_role", "role", "granted_at"),
 )
@@ -184,7 +185,8 @@ account_role_grants = Table(
     Column("account_id", Uuid, nullable=False),
     Column("role", String(80), nullable=False),
     Column("granted_at", UTCDateTime, nullable=False),
-    Column("revoked_at", UTCDateTime),
+    Column("revoked_at", UTCDateTime),  # set by the event that ends it (revoked, expired)
+    Column("ends_at", UTCDateTime),  # the end fixed in advance (until), if any
     Index("account_role_grants_by_account", "account_id", "role", "granted_at"),
 )
 

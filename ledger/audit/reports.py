@@ -22,8 +22,12 @@ _ROLE_CHANGES: Final = titles.by_name(
     {
         User.RoleGranted: "granted",
         User.RoleRevoked: "revoked",
+        User.RoleGrantExtended: "end moved",
+        User.RoleExpired: "expired",
         Account.AccountRoleGranted: "granted",
         Account.AccountRoleRevoked: "revoked",
+        Account.AccountRoleGrantExtended: "end moved",
+        Account.AccountRoleExpired: "expired",
     }
 )
 _JOINERS_MOVERS_LEAVERS: Final = titles.by_name(
@@ -33,6 +37,8 @@ _JOINERS_MOVERS_LEAVERS: Final = titles.by_name(
         User.UserReactivated: "mover",
         User.RoleGranted: "mover",
         User.RoleRevoked: "mover",
+        User.RoleGrantExtended: "mover",
+        User.RoleExpired: "mover",
         User.UserUpdated: "mover",
         User.UserErased: "leaver",
     }
@@ -148,7 +154,8 @@ def access_review(rm: ReadModel, at: Any = None) -> pd.DataFrame:
 
 
 def role_changes(rm: ReadModel, since: Any, until: Any = None) -> pd.DataFrame:
-    """Every role granted or revoked in [since, until): to whom, by whom, why."""
+    """Every role granted, revoked, expired or given a new end in [since, until): to whom, by
+    whom, why; `ends_at`: the end fixed in advance (or the end an expiry recorded)."""
     found, names = _events_between(rm, tuple(_ROLE_CHANGES), since, until)
     rows = [
         {
@@ -159,6 +166,7 @@ def role_changes(rm: ReadModel, since: Any, until: Any = None) -> pd.DataFrame:
             "account": names.get(row.account_id),
             "role": dict(row.fields).get("role"),
             "change": _ROLE_CHANGES[row.event],
+            "ends_at": _ends_at(dict(row.fields)),
             "actor": row.actor,
             "reason": row.reason,
             "command_id": row.command_id,
@@ -176,12 +184,18 @@ def role_changes(rm: ReadModel, since: Any, until: Any = None) -> pd.DataFrame:
             "account",
             "role",
             "change",
+            "ends_at",
             "actor",
             "reason",
             "command_id",
             "position",
         ],
     )
+
+
+def _ends_at(fields: dict[str, Any]) -> datetime | None:
+    end = fields.get("until") or fields.get("at")
+    return None if end is None else datetime.fromisoformat(end)
 
 
 def joiners_movers_leavers(rm: ReadModel, since: Any, until: Any = None) -> pd.DataFrame:

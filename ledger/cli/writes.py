@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ledger.cli.state import INSTANT, global_options, state
-from ledger.commands import accounts, roles, users
+from ledger.commands import accounts, grants, roles, users
 from ledger.commands.annotations import AddAnnotation, RemoveAnnotation
 from ledger.commands.base import UNSET, Command
 from ledger.domain.users import FailedLoginReason
@@ -195,19 +195,39 @@ def account_update(
     s.emit_result(result, "account updated")
 
 
+until_option = click.option(
+    "--until",
+    type=INSTANT,
+    default=None,
+    help="End the grant by itself at this instant (in the future; a date or a time, see --tz).",
+)
+
+
 @runs(accounts.GrantAccountRole)
 @account.command("grant-role")
 @click.argument("account_ref", metavar="ACCOUNT")
 @click.argument("role_name", metavar="ROLE")
+@until_option
 @command_id_option
 @global_options
-def account_grant_role(account_ref: str, role_name: str, command_id: str | None) -> None:
-    """Grant an account role."""
+def account_grant_role(
+    account_ref: str, role_name: str, until: datetime | None, command_id: str | None
+) -> None:
+    """Grant an account role (until revoked, or until --until)."""
     s = state()
     result = s.ledger.grant_account_role(
-        s.account_id(account_ref), role_name, actor=s.who, reason=s.reason, command_id=command_id
+        s.account_id(account_ref),
+        role_name,
+        actor=s.who,
+        until=until,
+        reason=s.reason,
+        command_id=command_id,
     )
-    s.emit_result(result, f"account role {role_name!r} granted")
+    s.emit_result(result, f"account role {role_name!r} granted{_until_shown(until)}")
+
+
+def _until_shown(until: datetime | None) -> str:
+    return "" if until is None else f" until {until.isoformat()}"
 
 
 @runs(accounts.RevokeAccountRole)
@@ -354,15 +374,23 @@ def user_update(
 @user.command("grant-role")
 @click.argument("user_ref", metavar="USER")
 @click.argument("role_name", metavar="ROLE")
+@until_option
 @command_id_option
 @global_options
-def user_grant_role(user_ref: str, role_name: str, command_id: str | None) -> None:
-    """Grant a user role."""
+def user_grant_role(
+    user_ref: str, role_name: str, until: datetime | None, command_id: str | None
+) -> None:
+    """Grant a user role (until revoked, or until --until)."""
     s = state()
     result = s.ledger.grant_role(
-        s.user_id(user_ref), role_name, actor=s.who, reason=s.reason, command_id=command_id
+        s.user_id(user_ref),
+        role_name,
+        actor=s.who,
+        until=until,
+        reason=s.reason,
+        command_id=command_id,
     )
-    s.emit_result(result, f"role {role_name!r} granted")
+    s.emit_result(result, f"role {role_name!r} granted{_until_shown(until)}")
 
 
 @runs(users.RevokeRole)
@@ -581,4 +609,36 @@ def annotation_remove(account_ref: str, annotation_id: str, command_id: str | No
     s.emit_result(result, "annotation removed")
 
 
-GROUPS = [role, account_role, account, user, annotation]
+# -- time-limited grants ------------------------------------------------------------------------
+
+
+@runs(grants.ExtendGrant)
+@click.command("extend-grant")
+@click.argument("holder", metavar="USER_OR_ACCOUNT")
+@click.argument("role_name", metavar="ROLE")
+@click.argument("until", type=INSTANT)
+@command_id_option
+@global_options
+def extend_grant(holder: str, role_name: str, until: datetime, command_id: str | None) -> None:
+    """Move the end of the grant of ROLE to USER_OR_ACCOUNT (a user by id or email, an
+    account by id or name) to UNTIL (in the future)."""
+    s = state()
+    result = s.ledger.extend_grant(
+        holder, role_name, until, actor=s.who, reason=s.reason, command_id=command_id
+    )
+    s.emit_result(result, f"grant of {role_name!r} now ends at {until.isoformat()}")
+
+
+@runs(grants.ExpireGrants)
+@click.command("expire")
+@command_id_option
+@global_options
+def expire(command_id: str | None) -> None:
+    """Record the expiry of every grant whose end has passed (once: run it as often as you
+    like; `ledger project --follow` runs it on each poll)."""
+    s = state()
+    result = s.ledger.expire_grants(actor=s.who, reason=s.reason, command_id=command_id)
+    s.emit_result(result, f"{result} grant(s) expired")
+
+
+GROUPS = [role, account_role, account, user, annotation, extend_grant, expire]

@@ -4,6 +4,7 @@ close."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -20,12 +21,13 @@ from ledger.commands.base import (
     uuid_of,
     valid_as,
 )
+from ledger.commands.grants import grant_ends_followed
 from ledger.commands.registry import handles
 from ledger.domain import Account, AccountRole, Meta, User
 from ledger.errors import Conflict, ValidationError
 from ledger.storage.claims import ACCOUNT_NAME
 from ledger.unit_of_work import UnitOfWork
-from ledger.validation import AccountName, Colour, LogoUrl, role_name, role_names, shown
+from ledger.validation import AccountName, Colour, LogoUrl, Moment, role_name, role_names, shown
 
 
 def check_colour_pair(primary: str | None, secondary: str | None) -> None:
@@ -125,26 +127,38 @@ def update_account(command: UpdateAccount, uow: UnitOfWork, services: Services) 
 
 @dataclass(frozen=True, kw_only=True)
 class GrantAccountRole(Decision[bool]):
+    """Grant an account role: until revoked, or until `until` (an end fixed in advance)."""
+
     command: ClassVar[str] = "grant_account_role"
-    grants: ClassVar[bool] = True
+    added_later: ClassVar[frozenset[str]] = frozenset({"until"})
+
+    account: UUID = arg(uuid_of("account"))
+    role: str = arg(plain(lambda value: role_name(value, "account role")))
+    until: datetime | None = arg(optional_as(Moment, "until"), None)
+
+
+@handles(GrantAccountRole)
+def grant_account_role(command: GrantAccountRole, uow: UnitOfWork, services: Services) -> bool:
+    account = uow.load(Account, command.account, "account")
+    services.check_role(uow, AccountRole, command.role)
+    with grant_ends_followed(uow, account):
+        return account.grant_role(command.role, uow.meta, command.until)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RevokeAccountRole(Decision[bool]):
+    command: ClassVar[str] = "revoke_account_role"
 
     account: UUID = arg(uuid_of("account"))
     role: str = arg(plain(lambda value: role_name(value, "account role")))
 
 
-@dataclass(frozen=True, kw_only=True)
-class RevokeAccountRole(GrantAccountRole):
-    command: ClassVar[str] = "revoke_account_role"
-    grants: ClassVar[bool] = False
-
-
 @handles(RevokeAccountRole)
-@handles(GrantAccountRole)
-def change_account_role(command: GrantAccountRole, uow: UnitOfWork, services: Services) -> bool:
+def revoke_account_role(command: RevokeAccountRole, uow: UnitOfWork, services: Services) -> bool:
     account = uow.load(Account, command.account, "account")
     services.check_role(uow, AccountRole, command.role)
-    change = account.grant_role if command.grants else account.revoke_role
-    return change(command.role, uow.meta)
+    with grant_ends_followed(uow, account):
+        return account.revoke_role(command.role, uow.meta)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -199,6 +213,7 @@ def close_account(command: CloseAccount, uow: UnitOfWork, services: Services) ->
     leaving = Meta(meta.actor, "account closed", meta.command_id, meta.timestamp)
     for user_id in sorted(account.members):
         uow.load(User, user_id, "user").deactivate(leaving)
-    account.close(uow.meta)
+    with grant_ends_followed(uow, account):
+        account.close(uow.meta)
     services.claims.release(uow, ACCOUNT_NAME, account.name)
     return True

@@ -21,6 +21,7 @@ from ledger.commands.base import (
     uuid_of,
     valid_as,
 )
+from ledger.commands.grants import grant_ends_followed
 from ledger.commands.registry import handles
 from ledger.domain import DEFAULT_TIMEZONE, Account, Role, User
 from ledger.domain.users import FailedLoginReason
@@ -155,26 +156,38 @@ def update_user(command: UpdateUser, uow: UnitOfWork, services: Services) -> boo
 
 @dataclass(frozen=True, kw_only=True)
 class GrantRole(Decision[bool]):
+    """Grant a user role: until revoked, or until `until` (an end fixed in advance)."""
+
     command: ClassVar[str] = "grant_role"
-    grants: ClassVar[bool] = True
+    added_later: ClassVar[frozenset[str]] = frozenset({"until"})
+
+    user: UUID = arg(user_reference())
+    role: str = arg(plain(role_name))
+    until: datetime | None = arg(optional_as(Moment, "until"), None)
+
+
+@handles(GrantRole)
+def grant_role(command: GrantRole, uow: UnitOfWork, services: Services) -> bool:
+    found = uow.load(User, command.user, "user")
+    services.check_role(uow, Role, command.role)
+    with grant_ends_followed(uow, found):
+        return found.grant_role(command.role, uow.meta, command.until)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RevokeRole(Decision[bool]):
+    command: ClassVar[str] = "revoke_role"
 
     user: UUID = arg(user_reference())
     role: str = arg(plain(role_name))
 
 
-@dataclass(frozen=True, kw_only=True)
-class RevokeRole(GrantRole):
-    command: ClassVar[str] = "revoke_role"
-    grants: ClassVar[bool] = False
-
-
 @handles(RevokeRole)
-@handles(GrantRole)
-def change_role(command: GrantRole, uow: UnitOfWork, services: Services) -> bool:
+def revoke_role(command: RevokeRole, uow: UnitOfWork, services: Services) -> bool:
     found = uow.load(User, command.user, "user")
     services.check_role(uow, Role, command.role)
-    change = found.grant_role if command.grants else found.revoke_role
-    return change(command.role, uow.meta)
+    with grant_ends_followed(uow, found):
+        return found.revoke_role(command.role, uow.meta)
 
 
 @dataclass(frozen=True, kw_only=True)
