@@ -21,7 +21,7 @@ from eventsourcing.persistence import InfrastructureFactory, Mapper, Recording, 
 from eventsourcing.utils import Environment
 
 from ledger.batch import Batch
-from ledger.commands import accounts, grants, roles, users
+from ledger.commands import accounts, grants, roles, separation, users
 from ledger.commands.annotations import AddAnnotation, RemoveAnnotation
 from ledger.commands.base import (
     UNSET,
@@ -358,17 +358,20 @@ class Ledger(Application[UUID]):
         *,
         actor: str,
         until: Instant | None = None,
+        exception_approved_by: str | UserRef | None = None,
         reason: str | None = None,
         command_id: str | None = None,
     ) -> bool:
         """Grant an account role, until revoked or until `until` (an aware instant in the
-        future), when it ends by itself."""
+        future), when it ends by itself. A grant that breaks a separation-of-duties rule is a
+        Conflict, unless `exception_approved_by` (a user, or an actor) and a reason are given."""
         return self._submit(
             accounts.GrantAccountRole,
             account=account,
             role=role,
             actor=actor,
             until=until,
+            exception_approved_by=exception_approved_by,
             reason=reason,
             command_id=command_id,
         )
@@ -482,17 +485,20 @@ class Ledger(Application[UUID]):
         *,
         actor: str,
         until: Instant | None = None,
+        exception_approved_by: str | UserRef | None = None,
         reason: str | None = None,
         command_id: str | None = None,
     ) -> bool:
         """Grant a user role, until revoked or until `until` (an aware instant in the future),
-        when it ends by itself."""
+        when it ends by itself. A grant that breaks a separation-of-duties rule is a Conflict,
+        unless `exception_approved_by` (a user, or an actor) and a reason are given."""
         return self._submit(
             users.GrantRole,
             user=user,
             role=role,
             actor=actor,
             until=until,
+            exception_approved_by=exception_approved_by,
             reason=reason,
             command_id=command_id,
         )
@@ -634,6 +640,37 @@ class Ledger(Application[UUID]):
         """Record a RoleExpired (AccountRoleExpired) event for each grant whose end has passed,
         once; return how many. Queries treat such grants as ended at their end without it."""
         return self._submit(grants.ExpireGrants, actor=actor, reason=reason, command_id=command_id)
+
+    # -- separation of duties ------------------------------------------------------------------
+
+    def define_sod_rule(
+        self,
+        name: str,
+        roles: Iterable[RoleRef],
+        scope: str = "user",
+        *,
+        actor: str,
+        reason: str | None = None,
+        command_id: str | None = None,
+    ) -> bool:
+        """No one user (scope "user") or account (scope "account") may hold both of `roles`
+        (two role names of that catalogue): a grant that would break it is a Conflict."""
+        return self._submit(
+            separation.DefineSodRule,
+            name=name,
+            roles=roles,
+            scope=scope,
+            actor=actor,
+            reason=reason,
+            command_id=command_id,
+        )
+
+    def remove_sod_rule(
+        self, name: str, *, actor: str, reason: str | None = None, command_id: str | None = None
+    ) -> bool:
+        return self._submit(
+            separation.RemoveSodRule, name=name, actor=actor, reason=reason, command_id=command_id
+        )
 
     # -- annotations ----------------------------------------------------------------------------
 

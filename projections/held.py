@@ -91,6 +91,7 @@ ACCOUNT_ROLE_GRANTS: Final = Period(
     t.account_role_grants.c.revoked_at,
     t.account_role_grants.c.ends_at,
 )
+SOD_RULES: Final = Period(t.sod_rules.c.defined_at, t.sod_rules.c.removed_at)
 ACTIVITY: Final = Period(t.user_activity.c.active_from, t.user_activity.c.active_to)
 
 

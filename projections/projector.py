@@ -16,6 +16,7 @@ from sqlalchemy.schema import CreateIndex, DropIndex
 
 from ledger.application import Ledger
 from ledger.domain import ERASED, Account, AccountRole, Role, User
+from ledger.domain.separation import SeparationPolicy
 from ledger.errors import LedgerError
 from projections import held
 from projections import tables as t
@@ -402,6 +403,37 @@ _SEEN = update(t.users).where(_u.id == bindparam("b_id")).values(last_seen_at=_A
 def _role_defined(p: Projector, w: PageWriter, e: Event) -> None:
     statement = _INSERT_ROLE if isinstance(e, Role.RoleDefined) else _INSERT_ACCOUNT_ROLE
     w.execute(statement, {"name": e.name, "description": e.description, "defined_at": e.timestamp})
+
+
+# -- separation of duties -----------------------------------------------------------------------
+
+_INSERT_SOD_RULE = insert(t.sod_rules)
+_REMOVE_SOD_RULE = (
+    update(t.sod_rules)
+    .where(t.sod_rules.c.name == bindparam("b_name"), held.SOD_RULES.open())
+    .values(removed_at=_AT)
+)
+
+
+@handles(SeparationPolicy.SodRuleDefined)
+def _sod_rule_defined(p: Projector, w: PageWriter, e: Event) -> None:
+    first, second = e.roles
+    w.execute(
+        _INSERT_SOD_RULE,
+        {
+            "name": e.name,
+            "scope": e.scope,
+            "first_role": first,
+            "second_role": second,
+            "defined_at": e.timestamp,
+            "removed_at": None,
+        },
+    )
+
+
+@handles(SeparationPolicy.SodRuleRemoved)
+def _sod_rule_removed(p: Projector, w: PageWriter, e: Event) -> None:
+    w.execute(_REMOVE_SOD_RULE, {"b_name": e.name, "b_at": e.timestamp})
 
 
 # -- accounts -----------------------------------------------------------------------------------

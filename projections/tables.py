@@ -190,6 +190,19 @@ account_role_grants = Table(
     Index("account_role_grants_by_account", "account_id", "role", "granted_at"),
 )
 
+sod_rules = Table(
+    "sod_rules",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(80), nullable=False),
+    Column("scope", String(16), nullable=False),  # user | account
+    Column("first_role", String(80), nullable=False),
+    Column("second_role", String(80), nullable=False),
+    Column("defined_at", UTCDateTime, nullable=False),
+    Column("removed_at", UTCDateTime),
+    Index("sod_rules_by_name", "name", "defined_at"),
+)
+
 annotations = Table(
     "annotations",
     metadata,

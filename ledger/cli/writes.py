@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ledger.cli.state import INSTANT, global_options, state
-from ledger.commands import accounts, grants, roles, users
+from ledger.commands import accounts, grants, roles, separation, users
 from ledger.commands.annotations import AddAnnotation, RemoveAnnotation
 from ledger.commands.base import UNSET, Command
 from ledger.domain.users import FailedLoginReason
@@ -203,15 +203,29 @@ until_option = click.option(
 )
 
 
+exception_option = click.option(
+    "--exception-approved-by",
+    "approved_by",
+    default=None,
+    help="Who approved the grant as an exception to separation-of-duties rules it breaks (a "
+    "user's id or email, or an actor); needs --reason.",
+)
+
+
 @runs(accounts.GrantAccountRole)
 @account.command("grant-role")
 @click.argument("account_ref", metavar="ACCOUNT")
 @click.argument("role_name", metavar="ROLE")
 @until_option
+@exception_option
 @command_id_option
 @global_options
 def account_grant_role(
-    account_ref: str, role_name: str, until: datetime | None, command_id: str | None
+    account_ref: str,
+    role_name: str,
+    until: datetime | None,
+    approved_by: str | None,
+    command_id: str | None,
 ) -> None:
     """Grant an account role (until revoked, or until --until)."""
     s = state()
@@ -220,6 +234,7 @@ def account_grant_role(
         role_name,
         actor=s.who,
         until=until,
+        exception_approved_by=approved_by,
         reason=s.reason,
         command_id=command_id,
     )
@@ -375,10 +390,15 @@ def user_update(
 @click.argument("user_ref", metavar="USER")
 @click.argument("role_name", metavar="ROLE")
 @until_option
+@exception_option
 @command_id_option
 @global_options
 def user_grant_role(
-    user_ref: str, role_name: str, until: datetime | None, command_id: str | None
+    user_ref: str,
+    role_name: str,
+    until: datetime | None,
+    approved_by: str | None,
+    command_id: str | None,
 ) -> None:
     """Grant a user role (until revoked, or until --until)."""
     s = state()
@@ -387,6 +407,7 @@ def user_grant_role(
         role_name,
         actor=s.who,
         until=until,
+        exception_approved_by=approved_by,
         reason=s.reason,
         command_id=command_id,
     )
@@ -641,4 +662,46 @@ def expire(command_id: str | None) -> None:
     s.emit_result(result, f"{result} grant(s) expired")
 
 
-GROUPS = [role, account_role, account, user, annotation, extend_grant, expire]
+# -- separation of duties -----------------------------------------------------------------------
+
+
+@click.group()
+def sod() -> None:
+    """Separation-of-duties rules: no one user (or account) holds both roles of a rule."""
+
+
+@runs(separation.DefineSodRule)
+@sod.command("define")
+@click.argument("name")
+@click.argument("roles", nargs=2, metavar="ROLE ROLE")
+@click.option(
+    "--scope",
+    type=click.Choice(["user", "account"]),
+    default="user",
+    show_default=True,
+    help="user: two user roles; account: two account roles.",
+)
+@command_id_option
+@global_options
+def sod_define(name: str, roles: tuple[str, str], scope: str, command_id: str | None) -> None:
+    """Define rule NAME: no one user (or account) may hold both ROLEs."""
+    s = state()
+    result = s.ledger.define_sod_rule(
+        name, list(roles), scope, actor=s.who, reason=s.reason, command_id=command_id
+    )
+    s.emit_result(result, f"separation-of-duties rule {name!r} defined")
+
+
+@runs(separation.RemoveSodRule)
+@sod.command("remove")
+@click.argument("name")
+@command_id_option
+@global_options
+def sod_remove(name: str, command_id: str | None) -> None:
+    """Remove rule NAME (grants made under it stay as they are)."""
+    s = state()
+    result = s.ledger.remove_sod_rule(name, actor=s.who, reason=s.reason, command_id=command_id)
+    s.emit_result(result, f"separation-of-duties rule {name!r} removed")
+
+
+GROUPS = [role, account_role, account, user, annotation, extend_grant, expire, sod]

@@ -23,6 +23,7 @@ from ledger.commands.base import (
 )
 from ledger.commands.grants import grant_ends_followed
 from ledger.commands.registry import handles
+from ledger.commands.separation import approver, check_approval, check_separation
 from ledger.domain import Account, AccountRole, Meta, User
 from ledger.errors import Conflict, ValidationError
 from ledger.storage.claims import ACCOUNT_NAME
@@ -77,6 +78,7 @@ def create_account(command: CreateAccount, uow: UnitOfWork, services: Services) 
         meta=uow.meta,
     )
     for role in command.roles:
+        check_separation(uow, account, "account", role, None)
         account.grant_role(role, uow.meta)
     uow.add(account)
     services.claims.claim(uow, ACCOUNT_NAME, command.name, account.id)
@@ -130,19 +132,29 @@ class GrantAccountRole(Decision[bool]):
     """Grant an account role: until revoked, or until `until` (an end fixed in advance)."""
 
     command: ClassVar[str] = "grant_account_role"
-    added_later: ClassVar[frozenset[str]] = frozenset({"until"})
+    added_later: ClassVar[frozenset[str]] = frozenset({"until", "exception_approved_by"})
 
     account: UUID = arg(uuid_of("account"))
     role: str = arg(plain(lambda value: role_name(value, "account role")))
     until: datetime | None = arg(optional_as(Moment, "until"), None)
+    exception_approved_by: str | None = arg(approver, None)
+    """Who approved the grant as an exception to separation-of-duties rules it breaks."""
+
+    def check(self) -> None:
+        check_approval(self.exception_approved_by, self.actor, self.reason, self.account)
 
 
 @handles(GrantAccountRole)
 def grant_account_role(command: GrantAccountRole, uow: UnitOfWork, services: Services) -> bool:
     account = uow.load(Account, command.account, "account")
     services.check_role(uow, AccountRole, command.role)
+    approved_by = command.exception_approved_by
+    broken = check_separation(uow, account, "account", command.role, approved_by)
     with grant_ends_followed(uow, account):
-        return account.grant_role(command.role, uow.meta, command.until)
+        granted = account.grant_role(command.role, uow.meta, command.until)
+    if granted and broken and approved_by is not None:
+        account.approve_exception(broken, command.role, approved_by, uow.meta)
+    return granted
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -23,6 +23,7 @@ from ledger.commands.base import (
 )
 from ledger.commands.grants import grant_ends_followed
 from ledger.commands.registry import handles
+from ledger.commands.separation import approver, check_approval, check_separation
 from ledger.domain import DEFAULT_TIMEZONE, Account, Role, User
 from ledger.domain.users import FailedLoginReason
 from ledger.errors import Conflict, ValidationError
@@ -103,6 +104,7 @@ def create_user(command: CreateUser, uow: UnitOfWork, services: Services) -> UUI
     uow.add(new)
     account.add_member(new.id, uow.meta)
     for role in command.roles:
+        check_separation(uow, new, "user", role, None)
         new.grant_role(role, uow.meta)
     if command.password.value is not None:
         new.change_password(uow.meta)
@@ -159,19 +161,28 @@ class GrantRole(Decision[bool]):
     """Grant a user role: until revoked, or until `until` (an end fixed in advance)."""
 
     command: ClassVar[str] = "grant_role"
-    added_later: ClassVar[frozenset[str]] = frozenset({"until"})
+    added_later: ClassVar[frozenset[str]] = frozenset({"until", "exception_approved_by"})
 
     user: UUID = arg(user_reference())
     role: str = arg(plain(role_name))
     until: datetime | None = arg(optional_as(Moment, "until"), None)
+    exception_approved_by: str | None = arg(approver, None)
+    """Who approved the grant as an exception to separation-of-duties rules it breaks."""
+
+    def check(self) -> None:
+        check_approval(self.exception_approved_by, self.actor, self.reason, self.user)
 
 
 @handles(GrantRole)
 def grant_role(command: GrantRole, uow: UnitOfWork, services: Services) -> bool:
     found = uow.load(User, command.user, "user")
     services.check_role(uow, Role, command.role)
+    broken = check_separation(uow, found, "user", command.role, command.exception_approved_by)
     with grant_ends_followed(uow, found):
-        return found.grant_role(command.role, uow.meta, command.until)
+        granted = found.grant_role(command.role, uow.meta, command.until)
+    if granted and broken and command.exception_approved_by is not None:
+        found.approve_exception(broken, command.role, command.exception_approved_by, uow.meta)
+    return granted
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -28,6 +28,7 @@ class Account(LedgerAggregate, RoleHolder):
     revoked_event = "AccountRoleRevoked"
     extended_event = "AccountRoleGrantExtended"
     expired_event = "AccountRoleExpired"
+    exception_event = "AccountSodExceptionApproved"
 
     def __init__(self) -> None:
         self.name = ""
@@ -111,6 +112,17 @@ class Account(LedgerAggregate, RoleHolder):
 
         def apply(self, account: Account) -> None:  # type: ignore[override]
             account.grant_ends[self.role] = self.until
+
+    class AccountSodExceptionApproved(LedgerAggregate.Event):
+        """The grant of `role` breaks separation-of-duties rule `rule`, by an exception that
+        `approved_by` approved (the event's reason says why)."""
+
+        rule: str
+        role: str
+        approved_by: str
+
+        def apply(self, account: Account) -> None:  # type: ignore[override]
+            pass
 
     class AccountRoleExpired(LedgerAggregate.Event):
         """The grant of `role` ended at `at`, the end fixed in advance (recorded later)."""

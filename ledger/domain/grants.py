@@ -19,6 +19,7 @@ class RoleHolder:
     revoked_event: ClassVar[str]
     extended_event: ClassVar[str]
     expired_event: ClassVar[str]
+    exception_event: ClassVar[str]
 
     roles: set[str]
     """The roles granted and not yet revoked or recorded as expired."""
@@ -68,6 +69,21 @@ class RoleHolder:
             return False
         self.record(getattr(self, self.extended_event), meta, role=role, until=until)
         return True
+
+    def held_now(self, at: datetime) -> set[str]:
+        return {role for role in self.roles if self.holds(role, at)}
+
+    def approve_exception(self, rules: list[str], role: str, approved_by: str, meta: Meta) -> None:
+        """Record that the grant of `role` breaks these separation-of-duties rules, with an
+        exception that `approved_by` approved (the command's reason says why)."""
+        for rule in rules:
+            self.record(
+                getattr(self, self.exception_event),
+                meta,
+                rule=rule,
+                role=role,
+                approved_by=approved_by,
+            )
 
     def expire(self, meta: Meta) -> int:
         """Record the expiry of every grant whose end has passed; return how many."""

@@ -19,6 +19,7 @@ class User(LedgerAggregate, RoleHolder):
     revoked_event = "RoleRevoked"
     extended_event = "RoleGrantExtended"
     expired_event = "RoleExpired"
+    exception_event = "SodExceptionApproved"
 
     def __init__(self) -> None:
         self.email = ""
@@ -109,6 +110,17 @@ class User(LedgerAggregate, RoleHolder):
 
         def apply(self, user: User) -> None:  # type: ignore[override]
             user.grant_ends[self.role] = self.until
+
+    class SodExceptionApproved(LedgerAggregate.Event):
+        """The grant of `role` breaks separation-of-duties rule `rule`, by an exception that
+        `approved_by` approved (the event's reason says why)."""
+
+        rule: str
+        role: str
+        approved_by: str
+
+        def apply(self, user: User) -> None:  # type: ignore[override]
+            pass
 
     class RoleExpired(LedgerAggregate.Event):
         """The grant of `role` ended at `at`, the end fixed in advance (recorded later)."""
