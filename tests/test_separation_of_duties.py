@@ -254,9 +254,12 @@ def test_cli_and_apply_define_remove_and_approve(url: str, tmp_path: Path) -> No
     batch = tmp_path / "sod.jsonl"
     batch.write_text(
         '{"command": "define_sod_rule", "name": "r2", "roles": ["payments-approver", "admin"]}\n'
+        '{"command": "create_user", "email": "bob@acme.org", "account": "Acme",'
+        ' "roles": ["payments-approver", "payments-creator"]}\n'
         '{"command": "remove_sod_rule", "name": "four-eyes", "command_id": "rm-1"}\n'
         '{"command": "remove_sod_rule", "name": "four-eyes"}\n'
     )
     applied = json.loads(cli(*db, "--json", "apply", str(batch), code=1).stdout)
-    assert applied["applied"] == 1 and [r["line"] for r in applied["rejected"]] == [1, 3]
+    assert applied["applied"] == 1 and [r["line"] for r in applied["rejected"]] == [1, 2, 4]
+    assert "rule 'four-eyes'" in applied["rejected"][1]["error"]
     cli(*db, "sod", "remove", "four-eyes", code=1)

@@ -23,7 +23,12 @@ from ledger.commands.base import (
 )
 from ledger.commands.grants import grant_ends_followed
 from ledger.commands.registry import handles
-from ledger.commands.separation import approver, check_approval, check_separation
+from ledger.commands.separation import (
+    approver,
+    check_approval,
+    check_roles_together,
+    check_separation,
+)
 from ledger.domain import Account, AccountRole, Meta, User
 from ledger.errors import Conflict, ValidationError
 from ledger.storage.claims import ACCOUNT_NAME
@@ -69,6 +74,7 @@ def create_account(command: CreateAccount, uow: UnitOfWork, services: Services) 
         uow.load(Account, consultancy, "consultancy account").check_open()
     for role in command.roles:
         services.check_role(uow, AccountRole, role)
+    check_roles_together(uow, "account", command.roles, f"account {shown(command.name)}")
     account = Account.create(
         name=command.name,
         primary_color=command.primary_color,
@@ -78,7 +84,6 @@ def create_account(command: CreateAccount, uow: UnitOfWork, services: Services) 
         meta=uow.meta,
     )
     for role in command.roles:
-        check_separation(uow, account, "account", role, None)
         account.grant_role(role, uow.meta)
     uow.add(account)
     services.claims.claim(uow, ACCOUNT_NAME, command.name, account.id)

@@ -5,6 +5,7 @@ reason), which is then recorded with the grant."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 from uuid import UUID
@@ -123,9 +124,26 @@ def check_separation(
         return []
     broken = policy.broken_by(scope, role, holder.held_now(now))
     if broken and approved_by is None:
-        raise Conflict(
-            f"granting {role!r} to {holder.describe()} breaks separation-of-duties "
-            f"{describe_rule(policy, broken[0])}; give exception_approved_by and a reason to "
-            "grant it as an approved exception"
-        )
+        raise Conflict(_refusal(policy, broken[0], role, holder.describe()))
     return broken
+
+
+def check_roles_together(uow: UnitOfWork, scope: Scope, roles: Iterable[str], who: str) -> None:
+    """Roles given together to a new user or account (`who`) break no rule (else Conflict):
+    checked before the command changes anything, as every check must be."""
+    policy = _policy(uow)
+    if policy is None:
+        return
+    held: set[str] = set()
+    for role in roles:
+        broken = policy.broken_by(scope, role, held)
+        if broken:
+            raise Conflict(_refusal(policy, broken[0], role, who))
+        held.add(role)
+
+
+def _refusal(policy: SeparationPolicy, rule: str, role: str, who: str) -> str:
+    return (
+        f"granting {role!r} to {who} breaks separation-of-duties {describe_rule(policy, rule)}; "
+        "give exception_approved_by and a reason to grant it as an approved exception"
+    )

@@ -23,7 +23,12 @@ from ledger.commands.base import (
 )
 from ledger.commands.grants import grant_ends_followed
 from ledger.commands.registry import handles
-from ledger.commands.separation import approver, check_approval, check_separation
+from ledger.commands.separation import (
+    approver,
+    check_approval,
+    check_roles_together,
+    check_separation,
+)
 from ledger.domain import DEFAULT_TIMEZONE, Account, Role, User
 from ledger.domain.users import FailedLoginReason
 from ledger.errors import Conflict, ValidationError
@@ -91,6 +96,7 @@ def create_user(command: CreateUser, uow: UnitOfWork, services: Services) -> UUI
     _check_free(uow, services, chosen, USERNAME)
     for role in command.roles:
         services.check_role(uow, Role, role)
+    check_roles_together(uow, "user", command.roles, f"user {shown(command.email)}")
     new = User.create(
         email=command.email,
         username=chosen,
@@ -104,7 +110,6 @@ def create_user(command: CreateUser, uow: UnitOfWork, services: Services) -> UUI
     uow.add(new)
     account.add_member(new.id, uow.meta)
     for role in command.roles:
-        check_separation(uow, new, "user", role, None)
         new.grant_role(role, uow.meta)
     if command.password.value is not None:
         new.change_password(uow.meta)
