@@ -21,7 +21,7 @@ from eventsourcing.persistence import InfrastructureFactory, Mapper, Recording, 
 from eventsourcing.utils import Environment
 
 from ledger.batch import Batch
-from ledger.commands import accounts, roles, users
+from ledger.commands import accounts, grants, roles, separation, users
 from ledger.commands.annotations import AddAnnotation, RemoveAnnotation
 from ledger.commands.base import (
     UNSET,
@@ -142,9 +142,13 @@ class Ledger(Application[UUID]):
                 keyring=self._keyring,
                 last_seen_resolution=lambda: self.last_seen_resolution,
                 wipe_erased=self.wipe_erased,
+                grants_ended=self._grants_ended,
             ),
             max_attempts=self.max_attempts,
         )
+
+    def _grants_ended(self, moment: datetime) -> list[dict[str, Any]]:
+        return self.side.select_all(side.SELECT_GRANTS_ENDED, (side.instant_text(moment),))
 
     def _refuse_writes(self) -> None:
         if self.read_only:
@@ -353,14 +357,21 @@ class Ledger(Application[UUID]):
         role: RoleRef,
         *,
         actor: str,
+        until: Instant | None = None,
+        exception_approved_by: str | UserRef | None = None,
         reason: str | None = None,
         command_id: str | None = None,
     ) -> bool:
+        """Grant an account role, until revoked or until `until` (an aware instant in the
+        future), when it ends by itself. A grant that breaks a separation-of-duties rule is a
+        Conflict, unless `exception_approved_by` (a user, or an actor) and a reason are given."""
         return self._submit(
             accounts.GrantAccountRole,
             account=account,
             role=role,
             actor=actor,
+            until=until,
+            exception_approved_by=exception_approved_by,
             reason=reason,
             command_id=command_id,
         )
@@ -473,11 +484,23 @@ class Ledger(Application[UUID]):
         role: RoleRef,
         *,
         actor: str,
+        until: Instant | None = None,
+        exception_approved_by: str | UserRef | None = None,
         reason: str | None = None,
         command_id: str | None = None,
     ) -> bool:
+        """Grant a user role, until revoked or until `until` (an aware instant in the future),
+        when it ends by itself. A grant that breaks a separation-of-duties rule is a Conflict,
+        unless `exception_approved_by` (a user, or an actor) and a reason are given."""
         return self._submit(
-            users.GrantRole, user=user, role=role, actor=actor, reason=reason, command_id=command_id
+            users.GrantRole,
+            user=user,
+            role=role,
+            actor=actor,
+            until=until,
+            exception_approved_by=exception_approved_by,
+            reason=reason,
+            command_id=command_id,
         )
 
     def revoke_role(
@@ -585,6 +608,68 @@ class Ledger(Application[UUID]):
         nothing and returns False, but still finishes a wipe that was cut short."""
         return self._submit(
             users.EraseUser, user=user, actor=actor, reason=reason, command_id=command_id
+        )
+
+    # -- time-limited grants -------------------------------------------------------------------
+
+    def extend_grant(
+        self,
+        user_or_account: UserRef | AccountRef,
+        role: RoleRef,
+        until: Instant,
+        *,
+        actor: str,
+        reason: str | None = None,
+        command_id: str | None = None,
+    ) -> bool:
+        """Move the end of a grant that the user or account holds to `until` (in the future,
+        later or earlier); False if it ends then already; NotFound if no such grant is held."""
+        return self._submit(
+            grants.ExtendGrant,
+            user_or_account=user_or_account,
+            role=role,
+            until=until,
+            actor=actor,
+            reason=reason,
+            command_id=command_id,
+        )
+
+    def expire_grants(
+        self, *, actor: str, reason: str | None = None, command_id: str | None = None
+    ) -> int:
+        """Record a RoleExpired (AccountRoleExpired) event for each grant whose end has passed,
+        once; return how many. Queries treat such grants as ended at their end without it."""
+        return self._submit(grants.ExpireGrants, actor=actor, reason=reason, command_id=command_id)
+
+    # -- separation of duties ------------------------------------------------------------------
+
+    def define_sod_rule(
+        self,
+        name: str,
+        roles: Iterable[RoleRef],
+        scope: str = "user",
+        *,
+        actor: str,
+        reason: str | None = None,
+        command_id: str | None = None,
+    ) -> bool:
+        """No one user (scope "user") or account (scope "account") may hold both of `roles`
+        (two role names of that catalogue): a grant that would break it is a Conflict."""
+        return self._submit(
+            separation.DefineSodRule,
+            name=name,
+            roles=roles,
+            scope=scope,
+            actor=actor,
+            reason=reason,
+            command_id=command_id,
+        )
+
+    def remove_sod_rule(
+        self, name: str, *, actor: str, reason: str | None = None, command_id: str | None = None
+    ) -> bool:
+        return self._submit(
+            separation.RemoveSodRule, name=name, actor=actor, reason=reason, command_id=command_id
         )
 
     # -- annotations ----------------------------------------------------------------------------

@@ -5,7 +5,9 @@ What happens: roles are defined; a consultancy and six client accounts are creat
 over the year (and a few leave); roles are granted, changed and revoked; one client gains its
 consultancy late and another loses it; a consultant gains and later loses access; people log in
 at their own rhythm (some fall dormant); holidays and alerts are annotated; a client account is
-closed; one leaver's personal data is erased on request.
+closed; one leaver's personal data is erased on request. A separation-of-duties rule keeps
+consultants from reading the whole platform, save one approved exception: a consultant's
+two-week `admin-reader` grant for an audit, which ends by itself and is recorded as expired.
 """
 
 from __future__ import annotations
@@ -147,6 +149,12 @@ def record_demo(url: str, *, seed: int = 7, now: datetime | None = None) -> Demo
         for role, description in USER_ROLES.items():
             led.define_role(role, description, actor=DEMO_ACTOR)
         led.define_account_role("Consultancy", "Advises client accounts", actor=DEMO_ACTOR)
+        led.define_sod_rule(
+            "consultants-do-not-audit",
+            ["consultant", "admin-reader"],
+            actor=DEMO_ACTOR,
+            reason="SOX ITGC: who advises clients does not review the platform",
+        )
         seita = led.create_account(
             CONSULTANCY,
             actor=DEMO_ACTOR,
@@ -217,6 +225,8 @@ def record_demo(url: str, *, seed: int = 7, now: datetime | None = None) -> Demo
         )
         _schedule_annotations(script, led, history, rng, start, end)
         script.play(led, clock)
+        clock.now = end
+        led.expire_grants(actor="demo:expiry", reason="ledger expire")
     finally:
         led.close()
     return history
@@ -318,17 +328,16 @@ def _schedule_user(
                 user(), "account-admin", actor=DEMO_ACTOR, reason="Team lead (JIRA-12)"
             ),
         )
-    if in_consultancy and position == 3:  # temporary read access for an audit
+    if in_consultancy and position == 3:  # two weeks' read access for an audit
         script.at(
             joined + timedelta(days=20),
             lambda: led.grant_role(
-                user(), "admin-reader", actor=DEMO_ACTOR, reason="Quarterly audit support"
-            ),
-        )
-        script.at(
-            joined + timedelta(days=34),
-            lambda: led.revoke_role(
-                user(), "admin-reader", actor=DEMO_ACTOR, reason="Audit finished"
+                user(),
+                "admin-reader",
+                actor=DEMO_ACTOR,
+                until=joined + timedelta(days=34),
+                exception_approved_by="demo:ciso",
+                reason="Quarterly audit support (CISO waiver W-7)",
             ),
         )
 

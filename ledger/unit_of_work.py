@@ -43,6 +43,9 @@ class UnitOfWork:
         self.command_results: dict[str, tuple[str, Any]] = {}
         self.commands_not_applied: set[str] = set()  # looked up: not in the command table
         self._aggregates: dict[UUID, LedgerAggregate] = {}
+        # ids found to name nothing: asked again (the policy, by every grant of a batch), they
+        # still name nothing unless this unit of work adds them (`add` is looked at first)
+        self._absent: set[UUID] = set()
         self._touched: dict[UUID, int] = {}
         self._writes_mark = 0
 
@@ -63,6 +66,8 @@ class UnitOfWork:
         """The aggregate, loaded once per unit of work; NotFound if absent or of another kind."""
         aggregate = self._aggregates.get(aggregate_id)
         if aggregate is None:
+            if aggregate_id in self._absent:
+                raise NotFound(f"{what} {aggregate_id} not found")
             aggregate = self._fetch(aggregate_id, what)
         if not isinstance(aggregate, cls):
             raise NotFound(f"{what} {aggregate_id} not found")
@@ -83,6 +88,7 @@ class UnitOfWork:
         try:
             return cast(LedgerAggregate, self.repository.get(aggregate_id, projector_func=project))
         except AggregateNotFoundError:
+            self._absent.add(aggregate_id)
             raise NotFound(f"{what} {aggregate_id} not found") from None
 
     def unverified_unchanged(self) -> list[tuple[UUID, int]]:

@@ -28,6 +28,13 @@ Processor = Callable[[Any], Any] | None
 _REQUIRED: Any = object()
 
 
+class _Deferred:
+    """A parameter's value made when the statement runs, not when it is compiled."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self.make = make
+
+
 class PreparedQuery:
     """One statement compiled for one dialect, with its parameters' and columns' processors.
     An INSERT without values is compiled for the given `column_keys`."""
@@ -48,7 +55,9 @@ class PreparedQuery:
             if process is not None or name not in binds:
                 # one name, several binds (`x < :at THEN :at`): the typed one decides
                 binds[name] = process
-            if not bind.required:
+            if bind.callable is not None:  # a value taken at each execution (the time now)
+                fixed[name] = _Deferred(bind.callable)
+            elif not bind.required:
                 fixed[name] = bind.effective_value
         # (name, processor, value if the caller gives none) per parameter name; a positional
         # driver (SQLite) takes them by placeholder, where a name can repeat (`:at` twice)
@@ -67,6 +76,8 @@ class PreparedQuery:
         bound = []
         for name, process, default in self._plan:
             value = values[name] if default is _REQUIRED else values.get(name, default)
+            if type(value) is _Deferred:
+                value = value.make()
             bound.append(process(value) if process is not None and value is not None else value)
         if self._order is None:
             return dict(zip(self._names, bound, strict=True))

@@ -16,6 +16,7 @@ from sqlalchemy.schema import CreateIndex, DropIndex
 
 from ledger.application import Ledger
 from ledger.domain import ERASED, Account, AccountRole, Role, User
+from ledger.domain.separation import SeparationPolicy
 from ledger.errors import LedgerError
 from projections import held
 from projections import tables as t
@@ -350,11 +351,25 @@ _REVOKE_ACCOUNT_ROLE = (
     )
     .values(revoked_at=_AT)
 )
+_MOVE_ACCOUNT_ROLE_END = (
+    update(t.account_role_grants)
+    .where(
+        _ag.account_id == bindparam("b_id"),
+        _ag.role == bindparam("b_role"),
+        held.ACCOUNT_ROLE_GRANTS.open(),
+    )
+    .values(ends_at=_AT)
+)
 _REMOVE_ANNOTATION = update(t.annotations).where(_n.id == bindparam("b_id")).values(removed_at=_AT)
 _REVOKE_ROLE = (
     update(t.role_grants)
     .where(_g.user_id == bindparam("b_id"), _g.role == bindparam("b_role"), held.ROLE_GRANTS.open())
     .values(revoked_at=_AT)
+)
+_MOVE_ROLE_END = (
+    update(t.role_grants)
+    .where(_g.user_id == bindparam("b_id"), _g.role == bindparam("b_role"), held.ROLE_GRANTS.open())
+    .values(ends_at=_AT)
 )
 _SET_ACTIVE = update(t.users).where(_u.id == bindparam("b_id")).values(active=bindparam("b_active"))
 _CLOSE_ACTIVITY = (
@@ -388,6 +403,37 @@ _SEEN = update(t.users).where(_u.id == bindparam("b_id")).values(last_seen_at=_A
 def _role_defined(p: Projector, w: PageWriter, e: Event) -> None:
     statement = _INSERT_ROLE if isinstance(e, Role.RoleDefined) else _INSERT_ACCOUNT_ROLE
     w.execute(statement, {"name": e.name, "description": e.description, "defined_at": e.timestamp})
+
+
+# -- separation of duties -----------------------------------------------------------------------
+
+_INSERT_SOD_RULE = insert(t.sod_rules)
+_REMOVE_SOD_RULE = (
+    update(t.sod_rules)
+    .where(t.sod_rules.c.name == bindparam("b_name"), held.SOD_RULES.open())
+    .values(removed_at=_AT)
+)
+
+
+@handles(SeparationPolicy.SodRuleDefined)
+def _sod_rule_defined(p: Projector, w: PageWriter, e: Event) -> None:
+    first, second = e.roles
+    w.execute(
+        _INSERT_SOD_RULE,
+        {
+            "name": e.name,
+            "scope": e.scope,
+            "first_role": first,
+            "second_role": second,
+            "defined_at": e.timestamp,
+            "removed_at": None,
+        },
+    )
+
+
+@handles(SeparationPolicy.SodRuleRemoved)
+def _sod_rule_removed(p: Projector, w: PageWriter, e: Event) -> None:
+    w.execute(_REMOVE_SOD_RULE, {"b_name": e.name, "b_at": e.timestamp})
 
 
 # -- accounts -----------------------------------------------------------------------------------
@@ -438,6 +484,7 @@ def _account_role_granted(p: Projector, w: PageWriter, e: Event) -> None:
             "role": e.role,
             "granted_at": e.timestamp,
             "revoked_at": None,
+            "ends_at": e.until,
         },
     )
 
@@ -447,6 +494,17 @@ def _account_role_revoked(p: Projector, w: PageWriter, e: Event) -> None:
     w.execute(
         _REVOKE_ACCOUNT_ROLE, {"b_id": e.originator_id, "b_role": e.role, "b_at": e.timestamp}
     )
+
+
+@handles(Account.AccountRoleExpired)
+def _account_role_expired(p: Projector, w: PageWriter, e: Event) -> None:
+    # the grant ended at its fixed end, not when the expiry was recorded
+    w.execute(_REVOKE_ACCOUNT_ROLE, {"b_id": e.originator_id, "b_role": e.role, "b_at": e.at})
+
+
+@handles(Account.AccountRoleGrantExtended)
+def _account_role_grant_extended(p: Projector, w: PageWriter, e: Event) -> None:
+    w.execute(_MOVE_ACCOUNT_ROLE_END, {"b_id": e.originator_id, "b_role": e.role, "b_at": e.until})
 
 
 @handles(Account.AnnotationAdded)
@@ -526,13 +584,30 @@ def _user_updated(p: Projector, w: PageWriter, e: Event) -> None:
 def _role_granted(p: Projector, w: PageWriter, e: Event) -> None:
     w.execute(
         _INSERT_ROLE_GRANT,
-        {"user_id": e.originator_id, "role": e.role, "granted_at": e.timestamp, "revoked_at": None},
+        {
+            "user_id": e.originator_id,
+            "role": e.role,
+            "granted_at": e.timestamp,
+            "revoked_at": None,
+            "ends_at": e.until,
+        },
     )
 
 
 @handles(User.RoleRevoked)
 def _role_revoked(p: Projector, w: PageWriter, e: Event) -> None:
     w.execute(_REVOKE_ROLE, {"b_id": e.originator_id, "b_role": e.role, "b_at": e.timestamp})
+
+
+@handles(User.RoleExpired)
+def _role_expired(p: Projector, w: PageWriter, e: Event) -> None:
+    # the grant ended at its fixed end, not when the expiry was recorded
+    w.execute(_REVOKE_ROLE, {"b_id": e.originator_id, "b_role": e.role, "b_at": e.at})
+
+
+@handles(User.RoleGrantExtended)
+def _role_grant_extended(p: Projector, w: PageWriter, e: Event) -> None:
+    w.execute(_MOVE_ROLE_END, {"b_id": e.originator_id, "b_role": e.role, "b_at": e.until})
 
 
 @handles(User.UserDeactivated)

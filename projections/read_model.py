@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import Connection, Engine, insert, inspect, select, text
@@ -27,7 +28,7 @@ from projections.queries import Queries
 
 _CREATE_LOCK = 7_350_002  # pg_advisory_xact_lock key: one process creates the tables at a time
 SCHEMA_ROW = "schema-version"
-SCHEMA_VERSION = 5  # raise whenever a read-model table changes shape
+SCHEMA_VERSION = 6  # raise whenever a read-model table changes shape
 
 
 class ReadModel(Queries):
@@ -150,9 +151,17 @@ class ReadModel(Queries):
         with self.engine.connect() as conn:
             return self.projector.position(conn)
 
-    def follow(self, stop: threading.Event, interval: float = 0.2) -> None:
-        """Keep projecting until `stop` is set (polling: works on SQLite and PostgreSQL)."""
+    def follow(
+        self,
+        stop: threading.Event,
+        interval: float = 0.2,
+        on_poll: Callable[[], object] | None = None,
+    ) -> None:
+        """Keep projecting until `stop` is set (polling: works on SQLite and PostgreSQL);
+        `on_poll` runs before each poll (the CLI records grant expiries there)."""
         while not stop.is_set():
+            if on_poll is not None:
+                on_poll()
             if self.catch_up() == 0:
                 stop.wait(interval)
 

@@ -153,7 +153,8 @@ role_grants = Table(
     Column("user_id", Uuid, nullable=False),
     Column("role", String(80), nullable=False),
     Column("granted_at", UTCDateTime, nullable=False),
-    Column("revoked_at", UTCDateTime),
+    Column("revoked_at", UTCDateTime),  # set by the event that ends it (revoked, expired)
+    Column("ends_at", UTCDateTime),  # the end fixed in advance (until), if any
     Index("role_grants_by_user", "user_id", "role", "granted_at"),
     for_queries("role_grants_by_role", "role", "granted_at"),
 )
@@ -184,8 +185,22 @@ account_role_grants = Table(
     Column("account_id", Uuid, nullable=False),
     Column("role", String(80), nullable=False),
     Column("granted_at", UTCDateTime, nullable=False),
-    Column("revoked_at", UTCDateTime),
+    Column("revoked_at", UTCDateTime),  # set by the event that ends it (revoked, expired)
+    Column("ends_at", UTCDateTime),  # the end fixed in advance (until), if any
     Index("account_role_grants_by_account", "account_id", "role", "granted_at"),
+)
+
+sod_rules = Table(
+    "sod_rules",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(80), nullable=False),
+    Column("scope", String(16), nullable=False),  # user | account
+    Column("first_role", String(80), nullable=False),
+    Column("second_role", String(80), nullable=False),
+    Column("defined_at", UTCDateTime, nullable=False),
+    Column("removed_at", UTCDateTime),
+    Index("sod_rules_by_name", "name", "defined_at"),
 )
 
 annotations = Table(

@@ -29,6 +29,7 @@ def test_demo_records_into_its_own_folder_afresh(tmp_path: Path) -> None:
         "dormant.csv",
         "privileged.csv",
         "failed-logins.csv",
+        "sod-violations.csv",
         "audit-report.html",
     }
     database = tmp_path / "ledger-demo" / "ledger.db"

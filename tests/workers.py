@@ -68,3 +68,13 @@ def claim_and_release(
         ]
     finally:
         led.close()
+
+
+def expire_grants(url: str, barrier: Barrier) -> list[str]:
+    """Record the expiry of ended grants, at the same moment as the other workers."""
+    led = Ledger(url)
+    try:
+        barrier.wait()
+        return [_outcome(lambda: led.expire_grants(actor=ADMIN))]
+    finally:
+        led.close()

@@ -35,6 +35,7 @@ TITLES: Final = {
     "dormant": "Dormant users",
     "privileged": "Holders of privileged roles",
     "failed-logins": "Failed logins",
+    "sod-violations": "Separation-of-duties violations",
 }
 
 DormantDays = Annotated[int, Field(strict=True, ge=1, le=36_525)]  # up to a hundred years
@@ -242,6 +243,8 @@ def _report(rm: ReadModel, name: str, asked: Asked) -> pd.DataFrame:
         return reports.privileged_holders(rm, asked.at)
     if name == "failed-logins":
         return reports.failed_logins(rm, start, end)
+    if name == "sod-violations":
+        return reports.sod_violations(rm, asked.at)
     raise ValidationError(f"unknown report {name!r}; one of: {', '.join(TITLES)}")
 
 

@@ -22,8 +22,12 @@ _ROLE_CHANGES: Final = titles.by_name(
     {
         User.RoleGranted: "granted",
         User.RoleRevoked: "revoked",
+        User.RoleGrantExtended: "end moved",
+        User.RoleExpired: "expired",
         Account.AccountRoleGranted: "granted",
         Account.AccountRoleRevoked: "revoked",
+        Account.AccountRoleGrantExtended: "end moved",
+        Account.AccountRoleExpired: "expired",
     }
 )
 _JOINERS_MOVERS_LEAVERS: Final = titles.by_name(
@@ -33,6 +37,8 @@ _JOINERS_MOVERS_LEAVERS: Final = titles.by_name(
         User.UserReactivated: "mover",
         User.RoleGranted: "mover",
         User.RoleRevoked: "mover",
+        User.RoleGrantExtended: "mover",
+        User.RoleExpired: "mover",
         User.UserUpdated: "mover",
         User.UserErased: "leaver",
     }
@@ -44,6 +50,7 @@ REPORTS: Final = (
     "dormant",
     "privileged",
     "failed-logins",
+    "sod-violations",
 )
 
 
@@ -148,7 +155,8 @@ def access_review(rm: ReadModel, at: Any = None) -> pd.DataFrame:
 
 
 def role_changes(rm: ReadModel, since: Any, until: Any = None) -> pd.DataFrame:
-    """Every role granted or revoked in [since, until): to whom, by whom, why."""
+    """Every role granted, revoked, expired or given a new end in [since, until): to whom, by
+    whom, why; `ends_at`: the end fixed in advance (or the end an expiry recorded)."""
     found, names = _events_between(rm, tuple(_ROLE_CHANGES), since, until)
     rows = [
         {
@@ -159,6 +167,7 @@ def role_changes(rm: ReadModel, since: Any, until: Any = None) -> pd.DataFrame:
             "account": names.get(row.account_id),
             "role": dict(row.fields).get("role"),
             "change": _ROLE_CHANGES[row.event],
+            "ends_at": _ends_at(dict(row.fields)),
             "actor": row.actor,
             "reason": row.reason,
             "command_id": row.command_id,
@@ -176,12 +185,18 @@ def role_changes(rm: ReadModel, since: Any, until: Any = None) -> pd.DataFrame:
             "account",
             "role",
             "change",
+            "ends_at",
             "actor",
             "reason",
             "command_id",
             "position",
         ],
     )
+
+
+def _ends_at(fields: dict[str, Any]) -> datetime | None:
+    end = fields.get("until") or fields.get("at")
+    return None if end is None else datetime.fromisoformat(end)
 
 
 def joiners_movers_leavers(rm: ReadModel, since: Any, until: Any = None) -> pd.DataFrame:
@@ -366,6 +381,125 @@ def privileged_timeline(
                 )
     rows.sort(key=lambda r: (r["email"], r["role"], r["start"]))
     return _frame(rows, ["email", "user_id", "role", "start", "end"])
+
+
+def sod_violations(rm: ReadModel, at: Any = None) -> pd.DataFrame:
+    """Every user (or account) that holds both roles of a separation-of-duties rule in force
+    at `at`, however the two grants came about (before the rule, or as an approved exception,
+    shown with its approver and reason); `active`: whether a user was active then."""
+    moment = _at(at)
+    rules, grants, log = t.sod_rules.c, t.role_grants, t.audit_log.c
+    names = _accounts(rm)
+    rows: list[dict[str, Any]] = []
+    with rm.engine.connect() as conn:
+        in_force = conn.execute(
+            select(rules.name, rules.scope, rules.first_role, rules.second_role)
+            .where(held.SOD_RULES.covers(moment))
+            .order_by(rules.name)
+        ).all()
+        approvals = {
+            (row.aggregate_id, dict(row.fields).get("rule")): (
+                dict(row.fields).get("approved_by"),
+                row.reason,
+            )
+            for row in conn.execute(
+                select(log.aggregate_id, log.fields, log.reason)
+                .where(
+                    log.event.in_(
+                        titles.names(User.SodExceptionApproved, Account.AccountSodExceptionApproved)
+                    ),
+                    log.timestamp <= moment,
+                )
+                .order_by(log.position)
+            )
+        }
+        for rule in in_force:
+            user_scope = rule.scope == "user"
+            table, period = (
+                (grants, held.ROLE_GRANTS)
+                if user_scope
+                else (t.account_role_grants, held.ACCOUNT_ROLE_GRANTS)
+            )
+            holder = table.c.user_id if user_scope else table.c.account_id
+            first, second = table.alias("first_grant"), table.alias("second_grant")
+            first_holder, second_holder = first.c[holder.name], second.c[holder.name]
+            found = conn.execute(
+                select(
+                    first_holder.label("holder_id"),
+                    first.c.granted_at.label("first_since"),
+                    second.c.granted_at.label("second_since"),
+                )
+                .join(second, second_holder == first_holder)
+                .where(
+                    first.c.role == rule.first_role,
+                    second.c.role == rule.second_role,
+                    _covering(period, first, moment),
+                    _covering(period, second, moment),
+                )
+                .order_by(first_holder)
+            ).all()
+            people = _emails(rm, conn, [row.holder_id for row in found]) if user_scope else {}
+            active = (
+                set(
+                    conn.execute(
+                        select(t.user_activity.c.user_id).where(held.ACTIVITY.covers(moment))
+                    ).scalars()
+                )
+                if user_scope
+                else set()
+            )
+            for row in found:
+                approved_by, why = approvals.get((row.holder_id, rule.name), (None, None))
+                email, account_id = people.get(row.holder_id, ("", row.holder_id))
+                rows.append(
+                    {
+                        "rule": rule.name,
+                        "scope": rule.scope,
+                        "roles": f"{rule.first_role};{rule.second_role}",
+                        "holder_id": row.holder_id,
+                        "holder": email if user_scope else names.get(row.holder_id),
+                        "account": names.get(account_id if user_scope else row.holder_id),
+                        "active": row.holder_id in active if user_scope else True,
+                        "since": _utc(max(row.first_since, row.second_since)),
+                        "exception_approved_by": approved_by,
+                        "exception_reason": why,
+                    }
+                )
+    rows.sort(key=lambda row: (row["rule"], row["holder"] or "", str(row["holder_id"])))
+    return _frame(
+        rows,
+        [
+            "rule",
+            "scope",
+            "roles",
+            "holder_id",
+            "holder",
+            "account",
+            "active",
+            "since",
+            "exception_approved_by",
+            "exception_reason",
+        ],
+    )
+
+
+def _covering(period: held.Period, alias: Any, moment: datetime) -> Any:
+    """`period.covers(moment)` on an alias of its table."""
+    columns = [
+        period.start,
+        period.end,
+        *([period.fixed_end] if period.fixed_end is not None else []),
+    ]
+    aliased = held.Period(*(alias.c[column.name] for column in columns))
+    return aliased.covers(moment)
+
+
+def _emails(rm: ReadModel, conn: Any, user_ids: list[UUID]) -> dict[UUID, tuple[str, UUID]]:
+    """Each user's email (opened) and account id."""
+    u = t.users.c
+    found = conn.execute(select(u.id, u.email, u.account_id).where(u.id.in_(user_ids))).all()
+    rm.personal.prepare(row.email for row in found)
+    return {row.id: (_email(rm, row.email, row.id) or "", row.account_id) for row in found}
 
 
 def _utc(value: datetime | None) -> datetime | None:

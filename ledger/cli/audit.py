@@ -122,7 +122,9 @@ def audit_check() -> None:
     "--format", "fmt", type=click.Choice(["csv", "json", "html"]), default="csv", show_default=True
 )
 @click.option(
-    "--at", type=INSTANT, help="For access-review, dormant, privileged: as of this instant."
+    "--at",
+    type=INSTANT,
+    help="For access-review, dormant, privileged, sod-violations: as of this instant.",
 )
 @click.option(
     "--since",

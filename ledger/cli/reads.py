@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ledger.cli.state import INSTANT, State, global_options, state
-from ledger.errors import NotFound
+from ledger.errors import LedgerError, NotFound
 from ledger.validation import shown
 from projections.queries import NOBODY
 
@@ -280,7 +280,8 @@ def query_audit_log(
 @click.option("--follow", is_flag=True, help="Keep projecting new events until interrupted.")
 @global_options
 def project(follow: bool) -> None:
-    """Bring the read models up to date with the event log."""
+    """Bring the read models up to date with the event log; with --follow, keep doing so and
+    record the expiry of grants whose end has passed (as `ledger expire`) on each poll."""
     s = state()
     count = s.read_model.catch_up()
     if not follow:
@@ -292,8 +293,15 @@ def project(follow: bool) -> None:
         {"projected": count, "following": True},
         f"projected {count} events; following (Ctrl-C to stop)",
     )
+
+    def expire_ended_grants() -> None:
+        try:
+            s.ledger.expire_grants(actor=s.who, reason="grant ended (ledger project --follow)")
+        except LedgerError as error:  # contention that outlasted the retries: next poll
+            s.warn(f"expiring ended grants: {error}")
+
     try:
-        s.read_model.follow(stop)
+        s.read_model.follow(stop, on_poll=expire_ended_grants)
     except KeyboardInterrupt:
         stop.set()
 

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ledger.cli.state import INSTANT, global_options, state
-from ledger.commands import accounts, roles, users
+from ledger.commands import accounts, grants, roles, separation, users
 from ledger.commands.annotations import AddAnnotation, RemoveAnnotation
 from ledger.commands.base import UNSET, Command
 from ledger.domain.users import FailedLoginReason
@@ -195,19 +195,54 @@ def account_update(
     s.emit_result(result, "account updated")
 
 
+until_option = click.option(
+    "--until",
+    type=INSTANT,
+    default=None,
+    help="End the grant by itself at this instant (in the future; a date or a time, see --tz).",
+)
+
+
+exception_option = click.option(
+    "--exception-approved-by",
+    "approved_by",
+    default=None,
+    help="Who approved the grant as an exception to separation-of-duties rules it breaks (a "
+    "user's id or email, or an actor); needs --reason.",
+)
+
+
 @runs(accounts.GrantAccountRole)
 @account.command("grant-role")
 @click.argument("account_ref", metavar="ACCOUNT")
 @click.argument("role_name", metavar="ROLE")
+@until_option
+@exception_option
 @command_id_option
 @global_options
-def account_grant_role(account_ref: str, role_name: str, command_id: str | None) -> None:
-    """Grant an account role."""
+def account_grant_role(
+    account_ref: str,
+    role_name: str,
+    until: datetime | None,
+    approved_by: str | None,
+    command_id: str | None,
+) -> None:
+    """Grant an account role (until revoked, or until --until)."""
     s = state()
     result = s.ledger.grant_account_role(
-        s.account_id(account_ref), role_name, actor=s.who, reason=s.reason, command_id=command_id
+        s.account_id(account_ref),
+        role_name,
+        actor=s.who,
+        until=until,
+        exception_approved_by=approved_by,
+        reason=s.reason,
+        command_id=command_id,
     )
-    s.emit_result(result, f"account role {role_name!r} granted")
+    s.emit_result(result, f"account role {role_name!r} granted{_until_shown(until)}")
+
+
+def _until_shown(until: datetime | None) -> str:
+    return "" if until is None else f" until {until.isoformat()}"
 
 
 @runs(accounts.RevokeAccountRole)
@@ -354,15 +389,29 @@ def user_update(
 @user.command("grant-role")
 @click.argument("user_ref", metavar="USER")
 @click.argument("role_name", metavar="ROLE")
+@until_option
+@exception_option
 @command_id_option
 @global_options
-def user_grant_role(user_ref: str, role_name: str, command_id: str | None) -> None:
-    """Grant a user role."""
+def user_grant_role(
+    user_ref: str,
+    role_name: str,
+    until: datetime | None,
+    approved_by: str | None,
+    command_id: str | None,
+) -> None:
+    """Grant a user role (until revoked, or until --until)."""
     s = state()
     result = s.ledger.grant_role(
-        s.user_id(user_ref), role_name, actor=s.who, reason=s.reason, command_id=command_id
+        s.user_id(user_ref),
+        role_name,
+        actor=s.who,
+        until=until,
+        exception_approved_by=approved_by,
+        reason=s.reason,
+        command_id=command_id,
     )
-    s.emit_result(result, f"role {role_name!r} granted")
+    s.emit_result(result, f"role {role_name!r} granted{_until_shown(until)}")
 
 
 @runs(users.RevokeRole)
@@ -581,4 +630,78 @@ def annotation_remove(account_ref: str, annotation_id: str, command_id: str | No
     s.emit_result(result, "annotation removed")
 
 
-GROUPS = [role, account_role, account, user, annotation]
+# -- time-limited grants ------------------------------------------------------------------------
+
+
+@runs(grants.ExtendGrant)
+@click.command("extend-grant")
+@click.argument("holder", metavar="USER_OR_ACCOUNT")
+@click.argument("role_name", metavar="ROLE")
+@click.argument("until", type=INSTANT)
+@command_id_option
+@global_options
+def extend_grant(holder: str, role_name: str, until: datetime, command_id: str | None) -> None:
+    """Move the end of the grant of ROLE to USER_OR_ACCOUNT (a user by id or email, an
+    account by id or name) to UNTIL (in the future)."""
+    s = state()
+    result = s.ledger.extend_grant(
+        holder, role_name, until, actor=s.who, reason=s.reason, command_id=command_id
+    )
+    s.emit_result(result, f"grant of {role_name!r} now ends at {until.isoformat()}")
+
+
+@runs(grants.ExpireGrants)
+@click.command("expire")
+@command_id_option
+@global_options
+def expire(command_id: str | None) -> None:
+    """Record the expiry of every grant whose end has passed (once: run it as often as you
+    like; `ledger project --follow` runs it on each poll)."""
+    s = state()
+    result = s.ledger.expire_grants(actor=s.who, reason=s.reason, command_id=command_id)
+    s.emit_result(result, f"{result} grant(s) expired")
+
+
+# -- separation of duties -----------------------------------------------------------------------
+
+
+@click.group()
+def sod() -> None:
+    """Separation-of-duties rules: no one user (or account) holds both roles of a rule."""
+
+
+@runs(separation.DefineSodRule)
+@sod.command("define")
+@click.argument("name")
+@click.argument("roles", nargs=2, metavar="ROLE ROLE")
+@click.option(
+    "--scope",
+    type=click.Choice(["user", "account"]),
+    default="user",
+    show_default=True,
+    help="user: two user roles; account: two account roles.",
+)
+@command_id_option
+@global_options
+def sod_define(name: str, roles: tuple[str, str], scope: str, command_id: str | None) -> None:
+    """Define rule NAME: no one user (or account) may hold both ROLEs."""
+    s = state()
+    result = s.ledger.define_sod_rule(
+        name, list(roles), scope, actor=s.who, reason=s.reason, command_id=command_id
+    )
+    s.emit_result(result, f"separation-of-duties rule {name!r} defined")
+
+
+@runs(separation.RemoveSodRule)
+@sod.command("remove")
+@click.argument("name")
+@command_id_option
+@global_options
+def sod_remove(name: str, command_id: str | None) -> None:
+    """Remove rule NAME (grants made under it stay as they are)."""
+    s = state()
+    result = s.ledger.remove_sod_rule(name, actor=s.who, reason=s.reason, command_id=command_id)
+    s.emit_result(result, f"separation-of-duties rule {name!r} removed")
+
+
+GROUPS = [role, account_role, account, user, annotation, extend_grant, expire, sod]

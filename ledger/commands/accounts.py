@@ -4,6 +4,7 @@ close."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -20,12 +21,19 @@ from ledger.commands.base import (
     uuid_of,
     valid_as,
 )
+from ledger.commands.grants import grant_ends_followed
 from ledger.commands.registry import handles
+from ledger.commands.separation import (
+    approver,
+    check_approval,
+    check_roles_together,
+    check_separation,
+)
 from ledger.domain import Account, AccountRole, Meta, User
 from ledger.errors import Conflict, ValidationError
 from ledger.storage.claims import ACCOUNT_NAME
 from ledger.unit_of_work import UnitOfWork
-from ledger.validation import AccountName, Colour, LogoUrl, role_name, role_names, shown
+from ledger.validation import AccountName, Colour, LogoUrl, Moment, role_name, role_names, shown
 
 
 def check_colour_pair(primary: str | None, secondary: str | None) -> None:
@@ -66,6 +74,7 @@ def create_account(command: CreateAccount, uow: UnitOfWork, services: Services) 
         uow.load(Account, consultancy, "consultancy account").check_open()
     for role in command.roles:
         services.check_role(uow, AccountRole, role)
+    check_roles_together(uow, "account", command.roles, f"account {shown(command.name)}")
     account = Account.create(
         name=command.name,
         primary_color=command.primary_color,
@@ -125,26 +134,48 @@ def update_account(command: UpdateAccount, uow: UnitOfWork, services: Services) 
 
 @dataclass(frozen=True, kw_only=True)
 class GrantAccountRole(Decision[bool]):
+    """Grant an account role: until revoked, or until `until` (an end fixed in advance)."""
+
     command: ClassVar[str] = "grant_account_role"
-    grants: ClassVar[bool] = True
+    added_later: ClassVar[frozenset[str]] = frozenset({"until", "exception_approved_by"})
+
+    account: UUID = arg(uuid_of("account"))
+    role: str = arg(plain(lambda value: role_name(value, "account role")))
+    until: datetime | None = arg(optional_as(Moment, "until"), None)
+    exception_approved_by: str | None = arg(approver, None)
+    """Who approved the grant as an exception to separation-of-duties rules it breaks."""
+
+    def check(self) -> None:
+        check_approval(self.exception_approved_by, self.actor, self.reason, self.account)
+
+
+@handles(GrantAccountRole)
+def grant_account_role(command: GrantAccountRole, uow: UnitOfWork, services: Services) -> bool:
+    account = uow.load(Account, command.account, "account")
+    services.check_role(uow, AccountRole, command.role)
+    approved_by = command.exception_approved_by
+    broken = check_separation(uow, account, "account", command.role, approved_by)
+    with grant_ends_followed(uow, account):
+        granted = account.grant_role(command.role, uow.meta, command.until)
+    if granted and broken and approved_by is not None:
+        account.approve_exception(broken, command.role, approved_by, uow.meta)
+    return granted
+
+
+@dataclass(frozen=True, kw_only=True)
+class RevokeAccountRole(Decision[bool]):
+    command: ClassVar[str] = "revoke_account_role"
 
     account: UUID = arg(uuid_of("account"))
     role: str = arg(plain(lambda value: role_name(value, "account role")))
 
 
-@dataclass(frozen=True, kw_only=True)
-class RevokeAccountRole(GrantAccountRole):
-    command: ClassVar[str] = "revoke_account_role"
-    grants: ClassVar[bool] = False
-
-
 @handles(RevokeAccountRole)
-@handles(GrantAccountRole)
-def change_account_role(command: GrantAccountRole, uow: UnitOfWork, services: Services) -> bool:
+def revoke_account_role(command: RevokeAccountRole, uow: UnitOfWork, services: Services) -> bool:
     account = uow.load(Account, command.account, "account")
     services.check_role(uow, AccountRole, command.role)
-    change = account.grant_role if command.grants else account.revoke_role
-    return change(command.role, uow.meta)
+    with grant_ends_followed(uow, account):
+        return account.revoke_role(command.role, uow.meta)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -199,6 +230,7 @@ def close_account(command: CloseAccount, uow: UnitOfWork, services: Services) ->
     leaving = Meta(meta.actor, "account closed", meta.command_id, meta.timestamp)
     for user_id in sorted(account.members):
         uow.load(User, user_id, "user").deactivate(leaving)
-    account.close(uow.meta)
+    with grant_ends_followed(uow, account):
+        account.close(uow.meta)
     services.claims.release(uow, ACCOUNT_NAME, account.name)
     return True

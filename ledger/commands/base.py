@@ -72,6 +72,8 @@ class References(Protocol):
 
     def user_id_for_email(self, email: str) -> UUID | None: ...
 
+    def resolve_account(self, account: object, what: str = "account") -> UUID: ...
+
 
 Parser = Callable[[Any, References], Any]
 
@@ -130,6 +132,9 @@ class Command(Generic[R]):
     method, the `apply` line's `command`, the fingerprint."""
 
     command: ClassVar[str]
+    added_later: ClassVar[frozenset[str]] = frozenset()
+    """Arguments added after command ids were first recorded: left out of the fingerprint
+    while None, so that an id recorded before keeps its fingerprint."""
     command_id: str | None = arg(optional_as(CommandId, "command_id"), None)
 
     @classmethod
@@ -170,13 +175,14 @@ class Command(Generic[R]):
 
     def fingerprint_args(self) -> dict[str, Any]:
         """The arguments its command id is fingerprinted over: every field but the tail, the
-        ones left UNSET and the secrets."""
+        ones left UNSET, the secrets, and the ones added later while None."""
         return {
             spec.name: value
             for spec in _fields_of(type(self))
             if spec.name not in _TAIL
             and (value := getattr(self, spec.name)) is not UNSET
             and not isinstance(value, Secret)
+            and not (value is None and spec.name in self.added_later)
         }
 
 
@@ -221,6 +227,8 @@ class Services:
     keyring: Keyring
     last_seen_resolution: Callable[[], timedelta]
     wipe_erased: Callable[[UUID | None], None]
+    grants_ended: Callable[[datetime], list[dict[str, Any]]]
+    """The rows of `ledger_grant_ends` whose end is at or before the instant."""
     defined_roles: set[tuple[str, str]] = field(default_factory=set)
 
     def wipe(self, user_id: UUID | None = None) -> None:

@@ -21,7 +21,14 @@ from ledger.commands.base import (
     uuid_of,
     valid_as,
 )
+from ledger.commands.grants import grant_ends_followed
 from ledger.commands.registry import handles
+from ledger.commands.separation import (
+    approver,
+    check_approval,
+    check_roles_together,
+    check_separation,
+)
 from ledger.domain import DEFAULT_TIMEZONE, Account, Role, User
 from ledger.domain.users import FailedLoginReason
 from ledger.errors import Conflict, ValidationError
@@ -89,6 +96,7 @@ def create_user(command: CreateUser, uow: UnitOfWork, services: Services) -> UUI
     _check_free(uow, services, chosen, USERNAME)
     for role in command.roles:
         services.check_role(uow, Role, role)
+    check_roles_together(uow, "user", command.roles, f"user {shown(command.email)}")
     new = User.create(
         email=command.email,
         username=chosen,
@@ -155,26 +163,47 @@ def update_user(command: UpdateUser, uow: UnitOfWork, services: Services) -> boo
 
 @dataclass(frozen=True, kw_only=True)
 class GrantRole(Decision[bool]):
+    """Grant a user role: until revoked, or until `until` (an end fixed in advance)."""
+
     command: ClassVar[str] = "grant_role"
-    grants: ClassVar[bool] = True
+    added_later: ClassVar[frozenset[str]] = frozenset({"until", "exception_approved_by"})
+
+    user: UUID = arg(user_reference())
+    role: str = arg(plain(role_name))
+    until: datetime | None = arg(optional_as(Moment, "until"), None)
+    exception_approved_by: str | None = arg(approver, None)
+    """Who approved the grant as an exception to separation-of-duties rules it breaks."""
+
+    def check(self) -> None:
+        check_approval(self.exception_approved_by, self.actor, self.reason, self.user)
+
+
+@handles(GrantRole)
+def grant_role(command: GrantRole, uow: UnitOfWork, services: Services) -> bool:
+    found = uow.load(User, command.user, "user")
+    services.check_role(uow, Role, command.role)
+    broken = check_separation(uow, found, "user", command.role, command.exception_approved_by)
+    with grant_ends_followed(uow, found):
+        granted = found.grant_role(command.role, uow.meta, command.until)
+    if granted and broken and command.exception_approved_by is not None:
+        found.approve_exception(broken, command.role, command.exception_approved_by, uow.meta)
+    return granted
+
+
+@dataclass(frozen=True, kw_only=True)
+class RevokeRole(Decision[bool]):
+    command: ClassVar[str] = "revoke_role"
 
     user: UUID = arg(user_reference())
     role: str = arg(plain(role_name))
 
 
-@dataclass(frozen=True, kw_only=True)
-class RevokeRole(GrantRole):
-    command: ClassVar[str] = "revoke_role"
-    grants: ClassVar[bool] = False
-
-
 @handles(RevokeRole)
-@handles(GrantRole)
-def change_role(command: GrantRole, uow: UnitOfWork, services: Services) -> bool:
+def revoke_role(command: RevokeRole, uow: UnitOfWork, services: Services) -> bool:
     found = uow.load(User, command.user, "user")
     services.check_role(uow, Role, command.role)
-    change = found.grant_role if command.grants else found.revoke_role
-    return change(command.role, uow.meta)
+    with grant_ends_followed(uow, found):
+        return found.revoke_role(command.role, uow.meta)
 
 
 @dataclass(frozen=True, kw_only=True)

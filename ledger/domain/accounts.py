@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 from uuid import UUID, uuid4
 
 from ledger.domain.base import LedgerAggregate, Meta
+from ledger.domain.grants import RoleHolder
 from ledger.errors import Conflict, NotFound
 
 
@@ -22,7 +23,13 @@ class AnnotationKey(NamedTuple):
     type: str
 
 
-class Account(LedgerAggregate):
+class Account(LedgerAggregate, RoleHolder):
+    granted_event = "AccountRoleGranted"
+    revoked_event = "AccountRoleRevoked"
+    extended_event = "AccountRoleGrantExtended"
+    expired_event = "AccountRoleExpired"
+    exception_event = "AccountSodExceptionApproved"
+
     def __init__(self) -> None:
         self.name = ""
         self.primary_color: str | None = None
@@ -30,6 +37,7 @@ class Account(LedgerAggregate):
         self.logo_url: str | None = None
         self.consultancy_account_id: UUID | None = None
         self.roles: set[str] = set()
+        self.grant_ends: dict[str, datetime] = {}
         self.members: set[UUID] = set()
         self.closed = False
         self.annotations: dict[UUID, AnnotationKey] = {}
@@ -50,6 +58,7 @@ class Account(LedgerAggregate):
             account.logo_url = self.logo_url
             account.consultancy_account_id = self.consultancy_account_id
             account.roles = set()
+            account.grant_ends = {}
             account.members = set()
             account.closed = False
             account.annotations = {}
@@ -72,16 +81,58 @@ class Account(LedgerAggregate):
             account.consultancy_account_id = self.consultancy_account_id
 
     class AccountRoleGranted(LedgerAggregate.Event):
+        """`until`: the end fixed in advance (None: until revoked)."""
+
+        class_version = 2
         role: str
+        until: datetime | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            """Version 1 had no end fixed in advance: every grant lasted until revoked."""
+            state["until"] = None
 
         def apply(self, account: Account) -> None:  # type: ignore[override]
             account.roles.add(self.role)
+            if self.until is not None:
+                account.grant_ends[self.role] = self.until
 
     class AccountRoleRevoked(LedgerAggregate.Event):
         role: str
 
         def apply(self, account: Account) -> None:  # type: ignore[override]
             account.roles.discard(self.role)
+            account.grant_ends.pop(self.role, None)
+
+    class AccountRoleGrantExtended(LedgerAggregate.Event):
+        """The held grant of `role` now ends at `until`."""
+
+        role: str
+        until: datetime
+
+        def apply(self, account: Account) -> None:  # type: ignore[override]
+            account.grant_ends[self.role] = self.until
+
+    class AccountSodExceptionApproved(LedgerAggregate.Event):
+        """The grant of `role` breaks separation-of-duties rule `rule`, by an exception that
+        `approved_by` approved (the event's reason says why)."""
+
+        rule: str
+        role: str
+        approved_by: str
+
+        def apply(self, account: Account) -> None:  # type: ignore[override]
+            pass
+
+    class AccountRoleExpired(LedgerAggregate.Event):
+        """The grant of `role` ended at `at`, the end fixed in advance (recorded later)."""
+
+        role: str
+        at: datetime
+
+        def apply(self, account: Account) -> None:  # type: ignore[override]
+            account.roles.discard(self.role)
+            account.grant_ends.pop(self.role, None)
 
     class UserJoined(LedgerAggregate.Event):
         """A user was created in this account (so closing it finds every member)."""
@@ -175,19 +226,8 @@ class Account(LedgerAggregate):
         self.record(self.ConsultancySet, meta, consultancy_account_id=consultancy_account_id)
         return True
 
-    def grant_role(self, role: str, meta: Meta) -> bool:
+    def check_can_change_roles(self) -> None:
         self.check_open()
-        if role in self.roles:
-            return False
-        self.record(self.AccountRoleGranted, meta, role=role)
-        return True
-
-    def revoke_role(self, role: str, meta: Meta) -> bool:
-        self.check_open()
-        if role not in self.roles:
-            return False
-        self.record(self.AccountRoleRevoked, meta, role=role)
-        return True
 
     def add_member(self, user_id: UUID, meta: Meta) -> None:
         self.check_open()
@@ -213,7 +253,9 @@ class Account(LedgerAggregate):
         return True
 
     def close(self, meta: Meta) -> None:
-        """Revoke every role and close; the application deactivates the members."""
+        """Revoke every role and close; the application deactivates the members. Grants whose
+        end has passed are recorded as expired, not revoked."""
+        self.expire(meta)
         for role in sorted(self.roles):
             self.revoke_role(role, meta)
         self.record(self.AccountClosed, meta)

@@ -12,6 +12,7 @@ from eventsourcing.domain import Aggregate
 
 from ledger.domain.accounts import Account
 from ledger.domain.roles import AccountRole, Role
+from ledger.domain.separation import SeparationPolicy
 from ledger.domain.users import User
 
 V = TypeVar("V")
@@ -31,11 +32,19 @@ class Title:
 TITLES: Final[Mapping[type[Aggregate.Event], Title]] = {
     Role.RoleDefined: Title("role defined"),
     AccountRole.AccountRoleDefined: Title("account role defined"),
+    SeparationPolicy.PolicyStarted: Title("separation-of-duties policy started"),
+    SeparationPolicy.SodRuleDefined: Title("separation-of-duties rule {name} defined"),
+    SeparationPolicy.SodRuleRemoved: Title("separation-of-duties rule {name} removed"),
     Account.AccountCreated: Title("account created"),
     Account.AccountUpdated: Title("account updated"),
     Account.ConsultancySet: Title("consultancy set"),
     Account.AccountRoleGranted: Title("account role {role} granted"),
     Account.AccountRoleRevoked: Title("account role {role} revoked"),
+    Account.AccountRoleGrantExtended: Title("account role {role} now ends at {until}"),
+    Account.AccountRoleExpired: Title("account role {role} expired at {at}"),
+    Account.AccountSodExceptionApproved: Title(
+        "account role {role} granted as an exception to rule {rule}, approved by {approved_by}"
+    ),
     Account.UserJoined: Title("user joined the account"),
     Account.AnnotationAdded: Title("annotation added"),
     Account.AnnotationRemoved: Title("annotation removed"),
@@ -44,6 +53,12 @@ TITLES: Final[Mapping[type[Aggregate.Event], Title]] = {
     User.UserUpdated: Title("user updated", "changed {changed}"),
     User.RoleGranted: Title("role {role} granted", "granted {role}"),
     User.RoleRevoked: Title("role {role} revoked", "revoked {role}"),
+    User.RoleGrantExtended: Title("role {role} now ends at {until}", "{role} now ends at {until}"),
+    User.RoleExpired: Title("role {role} expired at {at}", "{role} expired at {at}"),
+    User.SodExceptionApproved: Title(
+        "role {role} granted as an exception to rule {rule}, approved by {approved_by}",
+        "{role}: exception to rule {rule}, approved by {approved_by}",
+    ),
     User.UserDeactivated: Title("user deactivated", "deactivated"),
     User.UserReactivated: Title("user reactivated", "reactivated"),
     User.LoginRecorded: Title("logged in"),

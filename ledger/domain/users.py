@@ -7,13 +7,20 @@ from typing import Any, Final, Literal
 from uuid import UUID, uuid4
 
 from ledger.domain.base import ERASED, LedgerAggregate, Meta
+from ledger.domain.grants import RoleHolder
 from ledger.errors import Conflict, InactiveUser
 
 DEFAULT_TIMEZONE: Final = "Europe/Amsterdam"
 FailedLoginReason = Literal["wrong-password", "no-password", "inactive", "erased", "account-closed"]
 
 
-class User(LedgerAggregate):
+class User(LedgerAggregate, RoleHolder):
+    granted_event = "RoleGranted"
+    revoked_event = "RoleRevoked"
+    extended_event = "RoleGrantExtended"
+    expired_event = "RoleExpired"
+    exception_event = "SodExceptionApproved"
+
     def __init__(self) -> None:
         self.email = ""
         self.username = ""
@@ -22,6 +29,7 @@ class User(LedgerAggregate):
         self.active = True
         self.erased = False
         self.roles: set[str] = set()
+        self.grant_ends: dict[str, datetime] = {}
         self.login_count = 0
         self.last_login_at: datetime | None = None
         self.last_seen_at: datetime | None = None
@@ -51,6 +59,7 @@ class User(LedgerAggregate):
             user.active = True
             user.erased = False
             user.roles = set()
+            user.grant_ends = {}
             user.login_count = 0
             user.last_login_at = None
             user.last_seen_at = None
@@ -70,16 +79,58 @@ class User(LedgerAggregate):
             user.timezone = self.timezone or user.timezone
 
     class RoleGranted(LedgerAggregate.Event):
+        """`until`: the end fixed in advance (None: until revoked)."""
+
+        class_version = 2
         role: str
+        until: datetime | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            """Version 1 had no end fixed in advance: every grant lasted until revoked."""
+            state["until"] = None
 
         def apply(self, user: User) -> None:  # type: ignore[override]
             user.roles.add(self.role)
+            if self.until is not None:
+                user.grant_ends[self.role] = self.until
 
     class RoleRevoked(LedgerAggregate.Event):
         role: str
 
         def apply(self, user: User) -> None:  # type: ignore[override]
             user.roles.discard(self.role)
+            user.grant_ends.pop(self.role, None)
+
+    class RoleGrantExtended(LedgerAggregate.Event):
+        """The held grant of `role` now ends at `until`."""
+
+        role: str
+        until: datetime
+
+        def apply(self, user: User) -> None:  # type: ignore[override]
+            user.grant_ends[self.role] = self.until
+
+    class SodExceptionApproved(LedgerAggregate.Event):
+        """The grant of `role` breaks separation-of-duties rule `rule`, by an exception that
+        `approved_by` approved (the event's reason says why)."""
+
+        rule: str
+        role: str
+        approved_by: str
+
+        def apply(self, user: User) -> None:  # type: ignore[override]
+            pass
+
+    class RoleExpired(LedgerAggregate.Event):
+        """The grant of `role` ended at `at`, the end fixed in advance (recorded later)."""
+
+        role: str
+        at: datetime
+
+        def apply(self, user: User) -> None:  # type: ignore[override]
+            user.roles.discard(self.role)
+            user.grant_ends.pop(self.role, None)
 
     class UserDeactivated(LedgerAggregate.Event):
         def apply(self, user: User) -> None:  # type: ignore[override]
@@ -163,19 +214,8 @@ class User(LedgerAggregate):
         self.record(self.UserUpdated, meta, email=email, username=username, timezone=timezone)
         return True
 
-    def grant_role(self, role: str, meta: Meta) -> bool:
+    def check_can_change_roles(self) -> None:
         self._check_not_erased()
-        if role in self.roles:
-            return False
-        self.record(self.RoleGranted, meta, role=role)
-        return True
-
-    def revoke_role(self, role: str, meta: Meta) -> bool:
-        self._check_not_erased()
-        if role not in self.roles:
-            return False
-        self.record(self.RoleRevoked, meta, role=role)
-        return True
 
     def deactivate(self, meta: Meta) -> bool:
         if not self.active:

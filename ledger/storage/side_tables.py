@@ -6,6 +6,8 @@
 - `ledger_user_keys`: one encryption key per user; deleting it erases the user's personal data.
 - `ledger_credentials`: argon2 password hashes.
 - `ledger_secrets`: the server-side secret behind the keyed hashes.
+- `ledger_grant_ends`: each held grant with an end fixed in advance, so that `expire_grants`
+  finds the ended ones without reading the log.
 
 Statements use `?` placeholders; recorders for other drivers translate them.
 """
@@ -16,6 +18,7 @@ import hashlib
 import hmac
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from itertools import groupby
 from typing import Any, Final
 from uuid import UUID
@@ -33,6 +36,10 @@ DDL: Final = [
     "CREATE TABLE IF NOT EXISTS ledger_credentials ("
     " user_id TEXT PRIMARY KEY, password_hash TEXT NOT NULL, changed_at TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS ledger_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS ledger_grant_ends ("
+    " holder_id TEXT NOT NULL, role TEXT NOT NULL, kind TEXT NOT NULL, ends_at TEXT NOT NULL,"
+    " PRIMARY KEY (holder_id, role))",
+    "CREATE INDEX IF NOT EXISTS ledger_grant_ends_at ON ledger_grant_ends (ends_at)",
 ]
 # PostgreSQL's ANALYZE would copy sample values of these columns (keys, keyed hashes of emails,
 # password hashes) into pg_statistic, where no erasure reaches them; no query filters on them.
@@ -130,6 +137,29 @@ def put_secret_if_absent(name: str, value: str) -> SideWrite:
     )
 
 
+def instant_text(moment: datetime) -> str:
+    """An instant as text that sorts as the instants do (UTC, fixed width, year 1 to 9999)."""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
+
+
+def put_grant_end(holder_id: UUID, kind: str, role: str, ends_at: datetime) -> SideWrite:
+    return SideWrite(
+        "INSERT INTO ledger_grant_ends (holder_id, role, kind, ends_at) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (holder_id, role) DO UPDATE SET ends_at = excluded.ends_at",
+        (str(holder_id), role, kind, instant_text(ends_at)),
+    )
+
+
+def delete_grant_end(holder_id: UUID, role: str) -> SideWrite:
+    return SideWrite(
+        "DELETE FROM ledger_grant_ends WHERE holder_id = ? AND role = ?", (str(holder_id), role)
+    )
+
+
+SELECT_GRANTS_ENDED: Final = (
+    "SELECT holder_id, kind, role FROM ledger_grant_ends WHERE ends_at <= ?"
+    " ORDER BY holder_id, role"
+)
 SELECT_CLAIM_OWNER: Final = "SELECT owner_id FROM ledger_claims WHERE kind = ? AND key = ?"
 SELECT_COMMAND: Final = "SELECT fingerprint, result FROM ledger_commands WHERE command_id = ?"
 SELECT_KEY_BY_ID: Final = "SELECT user_id, secret FROM ledger_user_keys WHERE key_id = ?"
