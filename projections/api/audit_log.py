@@ -79,8 +79,13 @@ def audit_log(
     total = len(entries)
     if query.terms:
         entries = [entry for entry in entries if _matches(entry, query.terms)]
-    if query.sort_by is not None:  # the log's own order among entries of the same instant
-        entries.sort(key=lambda entry: entry.event_datetime, reverse=query.sort_dir == "desc")
+    if query.sort_by is not None:  # entries of the same instant: in log order, or reversed
+        newest_first = query.sort_dir == "desc"
+        entries = sorted(
+            entries[::-1] if newest_first else entries,
+            key=lambda entry: entry.event_datetime,
+            reverse=newest_first,
+        )
     if query.page is None:
         return entries
     start = (query.page - 1) * query.per_page

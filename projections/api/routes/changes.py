@@ -7,6 +7,7 @@ the read models commits with its position), and past the events the caller may n
 import asyncio
 import time
 from typing import Annotated, Final
+from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
 from starlette.concurrency import run_in_threadpool
@@ -41,14 +42,25 @@ async def changes(
     consultants). With `wait`, an answer with no events comes only once `wait` seconds have
     passed; the caller's token and roles are checked again at each look."""
     deadline = time.monotonic() + wait
+    me = await run_in_threadpool(caller, authorization, services)
     while True:
-        me = await run_in_threadpool(caller, authorization, services)
         found = await run_in_threadpool(_changes_after, services, me, after, limit)
+        # checked again after reading: a caller deactivated, or whose roles changed, while
+        # the events were read gets nothing read under the access they no longer have
+        now = await run_in_threadpool(caller, authorization, services)
+        if _access(now) != _access(me):
+            me = now
+            continue
         remaining = deadline - time.monotonic()
         if found.changes or remaining <= 0:
             return found
         after = found.next
         await asyncio.sleep(min(POLL_INTERVAL, remaining))
+
+
+def _access(me: Principal) -> tuple[UUID, UUID, frozenset[str]]:
+    """What the events a caller may read depend on."""
+    return me.user.id, me.user.account_id, me.roles
 
 
 def _changes_after(services: Services, me: Principal, after: int, limit: int) -> schemas.Changes:
