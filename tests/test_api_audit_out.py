@@ -128,6 +128,11 @@ def test_a_user_audit_log_pages_searches_and_sorts_as_flexmeasures(fresh_world: 
     ]
     assert world.get(path, "client_admin", filter="'added to'").json() == [everything[4]]
     assert world.get(path, "client_admin", filter="").json() == everything
+    # a quote left open is a character of its term, as in O'Brien
+    assert world.get(path, "client_admin", filter="nobody's role").json() == [
+        everything[4],
+        everything[5],
+    ]
     filtered = world.get(path, "client_admin", page=1, per_page=1, filter="role").json()
     assert filtered == {"data": [everything[4]], "num-records": 6, "filtered-records": 2}
     newest_first = world.get(path, "client_admin", sort_by="event_datetime", sort_dir="desc")
@@ -178,10 +183,9 @@ def test_an_account_audit_log_holds_its_members_changes(fresh_world: World) -> N
         ({"page": "x"}, "page 'x'"),
         ({"page": "1", "per_page": "0"}, "per_page '0'"),
         ({"page": "1", "per-page": "1001"}, "per-page '1001'"),
-        ({"sort_by": "email"}, "sort_by 'email'"),
+        ({"sort_by": "email"}, "sort_by 'email': must be one of 'event_datetime'"),
         ({"sort-by": "event_datetime", "sort-dir": "up"}, "sort-dir 'up'"),
         ({"sort_dir": "sideways"}, "sort_dir 'sideways'"),
-        ({"filter": "'unclosed"}, 'filter "\'unclosed"'),
         ({"filter": "x" * 501}, "filter 'xxxx"),
         ({"pag": "1"}, "unknown query parameter 'pag'"),
         ({"sortby": "event_datetime"}, "unknown query parameter 'sortby'"),
