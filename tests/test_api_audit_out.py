@@ -430,3 +430,27 @@ def test_bookkeeping_records_are_not_events_of_the_feed(fresh_world: World) -> N
     assert sorted(c["event_type"] for c in body["changes"]) == ["UserCreated", "UserJoined"]
     assert {UUID(c["aggregate_id"]) for c in body["changes"]} == {user, world.accounts["client"]}
     assert body["next"] == world.led.recorder.max_notification_id()
+
+
+def test_an_erased_user_s_personal_data_leaves_every_description(fresh_world: World) -> None:
+    """Old and new values included: the audit log and the feed show them as erased."""
+    world = fresh_world
+    member = world.users["client_member"]
+    world.led.update_user(
+        member, email="renamed@client.example", username="secret.name", actor=ADMIN
+    )
+    world.led.erase_user(member, actor=ADMIN, reason="GDPR")
+    log = world.get(f"/api/v3_0/users/{member}/auditlog", "admin")
+    account_log = world.get(f"/api/v3_0/accounts/{world.accounts['client']}/auditlog", "admin")
+    feed = world.get(FEED, "admin", limit=1000).text
+    for text in (log.text, account_log.text, feed):
+        for personal in ("member@client.example", "renamed@client.example", "secret.name"):
+            assert personal not in text
+    assert any(e["event_type"] == "UserUpdated" for e in log.json())
+
+
+def test_the_list_routes_take_flexmeasures_per_page_too(world: World) -> None:
+    for path in ("/api/v3_0/users", "/api/v3_0/accounts"):
+        legacy = world.get(path, "admin", page=1, per_page=2).json()
+        current = world.get(path, "admin", page=1, **{"per-page": 2}).json()
+        assert current == legacy and len(current["data"]) == 2

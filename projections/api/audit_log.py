@@ -13,9 +13,13 @@ from fastapi import Depends, Query
 
 import projections.api.policy as policy
 import projections.api.schemas as schemas
+from projections.api.paging import PerPage, PerPageNow, per_page_given
 from projections.api.policy import Principal
 from projections.changes import Change
 from projections.read_model import ReadModel
+
+SortColumn = Literal["event_datetime"]  # FlexMeasures sorts audit logs by this column alone
+Direction = Literal["asc", "desc"]
 
 
 @dataclass(frozen=True)
@@ -26,30 +30,24 @@ class AuditLogQuery:
     per_page: int
     terms: tuple[str, ...]
     sort_by: SortColumn | None
-    sort_dir: Literal["asc", "desc"]
-
-
-SortColumn = Literal["event_datetime"]  # FlexMeasures sorts audit logs by this column alone
-PerPage = Annotated[int | None, Query(ge=1, le=1000)]
-SortBy = Annotated[SortColumn | None, Query()]
-SortDir = Annotated[Literal["asc", "desc"] | None, Query()]
+    sort_dir: Direction
 
 
 def audit_log_query(
     page: Annotated[int | None, Query(ge=1)] = None,
     per_page: PerPage = None,
-    per_page_now: Annotated[int | None, Query(alias="per-page", ge=1, le=1000)] = None,
+    per_page_now: PerPageNow = None,
     filter: Annotated[str | None, Query(max_length=500)] = None,
-    sort_by: SortBy = None,
+    sort_by: SortColumn | None = None,
     sort_by_now: Annotated[SortColumn | None, Query(alias="sort-by")] = None,
-    sort_dir: SortDir = None,
-    sort_dir_now: Annotated[Literal["asc", "desc"] | None, Query(alias="sort-dir")] = None,
+    sort_dir: Direction | None = None,
+    sort_dir_now: Annotated[Direction | None, Query(alias="sort-dir")] = None,
 ) -> AuditLogQuery:
     """`per-page`, `sort-by` and `sort-dir` are FlexMeasures' current names; `per_page`,
     `sort_by` and `sort_dir` its legacy ones (the current name wins when both are given)."""
     return AuditLogQuery(
         page=page,
-        per_page=per_page_now or per_page or 10,
+        per_page=per_page_given(per_page_now, per_page),
         terms=search_terms(filter or ""),
         sort_by=sort_by_now or sort_by,
         sort_dir=sort_dir_now or sort_dir or "asc",

@@ -11,6 +11,7 @@ import projections.api.schemas as schemas
 from projections.api.audit_log import AuditLogParameters, audit_log
 from projections.api.dependencies import Caller, Reads, account_or_404
 from projections.api.errors import PROBLEMS, forbidden
+from projections.api.paging import PerPage, PerPageNow, per_page_given
 from projections.api.paging import page as paged
 from projections.api.schemas import UtcDateTime
 from projections.changes import history
@@ -27,11 +28,19 @@ def list_accounts(
     me: Caller,
     rm: Reads,
     page: Annotated[int | None, Query(ge=1)] = None,
-    per_page: Annotated[int, Query(ge=1, le=1000)] = 10,
+    per_page: PerPage = None,
+    per_page_now: PerPageNow = None,
     filter: str | None = None,
 ) -> Any:
     accounts = [schemas.Account.of(a) for a in rm.list_accounts() if policy.can_read_account(me, a)]
-    return paged(accounts, page, per_page, filter, lambda a: (a.name,), schemas.AccountsPage)
+    return paged(
+        accounts,
+        page,
+        per_page_given(per_page_now, per_page),
+        filter,
+        lambda a: (a.name,),
+        schemas.AccountsPage,
+    )
 
 
 @router.get("/api/v3_0/accounts/{id}", response_model=schemas.Account, responses=PROBLEMS)

@@ -10,6 +10,7 @@ import projections.api.schemas as schemas
 from projections.api.audit_log import AuditLogParameters, audit_log
 from projections.api.dependencies import Caller, Reads, account_or_404, user_or_404
 from projections.api.errors import PROBLEMS, forbidden
+from projections.api.paging import PerPage, PerPageNow, per_page_given
 from projections.api.paging import page as paged
 from projections.api.schemas import UtcDateTime
 from projections.changes import history
@@ -26,7 +27,8 @@ def list_users(
     account_id: UUID | None = None,
     include_inactive: bool = False,
     page: Annotated[int | None, Query(ge=1)] = None,
-    per_page: Annotated[int, Query(ge=1, le=1000)] = 10,
+    per_page: PerPage = None,
+    per_page_now: PerPageNow = None,
     filter: str | None = None,
 ) -> Any:
     if account_id is not None:
@@ -43,7 +45,7 @@ def list_users(
     return paged(
         [schemas.User.of(u) for u in users],
         page,
-        per_page,
+        per_page_given(per_page_now, per_page),
         filter,
         lambda u: (u.email, u.username),
         schemas.UsersPage,
