@@ -454,3 +454,20 @@ def test_the_list_routes_take_flexmeasures_per_page_too(world: World) -> None:
         legacy = world.get(path, "admin", page=1, per_page=2).json()
         current = world.get(path, "admin", page=1, **{"per-page": 2}).json()
         assert current == legacy and len(current["data"]) == 2
+
+
+def test_a_parameter_given_twice_is_refused_unless_it_takes_several(world: World) -> None:
+    headers = {"Authorization": world.tokens["admin"] or ""}
+    client = world.accounts["client"]
+    for url in (
+        f"{FEED}?after=1&after=2",
+        "/api/v3_0/users?page=1&page=2",
+        f"/api/v3_0/users/{world.users['client_plain']}/auditlog?sort-dir=asc&sort-dir=desc",
+    ):
+        response = world.client.get(url, headers=headers)
+        assert response.status_code == 422, url
+        assert response.json()["message"].endswith("given 2 times: give it once")
+    several = world.client.get(
+        f"/api/v3_0/accounts/{client}/annotations?source=a&source=b", headers=headers
+    )
+    assert several.status_code == 200 and several.json() == []
