@@ -235,10 +235,10 @@ def test_an_audit_log_does_not_name_an_actor_from_another_tenant(
     )
     assert own.status_code == 200
     assert "mallory" not in own.text
-    [by_outsider] = [e for e in own.json()["audit_logs"] if e["active_user_id"] == str(outsider)]
+    [by_outsider] = [e for e in own.json() if e["active_user_id"] == str(outsider)]
     assert by_outsider["active_user_name"] is None
     admin = client.get(
         f"/api/v3_0/users/{people['rené']}/auditlog",
         headers={"Authorization": token(client, "ann@acme.org")},
     )
-    assert "mallory.private" in {e["active_user_name"] for e in admin.json()["audit_logs"]}
+    assert "mallory.private" in {e["active_user_name"] for e in admin.json()}

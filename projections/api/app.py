@@ -12,7 +12,7 @@ the routes take (projections.api.dependencies), the routers by resource
 from collections.abc import Awaitable, Callable
 from importlib.metadata import version
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ledger.errors import LedgerError, ValidationError
 from projections.api.auth import token_ttl
 from projections.api.errors import ApiError, first_problem, problem
+from projections.api.parameters import known_parameters_only
 from projections.api.routes import ROUTERS
 from projections.api.services import Services
 from projections.api.throttle import LoginThrottle
@@ -35,6 +36,7 @@ def create_app(url: str | None = None) -> FastAPI:
         title="Account Ledger read API",
         version=server_version,
         description="FlexMeasures v3_0-compatible reads of accounts, users and roles.",
+        dependencies=[Depends(known_parameters_only)],
     )
     app.state.services = services
     app.state.throttle = throttle

@@ -1,36 +1,130 @@
-"""The audit log of a user or an account as the read API shows it: FlexMeasures' entries, each
-event titled in words, each actor by username where the caller may read that user."""
+"""The audit log of a user or an account as the read API shows it, as FlexMeasures' audit-log
+routes do: each change described (old -> new values), its actor by username where the caller
+may read that user; a search `filter`, sorting by `event_datetime`, and paging."""
 
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from typing import Annotated, Literal
 from uuid import UUID
+
+from fastapi import Depends, Query
 
 import projections.api.policy as policy
 import projections.api.schemas as schemas
-from ledger.domain import titles
+from projections.api.paging import PerPage, PerPageNow, per_page_given
 from projections.api.policy import Principal
+from projections.changes import Change
 from projections.read_model import ReadModel
 
+SortColumn = Literal["event_datetime"]  # FlexMeasures sorts audit logs by this column alone
+Direction = Literal["asc", "desc"]
 
-def audit_log(rm: ReadModel, aggregate_id: UUID, me: Principal) -> schemas.AuditLog:
-    frame = rm.audit_log(aggregate_id)
+
+@dataclass(frozen=True)
+class AuditLogQuery:
+    """FlexMeasures' audit-log parameters: no `page`, the whole log as a list."""
+
+    page: int | None
+    per_page: int
+    terms: tuple[str, ...]
+    sort_by: SortColumn | None
+    sort_dir: Direction
+
+
+def audit_log_query(
+    page: Annotated[int | None, Query(ge=1)] = None,
+    per_page: PerPage = None,
+    per_page_now: PerPageNow = None,
+    filter: Annotated[str | None, Query(max_length=500)] = None,
+    sort_by: SortColumn | None = None,
+    sort_by_now: Annotated[SortColumn | None, Query(alias="sort-by")] = None,
+    sort_dir: Direction | None = None,
+    sort_dir_now: Annotated[Direction | None, Query(alias="sort-dir")] = None,
+) -> AuditLogQuery:
+    """`per-page`, `sort-by` and `sort-dir` are FlexMeasures' current names; `per_page`,
+    `sort_by` and `sort_dir` its legacy ones (the current name wins when both are given)."""
+    return AuditLogQuery(
+        page=page,
+        per_page=per_page_given(per_page_now, per_page),
+        terms=search_terms(filter or ""),
+        sort_by=sort_by_now or sort_by,
+        sort_dir=sort_dir_now or sort_dir or "asc",
+    )
+
+
+def search_terms(text: str) -> tuple[str, ...]:
+    """The terms of a `filter`, quoted as in a shell (`"added role" admin`), as FlexMeasures
+    reads them; a quote left open (`O'Brien`) is a character of its term."""
+    try:
+        terms = shlex.split(text)
+    except ValueError:
+        terms = text.split()
+    return tuple(term.casefold() for term in terms)
+
+
+AuditLogParameters = Annotated[AuditLogQuery, Depends(audit_log_query)]
+
+
+def audit_log(
+    rm: ReadModel, changes: list[Change], me: Principal, query: AuditLogQuery
+) -> list[schemas.AuditLogEntry] | schemas.AuditLogPage:
+    """The changes as audit-log entries, filtered, sorted, and paged when a page is asked."""
+    entries = entries_of(rm, changes, me)
+    total = len(entries)
+    if query.terms:
+        entries = [entry for entry in entries if _matches(entry, query.terms)]
+    if query.sort_by is not None:  # entries of the same instant: in log order, or reversed
+        newest_first = query.sort_dir == "desc"
+        entries = sorted(
+            entries[::-1] if newest_first else entries,
+            key=lambda entry: entry.event_datetime,
+            reverse=newest_first,
+        )
+    if query.page is None:
+        return entries
+    start = (query.page - 1) * query.per_page
+    return schemas.AuditLogPage.model_validate(
+        {
+            "data": entries[start : start + query.per_page],
+            "num-records": total,
+            "filtered-records": len(entries),
+        }
+    )
+
+
+def entries_of(rm: ReadModel, changes: list[Change], me: Principal) -> list[schemas.AuditLogEntry]:
     names: dict[UUID, str | None] = {}  # the actors' usernames, looked up once
     entries = []
-    for row in frame.astype(object).where(frame.notna(), None).to_dict(orient="records"):
-        actor = str(row["actor"])
-        try:
-            actor_id: UUID | None = UUID(actor)
-        except ValueError:
-            actor_id = None
+    for change in changes:
+        actor_id = _user_id(change.actor)
         entries.append(
             schemas.AuditLogEntry(
-                event=titles.title(str(row["event"]), row),
-                event_type=row["event"],
-                event_datetime=row["timestamp"],
-                active_user_name=_username(rm, actor_id, me, names) if actor_id else actor,
+                event=change.description,
+                event_type=change.event,
+                event_datetime=change.timestamp,
+                active_user_name=_username(rm, actor_id, me, names) if actor_id else change.actor,
                 active_user_id=actor_id,
-                reason=row.get("reason"),
+                affected_user_id=change.aggregate_id if change.aggregate_type == "User" else None,
+                affected_account_id=change.account_id,
+                reason=change.reason,
             )
         )
-    return schemas.AuditLog(audit_logs=entries)
+    return entries
+
+
+def _matches(entry: schemas.AuditLogEntry, terms: tuple[str, ...]) -> bool:
+    """As FlexMeasures: any term in the event, or in the active user's name."""
+    searched = (entry.event.casefold(), (entry.active_user_name or "").casefold())
+    return any(term in text for term in terms for text in searched)
+
+
+def _user_id(actor: str) -> UUID | None:
+    try:
+        return UUID(actor)
+    except ValueError:
+        return None
 
 
 def _username(

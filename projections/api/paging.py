@@ -1,7 +1,19 @@
-"""FlexMeasures' paging of a list route: `page`, `per_page` and a text `filter`."""
+"""FlexMeasures' paging of a list route: `page`, `per-page` (legacy `per_page`, default 10)
+and a text `filter`."""
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Annotated, Any
+
+from fastapi import Query
+
+PerPage = Annotated[int | None, Query(ge=1, le=1000)]  # the legacy name, `per_page`
+PerPageNow = Annotated[int | None, Query(alias="per-page", ge=1, le=1000)]
+DEFAULT_PER_PAGE = 10
+
+
+def per_page_given(now: int | None, legacy: int | None) -> int:
+    """`per-page`, else `per_page`, else the default (the current name wins, as FlexMeasures)."""
+    return now or legacy or DEFAULT_PER_PAGE
 
 
 def page(

@@ -8,7 +8,9 @@ an account's audit log: its account-admins and consultants (and the admins).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from uuid import UUID
 
 from projections.models import AccountModel, UserModel
 
@@ -60,3 +62,13 @@ def can_read_account_audit_log(caller: Principal, account: AccountModel) -> bool
     return (
         caller.reads_all or caller.is_account_admin_of(account) or caller.is_consultant_of(account)
     )
+
+
+def audit_logs_readable(
+    caller: Principal, accounts: Iterable[AccountModel]
+) -> frozenset[UUID] | None:
+    """The accounts whose audit logs (their own events and their users') the caller may read,
+    of `accounts`; None: every audit log. Besides these, a caller reads their own user's."""
+    if caller.reads_all:
+        return None
+    return frozenset(a.id for a in accounts if can_read_account_audit_log(caller, a))

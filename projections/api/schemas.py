@@ -117,16 +117,42 @@ class AccountsPage(BaseModel):
 
 
 class AuditLogEntry(BaseModel):
-    event: str = Field(description="What happened, in words.")
+    """An entry of FlexMeasures' audit log (event, event_datetime, active_user_name,
+    active_user_id, and the affected user and account), with the ledger's event name and the
+    reason given."""
+
+    event: str = Field(description="What changed, with old and new values, and on whom.")
     event_type: str = Field(description="The ledger's event name, e.g. RoleGranted.")
     event_datetime: datetime
     active_user_name: str | None = Field(description="Who did it: a username or an actor.")
     active_user_id: UUID | None
+    affected_user_id: UUID | None = Field(description="The user it happened to, if a user.")
+    affected_account_id: UUID | None = Field(description="The account, or the user's account.")
     reason: str | None
 
 
-class AuditLog(BaseModel):
-    audit_logs: list[AuditLogEntry]
+class AuditLogPage(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    data: list[AuditLogEntry]
+    num_records: int = Field(alias="num-records")
+    filtered_records: int = Field(alias="filtered-records")
+
+
+class Change(AuditLogEntry):
+    """An event of the change feed: an audit-log entry with its place in the log."""
+
+    position: int = Field(description="The event's position in the log (its notification id).")
+    aggregate_type: str = Field(description="User, Account, Role or AccountRole.")
+    aggregate_id: UUID
+
+
+class Changes(BaseModel):
+    changes: list[Change] = Field(description="The events after `after`, in log order.")
+    next: int = Field(
+        description="The cursor: pass it as `after` to read on. It moves past events the "
+        "caller may not read, so it can be ahead of the last change shown."
+    )
 
 
 class Annotation(BaseModel):

@@ -25,10 +25,18 @@ class Services:
         self._tokens: TokenService | None = None
 
     def _open(self) -> None:
-        if self._ledger is None:
-            self._ledger = Ledger(self.url)
-            self._read_model = ReadModel(self.url)
-            self._tokens = TokenService(self._ledger, self.token_ttl)
+        """All three or none: a failed opening (the database unreachable, or full) is tried
+        again by the next request, instead of leaving a half-open set behind for good."""
+        if self._tokens is not None:
+            return
+        ledger = Ledger(self.url)
+        try:
+            read_model = ReadModel(self.url)
+        except BaseException:
+            ledger.close()
+            raise
+        self._ledger, self._read_model = ledger, read_model
+        self._tokens = TokenService(ledger, self.token_ttl)
 
     @property
     def ledger(self) -> Ledger:

@@ -1,8 +1,15 @@
 """The read API's routes, a router per resource; `create_app` includes them in this order (the
 order of the OpenAPI document)."""
 
-from projections.api.routes import accounts, auth, ops, roles, users
+from projections.api.routes import accounts, auth, changes, ops, roles, users
 
-ROUTERS = (ops.router, auth.router, users.router, accounts.router, roles.router)
+ROUTERS = (
+    ops.router,
+    auth.router,
+    users.router,
+    accounts.router,
+    roles.router,
+    changes.router,
+)
 
 __all__ = ["ROUTERS"]

@@ -8,11 +8,13 @@ from fastapi import APIRouter, Query
 
 import projections.api.policy as policy
 import projections.api.schemas as schemas
-from projections.api.audit_log import audit_log
+from projections.api.audit_log import AuditLogParameters, audit_log
 from projections.api.dependencies import Caller, Reads, account_or_404
 from projections.api.errors import PROBLEMS, forbidden
+from projections.api.paging import PerPage, PerPageNow, per_page_given
 from projections.api.paging import page as paged
 from projections.api.schemas import UtcDateTime
+from projections.changes import history
 
 router = APIRouter()
 
@@ -26,11 +28,19 @@ def list_accounts(
     me: Caller,
     rm: Reads,
     page: Annotated[int | None, Query(ge=1)] = None,
-    per_page: Annotated[int, Query(ge=1, le=1000)] = 10,
+    per_page: PerPage = None,
+    per_page_now: PerPageNow = None,
     filter: str | None = None,
 ) -> Any:
     accounts = [schemas.Account.of(a) for a in rm.list_accounts() if policy.can_read_account(me, a)]
-    return paged(accounts, page, per_page, filter, lambda a: (a.name,), schemas.AccountsPage)
+    return paged(
+        accounts,
+        page,
+        per_page_given(per_page_now, per_page),
+        filter,
+        lambda a: (a.name,),
+        schemas.AccountsPage,
+    )
 
 
 @router.get("/api/v3_0/accounts/{id}", response_model=schemas.Account, responses=PROBLEMS)
@@ -41,12 +51,18 @@ def get_account(id: UUID, me: Caller, rm: Reads) -> schemas.Account:
     return schemas.Account.of(account)
 
 
-@router.get("/api/v3_0/accounts/{id}/auditlog", response_model=schemas.AuditLog, responses=PROBLEMS)
-def account_audit_log(id: UUID, me: Caller, rm: Reads) -> schemas.AuditLog:
+@router.get(
+    "/api/v3_0/accounts/{id}/auditlog",
+    response_model=list[schemas.AuditLogEntry] | schemas.AuditLogPage,
+    responses=PROBLEMS,
+)
+def account_audit_log(id: UUID, me: Caller, rm: Reads, query: AuditLogParameters) -> Any:
+    """The account's changes and its users' (as FlexMeasures logs a member's changes with
+    their account)."""
     account = account_or_404(rm, id)
     if not policy.can_read_account_audit_log(me, account):
         raise forbidden(f"the audit log of account {id}")
-    return audit_log(rm, id, me)
+    return audit_log(rm, history(rm, account_id=id), me, query)
 
 
 @router.get(

@@ -7,11 +7,13 @@ from fastapi import APIRouter, Query
 
 import projections.api.policy as policy
 import projections.api.schemas as schemas
-from projections.api.audit_log import audit_log
+from projections.api.audit_log import AuditLogParameters, audit_log
 from projections.api.dependencies import Caller, Reads, account_or_404, user_or_404
 from projections.api.errors import PROBLEMS, forbidden
+from projections.api.paging import PerPage, PerPageNow, per_page_given
 from projections.api.paging import page as paged
 from projections.api.schemas import UtcDateTime
+from projections.changes import history
 
 router = APIRouter()
 
@@ -25,7 +27,8 @@ def list_users(
     account_id: UUID | None = None,
     include_inactive: bool = False,
     page: Annotated[int | None, Query(ge=1)] = None,
-    per_page: Annotated[int, Query(ge=1, le=1000)] = 10,
+    per_page: PerPage = None,
+    per_page_now: PerPageNow = None,
     filter: str | None = None,
 ) -> Any:
     if account_id is not None:
@@ -42,7 +45,7 @@ def list_users(
     return paged(
         [schemas.User.of(u) for u in users],
         page,
-        per_page,
+        per_page_given(per_page_now, per_page),
         filter,
         lambda u: (u.email, u.username),
         schemas.UsersPage,
@@ -57,12 +60,16 @@ def get_user(id: UUID, me: Caller, rm: Reads) -> schemas.User:
     return schemas.User.of(user)
 
 
-@router.get("/api/v3_0/users/{id}/auditlog", response_model=schemas.AuditLog, responses=PROBLEMS)
-def user_audit_log(id: UUID, me: Caller, rm: Reads) -> schemas.AuditLog:
+@router.get(
+    "/api/v3_0/users/{id}/auditlog",
+    response_model=list[schemas.AuditLogEntry] | schemas.AuditLogPage,
+    responses=PROBLEMS,
+)
+def user_audit_log(id: UUID, me: Caller, rm: Reads, query: AuditLogParameters) -> Any:
     user, account = user_or_404(rm, id)
     if not policy.can_read_user_audit_log(me, user, account):
         raise forbidden(f"the audit log of user {id}")
-    return audit_log(rm, id, me)
+    return audit_log(rm, history(rm, aggregate_id=id), me, query)
 
 
 @router.get("/api/v3_0/users/{id}/roles", response_model=schemas.UserRoles, responses=PROBLEMS)
