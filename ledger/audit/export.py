@@ -22,6 +22,7 @@ PAGE: Final = 2000
 SELECT_LINKS: Final = (
     "SELECT position, hash FROM ledger_chain WHERE position >= ? AND position <= ?"
 )
+SELECT_LINK: Final = "SELECT hash FROM ledger_chain WHERE position = ?"
 CSV_COLUMNS: Final = (
     "position",
     "timestamp",

@@ -14,6 +14,7 @@ import click
 
 from ledger.audit import TITLES, Audit, signing
 from ledger.audit import export as exporting
+from ledger.audit import stream as streaming
 from ledger.cli.state import INSTANT, global_options, printable, state
 from ledger.errors import ValidationError
 from ledger.storage import sqlite_files
@@ -213,6 +214,48 @@ def audit_export(fmt: str, after: int, until: datetime | None, out: Path | None)
     span = "" if done.first is None else f" (positions {done.first} to {done.last})"
     where = "stdout" if out is None else str(out)
     click.echo(printable(f"exported {done.events} events{span} as {fmt} to {where}"), err=True)
+
+
+@audit.command("stream")
+@click.option(
+    "--to",
+    "to",
+    required=True,
+    help="The NATS server: nats://HOST:PORT (JetStream enabled).",
+)
+@click.option("--subject", required=True, help="The subject to publish on, e.g. ledger.events.")
+@click.option("--follow", is_flag=True, help="Keep publishing new events until interrupted.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.05, max=3600),
+    default=1.0,
+    show_default=True,
+    help="With --follow: seconds between looks for new events.",
+)
+@global_options
+def audit_stream(to: str, subject: str, follow: bool, interval: float) -> None:
+    """Publish every event, as OCSF JSON, to NATS JetStream, exactly once across crashes:
+    the message id is the log position, and the cursor is kept in the ledger's database."""
+    target = streaming.target(to, subject)
+
+    def progress(done: streaming.Streamed) -> None:
+        if done.published or not follow:
+            click.echo(
+                printable(
+                    f"published {done.published} events to {target.shown} subject {subject} "
+                    f"(stream {done.stream}); cursor at position {done.position}"
+                    + (f"; {done.repeated} were already on the stream" if done.repeated else "")
+                ),
+                err=True,
+            )
+
+    with _audit() as auditor:
+        try:
+            streaming.stream(
+                auditor.ledger, target, follow=follow, interval=interval, on_progress=progress
+            )
+        except KeyboardInterrupt:
+            click.echo("stopped", err=True)
 
 
 @audit.command("replay")

@@ -26,7 +26,7 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from ledger.errors import LedgerError
-from ledger.storage import chain, chain_check, digest_chain, side_tables
+from ledger.storage import chain, chain_check, digest_chain, side_tables, stream_cursors
 from ledger.storage.side_tables import SideWrite
 
 _CREATE_TABLES_LOCK = 7_350_001  # pg_advisory_lock key: one process creates tables at a time
@@ -63,6 +63,7 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
             *side_tables.DDL,
             chain.DDL_SQLITE,
             digest_chain.DDL,
+            stream_cursors.DDL,
         ]
 
     def _insert_events(
@@ -214,6 +215,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
                 *side_tables.DDL_POSTGRES,
                 chain.DDL,
                 digest_chain.DDL,
+                stream_cursors.DDL,
             )
         )
         self._chain_head = threading.local()  # this thread's pending SELECT of the head
