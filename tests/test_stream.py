@@ -12,6 +12,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -22,6 +23,7 @@ import nats
 import pytest
 
 from ledger import Conflict, Ledger
+from ledger.audit import stream as streaming
 from tests.conftest import ADMIN
 from tests.helpers import cli, one_line
 from tests.test_audit import raw
@@ -229,3 +231,27 @@ def test_bad_targets_are_refused(led: Ledger, to: str, subject: str, message: st
     assert message in line and "pw" not in line
     row = led.side.select_one("SELECT count(*) AS n FROM ledger_stream_cursors", ())
     assert row is not None and row["n"] == 0
+
+
+def test_follow_publishes_new_events_until_stopped(led: Ledger, subject: str) -> None:
+    history(led, 2)
+    to = streaming.target(NATS_URL, subject)
+    stop = threading.Event()
+    follower = threading.Thread(
+        target=streaming.stream,
+        args=(led, to),
+        kwargs={"follow": True, "interval": 0.1, "stop": stop},
+    )
+    follower.start()
+    try:
+        history(led, 3)
+        head = led.recorder.max_notification_id()
+        deadline = time.monotonic() + 60
+        while asyncio.run(_count(subject)) < head and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        follower.join(timeout=30)
+    assert not follower.is_alive()
+    assert [int(msg_id) for msg_id, _ in messages(subject)] == list(range(1, head + 1))
+    assert streaming.cursor(led, to) == head
