@@ -212,6 +212,11 @@ class Ledger(Application[UUID]):
         mapper = cast(PersonalDataMapper, self.mapper)
         return mapper.to_domain_events(stored_events, opened=opened)
 
+    def forget_cached_keys(self) -> None:
+        """Drop the cached encryption keys, which a long read of the log would otherwise
+        accumulate (one per user)."""
+        self._keyring.clear()
+
     def _claim_key(self, kind: str, value: str) -> str:
         """The key a unique value is claimed under (the erasure tests look for it on disk)."""
         return self.claims.key(kind, value)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import sys
+import time
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -9,7 +12,9 @@ from typing import BinaryIO, Final
 
 import click
 
-from ledger.audit import TITLES, Audit
+from ledger.audit import TITLES, Audit, signing
+from ledger.audit import export as exporting
+from ledger.audit import stream as streaming
 from ledger.cli.state import INSTANT, global_options, printable, state
 from ledger.errors import ValidationError
 from ledger.storage import sqlite_files
@@ -28,12 +33,84 @@ def audit() -> None:
     """Prove the log was not altered, replay it to any instant, and report on it."""
 
 
-@audit.command("digest")
+@audit.command("keygen")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The private key file to write (mode 0600); the public key goes to OUT.pub.",
+)
 @global_options
-def audit_digest() -> None:
-    """Print the head of the integrity chain (JSON) to keep elsewhere."""
+def audit_keygen(out: Path) -> None:
+    """Make an Ed25519 key pair for signed digests. The private key is written, never
+    printed: keep it off the machine that holds the ledger."""
+    public_path, key = signing.keygen(out)
+    state().emit(
+        {"private_key": str(out), "public_key": str(public_path), "key_id": key},
+        printable(
+            f"wrote private key {out} (mode 0600) and public key {public_path}, key id {key}"
+        ),
+    )
+
+
+INTERVAL: Final = re.compile(r"([1-9][0-9]{0,6})([smhd])")
+SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+LONGEST_INTERVAL: Final = 366 * 86_400
+
+
+def _interval(_ctx: click.Context, _param: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return None
+    found = INTERVAL.fullmatch(value)
+    seconds = None if found is None else int(found[1]) * SECONDS[found[2]]
+    if seconds is None or seconds > LONGEST_INTERVAL:
+        raise ValidationError(
+            f"invalid every {value!r}: give a whole number and a unit, s, m, h or d (e.g. 1h), "
+            "of at most 366 days"
+        )
+    return float(seconds)
+
+
+@audit.command("digest")
+@click.option(
+    "--sign",
+    "key_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Sign the digest with this private key (from `ledger audit keygen`) and store it in "
+    "the database's digest chain.",
+)
+@click.option(
+    "--every",
+    callback=_interval,
+    help="With --sign: keep signing a digest every INTERVAL (e.g. 1h, 15m), until stopped.",
+)
+@click.option(
+    "--count",
+    type=click.IntRange(min=1),
+    help="With --every: stop after this many signed digests.",
+)
+@global_options
+def audit_digest(key_file: Path | None, every: float | None, count: int | None) -> None:
+    """Print the head of the integrity chain (JSON) to keep elsewhere; with --sign, verify the
+    chain, sign its head and store the signed digest in the database."""
+    if key_file is None:
+        if every is not None or count is not None:
+            raise click.UsageError("--every and --count go with --sign KEY")
+        with _audit() as auditor:
+            click.echo(auditor.digest().to_json())
+        return
+    if count is not None and every is None:
+        raise click.UsageError("--count goes with --every")
+    private = signing.load_private_key(key_file)
+    made = 0
     with _audit() as auditor:
-        click.echo(auditor.digest().to_json())
+        while True:
+            signed = signing.sign(auditor.ledger, private)
+            click.echo(signed.to_json())
+            made += 1
+            if every is None or (count is not None and made >= count):
+                return
+            time.sleep(every)
 
 
 @audit.command("verify")
@@ -43,11 +120,40 @@ def audit_digest() -> None:
     type=click.File("rb"),
     help="A file holding what `ledger audit digest` printed earlier.",
 )
+@click.option(
+    "--public-key",
+    "public_key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Check the log against every signed digest stored in the database, and their chain, "
+    "with this public key (KEY.pub from `ledger audit keygen`).",
+)
 @global_options
-def audit_verify(digest_file: BinaryIO | None) -> None:
+def audit_verify(digest_file: BinaryIO | None, public_key: Path | None) -> None:
     """Recompute the whole chain; exit 1 naming the first bad position (or, with --digest,
-    when the log holds no events)."""
+    when the log holds no events; with --public-key, naming the signed digest the log or the
+    digest chain fails)."""
     s = state()
+    if public_key is not None:
+        if digest_file is not None:
+            raise click.UsageError("give --digest or --public-key, not both")
+        public = signing.load_public_key(public_key)
+        with _audit() as auditor:
+            signed = signing.verify_signed(auditor.ledger, public)
+        s.emit(
+            {
+                "ok": signed.ok,
+                "events": signed.chain.events,
+                "head": asdict(signed.chain.head) if signed.chain.head else None,
+                "signed_digests": signed.digests,
+                "last_signed_digest": asdict(signed.last) if signed.last else None,
+                "problem": signed.problem,
+                "summary": signed.summary(),
+            },
+            signed.summary(),
+        )
+        if not signed.ok:
+            raise SystemExit(1)
+        return
     kept = None
     if digest_file is not None:
         kept = digest_file.read(DIGEST_FILE_LIMIT + 1)
@@ -71,6 +177,85 @@ def audit_verify(digest_file: BinaryIO | None) -> None:
     )
     if not result.ok:
         raise SystemExit(1)
+
+
+@audit.command("export")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(exporting.FORMATS),
+    default="ocsf",
+    show_default=True,
+    help="ocsf: OCSF 1.8.0 events, one JSON object a line; jsonl: the ledger's own records; "
+    "csv: one row an event.",
+)
+@click.option(
+    "--after",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Export the events after this log position (exclusive).",
+)
+@click.option("--until", type=INSTANT, help="Only events recorded at or before this instant.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to this new file (never overwritten), not stdout.",
+)
+@global_options
+def audit_export(fmt: str, after: int, until: datetime | None, out: Path | None) -> None:
+    """Export the log's events, in log order, for a SIEM: streamed page by page, so memory
+    stays flat however long the log."""
+    with _audit() as auditor:
+        if out is None:
+            done = exporting.export(auditor.ledger, sys.stdout, fmt, after=after, until=until)
+        else:
+            done = exporting.export_to_file(auditor.ledger, out, fmt, after=after, until=until)
+    span = "" if done.first is None else f" (positions {done.first} to {done.last})"
+    where = "stdout" if out is None else str(out)
+    click.echo(printable(f"exported {done.events} events{span} as {fmt} to {where}"), err=True)
+
+
+@audit.command("stream")
+@click.option(
+    "--to",
+    "to",
+    required=True,
+    help="The NATS server: nats://HOST:PORT (JetStream enabled).",
+)
+@click.option("--subject", required=True, help="The subject to publish on, e.g. ledger.events.")
+@click.option("--follow", is_flag=True, help="Keep publishing new events until interrupted.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.05, max=3600),
+    default=1.0,
+    show_default=True,
+    help="With --follow: seconds between looks for new events.",
+)
+@global_options
+def audit_stream(to: str, subject: str, follow: bool, interval: float) -> None:
+    """Publish every event, as OCSF JSON, to NATS JetStream, exactly once across crashes:
+    the message id is the log position, and the cursor is kept in the ledger's database."""
+    target = streaming.target(to, subject)
+
+    def progress(done: streaming.Streamed) -> None:
+        if done.published or not follow:
+            click.echo(
+                printable(
+                    f"published {done.published} events to {target.shown} subject {subject} "
+                    f"(stream {done.stream}); cursor at position {done.position}"
+                    + (f"; {done.repeated} were already on the stream" if done.repeated else "")
+                ),
+                err=True,
+            )
+
+    with _audit() as auditor:
+        try:
+            streaming.stream(
+                auditor.ledger, target, follow=follow, interval=interval, on_progress=progress
+            )
+        except KeyboardInterrupt:
+            click.echo("stopped", err=True)
 
 
 @audit.command("replay")

@@ -81,6 +81,12 @@ class Keyring:
         with self._lock:
             self._by_id.update((key_id, (now, found.get(key_id))) for key_id in missing)
 
+    def clear(self) -> None:
+        """Drop the keys cached for decryption (a long read of the log keeps none it is done
+        with); each user's current key, which a command may have staged, stays."""
+        with self._lock:
+            self._by_id.clear()
+
     def forget(self, user_id: UUID) -> None:
         with self._lock:
             entry = self._by_user.pop(user_id, None)

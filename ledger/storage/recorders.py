@@ -26,7 +26,7 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from ledger.errors import LedgerError
-from ledger.storage import chain, chain_check, side_tables
+from ledger.storage import chain, chain_check, digest_chain, side_tables, stream_cursors
 from ledger.storage.side_tables import SideWrite
 
 _CREATE_TABLES_LOCK = 7_350_001  # pg_advisory_lock key: one process creates tables at a time
@@ -58,7 +58,13 @@ class WipeUnfinished(LedgerError):
 
 class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
     def construct_create_table_statements(self) -> list[str]:
-        return [*super().construct_create_table_statements(), *side_tables.DDL, chain.DDL_SQLITE]
+        return [
+            *super().construct_create_table_statements(),
+            *side_tables.DDL,
+            chain.DDL_SQLITE,
+            digest_chain.DDL,
+            stream_cursors.DDL,
+        ]
 
     def _insert_events(
         self,
@@ -203,7 +209,14 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.sql_create_statements.extend(
-            Composed([SQL(ddl)]) for ddl in (*side_tables.DDL, *side_tables.DDL_POSTGRES, chain.DDL)
+            Composed([SQL(ddl)])
+            for ddl in (
+                *side_tables.DDL,
+                *side_tables.DDL_POSTGRES,
+                chain.DDL,
+                digest_chain.DDL,
+                stream_cursors.DDL,
+            )
         )
         self._chain_head = threading.local()  # this thread's pending SELECT of the head
 

@@ -1,0 +1,161 @@
+"""`ledger audit export`: the log's events, in log order, as OCSF, JSON lines or CSV, for SIEM
+imports. Read page by page, so memory stays flat however long the log; personal data shows as
+it is now (an erased user's as erased)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final, TextIO
+
+from ledger.application import Ledger
+from ledger.audit import ocsf
+from ledger.errors import ValidationError
+
+FORMATS: Final = ("ocsf", "jsonl", "csv")
+PAGE: Final = 2000
+SELECT_LINKS: Final = (
+    "SELECT position, hash FROM ledger_chain WHERE position >= ? AND position <= ?"
+)
+SELECT_LINK: Final = "SELECT hash FROM ledger_chain WHERE position = ?"
+CSV_COLUMNS: Final = (
+    "position",
+    "timestamp",
+    "event",
+    "aggregate",
+    "originator_id",
+    "originator_version",
+    "actor",
+    "reason",
+    "command_id",
+    "chain_link",
+    "details",
+)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One event of the log with its position and its integrity-chain link."""
+
+    position: int
+    link: str
+    event: Any
+
+
+def recorded(
+    led: Ledger, *, after: int = 0, stop: int | None = None, page: int = PAGE
+) -> Iterator[Recorded]:
+    """The events after position `after` (exclusive) up to `stop` (inclusive; the head when
+    None), a page at a time, with personal data opened (or erased)."""
+    last = (led.recorder.max_notification_id() or 0) if stop is None else stop
+    start = after + 1
+    while start <= last:
+        notifications = led.recorder.select_notifications(start=start, limit=page, stop=last)
+        if not notifications:
+            return
+        first_id, last_id = notifications[0].id, notifications[-1].id
+        links = {
+            int(row["position"]): str(row["hash"])
+            for row in led.side.select_all(SELECT_LINKS, (first_id, last_id))
+        }
+        events = led.to_domain_events(notifications)
+        for notification, event in zip(notifications, events, strict=True):
+            yield Recorded(notification.id, links.get(notification.id, ""), event)
+        led.forget_cached_keys()  # keys of the page: not kept for the rest of the export
+        start = last_id + 1
+
+
+def as_record(item: Recorded) -> dict[str, Any]:
+    """An event as a flat JSON record: position, common metadata, its own fields."""
+    event = item.event
+    return {
+        "position": item.position,
+        "timestamp": event.timestamp.isoformat(),
+        "event": ocsf.event_name(event),
+        "aggregate": ocsf.aggregate_name(event),
+        "originator_id": str(event.originator_id),
+        "originator_version": event.originator_version,
+        "actor": event.actor,
+        "reason": event.reason,
+        "command_id": event.command_id,
+        "chain_link": item.link,
+        **ocsf.fields(event),
+    }
+
+
+def to_ocsf(item: Recorded) -> dict[str, Any]:
+    return ocsf.to_ocsf(item.position, item.link, item.event)
+
+
+@dataclass(frozen=True)
+class Exported:
+    events: int
+    first: int | None
+    last: int | None
+
+
+def export(
+    led: Ledger,
+    out: TextIO,
+    fmt: str,
+    *,
+    after: int = 0,
+    until: datetime | None = None,
+) -> Exported:
+    """Write the events after position `after` (exclusive) recorded at or before `until` to
+    `out`, in `fmt`: `ocsf` and `jsonl` one JSON object a line, `csv` with a header row."""
+    if fmt not in FORMATS:
+        raise ValidationError(f"invalid format {fmt!r}: one of {', '.join(FORMATS)}")
+    if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+        raise ValidationError(f"invalid after {after!r}: a log position, 0 or more")
+    writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
+    if writer is not None:
+        writer.writerow(CSV_COLUMNS)
+    count, first, last = 0, None, None
+    for item in recorded(led, after=after):
+        if until is not None and item.event.timestamp > until:
+            continue
+        if writer is not None:
+            record = as_record(item)
+            details = {key: value for key, value in record.items() if key not in CSV_COLUMNS}
+            row = [record.get(column) for column in CSV_COLUMNS[:-1]]
+            writer.writerow([*row, json.dumps(details, ensure_ascii=False)])
+        else:
+            data = to_ocsf(item) if fmt == "ocsf" else as_record(item)
+            out.write(json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+            out.write("\n")
+        count += 1
+        first = item.position if first is None else first
+        last = item.position
+    return Exported(count, first, last)
+
+
+def export_to_file(
+    led: Ledger, path: Path, fmt: str, *, after: int = 0, until: datetime | None = None
+) -> Exported:
+    """Export into `path` through a partial file renamed at the end: a file of that name is
+    a whole export. An existing file is never overwritten."""
+    if path.exists() or path.is_symlink():
+        raise ValidationError(f"invalid out {str(path)!r}: it exists; an export never overwrites")
+    partial = path.with_name(f".{path.name}.partial")
+    created = False
+    try:
+        with partial.open("x", encoding="utf-8", newline="") as out:
+            created = True
+            done = export(led, out, fmt, after=after, until=until)
+        os.link(partial, path)  # fails, rather than replaces, if the name was taken meanwhile
+    except FileExistsError:
+        raise ValidationError(
+            f"invalid out {str(path)!r}: it (or {partial.name}, an export under way) exists"
+        ) from None
+    except OSError as error:
+        raise ValidationError(f"cannot write --out {str(path)!r}: {error.strerror}") from None
+    finally:
+        if created:
+            partial.unlink(missing_ok=True)
+    return done

@@ -1,0 +1,236 @@
+"""Ledger events as OCSF 1.8.0 events (Open Cybersecurity Schema Framework, the schema of AWS
+Security Lake and CloudTrail Lake), for SIEM imports and streams.
+
+User changes are Account Change (3001): creation, grants and revocations (Attach/Detach
+Policy, the role as the policy), deactivation (Disable), reactivation (Enable), password
+changes, erasure (Delete). Logins and failed logins are Authentication (3002, Logon, with
+success or failure). Everything else (accounts, account roles, the role catalogue,
+annotations, last-seen marks) is Entity Management (3004) on the entity it changed. The log
+position is `metadata.sequence`, the integrity chain's link a `metadata.tags` entry."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from importlib import metadata as package_metadata
+from typing import Any, Final
+from uuid import UUID
+
+from ledger.domain.base import ERASED
+
+SCHEMA_VERSION: Final = "1.8.0"
+IAM: Final = (3, "Identity & Access Management")
+ACCOUNT_CHANGE: Final = (3001, "Account Change")
+AUTHENTICATION: Final = (3002, "Authentication")
+ENTITY_MANAGEMENT: Final = (3004, "Entity Management")
+INFORMATIONAL: Final = 1
+SUCCESS, FAILURE = 1, 2
+OTHER: Final = 99
+
+# event name -> (class, activity id, activity name)
+USER_CHANGES: Final = {
+    "UserCreated": (1, "Create"),
+    "UserReactivated": (2, "Enable"),
+    "PasswordChanged": (3, "Password Change"),
+    "UserDeactivated": (5, "Disable"),
+    "UserErased": (6, "Delete"),
+    "RoleGranted": (7, "Attach Policy"),
+    "RoleRevoked": (8, "Detach Policy"),
+    "RoleExpired": (8, "Detach Policy"),
+}
+ENTITY_CHANGES: Final = {
+    "AccountCreated": (1, "Create"),
+    "RoleDefined": (1, "Create"),
+    "AccountRoleDefined": (1, "Create"),
+    "AnnotationAdded": (1, "Create"),
+    "AccountUpdated": (3, "Update"),
+    "ConsultancySet": (3, "Update"),
+    "AccountRoleGranted": (3, "Update"),
+    "AccountRoleRevoked": (3, "Update"),
+    "UserJoined": (3, "Update"),
+    "LastSeenRecorded": (3, "Update"),
+    "AnnotationRemoved": (4, "Delete"),
+    "AccountClosed": (11, "Deactivate"),
+}
+LOGINS: Final = ("LoginRecorded", "LoginFailed")
+# what every event carries, shown in its own OCSF attributes rather than in `unmapped`
+COMMON_FIELDS: Final = frozenset(
+    {
+        "originator_id",
+        "originator_version",
+        "originator_topic",
+        "timestamp",
+        "actor",
+        "reason",
+        "command_id",
+    }
+)
+
+
+def _product_version() -> str:
+    try:
+        return package_metadata.version("account-ledger")
+    except package_metadata.PackageNotFoundError:
+        return "unknown"
+
+
+PRODUCT: Final = {
+    "name": "Account Ledger",
+    "vendor_name": "Account Ledger",
+    "version": _product_version(),
+}
+
+
+def event_name(event: Any) -> str:
+    return type(event).__name__
+
+
+def aggregate_name(event: Any) -> str:
+    """The aggregate an event belongs to: `User`, `Account`, `Role`, `AccountRole`..."""
+    return type(event).__qualname__.split(".")[0]
+
+
+def fields(event: Any) -> dict[str, Any]:
+    """The event's own fields (not its common metadata), as JSON values."""
+    return {
+        name: plain(value)
+        for name, value in vars(event).items()
+        if name not in COMMON_FIELDS and not name.startswith("_")
+    }
+
+
+def plain(value: Any) -> Any:
+    """A value as JSON holds it: ids as strings, instants as ISO 8601."""
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(key): plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [plain(item) for item in value]
+    return value
+
+
+def milliseconds(moment: datetime) -> int:
+    """OCSF's timestamp_t: milliseconds since the epoch."""
+    return int(moment.timestamp() * 1000)
+
+
+def to_ocsf(position: int, link: str, event: Any) -> dict[str, Any]:
+    """One recorded event as an OCSF event."""
+    name = event_name(event)
+    own = fields(event)
+    if name in LOGINS:
+        body = _authentication(event, own)
+    elif name in USER_CHANGES or (name not in ENTITY_CHANGES and aggregate_name(event) == "User"):
+        body = _account_change(event, own)
+    else:
+        body = _entity_management(event, own)
+    (class_uid, class_name), activity_id, activity_name, extra = body
+    recorded = event.timestamp
+    occurred = getattr(event, "at", None) if name in (*LOGINS, "LastSeenRecorded") else None
+    result: dict[str, Any] = {
+        "class_uid": class_uid,
+        "class_name": class_name,
+        "category_uid": IAM[0],
+        "category_name": IAM[1],
+        "activity_id": activity_id,
+        "activity_name": activity_name,
+        "type_uid": class_uid * 100 + activity_id,
+        "type_name": f"{class_name}: {activity_name}",
+        "severity_id": INFORMATIONAL,
+        "severity": "Informational",
+        "status_id": extra.pop("status_id", SUCCESS),
+        "time": milliseconds(occurred or recorded),
+        "message": _message(name, event, own),
+        "actor": _actor(event.actor),
+        "metadata": {
+            "version": SCHEMA_VERSION,
+            "product": PRODUCT,
+            "log_name": "ledger",
+            "uid": f"{event.originator_id}/{event.originator_version}",
+            "sequence": position,
+            "event_code": name,
+            "logged_time": milliseconds(recorded),
+            "tags": [{"name": "chain_link", "value": link}],
+            **({"correlation_uid": event.command_id} if event.command_id else {}),
+        },
+        **extra,
+        "unmapped": {
+            "aggregate": aggregate_name(event),
+            "originator_id": str(event.originator_id),
+            "originator_version": event.originator_version,
+            "reason": event.reason,
+            **own,
+        },
+    }
+    result["status"] = "Success" if result["status_id"] == SUCCESS else "Failure"
+    return result
+
+
+Body = tuple[tuple[int, str], int, str, dict[str, Any]]
+
+
+def _account_change(event: Any, own: dict[str, Any]) -> Body:
+    activity_id, activity_name = USER_CHANGES.get(event_name(event), (OTHER, "Other"))
+    extra: dict[str, Any] = {"user": _user(event.originator_id, own)}
+    if "role" in own:
+        extra["policies"] = [{"name": own["role"], "type": "Role"}]
+    return ACCOUNT_CHANGE, activity_id, activity_name, extra
+
+
+def _authentication(event: Any, own: dict[str, Any]) -> Body:
+    extra: dict[str, Any] = {"user": {"uid": str(event.originator_id)}}
+    ip = own.get("ip")
+    if ip and ip != ERASED:
+        extra["src_endpoint"] = {"ip": ip}
+    if event_name(event) == "LoginFailed":
+        extra["status_id"] = FAILURE
+        extra["status_detail"] = str(own.get("reason_kind"))
+    return AUTHENTICATION, 1, "Logon", extra
+
+
+def _entity_management(event: Any, own: dict[str, Any]) -> Body:
+    activity_id, activity_name = ENTITY_CHANGES.get(event_name(event), (OTHER, "Other"))
+    aggregate = aggregate_name(event)
+    entity: dict[str, Any] = {"uid": str(event.originator_id), "type": aggregate}
+    if "name" in own:
+        entity["name"] = own["name"]
+    if "role" in own:
+        entity["policy"] = {"name": own["role"], "type": "AccountRole"}
+    if "annotation_id" in own:
+        entity = {"uid": own["annotation_id"], "type": "Annotation"}
+    elif aggregate == "User":
+        entity["user"] = {"uid": str(event.originator_id)}
+    data = {key: value for key, value in own.items() if key not in ("name", "annotation_id")}
+    if data:
+        entity["data"] = data
+    return ENTITY_MANAGEMENT, activity_id, activity_name, {"entity": entity}
+
+
+def _user(user_id: UUID, own: dict[str, Any]) -> dict[str, Any]:
+    user: dict[str, Any] = {"uid": str(user_id), "type_id": 1, "type": "User"}
+    username, email = own.get("username"), own.get("email")
+    if username:
+        user["name"] = username
+    if email and email != ERASED:
+        user["email_addr"] = email
+    elif email == ERASED and not username:
+        user["name"] = ERASED
+    if own.get("account_id"):
+        user["org"] = {"uid": own["account_id"]}
+    return user
+
+
+def _actor(actor: str) -> dict[str, Any]:
+    """Who issued the command: a user id, or a name such as `cli:alice`."""
+    try:
+        return {"user": {"uid": str(UUID(actor))}}
+    except ValueError:
+        return {"user": {"name": actor}}
+
+
+def _message(name: str, event: Any, own: dict[str, Any]) -> str:
+    subject = f"{aggregate_name(event).lower()} {event.originator_id}"
+    role = f" {own['role']!r}" if "role" in own else ""
+    return f"{name}{role} on {subject} by {event.actor}"

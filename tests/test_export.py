@@ -1,0 +1,276 @@
+"""`ledger audit export`: every event type as OCSF 1.8.0 checked against the class schema's
+required attributes, object constraints and attribute types; JSON lines and CSV; --after,
+--until and --out; erased personal data shows as erased."""
+
+from __future__ import annotations
+
+import csv
+import io
+import ipaddress
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ledger import Ledger, ValidationError
+from ledger.audit import export as exporting
+from tests.conftest import ADMIN
+from tests.helpers import cli, one_line
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+ERASED_EMAIL = "gone@acme.org"
+
+# OCSF 1.8.0 (github.com/ocsf/ocsf-schema, tag 1.8.0): base_event's required attributes, each
+# class's, the activity ids each class defines (99 Other from the base), objects' constraints.
+BASE_REQUIRED = {
+    "activity_id": int,
+    "category_uid": int,
+    "class_uid": int,
+    "metadata": dict,
+    "severity_id": int,
+    "time": int,
+    "type_uid": int,
+}
+CLASS_REQUIRED = {3001: {"user": dict}, 3002: {"user": dict}, 3004: {"entity": dict}}
+ACTIVITIES = {3001: {*range(1, 13), 99}, 3002: {*range(1, 8), 99}, 3004: {*range(1, 14), 99}}
+BASE_ATTRIBUTES = {
+    *BASE_REQUIRED,
+    "activity_name", "category_name", "class_name", "count", "duration", "end_time",
+    "enrichments", "message", "observables", "raw_data", "severity", "start_time", "status",
+    "status_code", "status_detail", "status_id", "timezone_offset", "type_name", "unmapped",
+    "actor", "device", "http_request", "src_endpoint",
+}  # fmt: skip
+CLASS_ATTRIBUTES = {
+    3001: {"user", "user_result", "policies", "policy", "auth_factors"},
+    3002: {"user", "dst_endpoint", "service", "session", "is_mfa", "logon_type", "logon_type_id"},
+    3004: {"entity", "entity_result", "comment", "access_list", "access_mask"},
+}
+AT_LEAST_ONE = {
+    "user": {"account", "name", "uid"},
+    "entity": {"name", "uid", "device", "group", "org", "policy", "user"},
+    "policy": {"name", "type", "uid"},
+    "actor": {"process", "user", "invoked_by", "session", "app_name", "app_uid"},
+    "product": {"name", "uid"},
+}
+STRINGS = {"name", "uid", "type", "email_addr", "message", "activity_name", "class_name"}
+
+
+def check_ocsf(event: dict[str, Any]) -> None:
+    """Fails naming the attribute where `event` breaks the OCSF 1.8.0 class schema."""
+    class_uid = event["class_uid"]
+    for name, kind in {**BASE_REQUIRED, **CLASS_REQUIRED[class_uid]}.items():
+        assert isinstance(event.get(name), kind), (name, event)
+    assert set(event) <= BASE_ATTRIBUTES | CLASS_ATTRIBUTES[class_uid], event
+    assert event["category_uid"] == 3
+    assert event["activity_id"] in ACTIVITIES[class_uid]
+    assert event["type_uid"] == class_uid * 100 + event["activity_id"]
+    assert event["severity_id"] in range(7) or event["severity_id"] == 99
+    assert event["status_id"] in (0, 1, 2, 99)
+    metadata = event["metadata"]
+    assert isinstance(metadata["version"], str) and isinstance(metadata["product"], dict)
+    assert isinstance(metadata["sequence"], int) and isinstance(metadata["logged_time"], int)
+    for tag in metadata["tags"]:
+        assert set(tag) == {"name", "value"} and all(isinstance(v, str) for v in tag.values())
+    _check_objects(event)
+
+
+def _check_objects(value: Any, name: str = "") -> None:
+    if name in ("unmapped", "data"):  # free-form by the schema
+        return
+    if isinstance(value, dict):
+        if name in AT_LEAST_ONE:
+            assert AT_LEAST_ONE[name] & set(value), (name, value)
+        for key, item in value.items():
+            if key == "email_addr":
+                assert isinstance(item, str) and "@" in item, item
+            elif key == "ip":
+                ipaddress.ip_address(item)
+            elif key in STRINGS:
+                assert isinstance(item, str), (key, item)
+            _check_objects(item, key)
+    elif isinstance(value, list):
+        for item in value:
+            _check_objects(item, {"policies": "policy"}.get(name, name))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(hours=1)
+        return self.now
+
+
+@pytest.fixture
+def history(url: str) -> Ledger:
+    """One event of every type the ledger records, one an hour from T0."""
+    led = Ledger(url, clock=Clock())
+    for role in ("admin", "consultant"):
+        led.define_role(role, "a role", actor=ADMIN)
+    led.define_account_role("Consultancy", actor=ADMIN)
+    consultancy = led.create_account("Consult BV", actor=ADMIN, roles=["Consultancy"])
+    acme = led.create_account(
+        "Acme", actor=ADMIN, primary_color="#112233", secondary_color="#445566"
+    )
+    led.update_account(acme, actor=ADMIN, logo_url="https://acme.example/logo.png")
+    led.set_consultancy(acme, consultancy, actor=ADMIN)
+    led.revoke_account_role(consultancy, "Consultancy", actor=ADMIN)
+    led.grant_account_role(consultancy, "Consultancy", actor=ADMIN, reason="JIRA-7")
+    ann = led.create_user("ann@acme.org", account_id=acme, actor=ADMIN, password="s3cret-pass")
+    gone = led.create_user(ERASED_EMAIL, account_id=acme, actor=ADMIN, roles=["admin"])
+    led.update_user(ann, actor=ADMIN, username="annie")
+    led.grant_role(ann, "consultant", actor=ADMIN, reason="JIRA-8", command_id="c-1")
+    led.revoke_role(ann, "consultant", actor=ADMIN)
+    led.record_login(ann, ip="192.0.2.7")
+    led.record_failed_login(ann, ip="2001:db8::1", reason_kind="wrong-password")
+    led.record_last_seen(ann)
+    led.set_password(ann, "an0ther-pass", actor=ADMIN)
+    led.deactivate_user(ann, actor=ADMIN, reason="leave")
+    led.reactivate_user(ann, actor=ADMIN)
+    led.record_login(gone, ip="192.0.2.8")
+    note = led.add_annotation(
+        acme, content="maintenance", start=T0, end=T0 + timedelta(days=1), source="ops", actor=ADMIN
+    )
+    led.remove_annotation(acme, note, actor=ADMIN)
+    led.erase_user(gone, actor=ADMIN, reason="GDPR")
+    led.close_account(acme, actor=ADMIN)
+    return led
+
+
+def exported(led: Ledger, *args: str) -> list[dict[str, Any]]:
+    result = cli("--db", led.url, "audit", "export", *args)
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_every_event_type_is_valid_ocsf(history: Ledger) -> None:
+    events = exported(history, "--format", "ocsf")
+    for event in events:
+        check_ocsf(event)
+    by_code = {e["metadata"]["event_code"]: e for e in events}
+    classes = {code: (e["class_uid"], e["activity_id"]) for code, e in by_code.items()}
+    assert classes == {
+        "RoleDefined": (3004, 1),
+        "AccountRoleDefined": (3004, 1),
+        "AccountCreated": (3004, 1),
+        "AccountUpdated": (3004, 3),
+        "ConsultancySet": (3004, 3),
+        "AccountRoleRevoked": (3004, 3),
+        "AccountRoleGranted": (3004, 3),
+        "UserJoined": (3004, 3),
+        "UserCreated": (3001, 1),
+        "UserUpdated": (3001, 99),
+        "RoleGranted": (3001, 7),
+        "RoleRevoked": (3001, 8),
+        "LoginRecorded": (3002, 1),
+        "LoginFailed": (3002, 1),
+        "LastSeenRecorded": (3004, 3),
+        "PasswordChanged": (3001, 3),
+        "UserDeactivated": (3001, 5),
+        "UserReactivated": (3001, 2),
+        "AnnotationAdded": (3004, 1),
+        "AnnotationRemoved": (3004, 4),
+        "UserErased": (3001, 6),
+        "AccountClosed": (3004, 11),
+    }
+    grant = by_code["RoleGranted"]
+    assert grant["policies"] == [{"name": "consultant", "type": "Role"}]
+    assert grant["actor"] == {"user": {"name": ADMIN}}
+    assert grant["metadata"]["correlation_uid"] == "c-1"
+    assert by_code["LoginFailed"]["status_id"] == 2
+    assert by_code["LoginFailed"]["status_detail"] == "wrong-password"
+    assert by_code["LoginFailed"]["src_endpoint"] == {"ip": "2001:db8::1"}
+    ann = next(e for e in events if e["metadata"]["event_code"] == "UserCreated")
+    assert ann["user"]["email_addr"] == "ann@acme.org" and ann["user"]["name"] == "ann"
+
+
+def test_positions_and_chain_links_are_in_the_metadata(history: Ledger) -> None:
+    events = exported(history)
+    links = {
+        row["position"]: row["hash"]
+        for row in history.side.select_all("SELECT position, hash FROM ledger_chain", ())
+    }
+    assert [e["metadata"]["sequence"] for e in events] == sorted(links)
+    for event in events:
+        tags = {tag["name"]: tag["value"] for tag in event["metadata"]["tags"]}
+        assert tags["chain_link"] == links[event["metadata"]["sequence"]]
+
+
+def test_erased_personal_data_shows_as_erased(history: Ledger) -> None:
+    for fmt in ("ocsf", "jsonl", "csv"):
+        text = cli("--db", history.url, "audit", "export", "--format", fmt).stdout
+        assert ERASED_EMAIL not in text and "192.0.2.8" not in text
+        assert "[erased]" in text
+        assert "s3cret-pass" not in text and "an0ther-pass" not in text
+    created = [e for e in exported(history) if e["metadata"]["event_code"] == "UserCreated"]
+    assert created[1]["user"]["name"] == "[erased]" and "email_addr" not in created[1]["user"]
+
+
+def test_after_and_until_select_the_events(history: Ledger) -> None:
+    everything = exported(history, "--format", "jsonl")
+    assert [e["position"] for e in exported(history, "--format", "jsonl", "--after", "5")] == [
+        e["position"] for e in everything[5:]
+    ]
+    until = (T0 + timedelta(hours=3)).isoformat()
+    assert [e["position"] for e in exported(history, "--format", "jsonl", "--until", until)] == [
+        1,
+        2,
+        3,
+    ]
+    last = everything[-1]["position"]
+    assert exported(history, "--after", str(last)) == []
+
+
+def test_csv_has_a_header_and_one_row_an_event(history: Ledger) -> None:
+    text = cli("--db", history.url, "audit", "export", "--format", "csv").stdout
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert list(rows[0]) == list(exporting.CSV_COLUMNS)
+    assert len(rows) == history.recorder.max_notification_id()
+    grant = next(row for row in rows if row["command_id"] == "c-1")
+    assert json.loads(grant["details"]) == {"role": "consultant"}
+    assert grant["reason"] == "JIRA-8" and grant["actor"] == ADMIN
+
+
+def test_out_writes_a_new_file_and_never_overwrites(history: Ledger, tmp_path: Path) -> None:
+    out = tmp_path / "events.ocsf.jsonl"
+    result = cli("--db", history.url, "audit", "export", "--out", str(out))
+    count = history.recorder.max_notification_id()
+    assert f"exported {count} events (positions 1 to {count}) as ocsf" in result.stderr
+    assert len(out.read_text().splitlines()) == count
+    again = cli("--db", history.url, "audit", "export", "--out", str(out), code=1)
+    assert f"invalid out {str(out)!r}: it exists" in one_line(again)
+    assert len(out.read_text().splitlines()) == count
+    assert not list(tmp_path.glob("*.partial")) and not list(tmp_path.glob(".*.partial"))
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (("--format", "xml"), 2, "'xml' is not one of"),
+        (("--after", "-1"), 2, "-1 is not in the range x>=0"),
+        (("--after", "1\x00"), 2, "is not a valid integer"),
+        (("--until", "yesterday"), 2, "yesterday"),
+    ],
+)
+def test_bad_arguments_are_refused(
+    history: Ledger, tmp_path: Path, args: tuple[str, ...], code: int, message: str
+) -> None:
+    out = tmp_path / "out.jsonl"
+    result = cli("--db", history.url, "audit", "export", *args, "--out", str(out), code=code)
+    assert message in result.stderr
+    assert not out.exists()
+
+
+def test_the_python_api_refuses_bad_arguments(history: Ledger) -> None:
+    with pytest.raises(ValidationError, match="invalid format 'xml'"):
+        exporting.export(history, io.StringIO(), "xml")
+    with pytest.raises(ValidationError, match="invalid after -3"):
+        exporting.export(history, io.StringIO(), "ocsf", after=-3)
+
+
+def test_an_empty_log_exports_nothing(led: Ledger) -> None:
+    result = cli("--db", led.url, "audit", "export", "--format", "csv")
+    assert result.stdout.splitlines() == [",".join(exporting.CSV_COLUMNS)]
+    assert "exported 0 events as csv" in result.stderr
