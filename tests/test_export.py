@@ -229,7 +229,7 @@ def test_csv_has_a_header_and_one_row_an_event(history: Ledger) -> None:
     assert list(rows[0]) == list(exporting.CSV_COLUMNS)
     assert len(rows) == history.recorder.max_notification_id()
     grant = next(row for row in rows if row["command_id"] == "c-1")
-    assert json.loads(grant["details"]) == {"role": "consultant"}
+    assert json.loads(grant["details"]) == {"role": "consultant", "until": None}
     assert grant["reason"] == "JIRA-8" and grant["actor"] == ADMIN
 
 
