@@ -1,7 +1,7 @@
 """The commands of the ledger as typed data, with their handlers, by aggregate. Importing this
 package fills the registry (`ledger.commands.registry.COMMANDS`)."""
 
-from ledger.commands import accounts, annotations, roles, users
+from ledger.commands import accounts, annotations, roles, sources, users
 from ledger.commands.registry import COMMANDS
 
-__all__ = ["COMMANDS", "accounts", "annotations", "roles", "users"]
+__all__ = ["COMMANDS", "accounts", "annotations", "roles", "sources", "users"]
