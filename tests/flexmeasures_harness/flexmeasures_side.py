@@ -43,9 +43,7 @@ def token(email: str) -> str:
 
 
 def api(method: str, path: str, as_email: str, body: Any = None) -> Any:
-    answer = client.open(
-        path, method=method, json=body, headers={"Authorization": token(as_email)}
-    )
+    answer = client.open(path, method=method, json=body, headers={"Authorization": token(as_email)})
     if answer.status_code >= 400:
         raise RuntimeError(f"{method} {path}: {answer.status_code} {answer.get_data(as_text=True)}")
     return answer.json
