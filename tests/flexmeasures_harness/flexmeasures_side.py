@@ -12,11 +12,10 @@ import sys
 import traceback
 from typing import Any
 
-from sqlalchemy import text
-
 from flexmeasures.app import create
 from flexmeasures.data import db
 from flexmeasures.data.services import users as user_services
+from sqlalchemy import text
 
 PASSWORD = "connector-tests-password"
 app = create(env="development")
