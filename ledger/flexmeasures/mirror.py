@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final, cast
+from typing import Any, Final, TypeVar, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
@@ -81,6 +81,14 @@ class _LoginCatchUp:
 
 
 Step = tuple[datetime, int, Change | _LoginCatchUp]
+Row = TypeVar("Row")
+
+
+def _changed(current: dict[int, Row], before: dict[int, Row] | None) -> list[Row]:
+    """The rows that are new or differ from `before` (all of them without it)."""
+    if before is None:
+        return list(current.values())
+    return [row for key, row in current.items() if before.get(key) != row]
 
 
 def actor_of(row: fm.AuditRow) -> str:
@@ -105,6 +113,9 @@ class Mirror:
         self.snapshot = fm.Snapshot()
         self.report = SyncReport()
         self._batch: Batch | None = None
+        # the snapshot the last sync of this process reconciled: the next one compares only
+        # the rows changed since (a new process compares them all once)
+        self._previous: fm.Snapshot | None = None
 
     def close(self) -> None:
         self.database.close()
@@ -214,6 +225,7 @@ class Mirror:
             batch.uow.write(
                 side.put_cursor(self.source, last_entry, fingerprints, now().isoformat(), polled_at)
             )
+        self._previous = self.snapshot
         return self.report
 
     def _unchanged(self, cursor: Cursor) -> bool:
@@ -440,17 +452,27 @@ class Mirror:
 
     def _reconcile(self) -> None:
         snapshot = self.snapshot
-        for role in snapshot.roles.values():
-            self._role(Role, role.name, role.description)
-        for role in snapshot.account_roles.values():
-            self._role(AccountRole, role.name, role.description)
+        for kind, cls, roles in (
+            ("role", Role, snapshot.roles),
+            ("account_role", AccountRole, snapshot.account_roles),
+        ):
+            for role in roles.values():
+                self._role(cls, role.name, role.description)
+                if (kind, role.id) not in self.ids:
+                    self._map(kind, role.id, cls.id_for(role.name))
         for account_id in snapshot.accounts:
             self._account(account_id, IMPORT_ACTOR, OBSERVED)
-        for account in snapshot.accounts.values():
+        before = self._previous
+        for account in _changed(snapshot.accounts, None if before is None else before.accounts):
             self._reconcile_account(account)
-        for user in snapshot.users.values():
+        for user in _changed(snapshot.users, None if before is None else before.users):
             self._reconcile_user(user)
         for (kind, external_id), ledger_id in list(self.ids.items()):
+            if before is not None and not (
+                (kind == "user" and external_id in before.users)
+                or (kind == "account" and external_id in before.accounts)
+            ):
+                continue  # gone before the last sync, which saw to it
             if kind == "user" and external_id not in snapshot.users:
                 reason = f"{OBSERVED} (deleted in FlexMeasures)"
                 self._run(self.ledger.erase_user, ledger_id, actor=IMPORT_ACTOR, reason=reason)
@@ -549,7 +571,10 @@ class Mirror:
             self._run(self.ledger.deactivate_user, ledger_id, actor=IMPORT_ACTOR, reason=OBSERVED)
 
     def _reconcile_annotations(self) -> None:
-        for annotation in self.snapshot.annotations.values():
+        before = self._previous
+        for annotation in _changed(
+            self.snapshot.annotations, None if before is None else before.annotations
+        ):
             if ("annotation", annotation.id) in self.ids:
                 continue
             account = self.ids.get(("account", annotation.account_id))
@@ -575,7 +600,9 @@ class Mirror:
         gone = {
             ledger_id
             for (kind, external_id), ledger_id in self.ids.items()
-            if kind == "annotation" and external_id not in self.snapshot.annotations
+            if kind == "annotation"
+            and external_id not in self.snapshot.annotations
+            and (before is None or external_id in before.annotations)
         }
         if not gone:
             return

@@ -170,6 +170,14 @@ def put_polled_at(source: str, polled_at: str) -> SideWrite:
 SELECT_MIRRORED_IDS: Final = (
     "SELECT kind, external_id, ledger_id FROM ledger_mirrored_ids WHERE source = ?"
 )
+SELECT_LEDGER_ID: Final = (
+    "SELECT ledger_id FROM ledger_mirrored_ids WHERE kind = ? AND external_id = ?"
+    " ORDER BY source LIMIT 1"
+)
+SELECT_EXTERNAL_ID: Final = (
+    "SELECT external_id FROM ledger_mirrored_ids WHERE kind = ? AND ledger_id = ?"
+    " ORDER BY source LIMIT 1"
+)
 SELECT_CURSOR: Final = (
     "SELECT last_entry_id, fingerprints, synced_at, polled_at FROM ledger_mirror_cursors"
     " WHERE source = ?"

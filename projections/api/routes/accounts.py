@@ -2,14 +2,13 @@
 annotations."""
 
 from typing import Annotated, Any
-from uuid import UUID
 
 from fastapi import APIRouter, Query
 
 import projections.api.policy as policy
 import projections.api.schemas as schemas
 from projections.api.audit_log import audit_log
-from projections.api.dependencies import Caller, Reads, account_or_404
+from projections.api.dependencies import Caller, Ids, Reads, account_or_404
 from projections.api.errors import PROBLEMS, forbidden
 from projections.api.paging import page as paged
 from projections.api.schemas import UtcDateTime
@@ -25,28 +24,33 @@ router = APIRouter()
 def list_accounts(
     me: Caller,
     rm: Reads,
+    ids: Ids,
     page: Annotated[int | None, Query(ge=1)] = None,
     per_page: Annotated[int, Query(ge=1, le=1000)] = 10,
     filter: str | None = None,
 ) -> Any:
-    accounts = [schemas.Account.of(a) for a in rm.list_accounts() if policy.can_read_account(me, a)]
+    accounts = [
+        ids.account(schemas.Account.of(a))
+        for a in rm.list_accounts()
+        if policy.can_read_account(me, a)
+    ]
     return paged(accounts, page, per_page, filter, lambda a: (a.name,), schemas.AccountsPage)
 
 
 @router.get("/api/v3_0/accounts/{id}", response_model=schemas.Account, responses=PROBLEMS)
-def get_account(id: UUID, me: Caller, rm: Reads) -> schemas.Account:
-    account = account_or_404(rm, id)
+def get_account(id: str, me: Caller, rm: Reads, ids: Ids) -> schemas.Account:
+    account = account_or_404(rm, ids.ledger_id("account", id))
     if not policy.can_read_account(me, account):
         raise forbidden(f"account {id}")
-    return schemas.Account.of(account)
+    return ids.account(schemas.Account.of(account))
 
 
 @router.get("/api/v3_0/accounts/{id}/auditlog", response_model=schemas.AuditLog, responses=PROBLEMS)
-def account_audit_log(id: UUID, me: Caller, rm: Reads) -> schemas.AuditLog:
-    account = account_or_404(rm, id)
+def account_audit_log(id: str, me: Caller, rm: Reads, ids: Ids) -> schemas.AuditLog:
+    account = account_or_404(rm, ids.ledger_id("account", id))
     if not policy.can_read_account_audit_log(me, account):
         raise forbidden(f"the audit log of account {id}")
-    return audit_log(rm, id, me)
+    return audit_log(rm, account.id, me)
 
 
 @router.get(
@@ -55,9 +59,10 @@ def account_audit_log(id: UUID, me: Caller, rm: Reads) -> schemas.AuditLog:
     responses=PROBLEMS,
 )
 def account_annotations(
-    id: UUID,
+    id: str,
     me: Caller,
     rm: Reads,
+    ids: Ids,
     annotations_after: UtcDateTime | None = None,
     annotations_before: UtcDateTime | None = None,
     beliefs_after: UtcDateTime | None = None,
@@ -66,11 +71,11 @@ def account_annotations(
     annotation_starts_after: UtcDateTime | None = None,
     annotation_ends_before: UtcDateTime | None = None,
 ) -> list[schemas.Annotation]:
-    account = account_or_404(rm, id)
+    account = account_or_404(rm, ids.ledger_id("account", id))
     if not policy.can_read_account(me, account):
         raise forbidden(f"account {id}")
     found = rm.search_annotations(
-        id,
+        account.id,
         annotations_after=annotations_after or annotation_starts_after,
         annotations_before=annotations_before or annotation_ends_before,
         beliefs_after=beliefs_after,
