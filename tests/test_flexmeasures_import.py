@@ -5,18 +5,25 @@ database is never written."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import httpx
 import pytest
 import sqlalchemy.exc
 from click.testing import CliRunner
+from fastapi.testclient import TestClient
+from flexmeasures_client import FlexMeasuresClient
 from sqlalchemy import text
 
 from ledger import Ledger
@@ -24,6 +31,7 @@ from ledger.cli import main
 from ledger.flexmeasures.mirror import Mirror
 from ledger.flexmeasures.source import engine_for
 from projections import ReadModel
+from projections.api import create_app
 from tests.flexmeasures_harness.driver import FlexMeasures
 from tests.flexmeasures_harness.fixtures import audit_rows, running_flexmeasures
 
@@ -220,3 +228,87 @@ def test_a_bad_source_is_one_line_and_records_nothing(url: str, source: str, mes
     assert len(result.stderr.strip().splitlines()) == 1
     with Ledger(url) as led:
         assert led.recorder.max_notification_id() in (None, 0)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize("url", ["sqlite"], indirect=True)
+def test_the_read_api_takes_and_answers_flexmeasures_ids(
+    url: str, flexmeasures: FlexMeasures, imported: ReadModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = _ids(url, flexmeasures)
+    [(root, account)] = flexmeasures.query(
+        "SELECT id, account_id FROM fm_user WHERE email = 'root@seita.example'"
+    )
+    [(client_bv, seita)] = flexmeasures.query(
+        "SELECT id, consultancy_account_id FROM account WHERE name = 'Client BV'"
+    )
+    [(admin_role,)] = flexmeasures.query("SELECT id FROM role WHERE name = 'admin'")
+    with Ledger(url) as led:  # the ledger's own API login: FlexMeasures' password is not copied
+        led.set_password("root@seita.example", "api-test-password", actor="cli:test")
+    client = TestClient(create_app(url))
+    token = client.post(
+        "/api/requestAuthToken",
+        json={"email": "root@seita.example", "password": "api-test-password"},
+    ).json()["auth_token"]
+    headers = {"Authorization": token}
+    answer = client.get(f"/api/v3_0/users/{root}", headers=headers).json()
+    assert answer["id"] == str(ids[("user", root)])
+    assert answer["flexmeasures_roles"] == ["admin"]
+    monkeypatch.setenv("LEDGER_API_IDS", "flexmeasures")
+    answer = client.get(f"/api/v3_0/users/{root}", headers=headers).json()
+    assert (answer["id"], answer["account_id"], answer["flexmeasures_roles"]) == (
+        root, account, [admin_role],
+    )  # fmt: skip
+    by_uuid = client.get(f"/api/v3_0/users/{ids[('user', root)]}", headers=headers).json()
+    assert by_uuid == answer
+    account_answer = client.get(f"/api/v3_0/accounts/{client_bv}", headers=headers).json()
+    assert (account_answer["id"], account_answer["consultancy_account_id"]) == (client_bv, seita)
+    users = client.get(
+        "/api/v3_0/users", headers=headers, params={"account_id": str(client_bv)}
+    ).json()
+    assert {u["email"] for u in users} == {"ann@client.example"}
+    missing = client.get("/api/v3_0/users/999999", headers=headers)
+    assert missing.status_code == 404
+    assert missing.json()["message"] == "user '999999' not found"
+    assert client.get("/api/v3_0/users/not-an-id", headers=headers).status_code == 422
+    client.app.state.services.close()  # type: ignore[attr-defined]
+
+    port = _free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("ledger")), "--db", url, "serve", "--port", str(port)],
+        env={**os.environ, "LEDGER_API_IDS": "flexmeasures"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/api/", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "ledger serve did not start"
+                time.sleep(0.2)
+
+        async def fetch() -> tuple[Any, Any]:
+            fm_client = FlexMeasuresClient(
+                email="root@seita.example",
+                password="api-test-password",
+                host=f"127.0.0.1:{port}",
+            )
+            try:
+                return await fm_client.get_user(), await fm_client.get_account()
+            finally:
+                await fm_client.close()
+
+        user, own_account = asyncio.run(fetch())
+        assert user["id"] == root and user["flexmeasures_roles"] == [admin_role]
+        assert own_account["id"] == account and own_account["name"] == "Seita BV"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
