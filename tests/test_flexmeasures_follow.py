@@ -31,7 +31,7 @@ ROOT = "root@seita.example"
 
 @pytest.fixture(scope="module")
 def flexmeasures(request: pytest.FixtureRequest) -> Iterator[FlexMeasures]:
-    for started in running_flexmeasures(request):
+    with running_flexmeasures(request) as started:
         started.do("populate")
         yield started
 

@@ -38,7 +38,7 @@ from tests.flexmeasures_harness.fixtures import audit_rows, running_flexmeasures
 
 @pytest.fixture(scope="module")
 def flexmeasures(request: pytest.FixtureRequest) -> Iterator[FlexMeasures]:
-    for started in running_flexmeasures(request):
+    with running_flexmeasures(request) as started:
         started.do("populate")
         yield started
 
@@ -274,7 +274,7 @@ def test_the_read_api_takes_and_answers_flexmeasures_ids(
     assert {u["email"] for u in users} == {"ann@client.example"}
     missing = client.get("/api/v3_0/users/999999", headers=headers)
     assert missing.status_code == 404
-    assert missing.json()["message"] == "user '999999' not found"
+    assert missing.json()["message"] == "user 999999 not found"
     assert client.get("/api/v3_0/users/not-an-id", headers=headers).status_code == 422
     client.app.state.services.close()  # type: ignore[attr-defined]
 

@@ -6,19 +6,23 @@ in `flexmeasures_roles`), so clients written against a FlexMeasures server work 
 from __future__ import annotations
 
 import os
-from typing import Final, Literal
+from typing import Annotated, Final, Literal
 from uuid import UUID
+
+from pydantic import Field
 
 from ledger.application import Ledger
 from ledger.domain import Role
 from ledger.errors import ValidationError
 from ledger.storage import side_tables as side
-from ledger.validation import as_uuid, shown
+from ledger.validation import shown
 from projections.api import schemas
 from projections.api.errors import ApiError
 
 IDS_VARIABLE: Final = "LEDGER_API_IDS"
 Kind = Literal["user", "account"]
+AnyId = UUID | Annotated[int, Field(ge=0, le=2**63 - 1)]
+"""How a path names a user or account: its UUID, or its FlexMeasures id."""
 
 
 def answers_with_flexmeasures_ids() -> bool:
@@ -36,18 +40,14 @@ class ExternalIds:
         self.ledger = ledger
         self.flexmeasures_ids = flexmeasures_ids
 
-    def ledger_id(self, kind: Kind, given: str) -> UUID:
+    def ledger_id(self, kind: Kind, given: AnyId) -> UUID:
         """The ledger's id of what `given` names: a UUID, or a FlexMeasures integer id."""
-        text = given.strip()
-        if text.isascii() and text.isdigit():
-            row = self.ledger.side.select_one(side.SELECT_LEDGER_ID, (kind, int(text)))
-            if row is None:
-                raise ApiError(404, f"{kind} {shown(text)} not found")
-            return UUID(row["ledger_id"])
-        try:
-            return as_uuid(text, kind)
-        except ValidationError as error:
-            raise ApiError(422, f"{error}: give a UUID or a FlexMeasures id") from None
+        if isinstance(given, UUID):
+            return given
+        row = self.ledger.side.select_one(side.SELECT_LEDGER_ID, (kind, given))
+        if row is None:
+            raise ApiError(404, f"{kind} {given} not found")
+        return UUID(row["ledger_id"])
 
     def _external(self, kind: str, ledger_id: UUID) -> int | None:
         row = self.ledger.side.select_one(side.SELECT_EXTERNAL_ID, (kind, str(ledger_id)))

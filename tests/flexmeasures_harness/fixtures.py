@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from tests.flexmeasures_harness.driver import FlexMeasures
 
 
+@contextmanager
 def running_flexmeasures(request: pytest.FixtureRequest) -> Iterator[FlexMeasures]:
     admin_url = request.getfixturevalue("postgres_server")
     flexmeasures = FlexMeasures(admin_url)

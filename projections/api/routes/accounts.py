@@ -10,6 +10,7 @@ import projections.api.schemas as schemas
 from projections.api.audit_log import audit_log
 from projections.api.dependencies import Caller, Ids, Reads, account_or_404
 from projections.api.errors import PROBLEMS, forbidden
+from projections.api.external_ids import AnyId
 from projections.api.paging import page as paged
 from projections.api.schemas import UtcDateTime
 
@@ -38,7 +39,7 @@ def list_accounts(
 
 
 @router.get("/api/v3_0/accounts/{id}", response_model=schemas.Account, responses=PROBLEMS)
-def get_account(id: str, me: Caller, rm: Reads, ids: Ids) -> schemas.Account:
+def get_account(id: AnyId, me: Caller, rm: Reads, ids: Ids) -> schemas.Account:
     account = account_or_404(rm, ids.ledger_id("account", id))
     if not policy.can_read_account(me, account):
         raise forbidden(f"account {id}")
@@ -46,7 +47,7 @@ def get_account(id: str, me: Caller, rm: Reads, ids: Ids) -> schemas.Account:
 
 
 @router.get("/api/v3_0/accounts/{id}/auditlog", response_model=schemas.AuditLog, responses=PROBLEMS)
-def account_audit_log(id: str, me: Caller, rm: Reads, ids: Ids) -> schemas.AuditLog:
+def account_audit_log(id: AnyId, me: Caller, rm: Reads, ids: Ids) -> schemas.AuditLog:
     account = account_or_404(rm, ids.ledger_id("account", id))
     if not policy.can_read_account_audit_log(me, account):
         raise forbidden(f"the audit log of account {id}")
@@ -59,7 +60,7 @@ def account_audit_log(id: str, me: Caller, rm: Reads, ids: Ids) -> schemas.Audit
     responses=PROBLEMS,
 )
 def account_annotations(
-    id: str,
+    id: AnyId,
     me: Caller,
     rm: Reads,
     ids: Ids,

@@ -9,6 +9,7 @@ import projections.api.schemas as schemas
 from projections.api.audit_log import audit_log
 from projections.api.dependencies import Caller, Ids, Reads, account_or_404, user_or_404
 from projections.api.errors import PROBLEMS, forbidden
+from projections.api.external_ids import AnyId
 from projections.api.paging import page as paged
 from projections.api.schemas import UtcDateTime
 
@@ -22,7 +23,7 @@ def list_users(
     me: Caller,
     rm: Reads,
     ids: Ids,
-    account_id: str | None = None,
+    account_id: AnyId | None = None,
     include_inactive: bool = False,
     page: Annotated[int | None, Query(ge=1)] = None,
     per_page: Annotated[int, Query(ge=1, le=1000)] = 10,
@@ -51,7 +52,7 @@ def list_users(
 
 
 @router.get("/api/v3_0/users/{id}", response_model=schemas.User, responses=PROBLEMS)
-def get_user(id: str, me: Caller, rm: Reads, ids: Ids) -> schemas.User:
+def get_user(id: AnyId, me: Caller, rm: Reads, ids: Ids) -> schemas.User:
     user, account = user_or_404(rm, ids.ledger_id("user", id))
     if not policy.can_read_user(me, user, account):
         raise forbidden(f"user {id}")
@@ -59,7 +60,7 @@ def get_user(id: str, me: Caller, rm: Reads, ids: Ids) -> schemas.User:
 
 
 @router.get("/api/v3_0/users/{id}/auditlog", response_model=schemas.AuditLog, responses=PROBLEMS)
-def user_audit_log(id: str, me: Caller, rm: Reads, ids: Ids) -> schemas.AuditLog:
+def user_audit_log(id: AnyId, me: Caller, rm: Reads, ids: Ids) -> schemas.AuditLog:
     user, account = user_or_404(rm, ids.ledger_id("user", id))
     if not policy.can_read_user_audit_log(me, user, account):
         raise forbidden(f"the audit log of user {id}")
@@ -68,7 +69,7 @@ def user_audit_log(id: str, me: Caller, rm: Reads, ids: Ids) -> schemas.AuditLog
 
 @router.get("/api/v3_0/users/{id}/roles", response_model=schemas.UserRoles, responses=PROBLEMS)
 def user_roles(
-    id: str, me: Caller, rm: Reads, ids: Ids, at: UtcDateTime | None = None
+    id: AnyId, me: Caller, rm: Reads, ids: Ids, at: UtcDateTime | None = None
 ) -> schemas.UserRoles:
     user, account = user_or_404(rm, ids.ledger_id("user", id))
     if not policy.can_read_user(me, user, account):
