@@ -26,7 +26,7 @@ from fastapi.testclient import TestClient
 from flexmeasures_client import FlexMeasuresClient
 from sqlalchemy import text
 
-from ledger import Ledger
+from ledger import Ledger, ValidationError
 from ledger.cli import main
 from ledger.flexmeasures.mirror import Mirror
 from ledger.flexmeasures.source import engine_for
@@ -312,3 +312,22 @@ def test_the_read_api_takes_and_answers_flexmeasures_ids(
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.mark.parametrize("url", ["sqlite"], indirect=True)
+def test_bad_settings_and_options_are_one_line(
+    url: str, flexmeasures: FlexMeasures, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LEDGER_API_IDS", "fm\x1b[2J")
+    with pytest.raises(ValidationError, match=r"invalid LEDGER_API_IDS 'fm\\x1b\[2J'"):
+        create_app(url)
+    monkeypatch.delenv("LEDGER_API_IDS")
+    interval = CliRunner().invoke(
+        main, ["--db", url, "flexmeasures", "follow", "--from", flexmeasures.url, "--interval", "0"]
+    )
+    assert interval.exit_code == 2
+    never = CliRunner().invoke(
+        main, ["--db", url, "flexmeasures", "status", "--from", flexmeasures.url]
+    )
+    assert never.exit_code == 1
+    assert "no ledger" in never.output
