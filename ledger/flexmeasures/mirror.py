@@ -116,6 +116,7 @@ class Mirror:
         # the snapshot the last sync of this process reconciled: the next one compares only
         # the rows changed since (a new process compares them all once)
         self._previous: fm.Snapshot | None = None
+        self.creation_roles: dict[int, set[str]] = {}
 
     def close(self) -> None:
         self.database.close()
@@ -282,8 +283,9 @@ class Mirror:
         row = change.row
         actor, reason = actor_of(row), reason_of(row)
         with self.clock.set_to(row.at):
-            if change.kind == "account-created" and change.account_id is not None:
-                self._account(change.account_id, actor, reason)
+            if change.kind == "account-created":
+                if self._account(change.account_id, actor, reason) is None:
+                    self._keep(change, None, actor, reason)  # gone from FlexMeasures since
                 return
             if change.kind == "user-created":
                 if self._user(row.affected_user_id, actor, reason) is None:
@@ -463,9 +465,13 @@ class Mirror:
         for account_id in snapshot.accounts:
             self._account(account_id, IMPORT_ACTOR, OBSERVED)
         before = self._previous
-        for account in _changed(snapshot.accounts, None if before is None else before.accounts):
+        accounts = _changed(snapshot.accounts, None if before is None else before.accounts)
+        users = _changed(snapshot.users, None if before is None else before.users)
+        wanted = [("account", a.id) for a in accounts] + [("user", u.id) for u in users]
+        self.batch.preload(self.ids[key] for key in wanted if key in self.ids)
+        for account in accounts:
             self._reconcile_account(account)
-        for user in _changed(snapshot.users, None if before is None else before.users):
+        for user in users:
             self._reconcile_user(user)
         for (kind, external_id), ledger_id in list(self.ids.items()):
             if before is not None and not (
