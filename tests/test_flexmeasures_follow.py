@@ -148,3 +148,35 @@ def test_a_follower_killed_at_any_instant_neither_loses_nor_duplicates(
     observed = log[log["actor"] == "flexmeasures:import"]
     assert observed["timestamp"].max() < rows[0]["at"].replace(tzinfo=UTC)
     _run(url, "audit", "verify")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("url", ["sqlite"], indirect=True)
+def test_two_followers_at_once_record_each_change_once(
+    url: str, flexmeasures: FlexMeasures
+) -> None:
+    granted_to = f"gina-{uuid4().hex[:8]}@client.example"
+    flexmeasures.do("create_user", email=granted_to, account="Client BV", roles=[])
+    _run(url, "flexmeasures", "import", "--from", flexmeasures.url)
+    first_new = audit_rows(flexmeasures)[-1]["id"] + 1
+    roles = flexmeasures.do("role_ids", names=["admin-reader"])
+    followers = [_start_follower(url, flexmeasures.url) for _ in range(2)]
+    try:
+        for step in range(6):
+            _patch_user(
+                flexmeasures, granted_to, {"flexmeasures_roles": roles if step % 2 == 0 else []}
+            )
+            time.sleep(0.3)
+        time.sleep(2)
+    finally:
+        for follower in followers:
+            os.killpg(follower.pid, signal.SIGKILL)
+            follower.wait()
+    _run(url, "flexmeasures", "follow", "--from", flexmeasures.url, "--polls", "1")
+    _mirrored_equal(url, flexmeasures)
+    log = _audit_log(url)
+    by_row = Counter(str(reason) for reason in log["reason"])
+    rows = [row for row in audit_rows(flexmeasures) if row["id"] >= first_new]
+    assert len(rows) == 6
+    for row in rows:
+        assert by_row[f"FlexMeasures audit_log row {row['id']}"] == 1, row

@@ -10,9 +10,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import click
+from eventsourcing.persistence import IntegrityError, OperationalError
 
 from ledger.cli.state import global_options, printable, state
 from ledger.flexmeasures.mirror import Mirror, SyncReport
+from ledger.runner import is_contention
 from ledger.validation import now
 
 _FROM = click.option(
@@ -90,7 +92,14 @@ def flexmeasures_follow(source_url: str, interval: float, polls: int | None) -> 
     with _mirror(source_url) as mirror:
         try:
             while not stop.is_set():
-                report = mirror.sync()
+                try:
+                    report = mirror.sync()
+                except (IntegrityError, OperationalError) as error:
+                    if not is_contention(error):
+                        raise
+                    s.warn("another writer got in the way of this poll: trying again")
+                    stop.wait(interval)
+                    continue
                 if report.rows or report.recorded or report.problems:
                     for problem in report.problems:
                         s.warn(problem)

@@ -192,7 +192,16 @@ class Mirror:
 
     def sync(self) -> SyncReport:
         """Record what changed in FlexMeasures since the last sync (everything, the first
-        time). Returns what it did; records nothing when nothing changed."""
+        time). Returns what it did; records nothing when nothing changed. A sync that fails
+        (say, another writer got in the way) leaves the ledger at its last saved chunk; the
+        next one compares every row again."""
+        try:
+            return self._sync()
+        except BaseException:
+            self._previous = None
+            raise
+
+    def _sync(self) -> SyncReport:
         self.report = SyncReport()
         cursor = self.cursor()
         polled_at = now().isoformat()
