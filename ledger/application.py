@@ -21,7 +21,7 @@ from eventsourcing.persistence import InfrastructureFactory, Mapper, Recording, 
 from eventsourcing.utils import Environment
 
 from ledger.batch import Batch
-from ledger.commands import accounts, grants, roles, separation, users
+from ledger.commands import accounts, grants, roles, separation, sources, users
 from ledger.commands.annotations import AddAnnotation, RemoveAnnotation
 from ledger.commands.base import (
     UNSET,
@@ -702,6 +702,34 @@ class Ledger(Application[UUID]):
             source=source,
             type=type,
             belief_time=belief_time,
+            actor=actor,
+            reason=reason,
+            command_id=command_id,
+        )
+
+    def record_unrecognised_entry(
+        self,
+        source: str,
+        entry_id: int,
+        text: str,
+        at: Instant,
+        *,
+        user: UserRef | None = None,
+        account: AccountRef | None = None,
+        actor: str,
+        reason: str | None = None,
+        command_id: str | None = None,
+    ) -> bool:
+        """Keep an audit entry of a mirrored system (`source`) that the ledger could not
+        interpret, with its text and time; the same entry twice records nothing."""
+        return self._submit(
+            sources.RecordUnrecognisedEntry,
+            source=source,
+            entry_id=entry_id,
+            text=text,
+            at=at,
+            user=user,
+            account=account,
             actor=actor,
             reason=reason,
             command_id=command_id,

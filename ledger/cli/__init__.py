@@ -16,6 +16,7 @@ from eventsourcing.persistence import PersistenceError
 from ledger.cli.audit import audit
 from ledger.cli.batch import apply
 from ledger.cli.demo import demo
+from ledger.cli.flexmeasures import flexmeasures
 from ledger.cli.reads import COMMANDS as READ_COMMANDS
 from ledger.cli.state import State, global_options, printable
 from ledger.cli.writes import GROUPS
@@ -71,5 +72,5 @@ def main(ctx: click.Context) -> None:
     ctx.call_on_close(found.close)
 
 
-for command in [*GROUPS, *READ_COMMANDS, apply, audit, demo]:
+for command in [*GROUPS, *READ_COMMANDS, apply, audit, demo, flexmeasures]:
     main.add_command(command)

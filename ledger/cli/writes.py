@@ -16,6 +16,7 @@ from ledger.cli.state import INSTANT, global_options, state
 from ledger.commands import accounts, grants, roles, separation, users
 from ledger.commands.annotations import AddAnnotation, RemoveAnnotation
 from ledger.commands.base import UNSET, Command
+from ledger.commands.sources import RecordUnrecognisedEntry
 from ledger.domain.users import FailedLoginReason
 
 RUNS: dict[str, click.Command] = {}
@@ -704,4 +705,47 @@ def sod_remove(name: str, command_id: str | None) -> None:
     s.emit_result(result, f"separation-of-duties rule {name!r} removed")
 
 
-GROUPS = [role, account_role, account, user, annotation, extend_grant, expire, sod]
+# -- external sources ---------------------------------------------------------------------------
+
+
+@click.group()
+def source() -> None:
+    """Mirrored systems (a FlexMeasures database): entries of their audit logs."""
+
+
+@runs(RecordUnrecognisedEntry)
+@source.command("record-unrecognised-entry")
+@click.argument("source_name", metavar="SOURCE")
+@click.argument("entry_id", type=int)
+@click.argument("text")
+@click.option("--at", type=INSTANT, required=True, help="The entry's time in its source.")
+@click.option("--user", "user_ref", help="The user the entry concerns (id or email).")
+@click.option("--account", "account_ref", help="The account the entry concerns (id or name).")
+@command_id_option
+@global_options
+def source_record_unrecognised_entry(
+    source_name: str,
+    entry_id: int,
+    text: str,
+    at: datetime,
+    user_ref: str | None,
+    account_ref: str | None,
+    command_id: str | None,
+) -> None:
+    """Keep entry ENTRY_ID of SOURCE's audit log, which the ledger could not interpret."""
+    s = state()
+    result = s.ledger.record_unrecognised_entry(
+        source_name,
+        entry_id,
+        text,
+        at,
+        user=None if user_ref is None else s.user_id(user_ref),
+        account=None if account_ref is None else s.account_id(account_ref),
+        actor=s.who,
+        reason=s.reason,
+        command_id=command_id,
+    )
+    s.emit_result(result, "entry kept")
+
+
+GROUPS = [role, account_role, account, user, annotation, extend_grant, expire, sod, source]

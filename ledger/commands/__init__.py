@@ -1,7 +1,16 @@
 """The commands of the ledger as typed data, with their handlers, by aggregate. Importing this
 package fills the registry (`ledger.commands.registry.COMMANDS`)."""
 
-from ledger.commands import accounts, annotations, grants, roles, separation, users
+from ledger.commands import accounts, annotations, grants, roles, separation, sources, users
 from ledger.commands.registry import COMMANDS
 
-__all__ = ["COMMANDS", "accounts", "annotations", "grants", "roles", "separation", "users"]
+__all__ = [
+    "COMMANDS",
+    "accounts",
+    "annotations",
+    "grants",
+    "roles",
+    "separation",
+    "sources",
+    "users",
+]

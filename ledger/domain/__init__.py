@@ -3,6 +3,7 @@
 from ledger.domain.accounts import Account, AnnotationKey
 from ledger.domain.base import ERASED, LedgerAggregate, Meta, project
 from ledger.domain.roles import AccountRole, Role
+from ledger.domain.sources import ExternalSource
 from ledger.domain.users import DEFAULT_TIMEZONE, User
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "Account",
     "AccountRole",
     "AnnotationKey",
+    "ExternalSource",
     "LedgerAggregate",
     "Meta",
     "Role",

@@ -13,6 +13,7 @@ from eventsourcing.domain import Aggregate
 from ledger.domain.accounts import Account
 from ledger.domain.roles import AccountRole, Role
 from ledger.domain.separation import SeparationPolicy
+from ledger.domain.sources import ExternalSource
 from ledger.domain.users import User
 
 V = TypeVar("V")
@@ -66,6 +67,8 @@ TITLES: Final[Mapping[type[Aggregate.Event], Title]] = {
     User.LastSeenRecorded: Title("seen"),
     User.PasswordChanged: Title("password changed"),
     User.UserErased: Title("personal data erased"),
+    ExternalSource.SourceRegistered: Title("mirrored source registered"),
+    ExternalSource.UnrecognisedEntryRecorded: Title("unrecognised audit entry kept"),
 }
 
 

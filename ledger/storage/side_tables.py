@@ -8,6 +8,9 @@
 - `ledger_secrets`: the server-side secret behind the keyed hashes.
 - `ledger_grant_ends`: each held grant with an end fixed in advance, so that `expire_grants`
   finds the ended ones without reading the log.
+- `ledger_mirrored_ids`: the ids a mirrored system (FlexMeasures) gives what the ledger holds.
+- `ledger_mirror_cursors`: how far each mirrored system was followed (its last audit entry,
+  digests of its tables), written with the events that got it there.
 
 Statements use `?` placeholders; recorders for other drivers translate them.
 """
@@ -40,6 +43,13 @@ DDL: Final = [
     " holder_id TEXT NOT NULL, role TEXT NOT NULL, kind TEXT NOT NULL, ends_at TEXT NOT NULL,"
     " PRIMARY KEY (holder_id, role))",
     "CREATE INDEX IF NOT EXISTS ledger_grant_ends_at ON ledger_grant_ends (ends_at)",
+    "CREATE TABLE IF NOT EXISTS ledger_mirrored_ids ("
+    " source TEXT NOT NULL, kind TEXT NOT NULL, external_id BIGINT NOT NULL,"
+    " ledger_id TEXT NOT NULL, PRIMARY KEY (source, kind, external_id))",
+    "CREATE INDEX IF NOT EXISTS ledger_mirrored_ids_ledger ON ledger_mirrored_ids (ledger_id)",
+    "CREATE TABLE IF NOT EXISTS ledger_mirror_cursors ("
+    " source TEXT PRIMARY KEY, last_entry_id BIGINT NOT NULL, fingerprints TEXT NOT NULL,"
+    " synced_at TEXT NOT NULL, polled_at TEXT NOT NULL)",
 ]
 # PostgreSQL's ANALYZE would copy sample values of these columns (keys, keyed hashes of emails,
 # password hashes) into pg_statistic, where no erasure reaches them; no query filters on them.
@@ -159,6 +169,50 @@ def delete_grant_end(holder_id: UUID, role: str) -> SideWrite:
 SELECT_GRANTS_ENDED: Final = (
     "SELECT holder_id, kind, role FROM ledger_grant_ends WHERE ends_at <= ?"
     " ORDER BY holder_id, role"
+)
+
+
+def map_id(source: str, kind: str, external_id: int, ledger_id: UUID) -> SideWrite:
+    return SideWrite(
+        "INSERT INTO ledger_mirrored_ids (source, kind, external_id, ledger_id)"
+        " VALUES (?, ?, ?, ?) ON CONFLICT (source, kind, external_id) DO NOTHING",
+        (source, kind, external_id, str(ledger_id)),
+    )
+
+
+def put_cursor(
+    source: str, last_entry_id: int, fingerprints: str, synced_at: str, polled_at: str
+) -> SideWrite:
+    return SideWrite(
+        "INSERT INTO ledger_mirror_cursors"
+        " (source, last_entry_id, fingerprints, synced_at, polled_at) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (source) DO UPDATE SET last_entry_id = excluded.last_entry_id,"
+        " fingerprints = excluded.fingerprints, synced_at = excluded.synced_at,"
+        " polled_at = excluded.polled_at",
+        (source, last_entry_id, fingerprints, synced_at, polled_at),
+    )
+
+
+def put_polled_at(source: str, polled_at: str) -> SideWrite:
+    return SideWrite(
+        "UPDATE ledger_mirror_cursors SET polled_at = ? WHERE source = ?", (polled_at, source)
+    )
+
+
+SELECT_MIRRORED_IDS: Final = (
+    "SELECT kind, external_id, ledger_id FROM ledger_mirrored_ids WHERE source = ?"
+)
+SELECT_LEDGER_ID: Final = (
+    "SELECT ledger_id FROM ledger_mirrored_ids WHERE kind = ? AND external_id = ?"
+    " ORDER BY source LIMIT 1"
+)
+SELECT_EXTERNAL_ID: Final = (
+    "SELECT external_id FROM ledger_mirrored_ids WHERE kind = ? AND ledger_id = ?"
+    " ORDER BY source LIMIT 1"
+)
+SELECT_CURSOR: Final = (
+    "SELECT last_entry_id, fingerprints, synced_at, polled_at FROM ledger_mirror_cursors"
+    " WHERE source = ?"
 )
 SELECT_CLAIM_OWNER: Final = "SELECT owner_id FROM ledger_claims WHERE kind = ? AND key = ?"
 SELECT_COMMAND: Final = "SELECT fingerprint, result FROM ledger_commands WHERE command_id = ?"

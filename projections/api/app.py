@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ledger.errors import LedgerError, ValidationError
 from projections.api.auth import token_ttl
 from projections.api.errors import ApiError, first_problem, problem
+from projections.api.external_ids import answers_with_flexmeasures_ids
 from projections.api.parameters import known_parameters_only
 from projections.api.routes import ROUTERS
 from projections.api.services import Services
@@ -29,6 +30,7 @@ from projections.api.throttle import LoginThrottle
 def create_app(url: str | None = None) -> FastAPI:
     """The read API over the ledger at `url` (else LEDGER_DATABASE_URL, else ledger.db).
     Raises ValidationError, naming the variable, on an invalid setting."""
+    answers_with_flexmeasures_ids()  # an invalid LEDGER_API_IDS stops the start
     services = Services(url, token_ttl())
     throttle = LoginThrottle.from_environment()
     server_version = version("account-ledger")  # PEP 440, as FlexMeasures clients parse it

@@ -9,6 +9,7 @@ from fastapi.security import APIKeyHeader
 
 from projections.api.auth import Unauthorized
 from projections.api.errors import ApiError
+from projections.api.external_ids import ExternalIds, answers_with_flexmeasures_ids
 from projections.api.policy import Principal
 from projections.api.services import Services
 from projections.api.throttle import LoginThrottle
@@ -52,6 +53,13 @@ def caller(
 
 
 Caller = Annotated[Principal, Depends(caller)]
+
+
+def external_ids(services: AppServices) -> ExternalIds:
+    return ExternalIds(services.ledger, answers_with_flexmeasures_ids())
+
+
+Ids = Annotated[ExternalIds, Depends(external_ids)]
 
 
 def reads(_caller: Caller, services: AppServices) -> ReadModel:

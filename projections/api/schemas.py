@@ -53,13 +53,16 @@ class Problem(BaseModel):
 
 
 class User(BaseModel):
-    id: UUID
+    id: UUID | int = Field(description="A UUID; with LEDGER_API_IDS=flexmeasures, FlexMeasures' id")
     email: str
     username: str
-    account_id: UUID
+    account_id: UUID | int
     active: bool
     timezone: str
-    flexmeasures_roles: list[str] = Field(description="Names of the roles the user holds.")
+    flexmeasures_roles: list[str | int] = Field(
+        description="The roles the user holds: names; with LEDGER_API_IDS=flexmeasures, "
+        "FlexMeasures' role ids"
+    )
     last_login_at: datetime | None
     last_seen_at: datetime | None
 
@@ -72,7 +75,7 @@ class User(BaseModel):
             account_id=user.account_id,
             active=user.active,
             timezone=user.timezone,
-            flexmeasures_roles=user.roles,
+            flexmeasures_roles=list(user.roles),
             last_login_at=user.last_login_at,
             last_seen_at=user.last_seen_at,
         )
@@ -87,13 +90,13 @@ class UsersPage(BaseModel):
 
 
 class Account(BaseModel):
-    id: UUID
+    id: UUID | int = Field(description="A UUID; with LEDGER_API_IDS=flexmeasures, FlexMeasures' id")
     name: str
     primary_color: str | None
     secondary_color: str | None
     logo_url: str | None
     account_roles: list[str]
-    consultancy_account_id: UUID | None
+    consultancy_account_id: UUID | int | None
 
     @classmethod
     def of(cls, account: AccountModel) -> Account:

@@ -2,15 +2,15 @@
 annotations."""
 
 from typing import Annotated, Any
-from uuid import UUID
 
 from fastapi import APIRouter, Query
 
 import projections.api.policy as policy
 import projections.api.schemas as schemas
 from projections.api.audit_log import AuditLogParameters, audit_log
-from projections.api.dependencies import Caller, Reads, account_or_404
+from projections.api.dependencies import Caller, Ids, Reads, account_or_404
 from projections.api.errors import PROBLEMS, forbidden
+from projections.api.external_ids import AnyId
 from projections.api.paging import PerPage, PerPageNow, per_page_given
 from projections.api.paging import page as paged
 from projections.api.schemas import UtcDateTime
@@ -27,12 +27,17 @@ router = APIRouter()
 def list_accounts(
     me: Caller,
     rm: Reads,
+    ids: Ids,
     page: Annotated[int | None, Query(ge=1)] = None,
     per_page: PerPage = None,
     per_page_now: PerPageNow = None,
     filter: str | None = None,
 ) -> Any:
-    accounts = [schemas.Account.of(a) for a in rm.list_accounts() if policy.can_read_account(me, a)]
+    accounts = [
+        ids.account(schemas.Account.of(a))
+        for a in rm.list_accounts()
+        if policy.can_read_account(me, a)
+    ]
     return paged(
         accounts,
         page,
@@ -44,11 +49,11 @@ def list_accounts(
 
 
 @router.get("/api/v3_0/accounts/{id}", response_model=schemas.Account, responses=PROBLEMS)
-def get_account(id: UUID, me: Caller, rm: Reads) -> schemas.Account:
-    account = account_or_404(rm, id)
+def get_account(id: AnyId, me: Caller, rm: Reads, ids: Ids) -> schemas.Account:
+    account = account_or_404(rm, ids.ledger_id("account", id))
     if not policy.can_read_account(me, account):
         raise forbidden(f"account {id}")
-    return schemas.Account.of(account)
+    return ids.account(schemas.Account.of(account))
 
 
 @router.get(
@@ -56,13 +61,13 @@ def get_account(id: UUID, me: Caller, rm: Reads) -> schemas.Account:
     response_model=list[schemas.AuditLogEntry] | schemas.AuditLogPage,
     responses=PROBLEMS,
 )
-def account_audit_log(id: UUID, me: Caller, rm: Reads, query: AuditLogParameters) -> Any:
+def account_audit_log(id: AnyId, me: Caller, rm: Reads, ids: Ids, query: AuditLogParameters) -> Any:
     """The account's changes and its users' (as FlexMeasures logs a member's changes with
     their account)."""
-    account = account_or_404(rm, id)
+    account = account_or_404(rm, ids.ledger_id("account", id))
     if not policy.can_read_account_audit_log(me, account):
         raise forbidden(f"the audit log of account {id}")
-    return audit_log(rm, history(rm, account_id=id), me, query)
+    return audit_log(rm, history(rm, account_id=account.id), me, query)
 
 
 @router.get(
@@ -71,9 +76,10 @@ def account_audit_log(id: UUID, me: Caller, rm: Reads, query: AuditLogParameters
     responses=PROBLEMS,
 )
 def account_annotations(
-    id: UUID,
+    id: AnyId,
     me: Caller,
     rm: Reads,
+    ids: Ids,
     annotations_after: UtcDateTime | None = None,
     annotations_before: UtcDateTime | None = None,
     beliefs_after: UtcDateTime | None = None,
@@ -82,11 +88,11 @@ def account_annotations(
     annotation_starts_after: UtcDateTime | None = None,
     annotation_ends_before: UtcDateTime | None = None,
 ) -> list[schemas.Annotation]:
-    account = account_or_404(rm, id)
+    account = account_or_404(rm, ids.ledger_id("account", id))
     if not policy.can_read_account(me, account):
         raise forbidden(f"account {id}")
     found = rm.search_annotations(
-        id,
+        account.id,
         annotations_after=annotations_after or annotation_starts_after,
         annotations_before=annotations_before or annotation_ends_before,
         beliefs_after=beliefs_after,

@@ -1,15 +1,15 @@
 """`/api/v3_0/users`: the users the caller may read, one user, its audit log and its roles."""
 
 from typing import Annotated, Any
-from uuid import UUID
 
 from fastapi import APIRouter, Query
 
 import projections.api.policy as policy
 import projections.api.schemas as schemas
 from projections.api.audit_log import AuditLogParameters, audit_log
-from projections.api.dependencies import Caller, Reads, account_or_404, user_or_404
+from projections.api.dependencies import Caller, Ids, Reads, account_or_404, user_or_404
 from projections.api.errors import PROBLEMS, forbidden
+from projections.api.external_ids import AnyId
 from projections.api.paging import PerPage, PerPageNow, per_page_given
 from projections.api.paging import page as paged
 from projections.api.schemas import UtcDateTime
@@ -24,7 +24,8 @@ router = APIRouter()
 def list_users(
     me: Caller,
     rm: Reads,
-    account_id: UUID | None = None,
+    ids: Ids,
+    account_id: AnyId | None = None,
     include_inactive: bool = False,
     page: Annotated[int | None, Query(ge=1)] = None,
     per_page: PerPage = None,
@@ -32,9 +33,10 @@ def list_users(
     filter: str | None = None,
 ) -> Any:
     if account_id is not None:
-        if not policy.can_read_account(me, account_or_404(rm, account_id)):
+        account = account_or_404(rm, ids.ledger_id("account", account_id))
+        if not policy.can_read_account(me, account):
             raise forbidden(f"the users of account {account_id}")
-        users = rm.list_users(account_id, include_inactive=include_inactive)
+        users = rm.list_users(account.id, include_inactive=include_inactive)
     else:
         readable = {
             a.id for a in rm.list_accounts(include_closed=True) if policy.can_read_account(me, a)
@@ -43,7 +45,7 @@ def list_users(
             u for u in rm.list_users(include_inactive=include_inactive) if u.account_id in readable
         ]
     return paged(
-        [schemas.User.of(u) for u in users],
+        [ids.user(schemas.User.of(u)) for u in users],
         page,
         per_page_given(per_page_now, per_page),
         filter,
@@ -53,11 +55,11 @@ def list_users(
 
 
 @router.get("/api/v3_0/users/{id}", response_model=schemas.User, responses=PROBLEMS)
-def get_user(id: UUID, me: Caller, rm: Reads) -> schemas.User:
-    user, account = user_or_404(rm, id)
+def get_user(id: AnyId, me: Caller, rm: Reads, ids: Ids) -> schemas.User:
+    user, account = user_or_404(rm, ids.ledger_id("user", id))
     if not policy.can_read_user(me, user, account):
         raise forbidden(f"user {id}")
-    return schemas.User.of(user)
+    return ids.user(schemas.User.of(user))
 
 
 @router.get(
@@ -65,16 +67,18 @@ def get_user(id: UUID, me: Caller, rm: Reads) -> schemas.User:
     response_model=list[schemas.AuditLogEntry] | schemas.AuditLogPage,
     responses=PROBLEMS,
 )
-def user_audit_log(id: UUID, me: Caller, rm: Reads, query: AuditLogParameters) -> Any:
-    user, account = user_or_404(rm, id)
+def user_audit_log(id: AnyId, me: Caller, rm: Reads, ids: Ids, query: AuditLogParameters) -> Any:
+    user, account = user_or_404(rm, ids.ledger_id("user", id))
     if not policy.can_read_user_audit_log(me, user, account):
         raise forbidden(f"the audit log of user {id}")
-    return audit_log(rm, history(rm, aggregate_id=id), me, query)
+    return audit_log(rm, history(rm, aggregate_id=user.id), me, query)
 
 
 @router.get("/api/v3_0/users/{id}/roles", response_model=schemas.UserRoles, responses=PROBLEMS)
-def user_roles(id: UUID, me: Caller, rm: Reads, at: UtcDateTime | None = None) -> schemas.UserRoles:
-    user, account = user_or_404(rm, id)
+def user_roles(
+    id: AnyId, me: Caller, rm: Reads, ids: Ids, at: UtcDateTime | None = None
+) -> schemas.UserRoles:
+    user, account = user_or_404(rm, ids.ledger_id("user", id))
     if not policy.can_read_user(me, user, account):
         raise forbidden(f"user {id}")
-    return schemas.UserRoles(user_id=id, at=at, roles=sorted(rm.roles(id, at=at)))
+    return schemas.UserRoles(user_id=user.id, at=at, roles=sorted(rm.roles(user.id, at=at)))

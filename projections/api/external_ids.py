@@ -1,0 +1,87 @@
+"""Ids of mirrored systems in the read API: a user or account mirrored from FlexMeasures can be
+named in a path by its FlexMeasures integer id as well as by its UUID, and with
+`LEDGER_API_IDS=flexmeasures` the answers carry FlexMeasures' ids (`id`, `account_id`, role ids
+in `flexmeasures_roles`), so clients written against a FlexMeasures server work unchanged."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Final, Literal
+from uuid import UUID
+
+from pydantic import Field
+
+from ledger.application import Ledger
+from ledger.domain import Role
+from ledger.errors import ValidationError
+from ledger.storage import side_tables as side
+from ledger.validation import shown
+from projections.api import schemas
+from projections.api.errors import ApiError
+
+IDS_VARIABLE: Final = "LEDGER_API_IDS"
+Kind = Literal["user", "account"]
+AnyId = UUID | Annotated[int, Field(ge=0, le=2**63 - 1)]
+"""How a path names a user or account: its UUID, or its FlexMeasures id."""
+
+
+def answers_with_flexmeasures_ids() -> bool:
+    """`LEDGER_API_IDS`: `flexmeasures`, or `ledger` (the default: UUIDs)."""
+    mode = os.environ.get(IDS_VARIABLE, "ledger").strip() or "ledger"
+    if mode not in ("ledger", "flexmeasures"):
+        raise ValidationError(
+            f"invalid {IDS_VARIABLE} {shown(mode)}: expected 'ledger' or 'flexmeasures'"
+        )
+    return mode == "flexmeasures"
+
+
+class ExternalIds:
+    def __init__(self, ledger: Ledger, flexmeasures_ids: bool) -> None:
+        self.ledger = ledger
+        self.flexmeasures_ids = flexmeasures_ids
+
+    def ledger_id(self, kind: Kind, given: AnyId) -> UUID:
+        """The ledger's id of what `given` names: a UUID, or a FlexMeasures integer id."""
+        if isinstance(given, UUID):
+            return given
+        row = self.ledger.side.select_one(side.SELECT_LEDGER_ID, (kind, given))
+        if row is None:
+            raise ApiError(404, f"{kind} {given} not found")
+        return UUID(row["ledger_id"])
+
+    def _external(self, kind: str, ledger_id: UUID) -> int | None:
+        row = self.ledger.side.select_one(side.SELECT_EXTERNAL_ID, (kind, str(ledger_id)))
+        return None if row is None else int(row["external_id"])
+
+    def user(self, user: schemas.User) -> schemas.User:
+        if not self.flexmeasures_ids:
+            return user
+        roles: list[str | int] = []
+        for name in user.flexmeasures_roles:
+            found = self._external("role", Role.id_for(str(name)))
+            roles.append(name if found is None else found)
+        return user.model_copy(
+            update={
+                "id": self._external("user", _uuid(user.id)) or user.id,
+                "account_id": self._external("account", _uuid(user.account_id)) or user.account_id,
+                "flexmeasures_roles": roles,
+            }
+        )
+
+    def account(self, account: schemas.Account) -> schemas.Account:
+        if not self.flexmeasures_ids:
+            return account
+        consultancy = account.consultancy_account_id
+        return account.model_copy(
+            update={
+                "id": self._external("account", _uuid(account.id)) or account.id,
+                "consultancy_account_id": None
+                if consultancy is None
+                else self._external("account", _uuid(consultancy)) or consultancy,
+            }
+        )
+
+
+def _uuid(value: UUID | int) -> UUID:
+    assert isinstance(value, UUID)
+    return value
