@@ -260,6 +260,13 @@ EQUIVALENT: Final[dict[tuple[str, str, str], str]] = {
     ): "a millisecond more patience per second of wipe_timeout: no test can tell, nor a user",
     (
         "ledger/storage/recorders.py",
+        "with self.datastore.get_connection(commit=True) as conn:",
+        "with self.datastore.get_connection(commit=False) as conn:",
+    ): "for a database file, `commit` only picks the pool's in-process writer lock (it opens no"
+    " transaction: the PRAGMAs run outside one); the checkpoint takes SQLite's own locks, and"
+    " waits out writers of this process and others alike with its busy timeout",
+    (
+        "ledger/storage/recorders.py",
         "usual = cursor.fetchone()[0]",
         "usual = cursor.fetchone()[ -1]",
     ): "PRAGMA busy_timeout returns one column: the last is the first",
