@@ -372,7 +372,11 @@ SKIPPED_OPERATORS: Final = (
 # Without the plugins installed for other suites (schemathesis, xdist, hypothesis' reporting), a
 # test run starts in half the time: 7.6 s instead of 13.5-17 s for two tests on the loaded
 # 2-core machine. The tests of the set need none of them (`@given` runs without its plugin).
-TEST_ENV: Final = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+TEST_ENV: Final = {
+    **os.environ,
+    "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+    "LEDGER_HYPOTHESIS_PROFILE": "mutant",  # see tests/conftest.py
+}
 # The same, in any file of the set: (line as written, line as mutated) -> why.
 EQUIVALENT_ANYWHERE: Final[dict[tuple[str, str], str]] = {
     ("if TYPE_CHECKING:", "if not TYPE_CHECKING:"): "the imports under it are used only in"
