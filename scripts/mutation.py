@@ -305,6 +305,18 @@ EQUIVALENT: Final[dict[tuple[str, str, str], str]] = {
     ): "a non-ASCII email keyed unvalidated either matches the key its valid form has (the same"
     " user) or misses, and a miss is validated and looked up again",
     (
+        "ledger/storage/claims.py",
+        "return None if key == as_given else self.key_owner(EMAIL, key, uow)",
+        "return None if key is as_given else self.key_owner(EMAIL, key, uow)",
+    ): "a false 'differ' looks the same key up again just after it missed: the same answer,"
+    " one look-up more",
+    (
+        "ledger/storage/claims.py",
+        "if kind == EMAIL and (as_given := self.email_key_as_given(value)) is not None:",
+        "if kind is EMAIL and (as_given := self.email_key_as_given(value)) is not None:",
+    ): "every kind is one of the module's string constants, which CPython interns: equal is"
+    " identical",
+    (
         "ledger/importer.py",
         'if stop_on_error and result.status == "rejected":',
         'if stop_on_error and result.status is "rejected":',
