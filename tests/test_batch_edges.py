@@ -57,8 +57,8 @@ def test_without_stop_on_error_a_rejected_line_is_passed_over(led: Ledger) -> No
 def test_a_batch_looks_up_the_emails_usernames_and_names_it_claims_ahead_only(
     led: Ledger, acme: UUID, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The prefetch answers every claim look-up of the batch's lines (taken or free): none is
-    asked of the database one by one."""
+    """The prefetch answers every claim look-up of the batch's lines (taken or free, after an
+    invalid username too): none is asked of the database one by one."""
     led.create_user("taken@example.com", account_id=acme, actor=ADMIN, username="taken")
     one_by_one: list[tuple[Any, ...]] = []
     real = led.side.select_one
@@ -74,6 +74,8 @@ def test_a_batch_looks_up_the_emails_usernames_and_names_it_claims_ahead_only(
         {"command": "create_account", "name": "Acme"},
         {"command": "create_user", "email": "new@example.com", "account": "Beta",
          "username": "newbie"},
+        {"command": "create_user", "email": "bad@example.com", "account": "Beta",
+         "username": "bad\x00name"},
         {"command": "create_user", "email": "Taken@Example.com", "account": "Beta"},
         {"command": "create_user", "email": "other@example.com", "account": "Beta",
          "username": "taken"},
@@ -83,5 +85,12 @@ def test_a_batch_looks_up_the_emails_usernames_and_names_it_claims_ahead_only(
         .apply([(n, json.dumps(line)) for n, line in enumerate(lines, 1)])
         .results
     )
-    assert [r.status for r in results] == ["applied", "rejected", "applied", "rejected", "rejected"]
+    assert [r.status for r in results] == [
+        "applied",
+        "rejected",
+        "applied",
+        "rejected",
+        "rejected",
+        "rejected",
+    ]
     assert one_by_one == []
