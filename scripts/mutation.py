@@ -560,10 +560,12 @@ def wait_for(url: str) -> None:
 
 def baseline(copy: Path, command: list[str]) -> float:
     """Seconds the unmutated tests take; they must pass, or every mutant would count as killed.
-    Three tries: on a PostgreSQL server shared with other suites, a refused connection ("too
-    many clients") can fail a run that has nothing wrong with it."""
+    Five tries, 20 s apart: on a PostgreSQL server shared with other suites, a refused
+    connection ("too many clients") can fail a run that has nothing wrong with it."""
     env = {**TEST_ENV, "PYTHONPATH": str(copy)}
-    for _ in range(3):
+    for attempt in range(5):
+        if attempt:
+            time.sleep(20)
         started = time.monotonic()
         done = subprocess.run(command, cwd=copy, env=env, capture_output=True, text=True)
         if done.returncode == 0:
