@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from hypothesis import Phase, settings
+from hypothesis import HealthCheck, Phase, settings
 
 from ledger import Ledger
 from projections import ReadModel
@@ -19,13 +19,22 @@ from projections import ReadModel
 # Property tests: under CI=true the "ci" profile runs each with 200 examples (the random
 # histories of test_properties.py too); locally they keep their quicker defaults.
 settings.register_profile("ci", max_examples=200)
-# For runs against a planted bug (mutation testing, `--hypothesis-profile=mutant`): report the
-# first failing example as it is, without the minutes of shrinking it on two databases.
+# For runs against a planted bug (scripts/mutation.py sets LEDGER_HYPOTHESIS_PROFILE=mutant, as
+# it runs pytest without plugins): report the first failing example as it is, without the
+# minutes of shrinking it on two databases; and no timing checks, as a slow example on a loaded
+# machine would count as the mutant caught.
 settings.register_profile(
-    "mutant", phases=[Phase.explicit, Phase.generate], database=None, print_blob=False
+    "mutant",
+    phases=[Phase.explicit, Phase.generate],
+    database=None,
+    print_blob=False,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
 )
 if os.environ.get("CI") == "true":
     settings.load_profile("ci")
+if profile := os.environ.get("LEDGER_HYPOTHESIS_PROFILE"):
+    settings.load_profile(profile)
 
 PG_ADMIN_URL = os.environ.get("LEDGER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 

@@ -68,3 +68,38 @@ def test_a_fault_after_the_first_batch_stops_apply_at_the_next_line(led: Ledger,
     assert done == [2]
     assert led.account_id_for_name("A") is not None
     assert led.account_id_for_name("B") is None
+
+
+# A batch of several events meets an event without its chain link (links are written after the
+# batch's events): a constraint error, which apply takes for contention and runs the batch's
+# lines one by one; then the third event of the run fails as it is written (a missing table would
+# fail every insert: SQLite looks for it when it prepares the statement).
+SQLITE_CLASH_THEN_FAULT = """
+CREATE TRIGGER clash BEFORE INSERT ON stored_events
+WHEN EXISTS (SELECT 1 FROM stored_events e
+             WHERE NOT EXISTS (SELECT 1 FROM ledger_chain l WHERE l.position = e.rowid))
+BEGIN SELECT RAISE(ABORT, 'a clash'); END;
+CREATE TRIGGER fault BEFORE INSERT ON stored_events
+WHEN (SELECT count(*) FROM stored_events) >= {third}
+BEGIN SELECT json('not json'); END;
+"""
+
+
+@pytest.mark.parametrize("url", ["sqlite"], indirect=True)
+def test_a_fault_in_a_batch_run_line_by_line_stops_apply_at_its_line(led: Ledger, url: str) -> None:
+    names = ["A", "B", "C", "D", "E"]
+    lines: list[tuple[int, str | bytes]] = [
+        (n, json.dumps({"command": "create_account", "name": x})) for n, x in enumerate(names, 1)
+    ]
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+        [(count,)] = conn.execute("SELECT count(*) FROM stored_events").fetchall()
+        conn.executescript(SQLITE_CLASH_THEN_FAULT.format(third=count + 2))
+    conn.close()
+    with pytest.raises(ApplyStopped) as stopped:
+        Importer(led, actor=ADMIN, batch_size=5).apply(lines)
+    assert str(stopped.value) == (
+        "apply stopped at line 3 by a database problem (malformed JSON); the 2 lines "
+        "before it were committed (applied 2, unchanged 0, rejected 0), none from line 3 on"
+    )
+    created = [x for x in names if led.account_id_for_name(x) is not None]
+    assert created == ["A", "B"]

@@ -90,7 +90,7 @@ def first_position(source: Source) -> int | None:
 def _check(
     pages: Iterator[Sequence[Sequence[Any]]], previous: str, stop: int, kept: tuple[int, str] | None
 ) -> Checked:
-    kept_position, kept_hash = kept if kept is not None else (-1, "")
+    kept_position, kept_hash = kept if kept is not None else (None, "")  # None: no position is kept
     kept_seen, count, position_seen = False, 0, 0
     sha256 = hashlib.sha256
     for page in pages:
