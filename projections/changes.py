@@ -249,6 +249,17 @@ def _user_joined(d: _Describer, fields: Mapping[str, Any]) -> str:
     return f"{_capitalised(d.user(fields.get('user_id')))} joined {d.account()}"
 
 
+def _granted(template: str) -> Describe:
+    """A grant, with its end when one was fixed in advance."""
+    said = _said(template)
+
+    def describe(d: _Describer, fields: Mapping[str, Any]) -> str:
+        until = fields.get("until")
+        return said(d, fields) + ("" if until is None else f" until {_shown(until)}")
+
+    return describe
+
+
 def _said(template: str) -> Describe:
     """A description filled from the event's fields, `{user}` or `{account}` being the
     aggregate the event happened to."""
@@ -268,7 +279,15 @@ _DESCRIPTIONS: Final[Mapping[str, Describe]] = titles.by_name(
         Account.AccountCreated: _account_created,
         Account.AccountUpdated: _account_updated,
         Account.ConsultancySet: _consultancy_set,
-        Account.AccountRoleGranted: _said("Account role {role} added to {account}"),
+        Account.AccountRoleGranted: _granted("Account role {role} added to {account}"),
+        Account.AccountRoleExpired: _said("Account role {role} of {account} expired at {at}"),
+        Account.AccountRoleGrantExtended: _said(
+            "Account role {role} of {account} now ends at {until}"
+        ),
+        Account.AccountSodExceptionApproved: _said(
+            "Account role {role} granted to {account} as an exception to separation-of-duties"
+            " rule {rule}, approved by {approved_by}"
+        ),
         Account.AccountRoleRevoked: _said("Account role {role} removed from {account}"),
         Account.UserJoined: _user_joined,
         Account.AnnotationAdded: _said("Annotation {content} ({type}) added to {account}"),
@@ -276,7 +295,13 @@ _DESCRIPTIONS: Final[Mapping[str, Describe]] = titles.by_name(
         Account.AccountClosed: _said("{account} closed"),
         User.UserCreated: _user_created,
         User.UserUpdated: _user_updated,
-        User.RoleGranted: _said("Role {role} added to {user}"),
+        User.RoleGranted: _granted("Role {role} added to {user}"),
+        User.RoleExpired: _said("Role {role} of {user} expired at {at}"),
+        User.RoleGrantExtended: _said("Role {role} of {user} now ends at {until}"),
+        User.SodExceptionApproved: _said(
+            "Role {role} granted to {user} as an exception to separation-of-duties rule {rule},"
+            " approved by {approved_by}"
+        ),
         User.RoleRevoked: _said("Role {role} removed from {user}"),
         User.UserDeactivated: _said("Active status changed from 'True' to 'False' for {user}"),
         User.UserReactivated: _said("Active status changed from 'False' to 'True' for {user}"),

@@ -399,6 +399,27 @@ def test_a_token_stops_working_at_once(fresh_world: World) -> None:
     assert status(token) == 401
 
 
+def test_a_grant_past_its_until_stops_granting_reads_before_its_expiry_is_recorded(
+    fresh_world: World,
+) -> None:
+    world = fresh_world
+    email = "auditor@client.example"
+    user = world.led.create_user(
+        email, account_id=world.accounts["client"], actor=ADMIN, password=PASSWORD
+    )
+    ends = datetime.now(UTC) + timedelta(seconds=1.5)
+    world.led.grant_role(user, "admin-reader", actor=ADMIN, until=ends)
+    headers = {"Authorization": world.token(email)}
+    foreign = f"/api/v3_0/accounts/{world.accounts['foreign']}"
+    assert world.client.get(foreign, headers=headers).status_code == 200
+    time.sleep(max(0.0, (ends - datetime.now(UTC)).total_seconds()) + 0.05)
+    assert world.client.get(foreign, headers=headers).status_code == 403
+    feed = world.client.get("/api/v3_0/auditlog/changes", headers=headers).json()["changes"]
+    assert feed and all(c.get("aggregate_type") != "Role" for c in feed)
+    assert world.client.get(f"/api/v3_0/accounts/{world.accounts['client']}", headers=headers)
+    assert world.led.expire_grants(actor=ADMIN) == 1  # nothing had recorded the expiry before
+
+
 def test_routes_and_fields(world: World) -> None:
     versions = world.client.get("/api/").json()
     assert versions["versions"] == ["v3_0"] and "flexmeasures_version" in versions

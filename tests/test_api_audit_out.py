@@ -5,8 +5,10 @@ and the change feed (cursor, long-poll, access filtering, a restarting consumer)
 from __future__ import annotations
 
 import random
+import re
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -471,3 +473,19 @@ def test_a_parameter_given_twice_is_refused_unless_it_takes_several(world: World
         f"/api/v3_0/accounts/{client}/annotations?source=a&source=b", headers=headers
     )
     assert several.status_code == 200 and several.json() == []
+
+
+def test_a_time_limited_grant_its_extension_and_expiry_are_described(fresh_world: World) -> None:
+    world = fresh_world
+    member = world.users["client_member"]
+    name = _username(world, "client_member")
+    ends = datetime.now(UTC) + timedelta(seconds=1)
+    world.led.grant_role(member, "consultant", actor=ADMIN, until=ends)
+    world.led.extend_grant(member, "consultant", ends + timedelta(seconds=0.2), actor=ADMIN)
+    time.sleep(max(0.0, (ends - datetime.now(UTC)).total_seconds()) + 0.3)
+    assert world.led.expire_grants(actor=ADMIN) == 1
+    events = [e["event"] for e in world.get(f"/api/v3_0/users/{member}/auditlog", "admin").json()]
+    instant = r"'\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d[^']*'"
+    assert re.fullmatch(f"Role 'consultant' added to user {name} until {instant}", events[-3])
+    assert re.fullmatch(f"Role 'consultant' of user {name} now ends at {instant}", events[-2])
+    assert re.fullmatch(f"Role 'consultant' of user {name} expired at {instant}", events[-1])

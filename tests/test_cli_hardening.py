@@ -301,21 +301,33 @@ def test_demo_writes_into_the_database_the_variable_names(
 # -- usability: instants, --tz ------------------------------------------------------------------
 
 
-def _options(command: click.Command) -> Iterator[click.Parameter]:
-    yield from command.params
+# options named like instants that take a log position instead
+POSITION_OPTIONS = {("audit export", "after")}
+
+
+def _options(command: click.Command, path: str = "") -> Iterator[tuple[str, click.Parameter]]:
+    for param in command.params:
+        yield path, param
     if isinstance(command, click.Group):
-        for sub in command.commands.values():
-            yield from _options(sub)
+        for name, sub in command.commands.items():
+            yield from _options(sub, f"{path} {name}".strip())
 
 
 def test_every_option_that_takes_an_instant_reads_it_one_way() -> None:
     from ledger.cli.state import Instant
 
-    found = [p for p in _options(main) if p.name in INSTANT_OPTIONS]
-    assert len(found) >= 16
-    assert all(isinstance(p.type, Instant) for p in found), [
-        p.name for p in found if not isinstance(p.type, Instant)
+    found = [
+        (path, p)
+        for path, p in _options(main)
+        if p.name in INSTANT_OPTIONS and (path, p.name) not in POSITION_OPTIONS
     ]
+    assert len(found) >= 16
+    assert all(isinstance(p.type, Instant) for _, p in found), [
+        (path, p.name) for path, p in found if not isinstance(p.type, Instant)
+    ]
+    positions = [p for path, p in _options(main) if (path, p.name) in POSITION_OPTIONS]
+    assert len(positions) == len(POSITION_OPTIONS)
+    assert all(isinstance(p.type, click.IntRange) for p in positions)
 
 
 def test_dates_and_times_without_an_offset_are_in_tz(tmp_path: Path) -> None:

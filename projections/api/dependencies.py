@@ -1,6 +1,7 @@
 """The read API's shared dependencies, injected into the routes the FastAPI way: the app's
 services, the authenticated caller and the read models."""
 
+from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID
 
@@ -48,8 +49,9 @@ def caller(
     if user is None:
         raise ApiError(401, "the token no longer grants access")
     # the roles as recorded, not as projected: a revoked role stops granting reads at once,
-    # also while the read models lag behind the log
-    return Principal(user=user, roles=frozenset(recorded.roles))
+    # also while the read models lag behind the log; a grant past its `until` grants nothing,
+    # whether or not its expiry has been recorded yet
+    return Principal(user=user, roles=frozenset(recorded.held_now(datetime.now(UTC))))
 
 
 Caller = Annotated[Principal, Depends(caller)]
