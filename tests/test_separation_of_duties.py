@@ -235,6 +235,30 @@ def test_the_report_lists_conflicts_from_before_the_rule_and_approved_exceptions
     assert str(bob) == as_json["reports"]["sod-violations"][1]["holder_id"]
 
 
+def test_an_approval_covers_only_the_conflict_it_was_given_for(
+    timed: Ledger, acme: UUID, clock: Clock
+) -> None:
+    ann = timed.create_user("ann@acme.org", account_id=acme, actor=ADMIN)
+    roles = ["payments-creator", "payments-approver"]
+    timed.define_sod_rule("four-eyes", roles, actor=ADMIN)
+    timed.grant_role(ann, "payments-creator", actor=ADMIN)
+    timed.grant_role(ann, "payments-approver", actor=ADMIN, exception_approved_by="cli:ciso",
+                     reason="W-15")  # fmt: skip
+    clock.moment = START + timedelta(days=1)
+    timed.revoke_role(ann, "payments-approver", actor=ADMIN)
+    timed.remove_sod_rule("four-eyes", actor=ADMIN)
+    timed.grant_role(ann, "payments-approver", actor=ADMIN)  # no rule then: nothing to approve
+    clock.moment = START + timedelta(days=2)
+    timed.define_sod_rule("four-eyes", roles, actor=ADMIN)
+    with Audit(timed.url) as audit:
+        first = audit.report("sod-violations", at=START + timedelta(hours=12))
+        second = audit.report("sod-violations", at=START + timedelta(days=3))
+    assert list(first.exception_approved_by) == ["cli:ciso"]
+    [row] = second.to_dict("records")
+    assert row["since"] == START + timedelta(days=1)
+    assert pd.isna(row["exception_approved_by"]) and pd.isna(row["exception_reason"])
+
+
 def test_cli_and_apply_define_remove_and_approve(url: str, tmp_path: Path) -> None:
     db = ["--db", url, "--actor", "cli:alice"]
     for role in ("payments-creator", "payments-approver"):

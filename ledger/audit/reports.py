@@ -397,22 +397,23 @@ def sod_violations(rm: ReadModel, at: Any = None) -> pd.DataFrame:
             .where(held.SOD_RULES.covers(moment))
             .order_by(rules.name)
         ).all()
-        approvals = {
-            (row.aggregate_id, dict(row.fields).get("rule")): (
-                dict(row.fields).get("approved_by"),
-                row.reason,
+        # (holder, rule) -> [(when, approver, reason)]: an approval covers only the conflict
+        # that began with its grant, never a later one after a revocation
+        approvals: dict[tuple[Any, Any], list[tuple[Any, Any, Any]]] = {}
+        for approval in conn.execute(
+            select(log.aggregate_id, log.fields, log.reason, log.timestamp)
+            .where(
+                log.event.in_(
+                    titles.names(User.SodExceptionApproved, Account.AccountSodExceptionApproved)
+                ),
+                log.timestamp <= moment,
             )
-            for row in conn.execute(
-                select(log.aggregate_id, log.fields, log.reason)
-                .where(
-                    log.event.in_(
-                        titles.names(User.SodExceptionApproved, Account.AccountSodExceptionApproved)
-                    ),
-                    log.timestamp <= moment,
-                )
-                .order_by(log.position)
+            .order_by(log.position)
+        ):
+            fields = dict(approval.fields)
+            approvals.setdefault((approval.aggregate_id, fields.get("rule")), []).append(
+                (_utc(approval.timestamp), fields.get("approved_by"), approval.reason)
             )
-        }
         for rule in in_force:
             user_scope = rule.scope == "user"
             table, period = (
@@ -449,7 +450,17 @@ def sod_violations(rm: ReadModel, at: Any = None) -> pd.DataFrame:
                 else set()
             )
             for row in found:
-                approved_by, why = approvals.get((row.holder_id, rule.name), (None, None))
+                since = _utc(max(row.first_since, row.second_since))
+                approved_by, why = next(
+                    (
+                        (approver, reason)
+                        for when, approver, reason in reversed(
+                            approvals.get((row.holder_id, rule.name), [])
+                        )
+                        if when >= since
+                    ),
+                    (None, None),
+                )
                 email, account_id = people.get(row.holder_id, ("", row.holder_id))
                 rows.append(
                     {
@@ -460,7 +471,7 @@ def sod_violations(rm: ReadModel, at: Any = None) -> pd.DataFrame:
                         "holder": email if user_scope else names.get(row.holder_id),
                         "account": names.get(account_id if user_scope else row.holder_id),
                         "active": row.holder_id in active if user_scope else True,
-                        "since": _utc(max(row.first_since, row.second_since)),
+                        "since": since,
                         "exception_approved_by": approved_by,
                         "exception_reason": why,
                     }
