@@ -165,6 +165,22 @@ def test_extend_grant_moves_the_end_either_way(
     assert changes.ends_at.iloc[0] == UNTIL and changes.ends_at.iloc[1] == later
 
 
+def test_granting_a_held_role_with_another_end_is_a_conflict_pointing_to_extend_grant(
+    timed: Ledger, acme: UUID
+) -> None:
+    ann = timed.create_user("ann@acme.org", account_id=acme, actor=ADMIN)
+    timed.grant_role(ann, "consultant", actor=ADMIN)
+    timed.grant_account_role(acme, "Consultancy", actor=ADMIN, until=UNTIL)
+    before = event_names(timed)
+    with pytest.raises(Conflict, match="'consultant' already, without an end: use extend_grant"):
+        timed.grant_role(ann, "consultant", actor=ADMIN, until=UNTIL)
+    with pytest.raises(Conflict, match=r"'Consultancy' already, until .*: use extend_grant"):
+        timed.grant_account_role(acme, "Consultancy", actor=ADMIN, until=UNTIL + TICK)
+    assert not timed.grant_account_role(acme, "Consultancy", actor=ADMIN, until=UNTIL)
+    assert not timed.grant_role(ann, "consultant", actor=ADMIN)  # held: nothing to change
+    assert event_names(timed) == before
+
+
 def test_a_grant_past_its_end_is_expired_before_it_is_granted_again(
     timed: Ledger, rm: ReadModel, acme: UUID, clock: Clock
 ) -> None:

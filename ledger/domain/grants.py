@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from ledger.domain.base import Meta
-from ledger.errors import NotFound, ValidationError
+from ledger.errors import Conflict, NotFound, ValidationError
 from ledger.validation import shown
 
 
@@ -46,6 +46,13 @@ class RoleHolder:
         _check_future(until, meta)
         self._expire({role}, meta)
         if role in self.roles:
+            end = self.grant_ends.get(role)
+            if until is not None and until != end:
+                held = "without an end" if end is None else f"until {end.isoformat()}"
+                raise Conflict(
+                    f"{self.describe()} holds {shown(role)} already, {held}:"
+                    " use extend_grant to move its end"
+                )
             return False
         self.record(getattr(self, self.granted_event), meta, role=role, until=until)
         return True
