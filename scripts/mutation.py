@@ -222,15 +222,9 @@ EQUIVALENT: Final[dict[tuple[str, str, str], str]] = {
     " same way: neither is used as a key)",
     (
         "projections/held.py",
-        "return and_(self.start < until, or_(self.end.is_(None), self.end > since))",
-        "return and_(self.start <= until, or_(self.end.is_(None), self.end > since))",
+        "return and_(self.start < until, self._not_ended_by(since))",
+        "return and_(self.start <= until, self._not_ended_by(since))",
     ): "`meets` only pre-selects the timeline's grants: a grant starting at `until` adds"
-    " nothing, `common` clips it to an empty period and drops it",
-    (
-        "projections/held.py",
-        "return and_(self.start < until, or_(self.end.is_(None), self.end > since))",
-        "return and_(self.start < until, or_(self.end.is_(None), self.end >= since))",
-    ): "`meets` only pre-selects the timeline's grants: a grant ending at `since` adds"
     " nothing, `common` clips it to an empty period and drops it",
     (
         "ledger/storage/recorders.py",
