@@ -11,16 +11,21 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 
 from ledger import Ledger, ValidationError
 from ledger.audit import export as exporting
+from ledger.audit import ocsf
+from ledger.domain.titles import TITLES
 from tests.conftest import ADMIN
 from tests.helpers import cli, one_line
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 ERASED_EMAIL = "gone@acme.org"
+EXTENDED_UNTIL = T0 + timedelta(days=30)
+MIRRORED_AT = datetime(2025, 12, 24, 9, 30, tzinfo=UTC)
 
 # OCSF 1.8.0 (github.com/ocsf/ocsf-schema, tag 1.8.0): base_event's required attributes, each
 # class's, the activity ids each class defines (99 Other from the base), objects' constraints.
@@ -107,7 +112,8 @@ class Clock:
 @pytest.fixture
 def history(url: str) -> Ledger:
     """One event of every type the ledger records, one an hour from T0."""
-    led = Ledger(url, clock=Clock())
+    clock = Clock()
+    led = Ledger(url, clock=clock)
     for role in ("admin", "consultant"):
         led.define_role(role, "a role", actor=ADMIN)
     led.define_account_role("Consultancy", actor=ADMIN)
@@ -137,7 +143,51 @@ def history(url: str) -> Ledger:
     led.remove_annotation(acme, note, actor=ADMIN)
     led.erase_user(gone, actor=ADMIN, reason="GDPR")
     led.close_account(acme, actor=ADMIN)
+    governance(led, clock, consultancy)
     return led
+
+
+def governance(led: Ledger, clock: Clock, consultancy: UUID) -> None:
+    """Separation-of-duties rules and exceptions, time-limited grants extended then expired,
+    and an entry of a mirrored system's audit log the ledger could not interpret."""
+    led.define_role("auditor", actor=ADMIN)
+    led.define_account_role("Auditor", actor=ADMIN)
+    led.define_sod_rule("maker-checker", ["consultant", "auditor"], actor=ADMIN)
+    led.define_sod_rule("consult-or-audit", ["Consultancy", "Auditor"], "account", actor=ADMIN)
+    bob = led.create_user(
+        "bob@consult.org", account_id=consultancy, actor=ADMIN, roles=["consultant"]
+    )
+    week = clock.now + timedelta(days=7)
+    led.grant_role(
+        bob,
+        "auditor",
+        actor=ADMIN,
+        until=week,
+        exception_approved_by="cli:risk-officer",
+        reason="J-9",
+    )
+    led.grant_account_role(
+        consultancy,
+        "Auditor",
+        actor=ADMIN,
+        until=week,
+        exception_approved_by="cli:risk-officer",
+        reason="J-10",
+    )
+    led.extend_grant(bob, "auditor", EXTENDED_UNTIL, actor=ADMIN)
+    led.extend_grant(consultancy, "Auditor", EXTENDED_UNTIL, actor=ADMIN)
+    clock.now = EXTENDED_UNTIL + timedelta(days=3)
+    assert led.expire_grants(actor=ADMIN) == 2
+    led.remove_sod_rule("maker-checker", actor=ADMIN)
+    led.record_unrecognised_entry(
+        "flexmeasures",
+        7,
+        "Bulk change by script",
+        MIRRORED_AT,
+        user=bob,
+        account=consultancy,
+        actor=ADMIN,
+    )
 
 
 def exported(led: Ledger, *args: str) -> list[dict[str, Any]]:
@@ -174,8 +224,19 @@ def test_every_event_type_is_valid_ocsf(history: Ledger) -> None:
         "AnnotationRemoved": (3004, 4),
         "UserErased": (3001, 6),
         "AccountClosed": (3004, 11),
+        "PolicyStarted": (3004, 1),
+        "SodRuleDefined": (3004, 1),
+        "SodRuleRemoved": (3004, 4),
+        "SodExceptionApproved": (3004, 1),
+        "AccountSodExceptionApproved": (3004, 1),
+        "RoleGrantExtended": (3004, 3),
+        "AccountRoleGrantExtended": (3004, 3),
+        "RoleExpired": (3001, 8),
+        "AccountRoleExpired": (3004, 3),
+        "SourceRegistered": (3004, 1),
+        "UnrecognisedEntryRecorded": (3004, 1),
     }
-    grant = by_code["RoleGranted"]
+    grant = next(e for e in events if e["metadata"].get("correlation_uid") == "c-1")
     assert grant["policies"] == [{"name": "consultant", "type": "Role"}]
     assert grant["actor"] == {"user": {"name": ADMIN}}
     assert grant["metadata"]["correlation_uid"] == "c-1"
@@ -184,6 +245,45 @@ def test_every_event_type_is_valid_ocsf(history: Ledger) -> None:
     assert by_code["LoginFailed"]["src_endpoint"] == {"ip": "2001:db8::1"}
     ann = next(e for e in events if e["metadata"]["event_code"] == "UserCreated")
     assert ann["user"]["email_addr"] == "ann@acme.org" and ann["user"]["name"] == "ann"
+
+
+def test_no_event_type_falls_to_other_unless_listed_with_a_reason(history: Ledger) -> None:
+    events = exported(history, "--format", "ocsf")
+    recorded = {e["metadata"]["event_code"] for e in events}
+    assert {event_class.__name__ for event_class in TITLES} <= recorded  # every type is here
+    other = {e["metadata"]["event_code"] for e in events if e["activity_id"] == 99}
+    assert other == {"UserUpdated"} == set(ocsf.DELIBERATELY_OTHER)
+    assert all(reason.strip() for reason in ocsf.DELIBERATELY_OTHER.values())
+
+
+def test_governance_events_name_what_they_changed(history: Ledger) -> None:
+    by_code = {e["metadata"]["event_code"]: e for e in exported(history, "--format", "ocsf")}
+    bob = by_code["RoleGrantExtended"]["entity"]["uid"]
+    consultancy = by_code["AccountRoleGrantExtended"]["entity"]["uid"]
+    assert by_code["RoleGrantExtended"]["entity"]["policy"] == {"name": "auditor", "type": "Role"}
+    assert by_code["RoleGrantExtended"]["entity"]["data"]["until"] == EXTENDED_UNTIL.isoformat()
+    assert by_code["AccountRoleGrantExtended"]["entity"]["policy"]["type"] == "AccountRole"
+    exception = by_code["SodExceptionApproved"]["entity"]
+    assert exception["type"] == "SodException" and exception["name"] == "maker-checker"
+    assert (
+        exception["user"] == {"uid": bob} and exception["data"]["approved_by"] == "cli:risk-officer"
+    )
+    assert by_code["AccountSodExceptionApproved"]["entity"]["org"] == {"uid": consultancy}
+    assert by_code["SodRuleRemoved"]["entity"] == {"name": "maker-checker", "type": "SodRule"}
+    entry = by_code["UnrecognisedEntryRecorded"]["entity"]
+    assert entry["uid"] == "7" and entry["type"] == "ExternalAuditEntry"
+    assert entry["user"] == {"uid": bob} and entry["org"] == {"uid": consultancy}
+    assert entry["data"]["text"] == "Bulk change by script"
+
+
+def test_an_expiry_is_timed_when_access_ended_and_logged_when_recorded(history: Ledger) -> None:
+    by_code = {e["metadata"]["event_code"]: e for e in exported(history, "--format", "ocsf")}
+    for code in ("RoleExpired", "AccountRoleExpired", "UnrecognisedEntryRecorded"):
+        event = by_code[code]
+        occurred = MIRRORED_AT if code == "UnrecognisedEntryRecorded" else EXTENDED_UNTIL
+        assert event["time"] == int(occurred.timestamp() * 1000), code
+        assert event["metadata"]["logged_time"] - event["time"] >= 3 * 24 * 3600 * 1000, code
+    assert by_code["RoleExpired"]["policies"] == [{"name": "auditor", "type": "Role"}]
 
 
 def test_positions_and_chain_links_are_in_the_metadata(history: Ledger) -> None:

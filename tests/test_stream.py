@@ -233,6 +233,47 @@ def test_bad_targets_are_refused(led: Ledger, to: str, subject: str, message: st
     assert row is not None and row["n"] == 0
 
 
+USER, PASSWORD = "streamer", "Hunter2-pw"
+
+
+@pytest.mark.parametrize(
+    ("to", "message"),
+    [
+        (f"nats://{USER}:{PASSWORD}@host:abc", "invalid to 'nats://***@host:abc': the port"),
+        (f"nats://{USER}:{PASSWORD}@127.0.0.1:99999", "invalid to 'nats://***@127.0.0.1:99999'"),
+        (f"nats://{USER}:{PASSWORD}@127.0.0.1:0", "invalid to 'nats://***@127.0.0.1:0': the port"),
+        (
+            f"nats://{USER}:p@{PASSWORD}@127.0.0.1:4222/p",
+            "invalid to 'nats://***@127.0.0.1:4222/p'",
+        ),
+        (f"nats://{USER}:{PASSWORD}/x@127.0.0.1:4222", "invalid to 'nats://***@127.0.0.1:4222'"),
+        (f"nats://{USER}:[{PASSWORD}@127.0.0.1:4222", "invalid to 'nats://***@127.0.0.1:4222'"),
+        (f"nats://{USER}:{PASSWORD}@127.0.0.1:4222?q=1", "invalid to 'nats://***@127.0.0.1:4222?q"),
+        (f"http://{USER}:{PASSWORD}@127.0.0.1:4222", "invalid to 'http://***@127.0.0.1:4222'"),
+        (f"nats:{USER}:{PASSWORD}@127.0.0.1:4222", "invalid to '***@127.0.0.1:4222'"),
+        (f"nats://{USER}:{PASSWORD}@", "invalid to 'nats://***@'"),
+        (f"nats://{PASSWORD}@127.0.0.1:1", "cannot publish to nats://127.0.0.1:1"),
+        (f"nats://{USER}:{PASSWORD}@127.0.0.1:1", "cannot publish to nats://127.0.0.1:1"),
+    ],
+)
+def test_credentials_in_a_refused_target_are_never_shown(
+    led: Ledger, to: str, message: str
+) -> None:
+    history(led, 1)
+    result = cli("--db", led.url, "audit", "stream", "--to", to, "--subject", "a.b", code=1)
+    assert message in one_line(result)
+    for secret in (PASSWORD, USER):
+        assert secret not in result.stdout + result.stderr
+    row = led.side.select_one("SELECT count(*) AS n FROM ledger_stream_cursors", ())
+    assert row is not None and row["n"] == 0
+
+
+def test_a_target_keeps_its_credentials_out_of_its_repr() -> None:
+    to = streaming.target(f"nats://{USER}:{PASSWORD}@127.0.0.1:4222", "a.b")
+    assert to.shown == "nats://127.0.0.1:4222"
+    assert PASSWORD not in repr(to) and USER not in repr(to)
+
+
 def test_follow_publishes_new_events_until_stopped(led: Ledger, subject: str) -> None:
     history(led, 2)
     to = streaming.target(NATS_URL, subject)

@@ -18,9 +18,9 @@ import json
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import nats
 import nats.errors
@@ -50,9 +50,10 @@ class StreamError(LedgerError):
 
 @dataclass(frozen=True)
 class Target:
-    """Where to publish: `url` as given (it may hold credentials), `shown` without them."""
+    """Where to publish: `url` as given (it may hold credentials, so it is never shown),
+    `shown` without them."""
 
-    url: str
+    url: str = field(repr=False)
     shown: str
     subject: str
 
@@ -60,20 +61,30 @@ class Target:
     def cursor_name(self) -> str:
         return f"{self.shown}/{self.subject}"
 
+    def redact(self, text: str) -> str:
+        """`text` with the URL's credentials, if any, masked."""
+        return _redact(text, self.url)
+
 
 def target(url: str, subject: str) -> Target:
-    """The broker URL and subject, checked: ValidationError naming what is wrong."""
+    """The broker URL and subject, checked: ValidationError naming what is wrong, with any
+    credentials in the URL masked."""
+    given = f"invalid to {_safe(url)!r}"
+    # urllib's own messages can quote the credentials: never pass them on
     try:
         parts = urlsplit(url)
+    except ValueError:
+        raise ValidationError(f"{given}: give nats://HOST:PORT (or tls://HOST:PORT)") from None
+    try:
         port = parts.port
-    except ValueError as error:
-        raise ValidationError(f"invalid to {url!r}: {error}") from None
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValidationError(f"{given}: the port must be a number from 1 to 65535")
     if parts.scheme not in SCHEMES or not parts.hostname:
-        raise ValidationError(
-            f"invalid to {_safe(url)!r}: give nats://HOST:PORT (or tls://HOST:PORT)"
-        )
+        raise ValidationError(f"{given}: give nats://HOST:PORT (or tls://HOST:PORT)")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValidationError(f"invalid to {_safe(url)!r}: a broker address has no path or query")
+        raise ValidationError(f"{given}: a broker address has no path or query")
     if len(subject) > SUBJECT_LIMIT or not SUBJECT.fullmatch(subject):
         raise ValidationError(
             f"invalid subject {subject!r}: dot-separated tokens of letters, digits, _ and - "
@@ -84,8 +95,23 @@ def target(url: str, subject: str) -> Target:
 
 
 def _safe(url: str) -> str:
-    """The URL without any credentials in it."""
-    return re.sub(r"//[^@/]*@", "//***@", url)
+    """The URL with everything up to its last `@` (user, password, and any `@`, `/` or `:`
+    in them) masked: shown even when the URL does not parse."""
+    before, at, after = url.rpartition("@")
+    if not at:
+        return url
+    scheme, separator, _ = before.partition("://")
+    return f"{scheme}{separator}***@{after}" if separator else f"***@{after}"
+
+
+def _redact(text: str, url: str) -> str:
+    """`text` without the secret of `url` (its password, or a token given alone), as written
+    or percent-decoded."""
+    userinfo = url.rpartition("@")[0].partition("://")[2]
+    secret = userinfo.partition(":")[2] if ":" in userinfo else userinfo
+    for form in sorted({secret, unquote(secret)} - {""}, key=len, reverse=True):
+        text = text.replace(form, "***")
+    return text
 
 
 @dataclass(frozen=True)
@@ -110,7 +136,7 @@ def stream(
     try:
         return asyncio.run(_stream(led, to, follow, interval, stop, on_progress))
     except (TimeoutError, OSError, nats.errors.Error) as error:
-        raise StreamError(f"cannot publish to {to.shown}: {_describe(error)}") from None
+        raise StreamError(f"cannot publish to {to.shown}: {to.redact(_describe(error))}") from None
 
 
 def _describe(error: BaseException) -> str:
