@@ -103,3 +103,28 @@ def test_a_fault_in_a_batch_run_line_by_line_stops_apply_at_its_line(led: Ledger
     )
     created = [x for x in names if led.account_id_for_name(x) is not None]
     assert created == ["A", "B"]
+
+
+@pytest.mark.parametrize("url", ["sqlite"], indirect=True)
+def test_a_fault_in_a_later_batch_run_line_by_line_names_its_own_line(
+    led: Ledger, url: str
+) -> None:
+    names = ["A", "B", "C", "D", "E", "F"]
+    lines: list[tuple[int, str | bytes]] = [
+        (n, json.dumps({"command": "create_account", "name": x})) for n, x in enumerate(names, 1)
+    ]
+
+    def progress(count: int) -> None:
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+            [(events,)] = conn.execute("SELECT count(*) FROM stored_events").fetchall()
+            conn.executescript(SQLITE_CLASH_THEN_FAULT.format(third=events + 2))
+        conn.close()
+
+    # batches of three: the second (lines 4-6) clashes, runs line by line, and line 6 fails
+    with pytest.raises(ApplyStopped) as stopped:
+        Importer(led, actor=ADMIN, batch_size=3).apply(lines, progress=progress)
+    assert str(stopped.value) == (
+        "apply stopped at line 6 by a database problem (malformed JSON); the 5 lines "
+        "before it were committed (applied 5, unchanged 0, rejected 0), none from line 6 on"
+    )
+    assert [x for x in names if led.account_id_for_name(x) is not None] == names[:5]
