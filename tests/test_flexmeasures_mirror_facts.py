@@ -5,11 +5,14 @@ never shows its password."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from ledger import Ledger
 from tests.flexmeasures_harness.driver import FlexMeasures
 from tests.flexmeasures_harness.fixtures import running_flexmeasures
 
@@ -21,6 +24,24 @@ def flexmeasures(request: pytest.FixtureRequest) -> Iterator[FlexMeasures]:
     with running_flexmeasures(request) as started:
         started.do("populate")
         yield started
+
+
+@pytest.mark.parametrize("url", ["sqlite"], indirect=True)
+def test_a_source_url_sqlalchemy_cannot_read_is_refused_without_its_password(url: str) -> None:
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("ledger")), "--db", url, "flexmeasures", "import",
+         "--from", "postgresql://fm:s3cret-pw@db.example:abc/fm"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "invalid FlexMeasures database URL 'postgresql://fm:***@db.example:abc/fm'" in lines[0]
+    assert "s3cret" not in result.stderr + result.stdout
+    with Ledger(url) as led:
+        assert led.recorder.max_notification_id() in (None, 0)
 
 
 def test_the_harness_leaves_no_flexmeasures_files_in_the_repository(
