@@ -8,11 +8,14 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from ledger import Ledger
+from ledger.flexmeasures.mirror import actor_of
+from ledger.flexmeasures.source import AuditRow
 from tests.flexmeasures_harness.driver import FlexMeasures
 from tests.flexmeasures_harness.fixtures import running_flexmeasures
 
@@ -24,6 +27,27 @@ def flexmeasures(request: pytest.FixtureRequest) -> Iterator[FlexMeasures]:
     with running_flexmeasures(request) as started:
         started.do("populate")
         yield started
+
+
+def _row(user_id: int | None, name: str | None) -> AuditRow:
+    return AuditRow(1, datetime(2026, 1, 1, tzinfo=UTC), "User x created", user_id, name, 2, 3)
+
+
+@pytest.mark.parametrize(
+    ("user_id", "name", "actor"),
+    [
+        (42, "Ann Example", "flexmeasures:42"),
+        (42, None, "flexmeasures:42"),
+        (None, "flexmeasures CLI", "flexmeasures:flexmeasures CLI"),
+        (None, "bad\x00name", "flexmeasures:bad?name"),
+        (None, None, "flexmeasures:system"),
+        (None, "  ", "flexmeasures:system"),
+    ],
+)
+def test_an_actor_names_a_flexmeasures_user_by_id_never_by_name(
+    user_id: int | None, name: str | None, actor: str
+) -> None:
+    assert actor_of(_row(user_id, name)) == actor
 
 
 @pytest.mark.parametrize("url", ["sqlite"], indirect=True)

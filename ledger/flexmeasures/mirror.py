@@ -2,7 +2,7 @@
 since the last sync, in two steps.
 
 1. History: each new `audit_log` row that says what changed becomes that change, at the row's
-   `event_datetime`, by `flexmeasures:<active user>`, its row id kept in the reason. Logins
+   `event_datetime`, by `flexmeasures:<active user id>`, its row id kept in the reason. Logins
    (FlexMeasures keeps only a count and the last time) take their place in that timeline at
    `last_login_at`. Rows it cannot interpret are kept as "unrecognised" entries.
 2. Reconciliation: the tables are compared with the ledger's state; whatever differs, no row
@@ -92,8 +92,13 @@ def _changed(current: dict[int, Row], before: dict[int, Row] | None) -> list[Row
 
 
 def actor_of(row: fm.AuditRow) -> str:
-    who = row.active_user_name or (None if row.active_user_id is None else str(row.active_user_id))
-    shown = "".join(c if c.isprintable() else "?" for c in (who or "system"))
+    """`flexmeasures:<user id>` when a FlexMeasures user acted: an id, never the user's name,
+    which is personal data that erasure could not reach in an actor; else the name FlexMeasures
+    gave the non-user that acted (its CLI, a script), or `system`."""
+    if row.active_user_id is not None:
+        return f"flexmeasures:{row.active_user_id}"
+    who = row.active_user_name or "system"
+    shown = "".join(c if c.isprintable() else "?" for c in who)
     return f"flexmeasures:{shown.strip()[:200] or 'system'}"
 
 
