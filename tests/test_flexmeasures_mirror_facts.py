@@ -5,17 +5,23 @@ never shows its password."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+from uuid import uuid4
 
 import pytest
+from click.testing import CliRunner
 
-from ledger import Ledger
+from ledger import Conflict, Ledger
+from ledger.cli import main
 from ledger.flexmeasures.mirror import actor_of
 from ledger.flexmeasures.source import AuditRow
+from projections import ReadModel
 from tests.flexmeasures_harness.driver import FlexMeasures
 from tests.flexmeasures_harness.fixtures import running_flexmeasures
 
@@ -27,6 +33,46 @@ def flexmeasures(request: pytest.FixtureRequest) -> Iterator[FlexMeasures]:
     with running_flexmeasures(request) as started:
         started.do("populate")
         yield started
+
+
+def _import(url: str, flexmeasures: FlexMeasures) -> Any:
+    result = CliRunner().invoke(
+        main, ["--db", url, "--json", "flexmeasures", "import", "--from", flexmeasures.url]
+    )
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def _email(name: str) -> str:
+    return f"{name}-{uuid4().hex[:8]}@client.example"
+
+
+def test_a_mirrored_grant_breaking_a_separation_rule_is_recorded_and_reported(
+    url: str, flexmeasures: FlexMeasures
+) -> None:
+    with Ledger(url) as led:
+        for role in ("consultant", "admin-reader"):
+            led.define_role(role, actor="cli:test")
+        led.define_sod_rule("r", ["consultant", "admin-reader"], actor="cli:test")
+    email = _email("both")
+    flexmeasures.do(
+        "create_user", email=email, account="Client BV", roles=["consultant", "admin-reader"]
+    )
+    summary = _import(url, flexmeasures)
+    assert not [p for p in summary["problems"] if "separation-of-duties" in p]
+    model = ReadModel(url)
+    model.catch_up()
+    try:
+        user = next(u for u in model.list_users(include_inactive=True) if u.email == email)
+        assert model.has_role(user.id, "consultant") and model.has_role(user.id, "admin-reader")
+    finally:
+        model.close()
+    report = CliRunner().invoke(main, ["--db", url, "audit", "report", "sod-violations"])
+    assert report.exit_code == 0, report.output
+    assert email in report.output
+    # the ledger's own commands still enforce the rule
+    with Ledger(url) as led, pytest.raises(Conflict, match="separation-of-duties"):
+        led.grant_role("carla@seita.example", "admin-reader", actor="cli:test")
 
 
 def _row(user_id: int | None, name: str | None) -> AuditRow:

@@ -113,7 +113,7 @@ class Mirror:
         self.database = fm.FlexMeasuresDatabase(source_url)
         self.source = self.database.name
         self.clock = ImportClock()
-        self.ledger = Ledger(ledger_url, clock=self.clock)
+        self.ledger = Ledger(ledger_url, clock=self.clock, mirror=True)
         self.ids: dict[tuple[str, int], UUID] = {}
         self.snapshot = fm.Snapshot()
         self.report = SyncReport()
