@@ -19,11 +19,11 @@ from click.testing import CliRunner
 
 from ledger import Conflict, Ledger
 from ledger.cli import main
-from ledger.flexmeasures.mirror import actor_of
+from ledger.flexmeasures.mirror import Mirror, actor_of
 from ledger.flexmeasures.source import AuditRow
 from projections import ReadModel
 from tests.flexmeasures_harness.driver import FlexMeasures
-from tests.flexmeasures_harness.fixtures import running_flexmeasures
+from tests.flexmeasures_harness.fixtures import audit_rows, running_flexmeasures
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 
@@ -73,6 +73,42 @@ def test_a_mirrored_grant_breaking_a_separation_rule_is_recorded_and_reported(
     # the ledger's own commands still enforce the rule
     with Ledger(url) as led, pytest.raises(Conflict, match="separation-of-duties"):
         led.grant_role("carla@seita.example", "admin-reader", actor="cli:test")
+
+
+def test_a_living_user_the_ledger_refuses_is_reported_not_recorded_as_deleted(
+    url: str, flexmeasures: FlexMeasures
+) -> None:
+    email = _email("taken")
+    with Ledger(url) as led:
+        elsewhere = led.create_account("Elsewhere", actor="cli:test")
+        led.create_user(email, account_id=elsewhere, actor="cli:test")
+    fm_id = flexmeasures.do("create_user", email=email, account="Client BV", roles=[])
+    created = next(r for r in audit_rows(flexmeasures) if r["affected_user_id"] == fm_id)
+    summary = _import(url, flexmeasures)
+    assert (
+        f"FlexMeasures user {fm_id} not mirrored: email {email!r} is already taken"
+        in (summary["problems"])
+    )
+    mirror = Mirror(url, flexmeasures.url)
+    try:
+        assert ("user", fm_id) not in mirror.mirrored_ids()
+    finally:
+        mirror.close()
+    model = ReadModel(url)
+    model.catch_up()
+    try:
+        users = model.list_users(include_inactive=True)
+        assert not [u for u in users if u.email.startswith(f"deleted-user-{created['id']}@")]
+        assert not [u for u in users if u.erased and u.email == email]
+        log = model.audit_log()
+        assert "UserErased" not in set(log[log["actor"] == "flexmeasures:import"]["event"])
+    finally:
+        model.close()
+    status = CliRunner().invoke(
+        main, ["--db", url, "flexmeasures", "status", "--from", flexmeasures.url]
+    )
+    assert status.exit_code == 0, status.output
+    assert f"FlexMeasures users not mirrored: {fm_id}" in status.output.splitlines()
 
 
 def _row(user_id: int | None, name: str | None) -> AuditRow:

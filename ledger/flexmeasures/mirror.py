@@ -152,8 +152,9 @@ class Mirror:
         return set(found.recorded_entries)
 
     def status(self) -> dict[str, Any]:
-        """What is mirrored of each kind beside what FlexMeasures holds now, the cursor, and
-        the audit_log rows kept as unrecognised (with their text)."""
+        """What is mirrored of each kind beside what FlexMeasures holds now, the FlexMeasures
+        users the ledger could not take, the cursor, and the audit_log rows kept as
+        unrecognised (with their text)."""
         counts = self.database.counts()
         mirrored = self.mirrored_ids()
         present = {
@@ -184,6 +185,7 @@ class Mirror:
                 "polled_at": cursor.polled_at,
             },
             "unrecognised": self.database.audit_texts(unrecognised),
+            "users_not_mirrored": sorted(self.database.user_ids() - present["users"]),
         }
 
     def _defined(self, cls: type[Role | AccountRole], name: str) -> bool:
@@ -276,12 +278,15 @@ class Mirror:
         assert self._batch is not None
         return self._batch
 
-    def _run(self, command: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run a Ledger command in the open batch; a rejection is reported, not fatal."""
+    def _run(self, command: Any, *args: Any, failing: str = "", **kwargs: Any) -> Any:
+        """Run a Ledger command in the open batch; a rejection is reported (after `failing`),
+        not fatal."""
         try:
             result = command(*args, **kwargs)
         except LedgerError as error:
-            self.report.problems.append(str(error))
+            problem = f"{failing}{error}"
+            if problem not in self.report.problems:  # a user refused in history is again later
+                self.report.problems.append(problem)
             return None
         if self.ledger.last_recorded:
             self.report.recorded += 1
@@ -302,7 +307,10 @@ class Mirror:
                     self._keep(change, None, actor, reason)  # gone from FlexMeasures since
                 return
             if change.kind == "user-created":
-                if self._user(row.affected_user_id, actor, reason) is None:
+                living = row.affected_user_id in self.snapshot.users
+                # a living user the ledger refused stays unmirrored (reported): only a user
+                # gone from fm_user is created under a stand-in, to be erased
+                if self._user(row.affected_user_id, actor, reason) is None and not living:
                     self._deleted_user(change, actor, reason)
                 return
             if change.kind == "user-deleted":
@@ -398,6 +406,7 @@ class Mirror:
             roles=roles,
             actor=actor,
             reason=reason,
+            failing=f"FlexMeasures user {user_id} not mirrored: ",
         )
         if created is not None:
             self._map("user", user_id, created)

@@ -169,6 +169,10 @@ class FlexMeasuresDatabase:
                 )
             }
 
+    def user_ids(self) -> set[int]:
+        with self.engine.connect() as conn:
+            return {int(i) for i in conn.execute(text("SELECT id FROM fm_user")).scalars()}
+
     def names(self, table: str) -> list[str]:
         assert table in ("role", "account_role")
         with self.engine.connect() as conn:
