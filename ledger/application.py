@@ -84,7 +84,9 @@ class Ledger(Application[UUID]):
     `sqlite:///ledger.db`. `clock` (for imports and tests) supplies event timestamps.
     `create=False`: a database that holds no ledger is refused (NotFound), not set up.
     `read_only`: never write to the database (commands raise StorageError); by default, when
-    the database cannot be written (a SQLite URL with `mode=ro`, a read-only file or folder)."""
+    the database cannot be written (a SQLite URL with `mode=ro`, a read-only file or folder).
+    `mirror`: it records the facts of another system of record (the FlexMeasures connector),
+    so a grant breaking a separation-of-duties rule is recorded, to be reported, not refused."""
 
     name = "Ledger"
     max_attempts = 30
@@ -97,6 +99,7 @@ class Ledger(Application[UUID]):
         clock: Callable[[], datetime] | None = None,
         create: bool = True,
         read_only: bool | None = None,
+        mirror: bool = False,
     ) -> None:
         given = database_url(url)
         replay_file.refuse(given, "it takes no commands and has no log to verify")
@@ -143,6 +146,7 @@ class Ledger(Application[UUID]):
                 last_seen_resolution=lambda: self.last_seen_resolution,
                 wipe_erased=self.wipe_erased,
                 grants_ended=self._grants_ended,
+                separation_enforced=not mirror,
             ),
             max_attempts=self.max_attempts,
         )

@@ -93,7 +93,7 @@ def test_follow_picks_up_a_change_made_through_the_api_with_its_actor_and_time(
     log = _audit_log(url)
     mirrored = log[log["reason"] == f"FlexMeasures audit_log row {row['id']}"]
     assert list(mirrored["event"]) == ["RoleGranted"]
-    assert list(mirrored["actor"]) == ["flexmeasures:root"]
+    assert list(mirrored["actor"]) == [f"flexmeasures:{row['active_user_id']}"]
     assert list(mirrored["timestamp"]) == [row["at"].replace(tzinfo=UTC)]
     output = _run(url, "flexmeasures", "import", "--from", flexmeasures.url)
     assert "0 change(s) recorded" in output

@@ -121,7 +121,8 @@ def flexmeasures_follow(source_url: str, interval: float, polls: int | None) -> 
 @global_options
 def flexmeasures_status(source_url: str) -> None:
     """How much of the FlexMeasures database is mirrored: one line per kind, the cursor, the
-    last poll and the audit_log rows the ledger could not interpret."""
+    last poll, the users the ledger could not take and the audit_log rows it could not
+    interpret."""
     s = state()
     s.require_ledger()
     with _mirror(source_url) as mirror:
@@ -139,6 +140,11 @@ def flexmeasures_status(source_url: str) -> None:
             f"{status['last_audit_log_id']}; last sync {cursor['synced_at']}"
         )
         lines.append(f"last poll: {cursor['polled_at']}")
+    not_mirrored = status["users_not_mirrored"]
+    lines.append(
+        "FlexMeasures users not mirrored: "
+        + (", ".join(str(user_id) for user_id in not_mirrored) or "none")
+    )
     unrecognised = status["unrecognised"]
     lines.append(f"unrecognised audit_log rows: {len(unrecognised)}")
     lines.extend(f"  row {row['id']}: {printable(row['event'])}" for row in unrecognised)

@@ -74,7 +74,8 @@ def create_account(command: CreateAccount, uow: UnitOfWork, services: Services) 
         uow.load(Account, consultancy, "consultancy account").check_open()
     for role in command.roles:
         services.check_role(uow, AccountRole, role)
-    check_roles_together(uow, "account", command.roles, f"account {shown(command.name)}")
+    who = f"account {shown(command.name)}"
+    check_roles_together(uow, "account", command.roles, who, services.separation_enforced)
     account = Account.create(
         name=command.name,
         primary_color=command.primary_color,
@@ -154,7 +155,8 @@ def grant_account_role(command: GrantAccountRole, uow: UnitOfWork, services: Ser
     account = uow.load(Account, command.account, "account")
     services.check_role(uow, AccountRole, command.role)
     approved_by = command.exception_approved_by
-    broken = check_separation(uow, account, "account", command.role, approved_by)
+    enforced = services.separation_enforced
+    broken = check_separation(uow, account, "account", command.role, approved_by, enforced)
     with grant_ends_followed(uow, account):
         granted = account.grant_role(command.role, uow.meta, command.until)
     if granted and broken and approved_by is not None:

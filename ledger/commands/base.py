@@ -230,6 +230,9 @@ class Services:
     grants_ended: Callable[[datetime], list[dict[str, Any]]]
     """The rows of `ledger_grant_ends` whose end is at or before the instant."""
     defined_roles: set[tuple[str, str]] = field(default_factory=set)
+    separation_enforced: bool = True
+    """Off in a ledger that mirrors another system of record: a grant there is a fact, recorded
+    even when it breaks a separation-of-duties rule (the `sod-violations` report shows it)."""
 
     def wipe(self, user_id: UUID | None = None) -> None:
         """Wipe what erasures deleted from the disk (see `Ledger.wipe_erased`)."""

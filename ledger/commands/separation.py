@@ -1,7 +1,9 @@
 """Separation-of-duties commands: define and remove a rule; and the check every grant makes
 (`check_separation`): a grant that would give one user (or account) both roles of a rule is a
 Conflict naming the rule, unless an exception is approved (`exception_approved_by` and a
-reason), which is then recorded with the grant."""
+reason), which is then recorded with the grant. A ledger that mirrors another system of record
+(`Services.separation_enforced` off) records such grants as the facts they are: the
+`sod-violations` report shows them."""
 
 from __future__ import annotations
 
@@ -112,10 +114,17 @@ def check_approval(approved_by: str | None, actor: str, reason: str | None, hold
 
 
 def check_separation(
-    uow: UnitOfWork, holder: RoleHolder, scope: Scope, role: str, approved_by: str | None
+    uow: UnitOfWork,
+    holder: RoleHolder,
+    scope: Scope,
+    role: str,
+    approved_by: str | None,
+    enforced: bool = True,
 ) -> list[str]:
     """The rules granting `role` to `holder` now would break: none, or all approved (else
-    Conflict naming the first)."""
+    Conflict naming the first; when not `enforced`, none: the grant is a mirrored fact)."""
+    if not enforced:
+        return []
     now = uow.meta.timestamp
     if holder.holds(role, now):
         return []  # granted already: the grant changes nothing
@@ -128,10 +137,13 @@ def check_separation(
     return broken
 
 
-def check_roles_together(uow: UnitOfWork, scope: Scope, roles: Iterable[str], who: str) -> None:
-    """Roles given together to a new user or account (`who`) break no rule (else Conflict):
-    checked before the command changes anything, as every check must be."""
-    policy = _policy(uow)
+def check_roles_together(
+    uow: UnitOfWork, scope: Scope, roles: Iterable[str], who: str, enforced: bool = True
+) -> None:
+    """Roles given together to a new user or account (`who`) break no rule (else Conflict;
+    when not `enforced`, never): checked before the command changes anything, as every check
+    must be."""
+    policy = _policy(uow) if enforced else None
     if policy is None:
         return
     held: set[str] = set()

@@ -96,7 +96,9 @@ def create_user(command: CreateUser, uow: UnitOfWork, services: Services) -> UUI
     _check_free(uow, services, chosen, USERNAME)
     for role in command.roles:
         services.check_role(uow, Role, role)
-    check_roles_together(uow, "user", command.roles, f"user {shown(command.email)}")
+    check_roles_together(
+        uow, "user", command.roles, f"user {shown(command.email)}", services.separation_enforced
+    )
     new = User.create(
         email=command.email,
         username=chosen,
@@ -182,7 +184,14 @@ class GrantRole(Decision[bool]):
 def grant_role(command: GrantRole, uow: UnitOfWork, services: Services) -> bool:
     found = uow.load(User, command.user, "user")
     services.check_role(uow, Role, command.role)
-    broken = check_separation(uow, found, "user", command.role, command.exception_approved_by)
+    broken = check_separation(
+        uow,
+        found,
+        "user",
+        command.role,
+        command.exception_approved_by,
+        services.separation_enforced,
+    )
     with grant_ends_followed(uow, found):
         granted = found.grant_role(command.role, uow.meta, command.until)
     if granted and broken and command.exception_approved_by is not None:

@@ -2,7 +2,7 @@
 since the last sync, in two steps.
 
 1. History: each new `audit_log` row that says what changed becomes that change, at the row's
-   `event_datetime`, by `flexmeasures:<active user>`, its row id kept in the reason. Logins
+   `event_datetime`, by `flexmeasures:<active user id>`, its row id kept in the reason. Logins
    (FlexMeasures keeps only a count and the last time) take their place in that timeline at
    `last_login_at`. Rows it cannot interpret are kept as "unrecognised" entries.
 2. Reconciliation: the tables are compared with the ledger's state; whatever differs, no row
@@ -92,8 +92,13 @@ def _changed(current: dict[int, Row], before: dict[int, Row] | None) -> list[Row
 
 
 def actor_of(row: fm.AuditRow) -> str:
-    who = row.active_user_name or (None if row.active_user_id is None else str(row.active_user_id))
-    shown = "".join(c if c.isprintable() else "?" for c in (who or "system"))
+    """`flexmeasures:<user id>` when a FlexMeasures user acted: an id, never the user's name,
+    which is personal data that erasure could not reach in an actor; else the name FlexMeasures
+    gave the non-user that acted (its CLI, a script), or `system`."""
+    if row.active_user_id is not None:
+        return f"flexmeasures:{row.active_user_id}"
+    who = row.active_user_name or "system"
+    shown = "".join(c if c.isprintable() else "?" for c in who)
     return f"flexmeasures:{shown.strip()[:200] or 'system'}"
 
 
@@ -108,7 +113,7 @@ class Mirror:
         self.database = fm.FlexMeasuresDatabase(source_url)
         self.source = self.database.name
         self.clock = ImportClock()
-        self.ledger = Ledger(ledger_url, clock=self.clock)
+        self.ledger = Ledger(ledger_url, clock=self.clock, mirror=True)
         self.ids: dict[tuple[str, int], UUID] = {}
         self.snapshot = fm.Snapshot()
         self.report = SyncReport()
@@ -147,8 +152,9 @@ class Mirror:
         return set(found.recorded_entries)
 
     def status(self) -> dict[str, Any]:
-        """What is mirrored of each kind beside what FlexMeasures holds now, the cursor, and
-        the audit_log rows kept as unrecognised (with their text)."""
+        """What is mirrored of each kind beside what FlexMeasures holds now, the FlexMeasures
+        users the ledger could not take, the cursor, and the audit_log rows kept as
+        unrecognised (with their text)."""
         counts = self.database.counts()
         mirrored = self.mirrored_ids()
         present = {
@@ -179,6 +185,7 @@ class Mirror:
                 "polled_at": cursor.polled_at,
             },
             "unrecognised": self.database.audit_texts(unrecognised),
+            "users_not_mirrored": sorted(self.database.user_ids() - present["users"]),
         }
 
     def _defined(self, cls: type[Role | AccountRole], name: str) -> bool:
@@ -271,12 +278,15 @@ class Mirror:
         assert self._batch is not None
         return self._batch
 
-    def _run(self, command: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run a Ledger command in the open batch; a rejection is reported, not fatal."""
+    def _run(self, command: Any, *args: Any, failing: str = "", **kwargs: Any) -> Any:
+        """Run a Ledger command in the open batch; a rejection is reported (after `failing`),
+        not fatal."""
         try:
             result = command(*args, **kwargs)
         except LedgerError as error:
-            self.report.problems.append(str(error))
+            problem = f"{failing}{error}"
+            if problem not in self.report.problems:  # a user refused in history is again later
+                self.report.problems.append(problem)
             return None
         if self.ledger.last_recorded:
             self.report.recorded += 1
@@ -297,7 +307,10 @@ class Mirror:
                     self._keep(change, None, actor, reason)  # gone from FlexMeasures since
                 return
             if change.kind == "user-created":
-                if self._user(row.affected_user_id, actor, reason) is None:
+                living = row.affected_user_id in self.snapshot.users
+                # a living user the ledger refused stays unmirrored (reported): only a user
+                # gone from fm_user is created under a stand-in, to be erased
+                if self._user(row.affected_user_id, actor, reason) is None and not living:
                     self._deleted_user(change, actor, reason)
                 return
             if change.kind == "user-deleted":
@@ -393,6 +406,7 @@ class Mirror:
             roles=roles,
             actor=actor,
             reason=reason,
+            failing=f"FlexMeasures user {user_id} not mirrored: ",
         )
         if created is not None:
             self._map("user", user_id, created)

@@ -100,12 +100,25 @@ def utc(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+def without_password(url: str) -> str:
+    """`url` with any password masked, even when it is not a URL SQLAlchemy can read: all
+    before the last `@` after the scheme is user information (a password may hold `@` or `/`)."""
+    scheme, separator, rest = url.partition("://")
+    user_information, at, location = rest.rpartition("@")
+    if not separator or not at or ":" not in user_information:
+        return url
+    user = user_information.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{location}"
+
+
 def engine_for(url: str) -> Engine:
     """A read-only engine on a FlexMeasures PostgreSQL database (`postgresql://...`)."""
     try:
         parsed = make_url(url)
     except Exception:
-        raise ValidationError(f"invalid FlexMeasures database URL {shown(url)}") from None
+        raise ValidationError(
+            f"invalid FlexMeasures database URL {shown(without_password(url))}"
+        ) from None
     if parsed.get_backend_name() != "postgresql":
         raise ValidationError(
             f"invalid FlexMeasures database URL {shown(parsed.render_as_string())}: "
@@ -155,6 +168,10 @@ class FlexMeasuresDatabase:
                     ("annotations", "annotations_accounts"),
                 )
             }
+
+    def user_ids(self) -> set[int]:
+        with self.engine.connect() as conn:
+            return {int(i) for i in conn.execute(text("SELECT id FROM fm_user")).scalars()}
 
     def names(self, table: str) -> list[str]:
         assert table in ("role", "account_role")

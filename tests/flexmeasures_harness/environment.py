@@ -105,6 +105,7 @@ def template_database(admin_url: str, server_url: str) -> str:
             subprocess.run(
                 [str(fm_python), str(flexmeasures), "db", "upgrade"],
                 env=side_environment(Path(home)),
+                cwd=home,  # its migrations and log write files into the working folder
                 check=True,
                 capture_output=True,
             )

@@ -23,8 +23,8 @@ def running_flexmeasures(request: pytest.FixtureRequest) -> Iterator[FlexMeasure
 
 def audit_rows(flexmeasures: FlexMeasures) -> list[dict[str, Any]]:
     rows = flexmeasures.query(
-        "SELECT id, event_datetime, event, active_user_name, affected_user_id FROM audit_log"
-        " ORDER BY id"
+        "SELECT id, event_datetime, event, active_user_id, active_user_name, affected_user_id"
+        " FROM audit_log ORDER BY id"
     )
-    keys = ("id", "at", "event", "active_user_name", "affected_user_id")
+    keys = ("id", "at", "event", "active_user_id", "active_user_name", "affected_user_id")
     return [dict(zip(keys, row, strict=True)) for row in rows]
