@@ -485,6 +485,7 @@ def writer(url: str, users: list[str], count: int) -> tuple[int, int]:
 
 def run(url: str, scale: dict[str, int], log: Callable[[str], None]) -> list[Result]:
     from ledger import Ledger
+    from ledger.audit import export as exporting
     from ledger.audit import integrity
     from ledger.importer import Importer
     from projections import ReadModel
@@ -592,6 +593,25 @@ def run(url: str, scale: dict[str, int], log: Callable[[str], None]) -> list[Res
         )
     )
     events = led.recorder.max_notification_id() or 0
+
+    for fmt in ("ocsf", "jsonl"):
+        raw.settle()
+        start = time.perf_counter()
+        with open(os.devnull, "w", encoding="utf-8") as sink:
+            exported = exporting.export(led, sink, fmt)
+        rate = exported.events / (time.perf_counter() - start)
+        results.append(
+            ratio_result(
+                f"audit export --format {fmt}",
+                rate,
+                "events/s",
+                plain_read,
+                "plain read and decode events/s",
+                0.50,
+                f"{exported.events:,} events, written to {os.devnull}",
+            )
+        )
+        log(f"exported {exported.events:,} events as {fmt}: {rate:,.0f} events/s")
 
     rm = ReadModel(url, page_size=2000)
     raw.settle()
