@@ -124,3 +124,47 @@ def test_an_accounts_role_at_the_instants_of_its_events(
     rm, _, acme = history
     got = [(at, rm.account_has_role(acme, "Consultancy", at=at)) for at, _ in ACME_AT]
     assert got == ACME_AT
+
+
+ENDS = datetime(2026, 3, 8, 9, 0, 0, 654_321, tzinfo=UTC)
+
+
+class Frozen(datetime):
+    """`datetime` whose `now` is `Frozen.instant`: the clock of "now" in projections.held."""
+
+    instant = ENDS
+
+    @classmethod
+    def now(cls, tz: object = None) -> Frozen:  # type: ignore[override]
+        i = cls.instant
+        return cls(i.year, i.month, i.day, i.hour, i.minute, i.second, i.microsecond, UTC)
+
+
+@pytest.mark.parametrize("at", [None, "given"], ids=["now", "at"])
+def test_a_grant_ends_at_its_until_exactly_now_and_at_that_instant(
+    url: str, monkeypatch: pytest.MonkeyPatch, at: str | None
+) -> None:
+    """ "Now" is the time of the query: a grant is held up to its `until`, not at it."""
+    clock = Clock()
+    led = Ledger(url, clock=clock)
+    rm = ReadModel(url)
+    monkeypatch.setattr("projections.held.datetime", Frozen)
+    try:
+        led.define_role("consultant", actor=ADMIN)
+        led.define_account_role("Consultancy", actor=ADMIN)
+        acme = led.create_account("Acme", actor=ADMIN)
+        ann = led.create_user("ann@acme.org", account_id=acme, actor=ADMIN)
+        led.grant_role(ann, "consultant", actor=ADMIN, until=ENDS)
+        led.grant_account_role(acme, "Consultancy", actor=ADMIN, until=ENDS)
+        rm.catch_up()
+        for moment, held in ((ENDS - US, True), (ENDS, False), (ENDS + US, False)):
+            monkeypatch.setattr(Frozen, "instant", moment)
+            when = None if at is None else moment
+            assert rm.has_role(ann, "consultant", at=when) is held, moment
+            assert ("consultant" in rm.roles(ann, at=when)) is held, moment
+            assert rm.account_has_role(acme, "Consultancy", at=when) is held, moment
+            holders = [u.id for u in rm.users_with_role("consultant", at=when)]
+            assert holders == ([ann] if held else []), moment
+    finally:
+        rm.close()
+        led.close()
