@@ -228,6 +228,12 @@ EQUIVALENT: Final[dict[tuple[str, str, str], str]] = {
     " nothing, `common` clips it to an empty period and drops it",
     (
         "ledger/storage/recorders.py",
+        "with self.datastore.transaction(commit=False) as curs:",
+        "with self.datastore.transaction(commit=True) as curs:",
+    ): "every such block on PostgreSQL only reads (SELECTs, a SET LOCAL): committing a"
+    " transaction that wrote nothing ends it as a rollback does",
+    (
+        "ledger/storage/recorders.py",
         'cursor.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")',
         'cursor.execute(f"PRAGMA busy_timeout = {int(timeout * 1001)}")',
     ): "a millisecond more patience per second of wipe_timeout: no test can tell, nor a user",
