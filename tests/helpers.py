@@ -7,6 +7,7 @@ import os
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -99,3 +100,13 @@ def remount_read_only(folder: Path) -> None:
     )
     if remounted.returncode != 0:
         cannot_run(f"remounting read-only is not permitted: {remounted.stderr.strip()}")
+
+
+class Clock:
+    """An event clock that tests move by hand (`Ledger(url, clock=...)`)."""
+
+    def __init__(self, moment: datetime) -> None:
+        self.moment = moment
+
+    def __call__(self) -> datetime:
+        return self.moment

@@ -19,17 +19,9 @@ from ledger import Conflict, Ledger, NotFound, ValidationError
 from ledger.audit import Audit
 from projections import ReadModel
 from tests.conftest import ADMIN
-from tests.helpers import cli, event_names, one_line, stored_state
+from tests.helpers import Clock, cli, event_names, one_line, stored_state
 
 START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self, moment: datetime) -> None:
-        self.moment = moment
-
-    def __call__(self) -> datetime:
-        return self.moment
 
 
 @pytest.fixture

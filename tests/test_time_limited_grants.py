@@ -23,22 +23,12 @@ from ledger.audit import Audit
 from projections import ReadModel
 from tests import workers
 from tests.conftest import ADMIN
-from tests.helpers import cli, event_names, one_line, stored_state
+from tests.helpers import Clock, cli, event_names, one_line, stored_state
 from tests.test_concurrency import run_workers
 
 START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 UNTIL = datetime(2026, 3, 15, 17, 30, tzinfo=UTC)
 TICK = timedelta(microseconds=1)
-
-
-class Clock:
-    """An event clock that tests move by hand."""
-
-    def __init__(self, moment: datetime) -> None:
-        self.moment = moment
-
-    def __call__(self) -> datetime:
-        return self.moment
 
 
 @pytest.fixture
