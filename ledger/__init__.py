@@ -7,7 +7,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ledger.errors import Conflict, InactiveUser, LedgerError, NotFound, ValidationError
+from ledger.errors import (
+    Conflict,
+    InactiveUser,
+    LedgerError,
+    NotFound,
+    PermissionDenied,
+    ValidationError,
+)
 
 if TYPE_CHECKING:
     from ledger.application import UNSET, Ledger
@@ -19,6 +26,7 @@ __all__ = [
     "Ledger",
     "LedgerError",
     "NotFound",
+    "PermissionDenied",
     "ValidationError",
 ]
 

@@ -230,6 +230,8 @@ class Ledger(Application[UUID]):
     def _submit(self, command_type: type[Command[R]], **arguments: object) -> R:
         """Parse the command and run it: in this thread's open batch, if any."""
         self._local.recorded = False
+        if arguments.get("as_user") is None:
+            arguments["as_user"] = getattr(self._local, "as_user", None)
         batch: Batch | None = getattr(self._local, "batch", None)
         if batch is None:
             outcome = self.runner.run(command_type.parse(self.references(), **arguments))
@@ -237,6 +239,11 @@ class Ledger(Application[UUID]):
             outcome = batch.run(command_type.parse(batch.references, **arguments))
         self._local.recorded = outcome.recorded
         return outcome.result
+
+    def act_as(self, user: UserRef | None) -> None:
+        """From now on, this thread's commands given no `as_user` act as `user` (None: as
+        the trusted caller again). The CLI's `--as-user` sets it."""
+        self._local.as_user = user
 
     @property
     def last_recorded(self) -> bool:
@@ -280,6 +287,7 @@ class Ledger(Application[UUID]):
         actor: str,
         reason: str | None = None,
         command_id: str | None = None,
+        as_user: UserRef | None = None,
     ) -> bool:
         return self._submit(
             roles.DefineRole,
@@ -288,6 +296,7 @@ class Ledger(Application[UUID]):
             actor=actor,
             reason=reason,
             command_id=command_id,
+            as_user=as_user,
         )
 
     def define_account_role(
@@ -298,6 +307,7 @@ class Ledger(Application[UUID]):
         actor: str,
         reason: str | None = None,
         command_id: str | None = None,
+        as_user: UserRef | None = None,
     ) -> bool:
         return self._submit(
             roles.DefineAccountRole,
@@ -306,6 +316,7 @@ class Ledger(Application[UUID]):
             actor=actor,
             reason=reason,
             command_id=command_id,
+            as_user=as_user,
         )
 
     # -- accounts -------------------------------------------------------------------------------
@@ -322,6 +333,7 @@ class Ledger(Application[UUID]):
         logo_url: str | None = None,
         reason: str | None = None,
         command_id: str | None = None,
+        as_user: UserRef | None = None,
     ) -> UUID:
         return self._submit(
             accounts.CreateAccount,
@@ -334,6 +346,7 @@ class Ledger(Application[UUID]):
             logo_url=logo_url,
             reason=reason,
             command_id=command_id,
+            as_user=as_user,
         )
 
     def update_account(
@@ -347,6 +360,7 @@ class Ledger(Application[UUID]):
         logo_url: str | Unset | None = UNSET,
         reason: str | None = None,
         command_id: str | None = None,
+        as_user: UserRef | None = None,
     ) -> bool:
         return self._submit(
             accounts.UpdateAccount,
@@ -358,6 +372,7 @@ class Ledger(Application[UUID]):
             logo_url=logo_url,
             reason=reason,
             command_id=command_id,
+            as_user=as_user,
         )
 
     def grant_account_role(
@@ -370,6 +385,7 @@ class Ledger(Application[UUID]):
         exception_approved_by: str | UserRef | None = None,
         reason: str | None = None,
         command_id: str | None = None,
+        as_user: UserRef | None = None,
     ) -> bool:
         """Grant an account role, until revoked or until `until` (an aware instant in the
         future), when it ends by itself. A grant that breaks a separation-of-duties rule is a
@@ -383,6 +399,7 @@ class Ledger(Application[UUID]):
             exception_approved_by=exception_approved_by,
             reason=reason,
             command_id=command_id,
+            as_user=as_user,
         )
 
     def revoke_account_role(
@@ -393,6 +410,7 @@ class Ledger(Application[UUID]):
         actor: str,
         reason: str | None = None,
         command_id: str | None = None,
+        as_user: UserRef | None = None,
     ) -> bool:
         return self._submit(
             accounts.RevokeAccountRole,
@@ -401,6 +419,7 @@ class Ledger(Application[UUID]):
             actor=actor,
             reason=reason,
             command_id=command_id,
+            as_user=as_user,
         )
 
     def set_consultancy(
@@ -411,6 +430,7 @@ class Ledger(Application[UUID]):
         actor: str,
         reason: str | None = None,
         command_id: str | None = None,
+        as_user: UserRef | None = None,
     ) -> bool:
         return self._submit(
             accounts.SetConsultancy,
@@ -419,6 +439,7 @@ class Ledger(Application[UUID]):
             actor=actor,
             reason=reason,
             command_id=command_id,
+            as_user=as_user,
         )
 
     def close_account(
@@ -428,6 +449,7 @@ class Ledger(Application[UUID]):
         actor: str,
         reason: str | None = None,
         command_id: str | None = None,
+        as_user: UserRef | None = None,
     ) -> bool:
         return self._submit(
             accounts.CloseAccount,
@@ -435,6 +457,7 @@ class Ledger(Application[UUID]):
             actor=actor,
             reason=reason,
             command_id=command_id,
+            as_user=as_user,
         )
 
     # -- users ----------------------------------------------------------------------------------
@@ -451,6 +474,7 @@ class Ledger(Application[UUID]):
         password: str | None = None,
         reason: str | None = None,
         command_id: str | None = None,
+        as_user: UserRef | None = None,
     ) -> UUID:
         return self._submit(
             users.CreateUser,
@@ -463,6 +487,7 @@ class Ledger(Application[UUID]):
             password=password,
             reason=reason,
             command_id=command_id,
+            as_user=as_user,
         )
 
     def update_user(
@@ -475,6 +500,7 @@ class Ledger(Application[UUID]):
         timezone: str | Unset = UNSET,
         reason: str | None = None,
         command_id: str | None = None,
+        as_user: UserRef | None = None,
     ) -> bool:
         return self._submit(
             users.UpdateUser,
@@ -485,6 +511,7 @@ class Ledger(Application[UUID]):
             timezone=timezone,
             reason=reason,
             command_id=command_id,
+            as_user=as_user,
         )
 
     def grant_role(
@@ -497,6 +524,7 @@ class Ledger(Application[UUID]):
         exception_approved_by: str | UserRef | None = None,
         reason: str | None = None,
         command_id: str | None = None,
+        as_user: UserRef | None = None,
     ) -> bool:
         """Grant a user role, until revoked or until `until` (an aware instant in the future),
         when it ends by itself. A grant that breaks a separation-of-duties rule is a Conflict,
@@ -510,6 +538,7 @@ class Ledger(Application[UUID]):
             exception_approved_by=exception_approved_by,
             reason=reason,
             command_id=command_id,
+            as_user=as_user,
         )
 
     def revoke_role(
@@ -520,6 +549,7 @@ class Ledger(Application[UUID]):
         actor: str,
         reason: str | None = None,
         command_id: str | None = None,
+        as_user: UserRef | None = None,
     ) -> bool:
         return self._submit(
             users.RevokeRole,
@@ -528,6 +558,7 @@ class Ledger(Application[UUID]):
             actor=actor,
             reason=reason,
             command_id=command_id,
+            as_user=as_user,
         )
 
     def deactivate_user(
@@ -537,9 +568,15 @@ class Ledger(Application[UUID]):
         actor: str,
         reason: str | None = None,
         command_id: str | None = None,
+        as_user: UserRef | None = None,
     ) -> bool:
         return self._submit(
-            users.DeactivateUser, user=user, actor=actor, reason=reason, command_id=command_id
+            users.DeactivateUser,
+            user=user,
+            actor=actor,
+            reason=reason,
+            command_id=command_id,
+            as_user=as_user,
         )
 
     def reactivate_user(
@@ -549,9 +586,15 @@ class Ledger(Application[UUID]):
         actor: str,
         reason: str | None = None,
         command_id: str | None = None,
+        as_user: UserRef | None = None,
     ) -> bool:
         return self._submit(
-            users.ReactivateUser, user=user, actor=actor, reason=reason, command_id=command_id
+            users.ReactivateUser,
+            user=user,
+            actor=actor,
+            reason=reason,
+            command_id=command_id,
+            as_user=as_user,
         )
 
     def record_login(
@@ -561,8 +604,11 @@ class Ledger(Application[UUID]):
         at: Instant | None = None,
         ip: str | None = None,
         command_id: str | None = None,
+        as_user: UserRef | None = None,
     ) -> bool:
-        return self._submit(users.RecordLogin, user=user, at=at, ip=ip, command_id=command_id)
+        return self._submit(
+            users.RecordLogin, user=user, at=at, ip=ip, command_id=command_id, as_user=as_user
+        )
 
     def record_failed_login(
         self,
@@ -572,6 +618,7 @@ class Ledger(Application[UUID]):
         ip: str | None = None,
         reason_kind: str,
         command_id: str | None = None,
+        as_user: UserRef | None = None,
     ) -> bool:
         """A failed attempt to log in as `user`, a security event: `reason_kind` says why
         (wrong-password, no-password, inactive, erased, account-closed). The actor is
@@ -584,12 +631,20 @@ class Ledger(Application[UUID]):
             ip=ip,
             reason_kind=reason_kind,
             command_id=command_id,
+            as_user=as_user,
         )
 
     def record_last_seen(
-        self, user: UserRef, *, at: Instant | None = None, command_id: str | None = None
+        self,
+        user: UserRef,
+        *,
+        at: Instant | None = None,
+        command_id: str | None = None,
+        as_user: UserRef | None = None,
     ) -> bool:
-        return self._submit(users.RecordLastSeen, user=user, at=at, command_id=command_id)
+        return self._submit(
+            users.RecordLastSeen, user=user, at=at, command_id=command_id, as_user=as_user
+        )
 
     def set_password(
         self,
@@ -599,6 +654,7 @@ class Ledger(Application[UUID]):
         actor: str,
         reason: str | None = None,
         command_id: str | None = None,
+        as_user: UserRef | None = None,
     ) -> bool:
         return self._submit(
             users.SetPassword,
@@ -607,16 +663,28 @@ class Ledger(Application[UUID]):
             actor=actor,
             reason=reason,
             command_id=command_id,
+            as_user=as_user,
         )
 
     def erase_user(
-        self, user: UserRef, *, actor: str, reason: str, command_id: str | None = None
+        self,
+        user: UserRef,
+        *,
+        actor: str,
+        reason: str,
+        command_id: str | None = None,
+        as_user: UserRef | None = None,
     ) -> bool:
         """Delete the user's key, claims and credential, record UserErased, and wipe what the
         deleted rows held from the disk before returning. Erasing an erased user records
         nothing and returns False, but still finishes a wipe that was cut short."""
         return self._submit(
-            users.EraseUser, user=user, actor=actor, reason=reason, command_id=command_id
+            users.EraseUser,
+            user=user,
+            actor=actor,
+            reason=reason,
+            command_id=command_id,
+            as_user=as_user,
         )
 
     # -- time-limited grants -------------------------------------------------------------------
@@ -630,6 +698,7 @@ class Ledger(Application[UUID]):
         actor: str,
         reason: str | None = None,
         command_id: str | None = None,
+        as_user: UserRef | None = None,
     ) -> bool:
         """Move the end of a grant that the user or account holds to `until` (in the future,
         later or earlier); False if it ends then already; NotFound if no such grant is held."""
@@ -641,14 +710,22 @@ class Ledger(Application[UUID]):
             actor=actor,
             reason=reason,
             command_id=command_id,
+            as_user=as_user,
         )
 
     def expire_grants(
-        self, *, actor: str, reason: str | None = None, command_id: str | None = None
+        self,
+        *,
+        actor: str,
+        reason: str | None = None,
+        command_id: str | None = None,
+        as_user: UserRef | None = None,
     ) -> int:
         """Record a RoleExpired (AccountRoleExpired) event for each grant whose end has passed,
         once; return how many. Queries treat such grants as ended at their end without it."""
-        return self._submit(grants.ExpireGrants, actor=actor, reason=reason, command_id=command_id)
+        return self._submit(
+            grants.ExpireGrants, actor=actor, reason=reason, command_id=command_id, as_user=as_user
+        )
 
     # -- separation of duties ------------------------------------------------------------------
 
@@ -661,6 +738,7 @@ class Ledger(Application[UUID]):
         actor: str,
         reason: str | None = None,
         command_id: str | None = None,
+        as_user: UserRef | None = None,
     ) -> bool:
         """No one user (scope "user") or account (scope "account") may hold both of `roles`
         (two role names of that catalogue): a grant that would break it is a Conflict."""
@@ -672,13 +750,25 @@ class Ledger(Application[UUID]):
             actor=actor,
             reason=reason,
             command_id=command_id,
+            as_user=as_user,
         )
 
     def remove_sod_rule(
-        self, name: str, *, actor: str, reason: str | None = None, command_id: str | None = None
+        self,
+        name: str,
+        *,
+        actor: str,
+        reason: str | None = None,
+        command_id: str | None = None,
+        as_user: UserRef | None = None,
     ) -> bool:
         return self._submit(
-            separation.RemoveSodRule, name=name, actor=actor, reason=reason, command_id=command_id
+            separation.RemoveSodRule,
+            name=name,
+            actor=actor,
+            reason=reason,
+            command_id=command_id,
+            as_user=as_user,
         )
 
     # -- annotations ----------------------------------------------------------------------------
@@ -696,6 +786,7 @@ class Ledger(Application[UUID]):
         actor: str,
         reason: str | None = None,
         command_id: str | None = None,
+        as_user: UserRef | None = None,
     ) -> UUID:
         return self._submit(
             AddAnnotation,
@@ -709,6 +800,7 @@ class Ledger(Application[UUID]):
             actor=actor,
             reason=reason,
             command_id=command_id,
+            as_user=as_user,
         )
 
     def record_unrecognised_entry(
@@ -723,6 +815,7 @@ class Ledger(Application[UUID]):
         actor: str,
         reason: str | None = None,
         command_id: str | None = None,
+        as_user: UserRef | None = None,
     ) -> bool:
         """Keep an audit entry of a mirrored system (`source`) that the ledger could not
         interpret, with its text and time; the same entry twice records nothing."""
@@ -737,6 +830,7 @@ class Ledger(Application[UUID]):
             actor=actor,
             reason=reason,
             command_id=command_id,
+            as_user=as_user,
         )
 
     def remove_annotation(
@@ -747,6 +841,7 @@ class Ledger(Application[UUID]):
         actor: str,
         reason: str | None = None,
         command_id: str | None = None,
+        as_user: UserRef | None = None,
     ) -> bool:
         return self._submit(
             RemoveAnnotation,
@@ -755,6 +850,7 @@ class Ledger(Application[UUID]):
             actor=actor,
             reason=reason,
             command_id=command_id,
+            as_user=as_user,
         )
 
     # -- look-ups for the CLI and the read API --------------------------------------------------

@@ -20,3 +20,8 @@ class Conflict(LedgerError):
 
 class InactiveUser(LedgerError):
     """The command needs an active user."""
+
+
+class PermissionDenied(LedgerError):
+    """The user the command was given `as_user` may not run it; the refusal is journalled
+    (an AccessDenied event), and nothing else is recorded."""

@@ -3,8 +3,8 @@
 `{"command": "grant_role", "user": "ann@x.org", "role": "admin", "command_id": "imp-2"}`:
 `command` names a registered command (`ledger.commands`, each also a Ledger method); the other
 keys are its parameter names, except that the user a command acts on is `user` and the account
-is `account` (by id, or by email / name; this includes `create_user`'s account). `actor` and
-`reason` default to the CLI's. Lines are applied in
+is `account` (by id, or by email / name; this includes `create_user`'s account). `actor`,
+`reason` and `as_user` default to the CLI's. Lines are applied in
 batches, each one transaction; if a concurrent writer gets in the way of a batch, its lines are
 re-applied one by one. A bad line (not UTF-8, not JSON, bad values, or rejected by the state)
 rejects that line only.
@@ -127,7 +127,7 @@ def _references(
         arguments = command.arguments
         if isinstance(arguments.get("command_id"), str):
             ids.append(arguments["command_id"].strip())
-        for key in ("user", "email"):
+        for key in ("user", "email", "as_user"):
             value = arguments.get(key)
             if isinstance(value, str) and "@" in value:
                 emails.append(value)
@@ -158,11 +158,18 @@ def _ids_named(parsed: list[Command | LineResult]) -> list[UUID]:
 
 class Importer:
     def __init__(
-        self, ledger: Ledger, *, actor: str, reason: str | None = None, batch_size: int = 1000
+        self,
+        ledger: Ledger,
+        *,
+        actor: str,
+        reason: str | None = None,
+        as_user: str | None = None,
+        batch_size: int = 1000,
     ) -> None:
         self.ledger = ledger
         self.actor = actor
         self.reason = reason
+        self.as_user = as_user  # the default of lines without an `as_user` of their own
         self.batch_size = batch_size
 
     def parse(self, number: int, text: str | bytes) -> Command:
@@ -194,7 +201,8 @@ class Importer:
         parameters = command_type.parameters()
         if name == "create_user" and "account" in data:
             data["account_id"] = data.pop("account")
-        for default, value in (("actor", self.actor), ("reason", self.reason)):
+        defaults = (("actor", self.actor), ("reason", self.reason), ("as_user", self.as_user))
+        for default, value in defaults:
             if default in parameters and default not in data and value is not None:
                 data[default] = value
         command_type.check_arguments(data)

@@ -21,9 +21,9 @@ from uuid import UUID
 from eventsourcing.application import Repository
 from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
 
-from ledger.commands import registry
+from ledger.commands import permissions, registry
 from ledger.commands.base import Command, Services
-from ledger.domain import LedgerAggregate, Meta, project
+from ledger.domain import AccessDenial, LedgerAggregate, Meta, project
 from ledger.errors import Conflict, LedgerError
 from ledger.storage.command_log import CommandLog
 from ledger.storage.recorders import SideTableRecorder
@@ -115,8 +115,14 @@ class Runner:
             uow = UnitOfWork(
                 self.repository, self.meta(actor, reason, command_id), optimistic=attempt == 0
             )
+            denial: permissions.Denial | None = None
             try:
-                result: R = handler(command, uow, self.services)
+                if command.as_user is not None:
+                    denial = permissions.check(command, uow)
+                if denial is None:
+                    result: R = handler(command, uow, self.services)
+                else:
+                    self._journal(command, uow, denial, fingerprint)
             except LedgerError:
                 if self._stale(uow.unverified.items()):  # nothing is saved: confirm them all
                     continue
@@ -124,13 +130,15 @@ class Runner:
             if self._stale(uow.unverified_unchanged()):
                 continue
             writes: list[SideWrite] = list(uow.side_writes)
-            if command_id is not None:
+            if command_id is not None and denial is None:
                 writes.append(self.command_log.remember(command_id, fingerprint, result))
             changed = uow.changed()
             if not changed and not writes:
+                if denial is not None:  # journalled already, under this command id
+                    raise denial.error()
                 return Outcome(result, False)
             try:
-                self.save(*changed, side_writes=writes)
+                self.save(*changed, side_writes=writes, **_guarded(uow))
             except (IntegrityError, OperationalError) as error:
                 # A concurrent writer won a version, a claim or the command id (or held the
                 # database lock too long), or a cached aggregate was stale. Retrying from
@@ -140,6 +148,8 @@ class Runner:
                 if not uow.unverified:
                     back_off(attempt)
             else:
+                if denial is not None:
+                    raise denial.error()
                 for callback in uow.after_commit:
                     callback()
                 recorded = bool(changed) or len(writes) > (command_id is not None)
@@ -164,6 +174,11 @@ class Runner:
             if found:
                 return Outcome(cast(R, prior), False)
         uow.begin_command(self.meta(*command.acting(), command_id))
+        if command.as_user is not None:
+            denial = permissions.check(command, uow)  # reads only: may reject, changes nothing
+            if denial is not None:
+                self._journal(command, uow, denial, fingerprint)  # kept: the line is refused
+                raise denial.error()
         try:
             result: R = handler(command, uow, self.services)
         except LedgerError:
@@ -177,6 +192,25 @@ class Runner:
             uow.write(self.command_log.remember(command_id, fingerprint, result))
             uow.command_results[command_id] = (fingerprint, result)
         return Outcome(result, recorded)
+
+    def _journal(
+        self, command: Command[Any], uow: UnitOfWork, denial: permissions.Denial, fingerprint: str
+    ) -> None:
+        """Add the denial's AccessDenied entry to the unit of work, unless this command id was
+        denied (with these arguments) before: a retry is not journalled twice."""
+        entry_id = AccessDenial.id_for(command.command_id, fingerprint)
+        if command.command_id is not None and uow.exists(AccessDenial, entry_id):
+            return
+        uow.add(
+            AccessDenial.journal(
+                entry_id,
+                as_user=denial.as_user,
+                command=denial.command,
+                targets=denial.targets,
+                rule=denial.verdict.rule,
+                meta=uow.meta,
+            )
+        )
 
     def _stale(self, taken: Iterable[tuple[UUID, int]]) -> bool:
         """Whether any of these cached aggregates, taken unconfirmed at these versions, has
@@ -223,9 +257,16 @@ class Runner:
         caller re-runs the commands one by one)."""
         changed = uow.changed()
         if changed or uow.side_writes:
-            self.save(*changed, side_writes=uow.side_writes)
+            self.save(*changed, side_writes=uow.side_writes, **_guarded(uow))
         for callback in uow.after_commit:
             callback()
+
+
+def _guarded(uow: UnitOfWork) -> dict[str, Any]:
+    """The save's read guards, if a permission check read anything (else no keyword at all,
+    so the save of a command without `as_user` is what it always was)."""
+    guards = uow.read_guards_left()
+    return {"read_guards": guards} if guards else {}
 
 
 def back_off(attempt: int) -> None:

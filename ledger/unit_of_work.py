@@ -42,6 +42,9 @@ class UnitOfWork:
         self.claims: dict[tuple[str, str], UUID | None] = {}
         self.command_results: dict[str, tuple[str, Any]] = {}
         self.commands_not_applied: set[str] = set()  # looked up: not in the command table
+        # aggregates a permission check read, at the version read: the save fails if another
+        # writer changed one before it commits (see `read_guards_left`)
+        self.read_guards: dict[UUID, int] = {}
         self._aggregates: dict[UUID, LedgerAggregate] = {}
         # ids found to name nothing: asked again (the policy, by every grant of a batch), they
         # still name nothing unless this unit of work adds them (`add` is looked at first)
@@ -127,6 +130,15 @@ class UnitOfWork:
         if (kind, key) in self.claims:
             return True, self.claims[(kind, key)]
         return False, None
+
+    def read_guards_left(self) -> list[tuple[UUID, int]]:
+        """The read guards of aggregates this unit of work leaves unchanged (a changed one is
+        guarded by its own new version, which a concurrent writer's would clash with)."""
+        return [
+            (aggregate_id, version)
+            for aggregate_id, version in self.read_guards.items()
+            if not self._aggregates[aggregate_id].pending_events
+        ]
 
     def changed(self) -> list[LedgerAggregate]:
         """Aggregates with new events, the newly created first (so their events come first)."""

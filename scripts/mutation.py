@@ -37,6 +37,12 @@ ROOT: Final = Path(__file__).resolve().parent.parent
 
 SQLITE: Final = ("-k", "not postgres")
 POLICY_TESTS: Final = ("tests/test_api.py", "tests/test_policy_edges.py", *SQLITE)
+# The rules themselves (reads and writes), under the read API's tests and the write side's.
+ACCESS_RULE_TESTS: Final = (
+    "tests/test_access_policy.py",
+    "tests/test_permissions.py",
+    *POLICY_TESTS,
+)
 HELD_TESTS: Final = (
     "tests/test_read_model.py",
     "tests/test_prepared_reads.py",
@@ -96,6 +102,7 @@ class Target:
 # The critical set. Re-point a row when code moves; a name the file no longer defines is an error.
 CRITICAL: Final = (
     Target("policy", "projections/api/policy.py", (), POLICY_TESTS),
+    Target("policy", "ledger/access_policy.py", (), ACCESS_RULE_TESTS),
     Target("held", "projections/held.py", (), HELD_RULE_TESTS),
     Target(
         "held",
@@ -209,9 +216,9 @@ TOLERANCE: Final = 0.05
 # Mutants that cannot change behaviour: (file, line as written, line as mutated) -> why.
 EQUIVALENT: Final[dict[tuple[str, str, str], str]] = {
     (
-        "projections/api/policy.py",
-        "return user.id == caller.user.id or can_read_account(caller, account)",
-        "return user.id is caller.user.id or can_read_account(caller, account)",
+        "ledger/access_policy.py",
+        "return user_id == caller.user_id or can_read_account(caller, tenant)",
+        "return user_id is caller.user_id or can_read_account(caller, tenant)",
     ): "a caller's own user is in the caller's own account, so the account test already admits"
     " them: the first operand never decides",
     (

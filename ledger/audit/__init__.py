@@ -36,6 +36,7 @@ TITLES: Final = {
     "privileged": "Holders of privileged roles",
     "failed-logins": "Failed logins",
     "sod-violations": "Separation-of-duties violations",
+    "denied": "Commands refused by permission checks",
 }
 
 DormantDays = Annotated[int, Field(strict=True, ge=1, le=36_525)]  # up to a hundred years
@@ -245,6 +246,8 @@ def _report(rm: ReadModel, name: str, asked: Asked) -> pd.DataFrame:
         return reports.failed_logins(rm, start, end)
     if name == "sod-violations":
         return reports.sod_violations(rm, asked.at)
+    if name == "denied":
+        return reports.denied(rm, start, end)
     raise ValidationError(f"unknown report {name!r}; one of: {', '.join(TITLES)}")
 
 

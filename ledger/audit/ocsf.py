@@ -64,6 +64,7 @@ ENTITY_CHANGES: Final = {
     "SodRuleRemoved": (4, "Delete"),
     "SourceRegistered": (1, "Create"),
     "UnrecognisedEntryRecorded": (1, "Create"),
+    "AccessDenied": (1, "Create"),
     "UserJoined": (3, "Update"),
     "LastSeenRecorded": (3, "Update"),
     "AnnotationRemoved": (4, "Delete"),

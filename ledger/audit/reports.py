@@ -12,7 +12,8 @@ from uuid import UUID
 import pandas as pd
 from sqlalchemy import func, select
 
-from ledger.domain import Account, User, titles
+from ledger import access_policy
+from ledger.domain import AccessDenial, Account, User, titles
 from ledger.validation import Moment, optional, valid
 from projections import ReadModel, held
 from projections import tables as t
@@ -51,6 +52,7 @@ REPORTS: Final = (
     "privileged",
     "failed-logins",
     "sod-violations",
+    "denied",
 )
 
 
@@ -257,6 +259,53 @@ def failed_logins(rm: ReadModel, since: Any, until: Any = None) -> pd.DataFrame:
     return _frame(
         rows,
         ["timestamp", "user_id", "email", "account", "reason_kind", "ip", "actor", "position"],
+    )
+
+
+def denied(rm: ReadModel, since: Any, until: Any = None) -> pd.DataFrame:
+    """Every command refused in [since, until) to a user it was given `as_user` (the
+    security journal's AccessDenied entries): who, as which actor, what, on what, by which
+    rule, when. The acting user's email as the read models hold it ([erased] once erased)."""
+    found, _ = _events_between(rm, titles.names(AccessDenial.AccessDenied), since, until)
+    emails: dict[str, str | None] = {}
+    rows = []
+    for row in found:
+        fields = dict(row.fields or {})
+        as_user = str(fields.get("as_user"))
+        if as_user not in emails:
+            user = rm.get_user(as_user)
+            emails[as_user] = None if user is None else user.email
+        rule = str(fields.get("rule"))
+        rows.append(
+            {
+                "timestamp": row.timestamp,
+                "as_user": as_user,
+                "as_user_email": emails[as_user],
+                "actor": row.actor,
+                "command": fields.get("command"),
+                "targets": " ".join(fields.get("targets") or ()),
+                "rule": rule,
+                "why": access_policy.RULES.get(rule, ""),
+                "reason": row.reason,
+                "command_id": row.command_id,
+                "position": row.position,
+            }
+        )
+    return _frame(
+        rows,
+        [
+            "timestamp",
+            "as_user",
+            "as_user_email",
+            "actor",
+            "command",
+            "targets",
+            "rule",
+            "why",
+            "reason",
+            "command_id",
+            "position",
+        ],
     )
 
 

@@ -314,7 +314,7 @@ def audit_check() -> None:
 @click.option(
     "--since",
     type=INSTANT,
-    help="For role-changes, joiners-movers-leavers (default: a year ago).",
+    help="For role-changes, joiners-movers-leavers, failed-logins, denied (default: a year ago).",
 )
 @click.option("--until", type=INSTANT, help="End of the period (default: now).")
 @click.option(
@@ -342,8 +342,9 @@ def audit_report(
     unverified: bool,
 ) -> None:
     """Write a compliance report: access-review, role-changes, joiners-movers-leavers,
-    dormant, privileged, or all of them (json, html). The integrity chain is verified first:
-    a broken chain is an error (exit 1) unless --unverified."""
+    dormant, privileged, failed-logins, sod-violations, denied, or all of them (json, html).
+    The integrity chain is verified first: a broken chain is an error (exit 1) unless
+    --unverified."""
     names = list(TITLES) if name == "all" else [name]
     problem = None if out is None else sqlite_files.database_problem(Path(out))
     if problem is not None:

@@ -38,7 +38,9 @@ def apply(
     {"command": "grant_role", "user": "ann@x.org", "role": "admin", "command_id": "imp-7"}
     """
     s = state()
-    importer = Importer(s.ledger, actor=s.who, reason=s.reason, batch_size=max(1, batch_size))
+    importer = Importer(
+        s.ledger, actor=s.who, reason=s.reason, as_user=s.as_user, batch_size=max(1, batch_size)
+    )
     lines = read_lines(file)
     if check or dry_run:
         checked = importer.check(lines)

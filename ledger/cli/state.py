@@ -39,6 +39,7 @@ class State:
     db_url: str | None = None
     actor: str | None = None
     reason: str | None = None
+    as_user: str | None = None
     as_json: bool = False
     tz: tzinfo = UTC
     _ledger: Ledger | None = field(default=None, repr=False)
@@ -58,6 +59,7 @@ class State:
         """The ledger, to record into (set up if the database holds none yet)."""
         if self._ledger is None:
             self._ledger = Ledger(self.url)
+            self._ledger.act_as(self.as_user)
         return self._ledger
 
     @property
@@ -268,7 +270,8 @@ INSTANT = Instant()
 
 
 def global_options(command: F) -> F:
-    """--db, --actor, --reason, --json and --tz, accepted before or after the subcommand."""
+    """--db, --actor, --reason, --as-user, --json and --tz, accepted before or after the
+    subcommand."""
     for option in reversed(
         [
             click.option(
@@ -290,6 +293,13 @@ def global_options(command: F) -> F:
                 expose_value=False,
                 callback=_set("reason"),
                 help="Why: recorded with every event of the command.",
+            ),
+            click.option(
+                "--as-user",
+                expose_value=False,
+                callback=_set("as_user"),
+                help="Check the command against this user's permissions (id or email); a "
+                "refusal is journalled. Without it the caller is trusted.",
             ),
             click.option(
                 "--json",

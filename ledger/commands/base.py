@@ -116,7 +116,15 @@ def optional_as(annotation: Any, what: str) -> Parser:
     return lambda value, _: None if value is None else validate(value)
 
 
-_TAIL: Final = ("actor", "reason", "command_id")
+_TAIL: Final = ("actor", "reason", "as_user", "command_id")
+_UNFINGERPRINTED: Final = ("actor", "reason", "command_id")
+
+
+def _acting_user(value: Any, refs: References) -> UUID | None:
+    """The user a command acts as: by id or email (an email no user holds is NotFound)."""
+    if value is None:
+        return None
+    return refs.resolve_user(value, "as_user")
 
 
 @dataclass(frozen=True)
@@ -136,6 +144,9 @@ class Command(Generic[R]):
     """Arguments added after command ids were first recorded: left out of the fingerprint
     while None, so that an id recorded before keeps its fingerprint."""
     command_id: str | None = arg(optional_as(CommandId, "command_id"), None)
+    as_user: UUID | None = arg(_acting_user, None)
+    """Whose permission the command needs (see `ledger.commands.permissions`); None: the
+    caller is trusted (an admin's script), as without it."""
 
     @classmethod
     def parse(cls, refs: References, /, **raw: Any) -> Self:
@@ -179,10 +190,10 @@ class Command(Generic[R]):
         return {
             spec.name: value
             for spec in _fields_of(type(self))
-            if spec.name not in _TAIL
+            if spec.name not in _UNFINGERPRINTED
             and (value := getattr(self, spec.name)) is not UNSET
             and not isinstance(value, Secret)
-            and not (value is None and spec.name in self.added_later)
+            and not (value is None and (spec.name in self.added_later or spec.name == "as_user"))
         }
 
 

@@ -2,6 +2,7 @@
 
 from ledger.domain.accounts import Account, AnnotationKey
 from ledger.domain.base import ERASED, LedgerAggregate, Meta, project
+from ledger.domain.journal import AccessDenial
 from ledger.domain.roles import AccountRole, Role
 from ledger.domain.sources import ExternalSource
 from ledger.domain.users import DEFAULT_TIMEZONE, User
@@ -9,6 +10,7 @@ from ledger.domain.users import DEFAULT_TIMEZONE, User
 __all__ = [
     "DEFAULT_TIMEZONE",
     "ERASED",
+    "AccessDenial",
     "Account",
     "AccountRole",
     "AnnotationKey",

@@ -11,6 +11,7 @@ from typing import Any, Final, TypeVar
 from eventsourcing.domain import Aggregate
 
 from ledger.domain.accounts import Account
+from ledger.domain.journal import AccessDenial
 from ledger.domain.roles import AccountRole, Role
 from ledger.domain.separation import SeparationPolicy
 from ledger.domain.sources import ExternalSource
@@ -69,6 +70,7 @@ TITLES: Final[Mapping[type[Aggregate.Event], Title]] = {
     User.UserErased: Title("personal data erased"),
     ExternalSource.SourceRegistered: Title("mirrored source registered"),
     ExternalSource.UnrecognisedEntryRecorded: Title("unrecognised audit entry kept"),
+    AccessDenial.AccessDenied: Title("{command} refused to user {as_user} by rule {rule}"),
 }
 
 

@@ -72,9 +72,15 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
         stored_events: Sequence[StoredEvent],
         *,
         side_writes: Iterable[SideWrite] = (),
+        read_guards: Sequence[tuple[UUID, int]] = (),
         **kwargs: Any,
     ) -> Sequence[int] | None:
         notification_ids = super()._insert_events(c, stored_events, **kwargs)
+        if read_guards:  # the write lock is held: nothing can change before the commit
+            c.executemany(
+                side_tables.read_guard(self.events_table_name),
+                [(aggregate_id.hex, version) for aggregate_id, version in read_guards],
+            )
         if notification_ids:
             # The write lock is held from the first INSERT: no one else can extend the chain.
             c.execute(chain.SELECT_HEAD)
@@ -272,6 +278,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         stored_events: Sequence[StoredEvent],
         *,
         side_writes: Iterable[SideWrite] = (),
+        read_guards: Sequence[tuple[UUID, int]] = (),
         **kwargs: Any,
     ) -> None:
         # Runs before the events INSERT and its table lock, in the same transaction and in
@@ -280,7 +287,12 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             curs.executemany(_pg(sql), params)  # type: ignore[arg-type]
 
     def _insert_stored_events(
-        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+        self,
+        curs: Cursor[DictRow],
+        stored_events: Sequence[StoredEvent],
+        *,
+        read_guards: Sequence[tuple[UUID, int]] = (),
+        **kwargs: Any,
     ) -> None:
         # eventsourcing's steps (lock the table, notify, insert), with the chain's head read
         # between the lock and the INSERT: the round trip that returns the new ids brings it
@@ -289,6 +301,12 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         # eventsourcing retries after 0.2 s (measured: 200 ms per clash instead of 3 ms).
         # Never prepared, should the lock time out: psycopg would count it as prepared.
         self._lock_table(curs)
+        if read_guards:
+            # With the table lock held no writer can commit before us. Answered at once (a
+            # nested pipeline syncs on exit), so that a stale guard raises its own error.
+            with curs.connection.pipeline():
+                guard = _pg(side_tables.read_guard(self._guarded_events_table()))
+                curs.executemany(guard, list(read_guards))  # type: ignore[arg-type]
         self._notify_channel(curs)
         head_cursor = curs.connection.cursor()
         head_cursor.execute(chain.SELECT_HEAD, prepare=False)
@@ -312,6 +330,15 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
 
     def write_side(self, writes: Sequence[SideWrite]) -> None:
         self.insert_events([], side_writes=writes)
+
+    def _guarded_events_table(self) -> str:
+        return (
+            SQL("{schema}.{table}")
+            .format(
+                schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name)
+            )
+            .as_string(None)
+        )
 
     def wipe_deleted(self, timeout: float) -> None:
         """Rewrite the tables an erasure deletes from. A deleted row stays in its page until

@@ -9,6 +9,7 @@
 - `ledger_grant_ends`: each held grant with an end fixed in advance, so that `expire_grants`
   finds the ended ones without reading the log.
 - `ledger_mirrored_ids`: the ids a mirrored system (FlexMeasures) gives what the ledger holds.
+- `ledger_read_guards`: never a row; see `read_guard`.
 - `ledger_mirror_cursors`: how far each mirrored system was followed (its last audit entry,
   digests of its tables), written with the events that got it there.
 
@@ -47,6 +48,9 @@ DDL: Final = [
     " source TEXT NOT NULL, kind TEXT NOT NULL, external_id BIGINT NOT NULL,"
     " ledger_id TEXT NOT NULL, PRIMARY KEY (source, kind, external_id))",
     "CREATE INDEX IF NOT EXISTS ledger_mirrored_ids_ledger ON ledger_mirrored_ids (ledger_id)",
+    # never holds a row: a save guarded against a concurrent change (see `read_guard`) tries
+    # to insert one, which fails, and the whole save with it, if the guarded aggregate moved
+    "CREATE TABLE IF NOT EXISTS ledger_read_guards (stale INTEGER NOT NULL CHECK (stale = 0))",
     "CREATE TABLE IF NOT EXISTS ledger_mirror_cursors ("
     " source TEXT PRIMARY KEY, last_entry_id BIGINT NOT NULL, fingerprints TEXT NOT NULL,"
     " synced_at TEXT NOT NULL, polled_at TEXT NOT NULL)",
@@ -220,3 +224,13 @@ SELECT_KEY_BY_ID: Final = "SELECT user_id, secret FROM ledger_user_keys WHERE ke
 SELECT_KEY_FOR_USER: Final = "SELECT key_id, secret FROM ledger_user_keys WHERE user_id = ?"
 SELECT_CREDENTIAL: Final = "SELECT password_hash FROM ledger_credentials WHERE user_id = ?"
 SELECT_SECRET: Final = "SELECT value FROM ledger_secrets WHERE name = ?"
+
+
+def read_guard(events_table: str) -> str:
+    """A statement that fails (a CHECK violation, which rolls the save back as a clash does)
+    when the aggregate `?` has an event after version `?`: run with the write lock held, it
+    proves that what a decision read was still the latest state when its events were saved."""
+    return (
+        f"INSERT INTO ledger_read_guards (stale) SELECT 1 FROM {events_table}"
+        " WHERE originator_id = ? AND originator_version > ? LIMIT 1"
+    )

@@ -1,4 +1,5 @@
-"""Who may read what: the one place for access decisions, as FlexMeasures' policy.
+"""Who may read what, for the read API: its callers and models put to the one set of access
+rules (`ledger.access_policy`), which the write side's permission checks use too.
 
 `admin` and `admin-reader` read everything; a user reads their own account and its users; a
 `consultant` reads the client accounts whose consultancy is their own account, and their
@@ -12,9 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from uuid import UUID
 
+from ledger import access_policy as rules
 from projections.models import AccountModel, UserModel
 
-READ_ALL = frozenset({"admin", "admin-reader"})
+READ_ALL = rules.READ_ALL
 
 
 @dataclass(frozen=True)
@@ -25,43 +27,39 @@ class Principal:
     roles: frozenset[str]
 
     @property
+    def caller(self) -> rules.Caller:
+        return rules.Caller(self.user.id, self.user.account_id, self.roles)
+
+    @property
     def reads_all(self) -> bool:
-        return bool(self.roles & READ_ALL)
+        return rules.reads_all(self.caller)
 
     def is_consultant_of(self, account: AccountModel) -> bool:
-        return "consultant" in self.roles and (
-            account.consultancy_account_id is not None
-            and account.consultancy_account_id == self.user.account_id
-        )
+        return rules.is_consultant_of(self.caller, _tenant(account))
 
     def is_account_admin_of(self, account: AccountModel) -> bool:
-        return "account-admin" in self.roles and account.id == self.user.account_id
+        return rules.is_account_admin_of(self.caller, _tenant(account))
+
+
+def _tenant(account: AccountModel) -> rules.Tenant:
+    return rules.Tenant(account.id, account.consultancy_account_id)
 
 
 def can_read_account(caller: Principal, account: AccountModel) -> bool:
-    return (
-        caller.reads_all or account.id == caller.user.account_id or caller.is_consultant_of(account)
-    )
+    return rules.can_read_account(caller.caller, _tenant(account))
 
 
 def can_read_user(caller: Principal, user: UserModel, account: AccountModel) -> bool:
     """`account` is the user's account."""
-    return user.id == caller.user.id or can_read_account(caller, account)
+    return rules.can_read_user(caller.caller, user.id, _tenant(account))
 
 
 def can_read_user_audit_log(caller: Principal, user: UserModel, account: AccountModel) -> bool:
-    return (
-        caller.reads_all
-        or user.id == caller.user.id
-        or caller.is_account_admin_of(account)
-        or caller.is_consultant_of(account)
-    )
+    return rules.can_read_user_audit_log(caller.caller, user.id, _tenant(account))
 
 
 def can_read_account_audit_log(caller: Principal, account: AccountModel) -> bool:
-    return (
-        caller.reads_all or caller.is_account_admin_of(account) or caller.is_consultant_of(account)
-    )
+    return rules.can_read_account_audit_log(caller.caller, _tenant(account))
 
 
 def audit_logs_readable(
@@ -69,6 +67,4 @@ def audit_logs_readable(
 ) -> frozenset[UUID] | None:
     """The accounts whose audit logs (their own events and their users') the caller may read,
     of `accounts`; None: every audit log. Besides these, a caller reads their own user's."""
-    if caller.reads_all:
-        return None
-    return frozenset(a.id for a in accounts if can_read_account_audit_log(caller, a))
+    return rules.audit_logs_readable(caller.caller, (_tenant(a) for a in accounts))
