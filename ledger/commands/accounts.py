@@ -109,6 +109,7 @@ class UpdateAccount(Decision[bool]):
         """The fields given, by name."""
         args = self.fingerprint_args()
         del args["account"]
+        args.pop("as_user", None)
         return args
 
 

@@ -124,7 +124,12 @@ def _acting_user(value: Any, refs: References) -> UUID | None:
     """The user a command acts as: by id or email (an email no user holds is NotFound)."""
     if value is None:
         return None
-    return refs.resolve_user(value, "as_user")
+    try:
+        return refs.resolve_user(value, "as_user")
+    except ValidationError as error:  # an email's own complaint: say whose email it was
+        if "as_user" in str(error):
+            raise
+        raise ValidationError(f"invalid as_user: {error}") from None
 
 
 @dataclass(frozen=True)
