@@ -21,8 +21,10 @@ from ledger.audit import Audit
 from ledger.commands import COMMANDS
 from ledger.commands.permissions import KINDS
 from projections import ReadModel
+from tests import workers
 from tests.conftest import ADMIN
 from tests.helpers import cli, event_names, one_line, stored_state
+from tests.test_concurrency import run_workers
 
 JOURNAL = "AccessDenial"
 
@@ -512,3 +514,26 @@ def test_replay_agrees_with_the_live_read_models(url: str, world: World, tmp_pat
     finally:
         replayed.close()
     cli("--db", url, "audit", "check")
+
+
+# -- several processes at once ------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_four_processes_retrying_one_denied_command_id_journal_it_once(world: World) -> None:
+    target = world.fresh_user("Client")
+    args = (world.led.url, target, "aa@client.org", "same-id", 3)
+    outcomes = run_workers(workers.denied_grants, *[args] * 4)
+    assert outcomes == ["PermissionDenied"] * 12
+    assert journal_size(world.led) == 1
+
+
+@pytest.mark.slow
+def test_four_processes_denied_at_once_journal_each_denial(world: World) -> None:
+    target = world.fresh_user("Client")
+    args = (world.led.url, target, "aa@client.org", None, 5)
+    outcomes = run_workers(workers.denied_grants, *[args] * 4)
+    assert outcomes == ["PermissionDenied"] * 20
+    assert journal_size(world.led) == 20
+    with Audit(world.led.url) as auditor:
+        assert auditor.verify().ok

@@ -78,3 +78,27 @@ def expire_grants(url: str, barrier: Barrier) -> list[str]:
         return [_outcome(lambda: led.expire_grants(actor=ADMIN))]
     finally:
         led.close()
+
+
+def denied_grants(
+    url: str, user: UUID, as_user: str, command_id: str | None, rounds: int, barrier: Barrier
+) -> list[str]:
+    """Grant `admin` as a user who may not, `rounds` times: each a PermissionDenied."""
+    led = Ledger(url)
+    try:
+        barrier.wait()
+        return [
+            _outcome(
+                partial(
+                    led.grant_role,
+                    user,
+                    "admin",
+                    actor=ADMIN,
+                    as_user=as_user,
+                    command_id=command_id,
+                )
+            )
+            for _ in range(rounds)
+        ]
+    finally:
+        led.close()
