@@ -15,7 +15,7 @@ from uuid import UUID
 
 import pytest
 
-from ledger import Ledger, ValidationError
+from ledger import Ledger, PermissionDenied, ValidationError
 from ledger.audit import export as exporting
 from ledger.audit import ocsf
 from ledger.domain.titles import TITLES
@@ -142,6 +142,8 @@ def history(url: str) -> Ledger:
     )
     led.remove_annotation(acme, note, actor=ADMIN)
     led.erase_user(gone, actor=ADMIN, reason="GDPR")
+    with pytest.raises(PermissionDenied):  # journalled as AccessDenied
+        led.grant_role(ann, "admin", actor=ADMIN, as_user=ann)
     led.close_account(acme, actor=ADMIN)
     governance(led, clock, consultancy)
     return led
@@ -235,6 +237,7 @@ def test_every_event_type_is_valid_ocsf(history: Ledger) -> None:
         "AccountRoleExpired": (3004, 3),
         "SourceRegistered": (3004, 1),
         "UnrecognisedEntryRecorded": (3004, 1),
+        "AccessDenied": (3004, 1),
     }
     grant = next(e for e in events if e["metadata"].get("correlation_uid") == "c-1")
     assert grant["policies"] == [{"name": "consultant", "type": "Role"}]
