@@ -16,7 +16,7 @@ from uuid import UUID
 
 import pytest
 
-from ledger import Ledger, NotFound, PermissionDenied, ValidationError
+from ledger import Conflict, Ledger, NotFound, PermissionDenied, ValidationError
 from ledger.audit import Audit
 from ledger.commands import COMMANDS
 from ledger.commands.permissions import KINDS
@@ -326,6 +326,15 @@ def test_a_denied_command_id_is_journalled_once_and_may_apply_later(world: World
     assert journal_size(world.led) == 3
     world.led.grant_role(boss, "admin", actor=ADMIN)  # the caller is made an admin
     assert world.led.grant_role(target, "admin", actor=ADMIN, as_user=boss, command_id="c-1")
+    # a command id a trusted script applied is no way around the check: with as_user it is
+    # another command under that id
+    world.led.deactivate_user(target, actor=ADMIN, command_id="c-2")
+    before = stored_state(world.led)
+    with pytest.raises(Conflict, match="c-2"):
+        world.led.deactivate_user(
+            target, actor=ADMIN, as_user=world.callers["plain user"], command_id="c-2"
+        )
+    assert stored_state(world.led) == before
     # applied now: a repeat returns the first result and records nothing
     assert world.led.grant_role(target, "admin", actor=ADMIN, as_user=boss, command_id="c-1")
     assert not world.led.last_recorded
