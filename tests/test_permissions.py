@@ -223,6 +223,19 @@ def test_without_as_user_commands_work_as_before(world: World) -> None:
     assert journal_size(world.led) == 0
 
 
+def test_act_as_sets_the_threads_default_acting_user(world: World) -> None:
+    target = world.fresh_user("Other")
+    world.led.act_as("aa@client.org")
+    try:
+        with pytest.raises(PermissionDenied, match="not-account-manager"):
+            world.led.deactivate_user(target, actor=ADMIN)
+        assert world.led.deactivate_user(target, actor=ADMIN, as_user="aa@other.org")
+    finally:
+        world.led.act_as(None)
+    assert world.led.reactivate_user(target, actor=ADMIN)  # trusted again
+    assert journal_size(world.led) == 1
+
+
 def test_expired_grants_count_as_not_held(url: str, world: World) -> None:
     clock_now = [datetime.now(UTC)]
     timed = Ledger(url, clock=lambda: clock_now[0])
@@ -422,6 +435,10 @@ def test_apply_rejects_a_denied_line_and_applies_the_others(
     assert rejected[2]["error_type"] == "PermissionDenied"
     assert "rule admin-granted-role" in rejected[2]["error"]
     assert rejected[4]["error_type"] == "NotFound"
+    assert journal_size(world.led) == 1
+    # --dry-run reports the refusal and journals nothing (it writes nothing at all)
+    result = cli("--db", url, "--json", "apply", "--dry-run", str(batch), code=1)
+    assert {row["line"] for row in json.loads(result.stdout)["rejected"]} == {2, 4}
     assert journal_size(world.led) == 1
     # the CLI's --as-user is the default of every line without one
     again = tmp_path / "again.jsonl"
