@@ -64,6 +64,10 @@ ENTITY_CHANGES: Final = {
     "SodRuleRemoved": (4, "Delete"),
     "SourceRegistered": (1, "Create"),
     "UnrecognisedEntryRecorded": (1, "Create"),
+    "ReviewStarted": (1, "Create"),
+    "ReviewItemCertified": (3, "Update"),
+    "ReviewItemRevoked": (3, "Update"),
+    "ReviewClosed": (3, "Update"),
     "UserJoined": (3, "Update"),
     "LastSeenRecorded": (3, "Update"),
     "AnnotationRemoved": (4, "Delete"),
@@ -81,6 +85,8 @@ PART_ENTITIES: Final = {
     "SodExceptionApproved": "SodException",
     "AccountSodExceptionApproved": "SodException",
     "UnrecognisedEntryRecorded": "ExternalAuditEntry",
+    "ReviewItemCertified": "ReviewItem",
+    "ReviewItemRevoked": "ReviewItem",
 }
 # what every event carries, shown in its own OCSF attributes rather than in `unmapped`
 COMMON_FIELDS: Final = frozenset(
@@ -253,6 +259,8 @@ def _part(name: str, event: Any, own: dict[str, Any]) -> dict[str, Any]:
     the source's log and the user and account it named."""
     if name.startswith("SodRule"):
         return {"name": own["name"]}
+    if name.startswith("ReviewItem"):
+        return {"uid": own["item"], "name": own["item"]}
     if name == "UnrecognisedEntryRecorded":
         part: dict[str, Any] = {"uid": str(own["entry_id"])}
         if own.get("affected_user_id"):

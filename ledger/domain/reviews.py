@@ -93,6 +93,7 @@ class ReviewCampaign(LedgerAggregate):
             campaign.decisions[self.item] = REVOKED
 
     class ReviewClosed(LedgerAggregate.Event):
+        name: str
         certified: int
         revoked: int
         undecided: int
@@ -194,7 +195,13 @@ class ReviewCampaign(LedgerAggregate):
         if self.closed:
             return False
         assert self.due is not None  # set by ReviewStarted
-        self.record(self.ReviewClosed, meta, **self.outcome(), overdue=meta.timestamp > self.due)
+        self.record(
+            self.ReviewClosed,
+            meta,
+            name=self.name,
+            **self.outcome(),
+            overdue=meta.timestamp > self.due,
+        )
         return True
 
 
