@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
 from typing import Any, Final, TypeVar, cast
@@ -692,7 +692,7 @@ class Ledger(Application[UUID]):
         self,
         name: str,
         *,
-        scope: dict[str, Iterable[Any]],
+        scope: Mapping[str, Iterable[Any]],
         reviewer: UserRef,
         due: Instant,
         actor: str,

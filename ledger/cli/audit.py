@@ -324,6 +324,7 @@ def audit_check() -> None:
     type=click.IntRange(min=1),
     help="For dormant: days without login.",
 )
+@click.option("--campaign", help="For review: this campaign only (default: every campaign).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write to this file, not stdout.")
 @click.option(
     "--unverified",
@@ -338,6 +339,7 @@ def audit_report(
     since: datetime | None,
     until: datetime | None,
     days: int,
+    campaign: str | None,
     out: str | None,
     unverified: bool,
 ) -> None:
@@ -352,7 +354,14 @@ def audit_report(
         )
     with _audit() as auditor:
         text = auditor.render(
-            names, fmt, at=at, since=since, until=until, days=days, unverified=unverified
+            names,
+            fmt,
+            at=at,
+            since=since,
+            until=until,
+            days=days,
+            unverified=unverified,
+            campaign=campaign,
         )
     if out:
         try:
