@@ -9,10 +9,11 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from sqlalchemy import Engine, Row, and_, select
+from sqlalchemy import Engine, Row, Select, and_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from ledger.validation import Moment, optional
+from projections import held
 from projections import tables as t
 from projections.models import _Model
 
@@ -105,6 +106,32 @@ class ReviewQueries:
             moment,
             (items.campaign, items.number),
         )
+
+    def role_ends(self, user_id: UUID, at: datetime | None = None) -> dict[str, datetime]:
+        """The end fixed in advance of each role the user holds (now, or at `at`) that has one."""
+        grants = t.role_grants.c
+        return self._ends(
+            select(grants.role, grants.ends_at).where(
+                held.grants_held(user_id, _moment(at)), grants.ends_at.is_not(None)
+            )
+        )
+
+    def account_role_ends(
+        self, account_id: UUID, at: datetime | None = None
+    ) -> dict[str, datetime]:
+        """The end fixed in advance of each account role the account holds that has one."""
+        grants = t.account_role_grants.c
+        return self._ends(
+            select(grants.role, grants.ends_at).where(
+                grants.account_id == account_id,
+                held.ACCOUNT_ROLE_GRANTS.covers(_moment(at)),
+                grants.ends_at.is_not(None),
+            )
+        )
+
+    def _ends(self, query: Select[Any]) -> dict[str, datetime]:
+        with self.engine.connect() as conn:
+            return {role: ends_at for role, ends_at in conn.execute(query).all()}
 
     def _items(
         self, condition: ColumnElement[bool], moment: datetime | None, order: tuple[Any, ...]
