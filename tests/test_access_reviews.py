@@ -395,6 +395,42 @@ def test_command_ids_and_two_writers_deciding_the_same_item(
     assert len(decisions) == 1
 
 
+def test_two_writers_starting_the_same_campaign_record_it_once(
+    platform: Platform, url: str
+) -> None:
+    outcomes: list[object] = []
+    barrier = threading.Barrier(2)
+
+    def begin(reviewer: str) -> None:
+        writer = Ledger(url)
+        try:
+            barrier.wait()
+            outcomes.append(
+                writer.start_review(
+                    "race",
+                    scope={"roles": ["admin"]},
+                    reviewer=reviewer,
+                    due=datetime(2099, 1, 1, tzinfo=UTC),
+                    actor=ADMIN,
+                )
+            )
+        except LedgerError as error:
+            outcomes.append(error)
+        finally:
+            writer.close()
+
+    threads = [threading.Thread(target=begin, args=(r,)) for r in ("rita@seita.org", "gus@x.org")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    started = [o for o in outcomes if isinstance(o, UUID)]
+    refused = [o for o in outcomes if isinstance(o, LedgerError)]
+    assert len(started) == 1 and len(refused) == 1, outcomes
+    assert "'race' exists already" in str(refused[0])
+    assert event_names(platform.led).count("ReviewStarted") == 1
+
+
 def test_the_command_line_and_apply(platform: Platform, url: str, tmp_path: Path) -> None:
     led = platform.led
     base = ("--db", url, "--actor", "cli:auditor")
