@@ -102,7 +102,7 @@ def items_by_grant(rm: ReadModel, world: Platform, name: str = "q1") -> dict[tup
     return {(users[item.user_id], item.role): item.id for item in rm.review_items(name)}
 
 
-def test_a_campaign_end_to_end(platform: Platform, rm: ReadModel, url: str) -> None:
+def test_a_campaign_end_to_end(platform: Platform, rm: ReadModel, url: str, tmp_path: Path) -> None:
     world, led = platform, platform.led
     start(world)
     items = items_by_grant(rm, world)
@@ -185,6 +185,16 @@ def test_a_campaign_end_to_end(platform: Platform, rm: ReadModel, url: str) -> N
         position, differences = audit.check()
         assert differences == [] and position == led.recorder.max_notification_id()
         assert audit.verify().ok
+        # a point-in-time replay answers as the live read models do at that instant
+        moment = START + timedelta(days=1, hours=1)
+        audit.replay(moment, tmp_path / "replay.db")
+    replayed = ReadModel(f"sqlite:///{tmp_path / 'replay.db'}")
+    try:
+        assert replayed.review("q1", at=moment) == rm.review("q1", at=moment)
+        assert replayed.review("q1", at=moment).certified == 1  # type: ignore[union-attr]
+        assert replayed.review_items("q1") == rm.review_items("q1", at=moment)
+    finally:
+        replayed.close()
 
 
 def test_a_campaign_by_roles_and_one_left_open_past_its_due_time(

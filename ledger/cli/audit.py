@@ -309,7 +309,7 @@ def audit_check() -> None:
 @click.option(
     "--at",
     type=INSTANT,
-    help="For access-review, dormant, privileged, sod-violations: as of this instant.",
+    help="For access-review, dormant, privileged, sod-violations, review: as of this instant.",
 )
 @click.option(
     "--since",
@@ -344,8 +344,9 @@ def audit_report(
     unverified: bool,
 ) -> None:
     """Write a compliance report: access-review, role-changes, joiners-movers-leavers,
-    dormant, privileged, or all of them (json, html). The integrity chain is verified first:
-    a broken chain is an error (exit 1) unless --unverified."""
+    dormant, privileged, failed-logins, sod-violations, review, or all of them (json, html).
+    The integrity chain is verified first: a broken chain is an error (exit 1) unless
+    --unverified."""
     names = list(TITLES) if name == "all" else [name]
     problem = None if out is None else sqlite_files.database_problem(Path(out))
     if problem is not None:
