@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
 from typing import Any, Final, TypeVar, cast
@@ -21,7 +21,7 @@ from eventsourcing.persistence import InfrastructureFactory, Mapper, Recording, 
 from eventsourcing.utils import Environment
 
 from ledger.batch import Batch
-from ledger.commands import accounts, grants, roles, separation, sources, users
+from ledger.commands import accounts, grants, reviews, roles, separation, sources, users
 from ledger.commands.annotations import AddAnnotation, RemoveAnnotation
 from ledger.commands.base import (
     UNSET,
@@ -146,6 +146,7 @@ class Ledger(Application[UUID]):
                 last_seen_resolution=lambda: self.last_seen_resolution,
                 wipe_erased=self.wipe_erased,
                 grants_ended=self._grants_ended,
+                user_ids=self._user_ids,
                 separation_enforced=not mirror,
             ),
             max_attempts=self.max_attempts,
@@ -153,6 +154,10 @@ class Ledger(Application[UUID]):
 
     def _grants_ended(self, moment: datetime) -> list[dict[str, Any]]:
         return self.side.select_all(side.SELECT_GRANTS_ENDED, (side.instant_text(moment),))
+
+    def _user_ids(self) -> list[UUID]:
+        rows = self.side.select_all(side.SELECT_USERS_NOT_ERASED, ())
+        return [UUID(row["owner_id"]) for row in rows]
 
     def _refuse_writes(self) -> None:
         if self.read_only:
@@ -769,6 +774,81 @@ class Ledger(Application[UUID]):
             reason=reason,
             command_id=command_id,
             as_user=as_user,
+        )
+
+    # -- access-review campaigns ---------------------------------------------------------------
+
+    def start_review(
+        self,
+        name: str,
+        *,
+        scope: Mapping[str, Iterable[Any]],
+        reviewer: UserRef,
+        due: Instant,
+        actor: str,
+        reason: str | None = None,
+        command_id: str | None = None,
+    ) -> UUID:
+        """Start access-review campaign `name` and return its id. `scope`: `{"accounts":
+        [account, ...]}` (by id or name) or `{"roles": [role, ...]}`; each grant of a user role
+        held now by an active user in scope becomes an item (`NAME#1`, `NAME#2`, ...) for
+        `reviewer` (a user, by id or email) to decide by `due` (in the future)."""
+        return self._submit(
+            reviews.StartReview,
+            name=name,
+            scope=scope,
+            reviewer=reviewer,
+            due=due,
+            actor=actor,
+            reason=reason,
+            command_id=command_id,
+        )
+
+    def certify(
+        self,
+        item: str,
+        *,
+        reviewer: UserRef,
+        reason: str,
+        actor: str,
+        command_id: str | None = None,
+    ) -> bool:
+        """The campaign's reviewer certifies that the item's user keeps its role."""
+        return self._submit(
+            reviews.Certify,
+            item=item,
+            reviewer=reviewer,
+            reason=reason,
+            actor=actor,
+            command_id=command_id,
+        )
+
+    def revoke_via_review(
+        self,
+        item: str,
+        *,
+        reviewer: UserRef,
+        reason: str,
+        actor: str,
+        command_id: str | None = None,
+    ) -> bool:
+        """The campaign's reviewer revokes the item's role: the decision and the revocation
+        (its reason naming the campaign) are recorded in one transaction."""
+        return self._submit(
+            reviews.RevokeViaReview,
+            item=item,
+            reviewer=reviewer,
+            reason=reason,
+            actor=actor,
+            command_id=command_id,
+        )
+
+    def close_review(
+        self, name: str, *, actor: str, reason: str | None = None, command_id: str | None = None
+    ) -> bool:
+        """Close the campaign, recording its outcome; False if it is closed already."""
+        return self._submit(
+            reviews.CloseReview, name=name, actor=actor, reason=reason, command_id=command_id
         )
 
     # -- annotations ----------------------------------------------------------------------------

@@ -8,6 +8,8 @@ at their own rhythm (some fall dormant); holidays and alerts are annotated; a cl
 closed; one leaver's personal data is erased on request. A separation-of-duties rule keeps
 consultants from reading the whole platform, save one approved exception: a consultant's
 two-week `admin-reader` grant for an audit, which ends by itself and is recorded as expired.
+A quarterly access review of the client-facing roles certifies most grants, revokes one
+consultant's, leaves the reviewer's own undecided, and is closed before it is due.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import Any
 from uuid import UUID
 
 from ledger.application import Ledger
+from ledger.domain.reviews import ReviewCampaign, campaign_id, split_item_id
+from ledger.errors import LedgerError
 
 DEMO_ACTOR = "demo:platform-admin"
 DEMO_PASSWORD = "demo-password"  # set for the first user of each account, to try the read API
@@ -39,6 +43,8 @@ CLIENTS = [
     ("City Heat Utrecht", "cityheat.example"),
 ]
 CLOSING, CLOSING_DAY = "City Heat Utrecht", 300  # a client that leaves the platform
+REVIEW_DAY, REVIEW_DAYS = 275, 30  # the quarterly access review: its start, and time to do it
+REVIEWED_ROLES = ("consultant", "account-admin", "admin-reader")
 FIRST = [
     "ann",
     "bas",
@@ -102,6 +108,7 @@ class DemoHistory:
     dormant: list[str] = field(default_factory=list)
     leavers: list[str] = field(default_factory=list)
     erased: list[str] = field(default_factory=list)
+    review: str | None = None  # the quarterly access review's campaign
 
 
 @dataclass(order=True)
@@ -120,8 +127,16 @@ class _Script:
     def at(self, moment: datetime, run: Callable[[], Any]) -> None:
         self.actions.append(_Action(moment, len(self.actions), run))
 
-    def play(self, led: Ledger, clock: SimulatedClock, batch_size: int = 500) -> None:
-        ordered = sorted(self.actions)
+    def play(
+        self,
+        led: Ledger,
+        clock: SimulatedClock,
+        batch_size: int = 500,
+        before: datetime | None = None,
+    ) -> None:
+        """Play the actions scheduled (before `before`, if given) and forget them."""
+        ordered = sorted(a for a in self.actions if before is None or a.at < before)
+        self.actions = [a for a in self.actions if before is not None and a.at >= before]
         for start in range(0, len(ordered), batch_size):
             with led.batch() as batch:
                 for action in ordered[start : start + batch_size]:
@@ -224,12 +239,70 @@ def record_demo(url: str, *, seed: int = 7, now: datetime | None = None) -> Demo
             ),
         )
         _schedule_annotations(script, led, history, rng, start, end)
+        review_start = start + REVIEW_DAY * day
+        script.play(led, clock, before=review_start)
+        clock.now = review_start
+        _quarterly_review(script, led, history, review_start)
         script.play(led, clock)
         clock.now = end
         led.expire_grants(actor="demo:expiry", reason="ledger expire")
     finally:
         led.close()
     return history
+
+
+def _quarterly_review(
+    script: _Script, led: Ledger, history: DemoHistory, started: datetime
+) -> None:
+    """A quarterly access review of the privileged client-facing roles: a reviewer of the
+    consultancy decides the grants (one consultant's access revoked; the last item, and any
+    about the reviewer, left undecided), and the campaign is closed before it is due."""
+    quarter = (started.month - 1) // 3 + 1
+    name = f"access-review-{started.year}-Q{quarter}"
+    history.review = name
+    staff = [email for email in history.users if email.endswith("@seita.example")]
+    for email in staff:  # the first member of the consultancy still active is the reviewer
+        try:
+            led.start_review(
+                name,
+                scope={"roles": list(REVIEWED_ROLES)},
+                reviewer=history.users[email],
+                due=started + timedelta(days=REVIEW_DAYS),
+                actor=DEMO_ACTOR,
+                reason="Quarterly user access review (SOX ITGC, SOC 2 CC6.2)",
+            )
+        except LedgerError:
+            continue
+        reviewer = history.users[email]
+        break
+    else:
+        return
+    campaign: ReviewCampaign = led.repository.get(campaign_id(name))
+    items = sorted(campaign.items.items(), key=lambda entry: split_item_id(entry[0])[1])
+    revoked = next(
+        (item for item, (user, role) in items if role == "consultant" and user != str(reviewer)),
+        None,
+    )
+    for number, (item, (user, _role)) in enumerate(items[:-1]):  # the last: left undecided
+        if user == str(reviewer):
+            continue  # nobody reviews their own access: left undecided
+
+        def decide(item: str = item) -> None:
+            try:
+                if item == revoked:
+                    led.revoke_via_review(
+                        item, reviewer=reviewer, reason="No client work since Q2", actor=DEMO_ACTOR
+                    )
+                else:
+                    led.certify(item, reviewer=reviewer, reason="Still needed", actor=DEMO_ACTOR)
+            except LedgerError:  # the grant ended meanwhile: left undecided
+                pass
+
+        script.at(started + timedelta(days=1, hours=number), decide)
+    script.at(
+        started + timedelta(days=REVIEW_DAYS - 2),
+        lambda: led.close_review(name, actor=DEMO_ACTOR, reason="Review signed off"),
+    )
 
 
 def _schedule_user(

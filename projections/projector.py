@@ -16,6 +16,7 @@ from sqlalchemy.schema import CreateIndex, DropIndex
 
 from ledger.application import Ledger
 from ledger.domain import ERASED, Account, AccountRole, Role, User
+from ledger.domain.reviews import ReviewCampaign
 from ledger.domain.separation import SeparationPolicy
 from ledger.errors import LedgerError
 from projections import held
@@ -434,6 +435,112 @@ def _sod_rule_defined(p: Projector, w: PageWriter, e: Event) -> None:
 @handles(SeparationPolicy.SodRuleRemoved)
 def _sod_rule_removed(p: Projector, w: PageWriter, e: Event) -> None:
     w.execute(_REMOVE_SOD_RULE, {"b_name": e.name, "b_at": e.timestamp})
+
+
+# -- access-review campaigns ----------------------------------------------------------------------
+
+_INSERT_CAMPAIGN = insert(t.review_campaigns)
+_INSERT_REVIEW_ITEM = insert(t.review_items)
+_DECIDE_ITEM = (
+    update(t.review_items)
+    .where(t.review_items.c.id == bindparam("b_id"))
+    .values(
+        decision=bindparam("b_decision"),
+        decided_at=_AT,
+        reviewer_id=bindparam("b_reviewer"),
+        decided_by=bindparam("b_actor"),
+        decision_reason=bindparam("b_reason"),
+        role_revoked=bindparam("b_role_revoked"),
+    )
+)
+_CLOSE_CAMPAIGN = (
+    update(t.review_campaigns)
+    .where(t.review_campaigns.c.name == bindparam("b_name"))
+    .values(
+        closed_at=_AT,
+        closed_by=bindparam("b_actor"),
+        certified=bindparam("b_certified"),
+        revoked=bindparam("b_revoked"),
+        undecided=bindparam("b_undecided"),
+        overdue=bindparam("b_overdue"),
+    )
+)
+
+
+@handles(ReviewCampaign.ReviewStarted)
+def _review_started(p: Projector, w: PageWriter, e: Event) -> None:
+    w.execute(
+        _INSERT_CAMPAIGN,
+        {
+            "name": e.name,
+            "scope_kind": e.scope_kind,
+            "scope": list(e.scope),
+            "reviewer_id": UUID(e.reviewer),
+            "due": e.due,
+            "started_at": e.timestamp,
+            "started_by": e.actor,
+            "closed_at": None,
+            "closed_by": None,
+            "certified": None,
+            "revoked": None,
+            "undecided": None,
+            "overdue": None,
+        },
+    )
+    if e.items:
+        w.executemany(
+            _INSERT_REVIEW_ITEM,
+            [
+                {
+                    "id": item["id"],
+                    "campaign": e.name,
+                    "number": number,
+                    "user_id": UUID(item["user"]),
+                    "role": item["role"],
+                    "account_id": UUID(item["account"]),
+                    "decision": None,
+                    "decided_at": None,
+                    "reviewer_id": None,
+                    "decided_by": None,
+                    "decision_reason": None,
+                    "role_revoked": None,
+                }
+                for number, item in enumerate(e.items, start=1)
+            ],
+        )
+
+
+@handles(ReviewCampaign.ReviewItemCertified, ReviewCampaign.ReviewItemRevoked)
+def _review_item_decided(p: Projector, w: PageWriter, e: Event) -> None:
+    certified = isinstance(e, ReviewCampaign.ReviewItemCertified)
+    w.execute(
+        _DECIDE_ITEM,
+        {
+            "b_id": e.item,
+            "b_decision": "certified" if certified else "revoked",
+            "b_at": e.timestamp,
+            "b_reviewer": UUID(e.reviewer),
+            "b_actor": e.actor,
+            "b_reason": e.reason,
+            "b_role_revoked": None if certified else e.role_revoked,
+        },
+    )
+
+
+@handles(ReviewCampaign.ReviewClosed)
+def _review_closed(p: Projector, w: PageWriter, e: Event) -> None:
+    w.execute(
+        _CLOSE_CAMPAIGN,
+        {
+            "b_name": e.name,
+            "b_at": e.timestamp,
+            "b_actor": e.actor,
+            "b_certified": e.certified,
+            "b_revoked": e.revoked,
+            "b_undecided": e.undecided,
+            "b_overdue": e.overdue,
+        },
+    )
 
 
 # -- accounts -----------------------------------------------------------------------------------

@@ -25,13 +25,14 @@ from projections.personal import PersonalData
 from projections.prepared import PreparedReader
 from projections.projector import Projector
 from projections.queries import Queries
+from projections.reviews import ReviewQueries
 
 _CREATE_LOCK = 7_350_002  # pg_advisory_xact_lock key: one process creates the tables at a time
 SCHEMA_ROW = "schema-version"
-SCHEMA_VERSION = 6  # raise whenever a read-model table changes shape
+SCHEMA_VERSION = 7  # raise whenever a read-model table changes shape
 
 
-class ReadModel(Queries):
+class ReadModel(Queries, ReviewQueries):
     """`ReadModel(url=None)`: the same URL resolution as `Ledger`."""
 
     def __init__(

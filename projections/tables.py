@@ -203,6 +203,44 @@ sod_rules = Table(
     Index("sod_rules_by_name", "name", "defined_at"),
 )
 
+review_campaigns = Table(
+    "review_campaigns",
+    metadata,
+    Column("name", String(80), primary_key=True),
+    Column("scope_kind", String(16), nullable=False),  # accounts | roles
+    Column("scope", JSON, nullable=False),  # account ids or role names
+    Column("reviewer_id", Uuid, nullable=False),
+    Column("due", UTCDateTime, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("started_by", String(255), nullable=False),
+    Column("closed_at", UTCDateTime),
+    Column("closed_by", String(255)),
+    # the outcome the close recorded
+    Column("certified", Integer),
+    Column("revoked", Integer),
+    Column("undecided", Integer),
+    Column("overdue", Boolean),
+)
+
+review_items = Table(
+    "review_items",
+    metadata,
+    Column("id", String(100), primary_key=True),  # CAMPAIGN#N
+    Column("campaign", String(80), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("user_id", Uuid, nullable=False),
+    Column("role", String(80), nullable=False),
+    Column("account_id", Uuid, nullable=False),
+    Column("decision", String(16)),  # certified | revoked, once decided
+    Column("decided_at", UTCDateTime),
+    Column("reviewer_id", Uuid),
+    Column("decided_by", String(255)),  # the actor who recorded the decision
+    Column("decision_reason", Text),
+    Column("role_revoked", Boolean),  # revoked: whether the revocation came with it
+    Index("review_items_by_campaign", "campaign", "number"),
+    for_queries("review_items_by_user", "user_id"),
+)
+
 annotations = Table(
     "annotations",
     metadata,

@@ -446,6 +446,7 @@ def test_routes_and_fields(world: World) -> None:
         "logo_url": None,
         "account_roles": [],
         "consultancy_account_id": str(world.accounts["seita"]),
+        "account_role_ends": {},
     }
     log = world.get(f"/api/v3_0/users/{world.users['client_admin']}/auditlog", "admin").json()
     first = log[0]

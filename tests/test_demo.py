@@ -30,8 +30,19 @@ def test_demo_records_into_its_own_folder_afresh(tmp_path: Path) -> None:
         "privileged.csv",
         "failed-logins.csv",
         "sod-violations.csv",
+        "review.csv",
         "audit-report.html",
     }
+    # governance: the approved exception, the grant that ended by itself, the quarterly review
+    assert "SoD exception: admin-reader for " in first.stdout
+    assert "Time-limited grant ended: admin-reader of " in first.stdout
+    assert "Access review access-review-" in first.stdout and " 1 revoked, " in first.stdout
+    review = (reports / "review.csv").read_text().splitlines()
+    decisions = [line.split(",")[9] for line in review[1:]]
+    assert decisions.count("revoked") == 1 and "undecided" in decisions and "certified" in decisions
+    assert all(line.split(",")[1] == "closed" for line in review[1:])
+    page = (reports / "audit-report.html").read_text()
+    assert "Access-review campaigns (" in page and "No client work since Q2" in page
     database = tmp_path / "ledger-demo" / "ledger.db"
     led = Ledger(f"sqlite:///{database}")
     try:

@@ -190,6 +190,18 @@ def governance(led: Ledger, clock: Clock, consultancy: UUID) -> None:
         account=consultancy,
         actor=ADMIN,
     )
+    reviews(led, clock, consultancy)
+
+
+def reviews(led: Ledger, clock: Clock, consultancy: UUID) -> None:
+    """An access-review campaign over the consultants: one item certified, one revoked, closed."""
+    reviewer = led.create_user("rita@consult.org", account_id=consultancy, actor=ADMIN)
+    led.create_user("carl@consult.org", account_id=consultancy, actor=ADMIN, roles=["consultant"])
+    due = clock.now + timedelta(days=30)
+    led.start_review("q1", scope={"roles": ["consultant"]}, reviewer=reviewer, due=due, actor=ADMIN)
+    led.certify("q1#1", reviewer=reviewer, reason="still consulting", actor=ADMIN)
+    led.revoke_via_review("q1#2", reviewer=reviewer, reason="left the project", actor=ADMIN)
+    led.close_review("q1", actor=ADMIN)
 
 
 def exported(led: Ledger, *args: str) -> list[dict[str, Any]]:
@@ -238,6 +250,10 @@ def test_every_event_type_is_valid_ocsf(history: Ledger) -> None:
         "SourceRegistered": (3004, 1),
         "UnrecognisedEntryRecorded": (3004, 1),
         "AccessDenied": (3004, 1),
+        "ReviewStarted": (3004, 1),
+        "ReviewItemCertified": (3004, 3),
+        "ReviewItemRevoked": (3004, 3),
+        "ReviewClosed": (3004, 3),
     }
     grant = next(e for e in events if e["metadata"].get("correlation_uid") == "c-1")
     assert grant["policies"] == [{"name": "consultant", "type": "Role"}]
@@ -277,6 +293,17 @@ def test_governance_events_name_what_they_changed(history: Ledger) -> None:
     assert entry["uid"] == "7" and entry["type"] == "ExternalAuditEntry"
     assert entry["user"] == {"uid": bob} and entry["org"] == {"uid": consultancy}
     assert entry["data"]["text"] == "Bulk change by script"
+    assert by_code["ReviewItemRevoked"]["entity"] == {
+        "uid": "q1#2",
+        "name": "q1#2",
+        "type": "ReviewItem",
+        "data": {
+            "item": "q1#2",
+            "reviewer": by_code["ReviewItemRevoked"]["entity"]["data"]["reviewer"],
+            "role_revoked": True,
+        },
+    }
+    assert by_code["ReviewStarted"]["entity"]["name"] == "q1"
 
 
 def test_an_expiry_is_timed_when_access_ended_and_logged_when_recorded(history: Ledger) -> None:

@@ -19,9 +19,10 @@ import pandas as pd
 from pydantic import Field
 
 from ledger.application import Ledger
-from ledger.audit import html, integrity, reports
+from ledger.audit import html, integrity, reports, review_report
 from ledger.audit import replay as replaying
 from ledger.audit.integrity import Digest, NotVerified, Verification
+from ledger.commands.reviews import CampaignName
 from ledger.errors import ValidationError
 from ledger.storage import chain
 from ledger.validation import Moment, optional, valid
@@ -37,6 +38,7 @@ TITLES: Final = {
     "failed-logins": "Failed logins",
     "sod-violations": "Separation-of-duties violations",
     "denied": "Commands refused by permission checks",
+    "review": "Access-review campaigns",
 }
 
 DormantDays = Annotated[int, Field(strict=True, ge=1, le=36_525)]  # up to a hundred years
@@ -125,11 +127,12 @@ class Audit:
         until: Any = None,
         days: int = 90,
         unverified: bool = False,
+        campaign: str | None = None,
     ) -> pd.DataFrame:
         """One report as a DataFrame, made after verifying the chain (see `verified`); its
         `attrs["verified"]` holds the verified head {position, hash, events}, or None with
         `attrs["warning"]` when the chain is broken and `unverified` was given."""
-        asked = Asked.of([name], at, since, until, days)
+        asked = Asked.of([name], at, since, until, days, campaign)
         verification = self.verified(unverified=unverified)
         with self._reported(verification) as rm:
             frame = _report(rm, name, asked)
@@ -165,6 +168,7 @@ class Audit:
         until: Any = None,
         days: int = 90,
         unverified: bool = False,
+        campaign: str | None = None,
     ) -> str:
         """Reports as CSV (one report), JSON or one self-contained HTML page, made after
         verifying the chain (see `verified`). JSON and HTML state the verified head; with
@@ -173,7 +177,7 @@ class Audit:
             raise ValidationError(f"unknown format {fmt!r}; one of: {', '.join(FORMATS)}")
         if fmt == "csv" and len(names) != 1:
             raise ValidationError("CSV holds one report: name one, not 'all'")
-        asked = Asked.of(names, at, since, until, days)
+        asked = Asked.of(names, at, since, until, days, campaign)
         verification = self.verified(unverified=unverified)
         with self._reported(verification) as rm:
             return self._rendered(rm, names, fmt, asked, verification)
@@ -215,9 +219,19 @@ class Asked:
     since: datetime | None
     until: datetime | None
     days: int
+    campaign: str | None = None
+    """For `review`: the campaign (None: every campaign)."""
 
     @classmethod
-    def of(cls, names: list[str], at: Any, since: Any, until: Any, days: Any) -> Asked:
+    def of(
+        cls,
+        names: list[str],
+        at: Any,
+        since: Any,
+        until: Any,
+        days: Any,
+        campaign: Any = None,
+    ) -> Asked:
         for name in names:
             if name not in TITLES:
                 raise ValidationError(f"unknown report {name!r}; one of: {', '.join(TITLES)}")
@@ -226,6 +240,7 @@ class Asked:
             optional(Moment, since, "since"),
             optional(Moment, until, "until"),
             valid(DormantDays, days, "days"),
+            None if campaign is None else valid(CampaignName, campaign, "campaign"),
         )
 
 
@@ -248,6 +263,8 @@ def _report(rm: ReadModel, name: str, asked: Asked) -> pd.DataFrame:
         return reports.sod_violations(rm, asked.at)
     if name == "denied":
         return reports.denied(rm, start, end)
+    if name == "review":
+        return review_report.review(rm, asked.campaign, asked.at)
     raise ValidationError(f"unknown report {name!r}; one of: {', '.join(TITLES)}")
 
 

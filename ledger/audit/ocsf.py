@@ -65,6 +65,10 @@ ENTITY_CHANGES: Final = {
     "SourceRegistered": (1, "Create"),
     "UnrecognisedEntryRecorded": (1, "Create"),
     "AccessDenied": (1, "Create"),
+    "ReviewStarted": (1, "Create"),
+    "ReviewItemCertified": (3, "Update"),
+    "ReviewItemRevoked": (3, "Update"),
+    "ReviewClosed": (3, "Update"),
     "UserJoined": (3, "Update"),
     "LastSeenRecorded": (3, "Update"),
     "AnnotationRemoved": (4, "Delete"),
@@ -82,6 +86,8 @@ PART_ENTITIES: Final = {
     "SodExceptionApproved": "SodException",
     "AccountSodExceptionApproved": "SodException",
     "UnrecognisedEntryRecorded": "ExternalAuditEntry",
+    "ReviewItemCertified": "ReviewItem",
+    "ReviewItemRevoked": "ReviewItem",
 }
 # what every event carries, shown in its own OCSF attributes rather than in `unmapped`
 COMMON_FIELDS: Final = frozenset(
@@ -254,6 +260,8 @@ def _part(name: str, event: Any, own: dict[str, Any]) -> dict[str, Any]:
     the source's log and the user and account it named."""
     if name.startswith("SodRule"):
         return {"name": own["name"]}
+    if name.startswith("ReviewItem"):
+        return {"uid": own["item"], "name": own["item"]}
     if name == "UnrecognisedEntryRecorded":
         part: dict[str, Any] = {"uid": str(own["entry_id"])}
         if own.get("affected_user_id"):

@@ -18,6 +18,7 @@ from ledger.cli.batch import apply
 from ledger.cli.demo import demo
 from ledger.cli.flexmeasures import flexmeasures
 from ledger.cli.reads import COMMANDS as READ_COMMANDS
+from ledger.cli.review import review
 from ledger.cli.state import State, global_options, printable
 from ledger.cli.writes import GROUPS
 from ledger.errors import LedgerError
@@ -72,5 +73,5 @@ def main(ctx: click.Context) -> None:
     ctx.call_on_close(found.close)
 
 
-for command in [*GROUPS, *READ_COMMANDS, apply, audit, demo, flexmeasures]:
+for command in [*GROUPS, *READ_COMMANDS, apply, audit, demo, flexmeasures, review]:
     main.add_command(command)

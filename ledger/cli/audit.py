@@ -309,7 +309,7 @@ def audit_check() -> None:
 @click.option(
     "--at",
     type=INSTANT,
-    help="For access-review, dormant, privileged, sod-violations: as of this instant.",
+    help="For access-review, dormant, privileged, sod-violations, review: as of this instant.",
 )
 @click.option(
     "--since",
@@ -324,6 +324,7 @@ def audit_check() -> None:
     type=click.IntRange(min=1),
     help="For dormant: days without login.",
 )
+@click.option("--campaign", help="For review: this campaign only (default: every campaign).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write to this file, not stdout.")
 @click.option(
     "--unverified",
@@ -338,11 +339,13 @@ def audit_report(
     since: datetime | None,
     until: datetime | None,
     days: int,
+    campaign: str | None,
     out: str | None,
     unverified: bool,
 ) -> None:
     """Write a compliance report: access-review, role-changes, joiners-movers-leavers,
-    dormant, privileged, failed-logins, sod-violations, denied, or all of them (json, html).
+    dormant, privileged, failed-logins, sod-violations, denied, review, or all of them (json,
+    html).
     The integrity chain is verified first: a broken chain is an error (exit 1) unless
     --unverified."""
     names = list(TITLES) if name == "all" else [name]
@@ -353,7 +356,14 @@ def audit_report(
         )
     with _audit() as auditor:
         text = auditor.render(
-            names, fmt, at=at, since=since, until=until, days=days, unverified=unverified
+            names,
+            fmt,
+            at=at,
+            since=since,
+            until=until,
+            days=days,
+            unverified=unverified,
+            campaign=campaign,
         )
     if out:
         try:

@@ -125,6 +125,46 @@ def _summary(rm: Any, now: datetime, projected: int) -> dict[str, Any]:
         "leavers": [
             {"email": u.email, "account": names[u.account_id]} for u in users if not u.active
         ],
+        "governance": _governance(rm, users),
+    }
+
+
+def _governance(rm: Any, users: list[Any]) -> dict[str, Any]:
+    """The separation-of-duties exceptions approved, the time-limited grants that ended by
+    themselves, and the access-review campaigns."""
+    emails = {str(u.id): u.email for u in users}
+    log = rm.audit_log()
+    approved = log[log["event"] == "SodExceptionApproved"]
+    expired = log[log["event"] == "RoleExpired"]
+    return {
+        "sod_exceptions": [
+            {
+                "user": emails.get(str(row["aggregate_id"])),
+                "role": row["role"],
+                "rule": row["rule"],
+                "approved_by": row["approved_by"],
+                "reason": row["reason"],
+            }
+            for _, row in approved.iterrows()
+        ],
+        "expired_grants": [
+            {"user": emails.get(str(row["aggregate_id"])), "role": row["role"], "at": row["at"]}
+            for _, row in expired.iterrows()
+        ],
+        "reviews": [
+            {
+                "name": found.name,
+                "status": found.status,
+                "reviewer": emails.get(str(found.reviewer_id)),
+                "due": found.due,
+                "items": found.items,
+                "certified": found.certified,
+                "revoked": found.revoked,
+                "undecided": found.undecided,
+                "overdue": found.overdue,
+            }
+            for found in rm.reviews()
+        ],
     }
 
 
@@ -164,6 +204,26 @@ def _print(console: Console, summary: dict[str, Any]) -> None:
         dormant.add_row(u["email"], u["account"], last.strftime("%Y-%m-%d") if last else "never")
     console.print(accounts, privileged, dormant)
     console.print(f"Leavers (deactivated): {len(summary['leavers'])}.", highlight=False)
+    governance = summary["governance"]
+    for exception in governance["sod_exceptions"]:
+        console.print(
+            f"SoD exception: {exception['role']} for {exception['user']} under rule "
+            f"{exception['rule']}, approved by {exception['approved_by']} ({exception['reason']}).",
+            highlight=False,
+        )
+    for grant in governance["expired_grants"]:
+        console.print(
+            f"Time-limited grant ended: {grant['role']} of {grant['user']} at "
+            f"{str(grant['at'])[:16]}.",
+            highlight=False,
+        )
+    for found in governance["reviews"]:
+        console.print(
+            f"Access review {found['name']} ({found['status']}, reviewer {found['reviewer']}): "
+            f"{found['items']} items, {found['certified']} certified, {found['revoked']} "
+            f"revoked, {found['undecided']} undecided.",
+            highlight=False,
+        )
     console.print(f"Integrity chain: {summary['integrity']}", highlight=False)
     reports = Path(summary["reports"]["html"]).parent
     console.print(

@@ -245,6 +245,8 @@ class Services:
     wipe_erased: Callable[[UUID | None], None]
     grants_ended: Callable[[datetime], list[dict[str, Any]]]
     """The rows of `ledger_grant_ends` whose end is at or before the instant."""
+    user_ids: Callable[[], list[UUID]]
+    """Every user that is not erased (by the claims of their emails), as saved so far."""
     defined_roles: set[tuple[str, str]] = field(default_factory=set)
     separation_enforced: bool = True
     """Off in a ledger that mirrors another system of record: a grant there is a fact, recorded

@@ -3,6 +3,7 @@
 from ledger.domain.accounts import Account, AnnotationKey
 from ledger.domain.base import ERASED, LedgerAggregate, Meta, project
 from ledger.domain.journal import AccessDenial
+from ledger.domain.reviews import ReviewCampaign
 from ledger.domain.roles import AccountRole, Role
 from ledger.domain.sources import ExternalSource
 from ledger.domain.users import DEFAULT_TIMEZONE, User
@@ -17,6 +18,7 @@ __all__ = [
     "ExternalSource",
     "LedgerAggregate",
     "Meta",
+    "ReviewCampaign",
     "Role",
     "User",
     "project",

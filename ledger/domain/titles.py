@@ -12,6 +12,7 @@ from eventsourcing.domain import Aggregate
 
 from ledger.domain.accounts import Account
 from ledger.domain.journal import AccessDenial
+from ledger.domain.reviews import ReviewCampaign
 from ledger.domain.roles import AccountRole, Role
 from ledger.domain.separation import SeparationPolicy
 from ledger.domain.sources import ExternalSource
@@ -68,6 +69,13 @@ TITLES: Final[Mapping[type[Aggregate.Event], Title]] = {
     User.LastSeenRecorded: Title("seen"),
     User.PasswordChanged: Title("password changed"),
     User.UserErased: Title("personal data erased"),
+    ReviewCampaign.ReviewStarted: Title("access review {name} started, due {due}"),
+    ReviewCampaign.ReviewItemCertified: Title("review item {item} certified by {reviewer}"),
+    ReviewCampaign.ReviewItemRevoked: Title("review item {item} revoked by {reviewer}"),
+    ReviewCampaign.ReviewClosed: Title(
+        "access review {name} closed: {certified} certified, {revoked} revoked,"
+        " {undecided} undecided"
+    ),
     ExternalSource.SourceRegistered: Title("mirrored source registered"),
     ExternalSource.UnrecognisedEntryRecorded: Title("unrecognised audit entry kept"),
     AccessDenial.AccessDenied: Title("{command} refused to user {as_user} by rule {rule}"),

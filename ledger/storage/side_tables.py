@@ -219,6 +219,9 @@ SELECT_CURSOR: Final = (
     " WHERE source = ?"
 )
 SELECT_CLAIM_OWNER: Final = "SELECT owner_id FROM ledger_claims WHERE kind = ? AND key = ?"
+SELECT_USERS_NOT_ERASED: Final = (
+    f"SELECT DISTINCT owner_id FROM ledger_claims WHERE kind = '{EMAIL}' ORDER BY owner_id"
+)
 SELECT_COMMAND: Final = "SELECT fingerprint, result FROM ledger_commands WHERE command_id = ?"
 SELECT_KEY_BY_ID: Final = "SELECT user_id, secret FROM ledger_user_keys WHERE key_id = ?"
 SELECT_KEY_FOR_USER: Final = "SELECT key_id, secret FROM ledger_user_keys WHERE user_id = ?"

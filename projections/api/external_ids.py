@@ -53,6 +53,12 @@ class ExternalIds:
         row = self.ledger.side.select_one(side.SELECT_EXTERNAL_ID, (kind, str(ledger_id)))
         return None if row is None else int(row["external_id"])
 
+    def shown(self, kind: str, ledger_id: UUID) -> UUID | int:
+        """A user's or account's id as the API answers with it."""
+        if not self.flexmeasures_ids:
+            return ledger_id
+        return self._external(kind, ledger_id) or ledger_id
+
     def user(self, user: schemas.User) -> schemas.User:
         if not self.flexmeasures_ids:
             return user

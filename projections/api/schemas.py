@@ -65,6 +65,11 @@ class User(BaseModel):
     )
     last_login_at: datetime | None
     last_seen_at: datetime | None
+    role_ends: dict[str, datetime] | None = Field(
+        default=None,
+        description="In GET /users/{id} (None in lists): the end fixed in advance (until) of "
+        "each held role that has one.",
+    )
 
     @classmethod
     def of(cls, user: UserModel) -> User:
@@ -97,6 +102,11 @@ class Account(BaseModel):
     logo_url: str | None
     account_roles: list[str]
     consultancy_account_id: UUID | int | None
+    account_role_ends: dict[str, datetime] | None = Field(
+        default=None,
+        description="In GET /accounts/{id} (None in lists): the end fixed in advance (until) "
+        "of each held account role that has one.",
+    )
 
     @classmethod
     def of(cls, account: AccountModel) -> Account:
@@ -186,3 +196,50 @@ class UserRoles(BaseModel):
     user_id: UUID
     at: datetime | None
     roles: list[str]
+    ends: dict[str, datetime] = Field(
+        default_factory=dict,
+        description="The end fixed in advance (until) of each of `roles` that has one.",
+    )
+
+
+class ReviewItem(BaseModel):
+    """An item of an access-review campaign: a grant held at its start, and its decision."""
+
+    id: str = Field(description="CAMPAIGN#N")
+    campaign: str
+    user_id: UUID | int
+    role: str
+    account_id: UUID | int
+    decision: str | None = Field(description="certified, revoked, or None: undecided")
+    decided_at: datetime | None
+    reviewer_id: UUID | int | None
+    reason: str | None
+    role_revoked: bool | None = Field(
+        description="For a revoked item: whether the role's revocation came with the decision "
+        "(False: the grant had ended already, or its user was erased)."
+    )
+
+
+class Review(BaseModel):
+    """An access-review campaign as it stood at `at`. For a caller who reads only some
+    accounts, the counts and the scope cover those accounts' items only."""
+
+    name: str
+    scope_kind: str = Field(description="accounts or roles")
+    scope: list[str | int]
+    reviewer_id: UUID | int | None = Field(
+        description="None when the reviewer is a user the caller may not read."
+    )
+    due: datetime
+    started_at: datetime
+    status: str = Field(description="open, overdue (open past its due time) or closed")
+    closed_at: datetime | None
+    items: int
+    certified: int
+    revoked: int
+    undecided: int
+    overdue: bool
+
+
+class ReviewWithItems(Review):
+    item_list: list[ReviewItem]

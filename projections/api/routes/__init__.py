@@ -1,7 +1,7 @@
 """The read API's routes, a router per resource; `create_app` includes them in this order (the
 order of the OpenAPI document)."""
 
-from projections.api.routes import accounts, auth, changes, ops, roles, users
+from projections.api.routes import accounts, auth, changes, ops, reviews, roles, users
 
 ROUTERS = (
     ops.router,
@@ -10,6 +10,7 @@ ROUTERS = (
     accounts.router,
     roles.router,
     changes.router,
+    reviews.router,
 )
 
 __all__ = ["ROUTERS"]

@@ -53,7 +53,8 @@ def get_account(id: AnyId, me: Caller, rm: Reads, ids: Ids) -> schemas.Account:
     account = account_or_404(rm, ids.ledger_id("account", id))
     if not policy.can_read_account(me, account):
         raise forbidden(f"account {id}")
-    return ids.account(schemas.Account.of(account))
+    ends = rm.account_role_ends(account.id)
+    return ids.account(schemas.Account.of(account).model_copy(update={"account_role_ends": ends}))
 
 
 @router.get(

@@ -59,7 +59,8 @@ def get_user(id: AnyId, me: Caller, rm: Reads, ids: Ids) -> schemas.User:
     user, account = user_or_404(rm, ids.ledger_id("user", id))
     if not policy.can_read_user(me, user, account):
         raise forbidden(f"user {id}")
-    return ids.user(schemas.User.of(user))
+    shown = schemas.User.of(user).model_copy(update={"role_ends": rm.role_ends(user.id)})
+    return ids.user(shown)
 
 
 @router.get(
@@ -81,4 +82,11 @@ def user_roles(
     user, account = user_or_404(rm, ids.ledger_id("user", id))
     if not policy.can_read_user(me, user, account):
         raise forbidden(f"user {id}")
-    return schemas.UserRoles(user_id=user.id, at=at, roles=sorted(rm.roles(user.id, at=at)))
+    roles = sorted(rm.roles(user.id, at=at))
+    ends = rm.role_ends(user.id, at=at)
+    return schemas.UserRoles(
+        user_id=user.id,
+        at=at,
+        roles=roles,
+        ends={role: end for role, end in ends.items() if role in roles},
+    )
