@@ -328,7 +328,15 @@ def audit_check() -> None:
 @click.option(
     "--unverified",
     is_flag=True,
-    help="Report even when the integrity chain is broken, marked NOT VERIFIED.",
+    help="Report even when the integrity chain (or, with --public-key, the signed digests) "
+    "does not verify, marked NOT VERIFIED.",
+)
+@click.option(
+    "--public-key",
+    "public_key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also check the log against the stored signed digests with this public key, as "
+    "`ledger audit verify --public-key` does, and stamp the report with the last one.",
 )
 @global_options
 def audit_report(
@@ -340,19 +348,29 @@ def audit_report(
     days: int,
     out: str | None,
     unverified: bool,
+    public_key: Path | None,
 ) -> None:
     """Write a compliance report: access-review, role-changes, joiners-movers-leavers,
-    dormant, privileged, or all of them (json, html). The integrity chain is verified first:
-    a broken chain is an error (exit 1) unless --unverified."""
+    dormant, privileged, or all of them (json, html). The integrity chain is verified first
+    (with --public-key, against the signed digests too), and the report is stamped with what
+    was checked: a failed check is an error (exit 1) unless --unverified."""
     names = list(TITLES) if name == "all" else [name]
     problem = None if out is None else sqlite_files.database_problem(Path(out))
     if problem is not None:
         raise ValidationError(
             f"invalid out {out!r}: {problem}, which a report never overwrites: name another file"
         )
+    public = None if public_key is None else signing.load_public_key(public_key)
     with _audit() as auditor:
         text = auditor.render(
-            names, fmt, at=at, since=since, until=until, days=days, unverified=unverified
+            names,
+            fmt,
+            at=at,
+            since=since,
+            until=until,
+            days=days,
+            unverified=unverified,
+            public_key=public,
         )
     if out:
         try:
