@@ -31,11 +31,17 @@ from typing import Any
 
 SCALES = {
     # users, extra events (logins and role changes), annotations, single commands, query samples
-    "tiny": dict(users=200, extra=1_000, annotations=300, singles=150, samples=100),
-    "small": dict(users=5_000, extra=45_000, annotations=10_000, singles=1_000, samples=500),
-    "full": dict(users=100_000, extra=700_000, annotations=10_000, singles=3_000, samples=2_000),
+    # and changes timed through the change feed
+    "tiny": dict(users=200, extra=1_000, annotations=300, singles=150, samples=100, feed=20),
+    "small": dict(
+        users=5_000, extra=45_000, annotations=10_000, singles=1_000, samples=500, feed=40
+    ),
+    "full": dict(
+        users=100_000, extra=700_000, annotations=10_000, singles=3_000, samples=2_000, feed=40
+    ),
 }
 PLAIN_LIBRARY_TABLE = "application_events"  # the plain library's, on PostgreSQL
+NATS_URL = os.environ.get("LEDGER_BENCH_NATS", "nats://127.0.0.1:4222")
 PAYLOAD = os.urandom(120).hex().encode()  # about the size of a stored event's state
 
 
@@ -270,8 +276,6 @@ def plain_library(url: str, count: int) -> tuple[float, float]:
     from eventsourcing.application import Application
     from eventsourcing.domain import Aggregate, event
 
-    from ledger.storage.settings import eventsourcing_env
-
     class PlainUser(Aggregate):
         @event("Created")
         def __init__(self, email: str) -> None:
@@ -282,13 +286,7 @@ def plain_library(url: str, count: int) -> tuple[float, float]:
         def grant_role(self, role: str) -> None:
             self.roles.add(role)
 
-    env = eventsourcing_env(url)
-    if url.startswith("sqlite"):
-        env["PERSISTENCE_MODULE"] = "eventsourcing.sqlite"
-        env["SQLITE_DBNAME"] = str(Path(env["SQLITE_DBNAME"]).with_name("plain-library.db"))
-    else:
-        env["PERSISTENCE_MODULE"] = "eventsourcing.postgres"
-    app: Application[uuid.UUID] = Application(env=env)
+    app: Application[uuid.UUID] = Application(env=plain_library_env(url))
     table = getattr(app.recorder, "events_table_name", None)
     assert url.startswith("sqlite") or table == PLAIN_LIBRARY_TABLE, table
     users = [PlainUser(f"user{n}@bench.example") for n in range(count)]
@@ -298,15 +296,150 @@ def plain_library(url: str, count: int) -> tuple[float, float]:
     for first in range(0, count, 1000):
         app.save(*users[first : first + 1000])
     save_rate = 2 * count / (time.perf_counter() - start)
+    app.close()
+    return save_rate, plain_read(url)
+
+
+def plain_library_env(url: str) -> dict[str, str]:
+    from ledger.storage.settings import eventsourcing_env
+
+    env = eventsourcing_env(url)
+    if url.startswith("sqlite"):
+        env["PERSISTENCE_MODULE"] = "eventsourcing.sqlite"
+        env["SQLITE_DBNAME"] = str(Path(env["SQLITE_DBNAME"]).with_name("plain-library.db"))
+    else:
+        env["PERSISTENCE_MODULE"] = "eventsourcing.postgres"
+    return env
+
+
+def plain_read(url: str, limit: int | None = None) -> float:
+    """Events/s of the plain library reading and decoding its own log (the first `limit`
+    events, else all) in pages of 2,000, applying nothing."""
+    from eventsourcing.application import Application
+
+    app: Application[uuid.UUID] = Application(env=plain_library_env(url))
+    stop = limit
     start, read, position = time.perf_counter(), 0, 1
-    while page := app.recorder.select_notifications(start=position, limit=2000):
+    while page := app.recorder.select_notifications(start=position, limit=2000, stop=stop):
         for notification in page:
             app.mapper.to_domain_event(notification)
         read += len(page)
         position = page[-1].id + 1
     read_rate = read / (time.perf_counter() - start)
     app.close()
-    return save_rate, read_rate
+    return read_rate
+
+
+# -- streaming and the change feed ---------------------------------------------------------------
+
+
+def stream_results(led: Any, log: Callable[[str], None]) -> list[Result]:
+    """`ledger audit stream` of the whole log to a throwaway JetStream subject, beside plain
+    nats-py publishing the same payloads (built beforehand), each with its message id and
+    awaiting its acknowledgement as the streamer does, to a throwaway stream of its own. Both
+    streams are deleted afterwards."""
+    import asyncio
+
+    import nats
+
+    from ledger.audit import export as exporting
+    from ledger.audit import stream as streaming
+
+    payloads = [
+        (item.position, json.dumps(exporting.to_ocsf(item), separators=(",", ":")).encode())
+        for item in exporting.recorded(led)
+    ]
+    tag = uuid.uuid4().hex[:12]
+    target = streaming.target(NATS_URL, f"bench.{tag}")
+    made: list[str] = []
+
+    async def plain_publish() -> float:
+        connection = await nats.connect(NATS_URL, allow_reconnect=False)
+        try:
+            jetstream = connection.jetstream()
+            name = f"BENCHREF_{tag}"
+            from nats.js.api import StreamConfig
+
+            await jetstream.add_stream(
+                StreamConfig(name=name, subjects=[f"benchref.{tag}"], duplicate_window=600.0)
+            )
+            made.append(name)
+            start = time.perf_counter()
+            for position, payload in payloads:
+                await jetstream.publish(
+                    f"benchref.{tag}",
+                    payload,
+                    stream=name,
+                    headers={"Nats-Msg-Id": str(position)},
+                )
+            return len(payloads) / (time.perf_counter() - start)
+        finally:
+            await connection.close()
+
+    async def delete_streams() -> None:
+        connection = await nats.connect(NATS_URL, allow_reconnect=False)
+        try:
+            for name in made:
+                await connection.jetstream().delete_stream(name)
+        finally:
+            await connection.close()
+
+    try:
+        reference = asyncio.run(plain_publish())
+        start = time.perf_counter()
+        done = streaming.stream(led, target)
+        seconds = time.perf_counter() - start
+        made.append(done.stream)
+    except (OSError, TimeoutError, streaming.StreamError, nats.errors.Error) as error:
+        log(f"stream to NATS not measured: {NATS_URL} unreachable ({error})")
+        return []
+    finally:
+        if made:
+            asyncio.run(delete_streams())
+    rate = done.published / seconds
+    log(
+        f"streamed {done.published:,} events to NATS at {rate:,.0f} events/s; plain nats-py "
+        f"publish with acks {reference:,.0f} msgs/s; streams {', '.join(made)} deleted"
+    )
+    return [
+        Result(
+            "stream events/s to NATS JetStream (ledger audit stream)",
+            rate,
+            "events/s",
+            reference,
+            "plain nats-py publish, each acked, same payloads msgs/s",
+            rate / reference,
+            "(none)",
+            None,
+            f"{done.published:,} events, connect and cursor writes included",
+        )
+    ]
+
+
+def feed_results(url: str, samples: int, log: Callable[[str], None]) -> list[Result]:
+    """scripts/feed_latency.py on an empty scratch database of its own: command to a consumer
+    long-polling a `ledger serve` process, beside plain GETs of the same server."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    import feed_latency
+
+    with scratch_database(None if url.startswith("sqlite") else url) as feed_url:
+        latencies, round_trips = feed_latency.measure(feed_url, samples)
+    reference = percentile(round_trips, 0.5)
+    p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
+    log(f"feed latency p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms ({samples} changes)")
+    return [
+        Result(
+            "change feed latency, command to long-polling consumer",
+            p50 * 1000,
+            "ms p50",
+            reference * 1000,
+            "plain GET /api/ p50 ms",
+            p50 / reference,
+            "(none)",
+            None,
+            f"p99 {p99 * 1000:.0f} ms, {samples} changes, the server looks every 0.25 s",
+        )
+    ]
 
 
 # -- measuring ----------------------------------------------------------------------------------
@@ -500,10 +633,14 @@ def run(url: str, scale: dict[str, int], log: Callable[[str], None]) -> list[Res
     log(f"reference: {many_rate:,.0f} executemany rows/s")
 
     raw.settle()
-    plain_save, plain_read = plain_library(url, max(20_000, scale["users"]))
+    plain_save, plain_read_rate = plain_library(url, max(20_000, scale["users"]))
     for workload, rate, note in (
         ("plain eventsourcing: save", plain_save, "aggregates built beforehand, 1,000 per save"),
-        ("plain eventsourcing: read and decode", plain_read, "its log in pages, nothing applied"),
+        (
+            "plain eventsourcing: read and decode",
+            plain_read_rate,
+            "its log in pages, nothing applied",
+        ),
     ):
         results.append(
             Result(
@@ -518,7 +655,7 @@ def run(url: str, scale: dict[str, int], log: Callable[[str], None]) -> list[Res
                 note,
             )
         )
-    log(f"plain library: save {plain_save:,.0f} events/s, read and decode {plain_read:,.0f}")
+    log(f"plain library: save {plain_save:,.0f} events/s, read and decode {plain_read_rate:,.0f}")
 
     led = Ledger(url)
     lines = batch_lines(scale["users"], scale["extra"], scale["annotations"], rng)
@@ -595,23 +732,40 @@ def run(url: str, scale: dict[str, int], log: Callable[[str], None]) -> list[Res
     events = led.recorder.max_notification_id() or 0
 
     for fmt in ("ocsf", "jsonl"):
-        raw.settle()
-        start = time.perf_counter()
-        with open(os.devnull, "w", encoding="utf-8") as sink:
-            exported = exporting.export(led, sink, fmt)
-        rate = exported.events / (time.perf_counter() - start)
+        # Each best of three, taken in turns with the plain library reading and decoding as
+        # many events of its own log, so that both see the same machine (shared, its load
+        # moved the plain read from 21k to 58k events/s between two tiny runs).
+        exports, reads = [], []
+        for _ in range(3):
+            raw.settle()
+            reads.append(plain_read(url, limit=events))
+            start = time.perf_counter()
+            with open(os.devnull, "w", encoding="utf-8") as sink:
+                exported = exporting.export(led, sink, fmt)
+            exports.append(exported.events / (time.perf_counter() - start))
+        rate, reference = max(exports), max(reads)
         results.append(
             ratio_result(
                 f"audit export --format {fmt}",
                 rate,
                 "events/s",
-                plain_read,
-                "plain read and decode events/s",
+                reference,
+                f"plain read and decode of {min(events, 2 * max(20_000, scale['users'])):,} "
+                "events, best of 3, events/s",
                 0.50,
-                f"{exported.events:,} events, written to {os.devnull}",
+                f"{exported.events:,} events, written to {os.devnull}, best of 3",
             )
         )
-        log(f"exported {exported.events:,} events as {fmt}: {rate:,.0f} events/s")
+        log(
+            f"exported {exported.events:,} events as {fmt}: {rate:,.0f} events/s "
+            f"(runs {', '.join(f'{r:,.0f}' for r in exports)}; plain read and decode "
+            f"{', '.join(f'{r:,.0f}' for r in reads)})"
+        )
+
+    raw.settle()
+    results.extend(stream_results(led, log))
+    raw.settle()
+    results.extend(feed_results(url, scale["feed"], log))
 
     rm = ReadModel(url, page_size=2000)
     raw.settle()

@@ -344,7 +344,10 @@ def test_reports(history: Ledger) -> None:
         assert audit.report("dormant", days=90, at=T0 + timedelta(days=30)).empty
 
         csv = audit.render(["privileged"], "csv", at=T0 + timedelta(days=30))
-        assert csv.splitlines()[0] == "role,user_id,email,account,since"
+        evidence, header = csv.splitlines()[:2], csv.splitlines()[2]
+        assert evidence[0].startswith("# integrity chain verified")
+        assert evidence[1].startswith("# no signed digest is stored")
+        assert header == "role,user_id,email,account,since"
         data = json.loads(audit.render(["role-changes", "dormant"], "json", since=T0))
         assert set(data["reports"]) == {"role-changes", "dormant"}
 

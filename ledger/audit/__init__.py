@@ -16,15 +16,16 @@ from typing import Annotated, Any, Final
 from uuid import UUID
 
 import pandas as pd
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import Field
 
 from ledger.application import Ledger
-from ledger.audit import html, integrity, reports, review_report
+from ledger.audit import html, integrity, reports, review_report, signing
 from ledger.audit import replay as replaying
+from ledger.audit.evidence import Evidence
 from ledger.audit.integrity import Digest, NotVerified, Verification
 from ledger.commands.reviews import CampaignName
 from ledger.errors import ValidationError
-from ledger.storage import chain
 from ledger.validation import Moment, optional, valid
 from projections import ReadModel
 
@@ -42,6 +43,7 @@ TITLES: Final = {
 }
 
 DormantDays = Annotated[int, Field(strict=True, ge=1, le=36_525)]  # up to a hundred years
+PublicKey = Ed25519PublicKey | str | Path  # a key, or the path of its .pub file
 
 
 class Audit:
@@ -81,10 +83,15 @@ class Audit:
         kept = None if digest is None else Digest.from_json(digest)
         return integrity.verify(self.ledger, kept)
 
-    def verified(self, *, unverified: bool = False) -> Verification:
-        """Verify the chain for a report, after the read models have caught up: raise
-        NotVerified if it is broken, or ends before the events the read models show, unless
-        `unverified` (then the report is marked NOT VERIFIED)."""
+    def verified(
+        self, *, unverified: bool = False, public_key: PublicKey | None = None
+    ) -> Evidence:
+        """Verify the chain for a report, after the read models have caught up, and with
+        `public_key` check it against the stored signed digests as `verify_signed` does
+        (`ledger audit verify --public-key`): raise NotVerified if either fails, or the log
+        ends before the events the read models show, unless `unverified` (then the report is
+        marked NOT VERIFIED). The evidence says what was checked and what was not."""
+        public = _public_key(public_key)
         projected = self.read_model.position()
         result = self.verify()
         head = 0 if result.head is None else result.head.position
@@ -97,13 +104,21 @@ class Audit:
                 f"the read models show events up to position {projected}, the log ends at "
                 f"{head} (events removed)",
             )
-        if not result.ok and not unverified:
-            raise NotVerified(
-                f"the integrity chain does not verify ({result.summary()}), so a report could "
-                "show altered history; see `ledger audit verify`, or pass --unverified "
-                "(unverified=True) for a report marked NOT VERIFIED"
+        signed = None if public is None else signing.verify_signed(self.ledger, public, result)
+        evidence = Evidence(result, signed, signing.last_stored(self.ledger))
+        if not evidence.ok and not unverified:
+            failed = (
+                "the integrity chain does not verify"
+                if not result.ok
+                else "the signed digests do not verify"
             )
-        return result
+            see = "verify" if not result.ok else "verify --public-key"
+            raise NotVerified(
+                f"{failed} ({evidence.problem()}), so a report could show altered history; see "
+                f"`ledger audit {see}`, or pass --unverified (unverified=True) for a report "
+                "marked NOT VERIFIED"
+            )
+        return evidence
 
     # -- replay ---------------------------------------------------------------------------------
 
@@ -128,15 +143,17 @@ class Audit:
         days: int = 90,
         unverified: bool = False,
         campaign: str | None = None,
+        public_key: PublicKey | None = None,
     ) -> pd.DataFrame:
         """One report as a DataFrame, made after verifying the chain (see `verified`); its
-        `attrs["verified"]` holds the verified head {position, hash, events}, or None with
-        `attrs["warning"]` when the chain is broken and `unverified` was given."""
+        attrs are the evidence as JSON carries it: `verified` (the head {position, hash,
+        events}, or None), `signed_digest`, and a NOT VERIFIED `warning` when not verified
+        (then only with `unverified`)."""
         asked = Asked.of([name], at, since, until, days, campaign)
-        verification = self.verified(unverified=unverified)
-        with self._reported(verification) as rm:
+        evidence = self.verified(unverified=unverified, public_key=public_key)
+        with self._reported(evidence.chain) as rm:
             frame = _report(rm, name, asked)
-        frame.attrs.update(verified_block(verification))
+        frame.attrs.update(evidence.block())
         return frame
 
     @contextlib.contextmanager
@@ -169,18 +186,20 @@ class Audit:
         days: int = 90,
         unverified: bool = False,
         campaign: str | None = None,
+        public_key: PublicKey | None = None,
     ) -> str:
         """Reports as CSV (one report), JSON or one self-contained HTML page, made after
-        verifying the chain (see `verified`). JSON and HTML state the verified head; with
-        `unverified` and a broken chain, every format opens with a NOT VERIFIED warning."""
+        verifying the chain (see `verified`), each stamped with the evidence: CSV opens with
+        `# ` comment lines, JSON has `verified` and `signed_digest` fields, HTML an Evidence
+        section; not verified (only with `unverified`), each opens with NOT VERIFIED."""
         if fmt not in FORMATS:
             raise ValidationError(f"unknown format {fmt!r}; one of: {', '.join(FORMATS)}")
         if fmt == "csv" and len(names) != 1:
             raise ValidationError("CSV holds one report: name one, not 'all'")
         asked = Asked.of(names, at, since, until, days, campaign)
-        verification = self.verified(unverified=unverified)
-        with self._reported(verification) as rm:
-            return self._rendered(rm, names, fmt, asked, verification)
+        evidence = self.verified(unverified=unverified, public_key=public_key)
+        with self._reported(evidence.chain) as rm:
+            return self._rendered(rm, names, fmt, asked, evidence)
 
     def _rendered(
         self,
@@ -188,16 +207,15 @@ class Audit:
         names: list[str],
         fmt: str,
         asked: Asked,
-        verification: Verification,
+        evidence: Evidence,
     ) -> str:
-        block = verified_block(verification)
         frames = {name: _report(rm, name, asked) for name in names}
         if fmt == "csv":
             text = str(next(iter(frames.values())).map(_csv_time).to_csv(index=False))
-            return text if verification.ok else f"# {block['warning']}\n{text}"
+            return "".join(f"# {line}\n" for line in evidence.lines()) + text
         if fmt == "json":
             data = {name: records(frame) for name, frame in frames.items()}
-            return json.dumps({**block, "reports": data}, indent=1)
+            return json.dumps({**evidence.block(), "reports": data}, indent=1)
         end = asked.until or asked.at or datetime.now(UTC)
         start = asked.since or reports.days_before(end, 365)
         title = "Access audit" if len(frames) > 1 else TITLES[names[0]]
@@ -207,7 +225,7 @@ class Audit:
             (start, end),
             [(TITLES[name], frame) for name, frame in frames.items()],
             reports.privileged_timeline(rm, start, end),
-            verification,
+            evidence,
         )
 
 
@@ -276,19 +294,10 @@ def _csv_time(value: Any) -> Any:
     return value
 
 
-def verified_block(verification: Verification) -> dict[str, Any]:
-    """What a report says of the chain it was made from: `verified`, the head verified
-    {position, hash, events}; or None and a NOT VERIFIED `warning` when the chain is broken."""
-    if not verification.ok:
-        return {"verified": None, "warning": f"NOT VERIFIED: {verification.summary()}"}
-    head = verification.head
-    return {
-        "verified": {
-            "position": 0 if head is None else head.position,
-            "hash": chain.GENESIS if head is None else head.hash,
-            "events": verification.events,
-        }
-    }
+def _public_key(key: PublicKey | None) -> Ed25519PublicKey | None:
+    if key is None or isinstance(key, Ed25519PublicKey):
+        return key
+    return signing.load_public_key(Path(key))
 
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -327,6 +336,7 @@ __all__ = [
     "TITLES",
     "Audit",
     "Digest",
+    "Evidence",
     "NotVerified",
     "Verification",
     "digest",

@@ -92,6 +92,10 @@ def to_ocsf(item: Recorded) -> dict[str, Any]:
     return ocsf.to_ocsf(item.position, item.link, item.event)
 
 
+# json.dumps with options builds an encoder per call: one, made once
+_ENCODE: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 @dataclass(frozen=True)
 class Exported:
     events: int
@@ -127,7 +131,7 @@ def export(
             writer.writerow([*row, json.dumps(details, ensure_ascii=False)])
         else:
             data = to_ocsf(item) if fmt == "ocsf" else as_record(item)
-            out.write(json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+            out.write(_ENCODE(data))
             out.write("\n")
         count += 1
         first = item.position if first is None else first

@@ -9,7 +9,7 @@ from typing import Final
 
 import pandas as pd
 
-from ledger.audit.integrity import Verification
+from ledger.audit.evidence import Evidence
 
 ROLE_COLOURS: Final = {
     "admin": "#c0392b",
@@ -35,7 +35,7 @@ def render(
     period: tuple[datetime, datetime],
     sections: list[tuple[str, pd.DataFrame]],
     timeline: pd.DataFrame,
-    verification: Verification,
+    evidence: Evidence,
 ) -> str:
     start, end = period
     parts = [
@@ -43,12 +43,13 @@ def render(
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>{escape(title)}</h1>",
-        _verified(verification),
+        _verified(evidence),
         f'<p class="meta">Period {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC; '
         f"generated {generated_at:%Y-%m-%d %H:%M} UTC from the event log.</p>",
         "<h2>Privileged-role holdings over the period</h2>",
         _legend(),
         _timeline(timeline, start, end),
+        _evidence(evidence),
     ]
     for heading, frame in sections:
         parts.append(f"<h2>{escape(heading)} ({len(frame)})</h2>")
@@ -57,15 +58,26 @@ def render(
     return "\n".join(parts)
 
 
-def _verified(verification: Verification) -> str:
-    """The chain the page was made from: its verified head, or a NOT VERIFIED banner."""
-    if not verification.ok:
-        return f'<p class="not-verified">NOT VERIFIED: {escape(verification.summary())}</p>'
-    head = verification.head
+def _verified(evidence: Evidence) -> str:
+    """Under the title: the chain the page was made from, or a NOT VERIFIED banner."""
+    problem = evidence.problem()
+    if problem is not None:
+        return f'<p class="not-verified">NOT VERIFIED: {escape(problem)}</p>'
+    head = evidence.chain.head
     where = "an empty log" if head is None else f"head position {head.position}, hash {head.hash}"
     return (
-        f'<p class="meta verified">Integrity chain verified: {verification.events} events, '
-        f"{where}.</p>"
+        f'<p class="meta verified">Integrity chain verified: {evidence.chain.events} events, '
+        f"{where}. See Evidence below.</p>"
+    )
+
+
+def _evidence(evidence: Evidence) -> str:
+    """The stamp in full, as the CSV comment lines and the JSON fields say it."""
+    items = "".join(f"<li>{escape(line)}</li>" for line in evidence.lines())
+    status = escape(str(evidence.block()["signed_digest"]["status"]))
+    return (
+        f'<section id="evidence" data-signed-digest="{status}"><h2>Evidence</h2>'
+        f"<ul>{items}</ul></section>"
     )
 
 

@@ -13,6 +13,7 @@ own `at`), `metadata.logged_time` when the ledger recorded it. The log position 
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from importlib import metadata as package_metadata
 from typing import Any, Final
@@ -123,7 +124,12 @@ def event_name(event: Any) -> str:
 
 def aggregate_name(event: Any) -> str:
     """The aggregate an event belongs to: `User`, `Account`, `Role`, `AccountRole`..."""
-    return type(event).__qualname__.split(".")[0]
+    return _aggregate_of(type(event).__qualname__)
+
+
+@functools.lru_cache(maxsize=1024)
+def _aggregate_of(qualified_name: str) -> str:
+    return qualified_name.split(".")[0]
 
 
 def fields(event: Any) -> dict[str, Any]:
@@ -157,12 +163,14 @@ def to_ocsf(position: int, link: str, event: Any) -> dict[str, Any]:
     """One recorded event as an OCSF event."""
     name = event_name(event)
     own = fields(event)
+    aggregate = aggregate_name(event)
+    uid = str(event.originator_id)  # once: it appears four or five times
     if name in LOGINS:
-        body = _authentication(event, own)
-    elif name in USER_CHANGES or (name not in ENTITY_CHANGES and aggregate_name(event) == "User"):
-        body = _account_change(event, own)
+        body = _authentication(event, uid, own)
+    elif name in USER_CHANGES or (name not in ENTITY_CHANGES and aggregate == "User"):
+        body = _account_change(event, uid, own)
     else:
-        body = _entity_management(event, own)
+        body = _entity_management(event, uid, aggregate, own)
     (class_uid, class_name), activity_id, activity_name, extra = body
     recorded = event.timestamp
     occurred = getattr(event, "at", None) if name in OCCURRED_AT else None
@@ -179,13 +187,13 @@ def to_ocsf(position: int, link: str, event: Any) -> dict[str, Any]:
         "severity": "Informational",
         "status_id": extra.pop("status_id", SUCCESS),
         "time": milliseconds(occurred or recorded),
-        "message": _message(name, event, own),
+        "message": _message(name, event, uid, aggregate, own),
         "actor": _actor(event.actor),
         "metadata": {
             "version": SCHEMA_VERSION,
             "product": PRODUCT,
             "log_name": "ledger",
-            "uid": f"{event.originator_id}/{event.originator_version}",
+            "uid": f"{uid}/{event.originator_version}",
             "sequence": position,
             "event_code": name,
             "logged_time": milliseconds(recorded),
@@ -194,8 +202,8 @@ def to_ocsf(position: int, link: str, event: Any) -> dict[str, Any]:
         },
         **extra,
         "unmapped": {
-            "aggregate": aggregate_name(event),
-            "originator_id": str(event.originator_id),
+            "aggregate": aggregate,
+            "originator_id": uid,
             "originator_version": event.originator_version,
             "reason": event.reason,
             **own,
@@ -208,16 +216,16 @@ def to_ocsf(position: int, link: str, event: Any) -> dict[str, Any]:
 Body = tuple[tuple[int, str], int, str, dict[str, Any]]
 
 
-def _account_change(event: Any, own: dict[str, Any]) -> Body:
+def _account_change(event: Any, uid: str, own: dict[str, Any]) -> Body:
     activity_id, activity_name = USER_CHANGES.get(event_name(event), (OTHER, "Other"))
-    extra: dict[str, Any] = {"user": _user(event.originator_id, own)}
+    extra: dict[str, Any] = {"user": _user(uid, own)}
     if "role" in own:
         extra["policies"] = [{"name": own["role"], "type": "Role"}]
     return ACCOUNT_CHANGE, activity_id, activity_name, extra
 
 
-def _authentication(event: Any, own: dict[str, Any]) -> Body:
-    extra: dict[str, Any] = {"user": {"uid": str(event.originator_id)}}
+def _authentication(event: Any, uid: str, own: dict[str, Any]) -> Body:
+    extra: dict[str, Any] = {"user": {"uid": uid}}
     ip = own.get("ip")
     if ip and ip != ERASED:
         extra["src_endpoint"] = {"ip": ip}
@@ -227,21 +235,20 @@ def _authentication(event: Any, own: dict[str, Any]) -> Body:
     return AUTHENTICATION, 1, "Logon", extra
 
 
-def _entity_management(event: Any, own: dict[str, Any]) -> Body:
+def _entity_management(event: Any, uid: str, aggregate: str, own: dict[str, Any]) -> Body:
     name = event_name(event)
     activity_id, activity_name = ENTITY_CHANGES.get(name, (OTHER, "Other"))
-    aggregate = aggregate_name(event)
     entity: dict[str, Any]
     if "annotation_id" in own:
         entity = {"uid": own["annotation_id"], "type": "Annotation"}
     elif name in PART_ENTITIES:
-        entity = {**_part(name, event, own), "type": PART_ENTITIES[name]}
+        entity = {**_part(name, uid, own), "type": PART_ENTITIES[name]}
     else:
-        entity = {"uid": str(event.originator_id), "type": aggregate}
+        entity = {"uid": uid, "type": aggregate}
         if "name" in own:
             entity["name"] = own["name"]
         if aggregate == "User":
-            entity["user"] = {"uid": str(event.originator_id)}
+            entity["user"] = {"uid": uid}
     if "role" in own:
         entity["policy"] = {"name": own["role"], "type": _catalogue(aggregate)}
     data = {key: value for key, value in own.items() if key not in ("name", "annotation_id")}
@@ -255,7 +262,7 @@ def _catalogue(aggregate: str) -> str:
     return "Role" if aggregate == "User" else "AccountRole"
 
 
-def _part(name: str, event: Any, own: dict[str, Any]) -> dict[str, Any]:
+def _part(name: str, uid: str, own: dict[str, Any]) -> dict[str, Any]:
     """A rule by its name, an exception by its rule and holder, a mirrored entry by its id in
     the source's log and the user and account it named."""
     if name.startswith("SodRule"):
@@ -269,15 +276,15 @@ def _part(name: str, event: Any, own: dict[str, Any]) -> dict[str, Any]:
         if own.get("affected_account_id"):
             part["org"] = {"uid": own["affected_account_id"]}
         return part
-    holder = {"uid": str(event.originator_id)}
+    holder = {"uid": uid}
     return {
         "name": own["rule"],
         **({"user": holder} if name == "SodExceptionApproved" else {"org": holder}),
     }
 
 
-def _user(user_id: UUID, own: dict[str, Any]) -> dict[str, Any]:
-    user: dict[str, Any] = {"uid": str(user_id), "type_id": 1, "type": "User"}
+def _user(uid: str, own: dict[str, Any]) -> dict[str, Any]:
+    user: dict[str, Any] = {"uid": uid, "type_id": 1, "type": "User"}
     username, email = own.get("username"), own.get("email")
     if username:
         user["name"] = username
@@ -292,13 +299,19 @@ def _user(user_id: UUID, own: dict[str, Any]) -> dict[str, Any]:
 
 def _actor(actor: str) -> dict[str, Any]:
     """Who issued the command: a user id, or a name such as `cli:alice`."""
+    key, value = _actor_parsed(actor)
+    return {"user": {key: value}}
+
+
+@functools.lru_cache(maxsize=4096)  # a log has few actors, each in many events
+def _actor_parsed(actor: str) -> tuple[str, str]:
     try:
-        return {"user": {"uid": str(UUID(actor))}}
+        return "uid", str(UUID(actor))
     except ValueError:
-        return {"user": {"name": actor}}
+        return "name", actor
 
 
-def _message(name: str, event: Any, own: dict[str, Any]) -> str:
-    subject = f"{aggregate_name(event).lower()} {event.originator_id}"
+def _message(name: str, event: Any, uid: str, aggregate: str, own: dict[str, Any]) -> str:
+    subject = f"{aggregate.lower()} {uid}"
     role = f" {own['role']!r}" if "role" in own else ""
     return f"{name}{role} on {subject} by {event.actor}"

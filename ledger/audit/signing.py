@@ -269,10 +269,13 @@ class SignedVerification:
         )
 
 
-def verify_signed(led: Ledger, public: Ed25519PublicKey) -> SignedVerification:
+def verify_signed(
+    led: Ledger, public: Ed25519PublicKey, verified: integrity.Verification | None = None
+) -> SignedVerification:
     """Check every stored signed digest (signature, number, link to the one before) with the
     public key, then the log against the chain and against each digest: a log rewritten with
-    fresh links, cut short, or a digest removed, reordered or forged is named."""
+    fresh links, cut short, or a digest removed, reordered or forged is named. `verified`: the
+    chain's verification when the caller has just made it (a report), not made again."""
     own = key_id(public)
     count, previous = 0, None
     for digest in stored(led):
@@ -283,7 +286,7 @@ def verify_signed(led: Ledger, public: Ed25519PublicKey) -> SignedVerification:
     if previous is None:
         problem = "no signed digests are stored (none made yet, or deleted): nothing to check"
         return _failed(integrity.Verification(False, 0, None), 0, None, problem)
-    result = integrity.verify(led)
+    result = integrity.verify(led) if verified is None else verified
     if not result.ok:
         return _failed(result, count, previous, f"the integrity chain: {result.summary()}")
     problem = _log_problem(led, result)

@@ -202,7 +202,12 @@ async def _quiet(_error: Exception) -> None:
 
 
 def cursor(led: Ledger, to: Target) -> int:
-    row = led.side.select_one(stream_cursors.SELECT, (to.cursor_name,))
+    return cursor_at(led, to.cursor_name)
+
+
+def cursor_at(led: Ledger, name: str) -> int:
+    """The last position the broker of the cursor named `name` acknowledged (0: none)."""
+    row = led.side.select_one(stream_cursors.SELECT, (name,))
     return 0 if row is None else int(row["position"])
 
 

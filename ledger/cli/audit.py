@@ -13,6 +13,7 @@ from typing import BinaryIO, Final
 import click
 
 from ledger.audit import TITLES, Audit, signing
+from ledger.audit import amqp as amqp_streaming
 from ledger.audit import export as exporting
 from ledger.audit import stream as streaming
 from ledger.cli.state import INSTANT, global_options, printable, state
@@ -221,9 +222,11 @@ def audit_export(fmt: str, after: int, until: datetime | None, out: Path | None)
     "--to",
     "to",
     required=True,
-    help="The NATS server: nats://HOST:PORT (JetStream enabled).",
+    help="The broker: nats://HOST:PORT (JetStream enabled), or RabbitMQ as "
+    "amqp://USER:PASSWORD@HOST:PORT/VHOST.",
 )
-@click.option("--subject", required=True, help="The subject to publish on, e.g. ledger.events.")
+@click.option("--subject", help="NATS: the subject to publish on, e.g. ledger.events.")
+@click.option("--queue", help="RabbitMQ: the durable queue to publish into, e.g. ledger-events.")
 @click.option("--follow", is_flag=True, help="Keep publishing new events until interrupted.")
 @click.option(
     "--interval",
@@ -233,27 +236,57 @@ def audit_export(fmt: str, after: int, until: datetime | None, out: Path | None)
     help="With --follow: seconds between looks for new events.",
 )
 @global_options
-def audit_stream(to: str, subject: str, follow: bool, interval: float) -> None:
-    """Publish every event, as OCSF JSON, to NATS JetStream, exactly once across crashes:
-    the message id is the log position, and the cursor is kept in the ledger's database."""
-    target = streaming.target(to, subject)
+def audit_stream(
+    to: str, subject: str | None, queue: str | None, follow: bool, interval: float
+) -> None:
+    """Publish every event, as OCSF JSON, in log order, with its log position as the message
+    id and the cursor kept in the ledger's database. NATS JetStream: exactly once across
+    crashes (JetStream drops a repeated id). RabbitMQ: at least once (a restart after a crash
+    may repeat up to 100 events, same ids), with publisher confirms."""
+    rabbit = to.startswith(amqp_streaming.SCHEMES)
+    if rabbit and (queue is None or subject is not None):
+        raise click.UsageError("an amqp:// broker takes --queue, not --subject")
+    if not rabbit and (subject is None or queue is not None):
+        raise click.UsageError("a nats:// broker takes --subject, not --queue")
 
     def progress(done: streaming.Streamed) -> None:
         if done.published or not follow:
+            where = f"queue {queue}" if rabbit else f"subject {subject} (stream {done.stream})"
             click.echo(
                 printable(
-                    f"published {done.published} events to {target.shown} subject {subject} "
-                    f"(stream {done.stream}); cursor at position {done.position}"
+                    f"published {done.published} events to {shown} {where}; cursor at "
+                    f"position {done.position}"
                     + (f"; {done.repeated} were already on the stream" if done.repeated else "")
                 ),
                 err=True,
             )
 
+    if rabbit:
+        assert queue is not None
+        rabbit_target = amqp_streaming.target(to, queue)
+        shown = rabbit_target.shown
+    else:
+        assert subject is not None
+        nats_target = streaming.target(to, subject)
+        shown = nats_target.shown
     with _audit() as auditor:
         try:
-            streaming.stream(
-                auditor.ledger, target, follow=follow, interval=interval, on_progress=progress
-            )
+            if rabbit:
+                amqp_streaming.stream(
+                    auditor.ledger,
+                    rabbit_target,
+                    follow=follow,
+                    interval=interval,
+                    on_progress=progress,
+                )
+            else:
+                streaming.stream(
+                    auditor.ledger,
+                    nats_target,
+                    follow=follow,
+                    interval=interval,
+                    on_progress=progress,
+                )
         except KeyboardInterrupt:
             click.echo("stopped", err=True)
 
@@ -329,7 +362,15 @@ def audit_check() -> None:
 @click.option(
     "--unverified",
     is_flag=True,
-    help="Report even when the integrity chain is broken, marked NOT VERIFIED.",
+    help="Report even when the integrity chain (or, with --public-key, the signed digests) "
+    "does not verify, marked NOT VERIFIED.",
+)
+@click.option(
+    "--public-key",
+    "public_key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also check the log against the stored signed digests with this public key, as "
+    "`ledger audit verify --public-key` does, and stamp the report with the last one.",
 )
 @global_options
 def audit_report(
@@ -342,18 +383,20 @@ def audit_report(
     campaign: str | None,
     out: str | None,
     unverified: bool,
+    public_key: Path | None,
 ) -> None:
     """Write a compliance report: access-review, role-changes, joiners-movers-leavers,
     dormant, privileged, failed-logins, sod-violations, denied, review, or all of them (json,
-    html).
-    The integrity chain is verified first: a broken chain is an error (exit 1) unless
-    --unverified."""
+    html). The integrity chain is verified first (with --public-key, against the signed
+    digests too), and the report is stamped with what was checked: a failed check is an error
+    (exit 1) unless --unverified."""
     names = list(TITLES) if name == "all" else [name]
     problem = None if out is None else sqlite_files.database_problem(Path(out))
     if problem is not None:
         raise ValidationError(
             f"invalid out {out!r}: {problem}, which a report never overwrites: name another file"
         )
+    public = None if public_key is None else signing.load_public_key(public_key)
     with _audit() as auditor:
         text = auditor.render(
             names,
@@ -364,6 +407,7 @@ def audit_report(
             days=days,
             unverified=unverified,
             campaign=campaign,
+            public_key=public,
         )
     if out:
         try:

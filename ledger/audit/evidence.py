@@ -1,0 +1,146 @@
+"""The evidence a report stamps on itself: the integrity-chain head it was verified up to, and
+the signed digest it was checked against, or exactly why it was not. Made once per report
+run, from the same checks `ledger audit verify [--public-key]` runs, and written the same way
+into every format (CSV comment lines, a JSON field, an HTML section), so a new report gets it
+without asking."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Final
+
+from ledger.audit.integrity import Verification
+from ledger.audit.signing import SignedDigest, SignedVerification
+from ledger.storage import chain
+
+# Stored digest fields are shown as stored, and the table can be edited by anyone with the
+# database: their control characters (a newline would start a CSV row) are escaped.
+_UNPRINTABLE: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _plain(text: str) -> str:
+    return _UNPRINTABLE.sub(lambda found: found.group().encode("unicode_escape").decode(), text)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """`chain`: the integrity chain as verified for this report (the whole log, every time);
+    `signed`: what `verify_signed` found, or None when no public key was given; `stored`: the
+    newest signed digest in the database (unchecked unless `signed` is)."""
+
+    chain: Verification
+    signed: SignedVerification | None
+    stored: SignedDigest | None
+
+    @property
+    def ok(self) -> bool:
+        return self.chain.ok and (self.signed is None or self.signed.ok)
+
+    def problem(self) -> str | None:
+        """Why the report is NOT VERIFIED: the chain's summary first, else the signatures'."""
+        if not self.chain.ok:
+            return self.chain.summary()
+        if self.signed is not None and not self.signed.ok:
+            return f"signed digests: {self.signed.problem}"
+        return None
+
+    def block(self) -> dict[str, Any]:
+        """The JSON fields: `verified` (the head verified, or None), `signed_digest` (always
+        the same keys; `status` one of verified, not checked, none stored, failed) and, when
+        not verified, a `warning` starting NOT VERIFIED."""
+        fields: dict[str, Any] = {"verified": self._head(), "signed_digest": self._digest()}
+        problem = self.problem()
+        if problem is not None:
+            fields["warning"] = _plain(f"NOT VERIFIED: {problem}")
+        return fields
+
+    def lines(self) -> list[str]:
+        """The same as sentences, one a line, no control characters: CSV comments, HTML."""
+        problem = self.problem()
+        shown = [] if problem is None else [_plain(f"NOT VERIFIED: {problem}")]
+        return [*shown, self._chain_line(), self._digest_line()]
+
+    def _head(self) -> dict[str, Any] | None:
+        if not self.chain.ok:
+            return None
+        head = self.chain.head
+        return {
+            "position": 0 if head is None else head.position,
+            "hash": chain.GENESIS if head is None else head.hash,
+            "events": self.chain.events,
+        }
+
+    def _status(self) -> str:
+        if self.signed is not None:
+            return "verified" if self.signed.ok else "failed"
+        return "none stored" if self.stored is None else "not checked"
+
+    def _shown_digest(self) -> SignedDigest | None:
+        """The digest the stamp names: with a key, the last one verified (none on failure);
+        without, the newest stored (unchecked)."""
+        if self.signed is None:
+            return self.stored
+        return self.signed.last if self.signed.ok else None
+
+    def _digest(self) -> dict[str, Any]:
+        digest = self._shown_digest()
+        return {
+            "status": self._status(),
+            "number": None if digest is None else digest.number,
+            "position": None if digest is None else digest.position,
+            "hash": None if digest is None else _plain(digest.hash),
+            "time": None if digest is None else _plain(digest.time),
+            "key_id": None if digest is None else _plain(digest.key_id),
+            "digests_checked": None if self.signed is None else self.signed.digests,
+            "note": self._digest_line(),
+        }
+
+    def _chain_line(self) -> str:
+        if not self.chain.ok:
+            return _plain(f"integrity chain NOT VERIFIED: {self.chain.summary()}")
+        head = self.chain.head
+        if head is None:
+            return "integrity chain verified: empty log, nothing to verify"
+        return (
+            f"integrity chain verified: {self.chain.events} events (the whole log), "
+            f"head position {head.position}, hash {head.hash}"
+        )
+
+    def _digest_line(self) -> str:
+        status = self._status()
+        digest = self._shown_digest()
+        named = "" if digest is None else _plain(_describe(digest))
+        if status == "verified":
+            assert digest is not None
+            head = 0 if self.chain.head is None else self.chain.head.position
+            after = head - digest.position
+            assert self.signed is not None
+            return (
+                f"checked against {named}, the last of {self.signed.digests} signed digests, "
+                f"all verified with the public key given ({digest.key_id}); "
+                + (
+                    f"the {after} events after its position are covered by the chain only"
+                    if after
+                    else "it covers the whole log"
+                )
+            )
+        if status == "failed":
+            assert self.signed is not None
+            return _plain(f"signed digests NOT VERIFIED: {self.signed.problem}")
+        if status == "none stored":
+            return (
+                "no signed digest is stored: the head is checked against the chain's own links "
+                "only (a log rewritten with fresh links would not be caught)"
+            )
+        return (
+            f"{named} is stored but NOT CHECKED: no public key was given (--public-key), so "
+            "its signature, and the log against it, were not verified"
+        )
+
+
+def _describe(digest: SignedDigest) -> str:
+    return (
+        f"signed digest #{digest.number} (position {digest.position}, time {digest.time}, "
+        f"key {digest.key_id})"
+    )
