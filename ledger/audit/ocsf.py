@@ -51,6 +51,8 @@ ENTITY_CHANGES: Final = {
     "AccountRoleDefined": (1, "Create"),
     "AnnotationAdded": (1, "Create"),
     "AccountUpdated": (3, "Update"),
+    "RoleDescribed": (3, "Update"),
+    "AccountRoleDescribed": (3, "Update"),
     "ConsultancySet": (3, "Update"),
     "AccountRoleGranted": (3, "Update"),
     "AccountRoleRevoked": (3, "Update"),
@@ -65,6 +67,8 @@ ENTITY_CHANGES: Final = {
     "SourceRegistered": (1, "Create"),
     "UnrecognisedEntryRecorded": (1, "Create"),
     "UserJoined": (3, "Update"),
+    "UserLeft": (3, "Update"),
+    "UserMoved": (3, "Update"),  # no Account Change activity of OCSF 1.8.0 is a move
     "LastSeenRecorded": (3, "Update"),
     "AnnotationRemoved": (4, "Delete"),
     "AccountClosed": (11, "Deactivate"),
