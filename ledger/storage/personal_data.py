@@ -127,6 +127,11 @@ def personal_owner_of(event: Any) -> Any:
     return getattr(event, owner_field, None)
 
 
+def _unsealed(value: Any) -> bool:
+    """Whether a personal field's value is stored as it is: None, or already ERASED."""
+    return value is None or value == ERASED
+
+
 def _aad(originator_id: Any, field: str) -> bytes:
     return f"{originator_id}:{field}".encode()
 
@@ -139,13 +144,14 @@ class PersonalDataMapper(Mapper[UUID]):
     def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
         fields = getattr(type(domain_event), "personal_fields", ())
         owner = personal_owner_of(domain_event)
-        if not fields or owner is None or all(getattr(domain_event, f) is None for f in fields):
+        # nothing to seal: no field set, or set to ERASED (an entry about an erased user)
+        if not fields or owner is None or all(_unsealed(getattr(domain_event, f)) for f in fields):
             return super().to_stored_event(domain_event)
         key_id, key = self.keyring.key_for_user(owner)
         sealed = object.__new__(type(domain_event))
         state = dict(vars(domain_event))
         for field in fields:
-            if state[field] is not None:
+            if not _unsealed(state[field]):
                 nonce = os.urandom(12)
                 ciphertext = AESGCM(key).encrypt(
                     nonce, str(state[field]).encode(), _aad(owner, field)
