@@ -216,8 +216,14 @@ def test_a_user_moved_by_sql_and_a_role_described_anew_are_mirrored(
         statement="UPDATE role SET description = :d WHERE name = 'admin-reader'",
         params={"d": description},
     )
-    summary = _import(url, flexmeasures)
-    assert summary["changes_recorded"] == 2, summary
+    # `follow` records them (one poll), as `import` would
+    followed = CliRunner().invoke(
+        main,
+        ["--db", url, "--json", "flexmeasures", "follow", "--from", flexmeasures.url,
+         "--interval", "0.1", "--polls", "1"],
+    )  # fmt: skip
+    assert followed.exit_code == 0, followed.output
+    assert json.loads(followed.stdout)["changes_recorded"] == 2, followed.stdout
     model = ReadModel(url)
     model.catch_up()
     try:
