@@ -313,3 +313,34 @@ def test_the_cli_and_apply_describe_roles(led: Ledger, tmp_path: Path) -> None:
     name = f"r-{uuid4().hex[:6]}"
     missing = cli("--db", led.url, "role", "describe", name, "x", code=1)
     assert f"role {name!r} is not defined" in one_line(missing)
+
+
+def test_apply_rejects_a_bad_move_or_description_line_and_records_nothing(
+    led: Ledger, tmp_path: Path
+) -> None:
+    _two_accounts(led)
+    led.define_role("admin", actor=ADMIN)
+    lines = tmp_path / "bad.jsonl"
+    lines.write_text(
+        "\n".join(
+            json.dumps(line)
+            for line in (
+                {"command": "move_user", "user": "ann@acme.org", "account": "Nowhere"},
+                {"command": "move_user", "user": "nobody@acme.org", "account": "Beta"},
+                {"command": "move_user", "user": "ann@acme.org"},
+                {"command": "describe_role", "name": "admin", "description": "x" * 300},
+                {"command": "describe_account_role", "name": "nope", "description": "x"},
+            )
+        )
+        + "\n"
+    )
+    before = stored_state(led)
+    result = cli("--db", led.url, "--json", "apply", str(lines), code=1)
+    summary = json.loads(result.stdout)
+    assert summary["applied"] == 0
+    errors = [line["error"] for line in summary["rejected"]]
+    assert len(errors) == 5 and all(len(error.splitlines()) == 1 for error in errors)
+    assert "Nowhere" in errors[0] and "nobody@acme.org" in errors[1]
+    assert "'account_id'" in errors[2] and "description" in errors[3]
+    assert "account role 'nope' is not defined" in errors[4]
+    assert stored_state(led) == before
