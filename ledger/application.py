@@ -324,6 +324,44 @@ class Ledger(Application[UUID]):
             as_user=as_user,
         )
 
+    def describe_role(
+        self,
+        name: str,
+        description: str | None,
+        *,
+        actor: str,
+        reason: str | None = None,
+        command_id: str | None = None,
+    ) -> bool:
+        """Give the user role `name` a new description (None: none); False if unchanged."""
+        return self._submit(
+            roles.DescribeRole,
+            name=name,
+            description=description,
+            actor=actor,
+            reason=reason,
+            command_id=command_id,
+        )
+
+    def describe_account_role(
+        self,
+        name: str,
+        description: str | None,
+        *,
+        actor: str,
+        reason: str | None = None,
+        command_id: str | None = None,
+    ) -> bool:
+        """Give the account role `name` a new description (None: none); False if unchanged."""
+        return self._submit(
+            roles.DescribeAccountRole,
+            name=name,
+            description=description,
+            actor=actor,
+            reason=reason,
+            command_id=command_id,
+        )
+
     # -- accounts -------------------------------------------------------------------------------
 
     def create_account(
@@ -517,6 +555,26 @@ class Ledger(Application[UUID]):
             reason=reason,
             command_id=command_id,
             as_user=as_user,
+        )
+
+    def move_user(
+        self,
+        user: UserRef,
+        account_id: AccountRef,
+        *,
+        actor: str,
+        reason: str | None = None,
+        command_id: str | None = None,
+    ) -> bool:
+        """Move a user to another open account (its roles and activity stay as they are);
+        False if the user is in that account already."""
+        return self._submit(
+            users.MoveUser,
+            user=user,
+            account_id=account_id,
+            actor=actor,
+            reason=reason,
+            command_id=command_id,
         )
 
     def grant_role(

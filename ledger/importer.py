@@ -3,8 +3,8 @@
 `{"command": "grant_role", "user": "ann@x.org", "role": "admin", "command_id": "imp-2"}`:
 `command` names a registered command (`ledger.commands`, each also a Ledger method); the other
 keys are its parameter names, except that the user a command acts on is `user` and the account
-is `account` (by id, or by email / name; this includes `create_user`'s account). `actor`,
-`reason` and `as_user` default to the CLI's. Lines are applied in
+is `account` (by id, or by email / name; this includes `create_user`'s account and
+`move_user`'s new one). `actor`, `reason` and `as_user` default to the CLI's. Lines are applied in
 batches, each one transaction; if a concurrent writer gets in the way of a batch, its lines are
 re-applied one by one. A bad line (not UTF-8, not JSON, bad values, or rejected by the state)
 rejects that line only.
@@ -199,7 +199,7 @@ class Importer:
             raise ValidationError(f"unknown command {shown(name)}; one of: {known}")
         command_type = COMMANDS[name].type
         parameters = command_type.parameters()
-        if name == "create_user" and "account" in data:
+        if name in ("create_user", "move_user") and "account" in data:
             data["account_id"] = data.pop("account")
         defaults = (("actor", self.actor), ("reason", self.reason), ("as_user", self.as_user))
         for default, value in defaults:

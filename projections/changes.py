@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -23,6 +24,7 @@ SHOWN_LENGTH: Final = 100  # characters of a value a description shows (annotati
 _STATE_EVENTS: Final = titles.names(
     User.UserCreated,
     User.UserUpdated,
+    User.UserMoved,
     Account.AccountCreated,
     Account.AccountUpdated,
     Account.ConsultancySet,
@@ -139,12 +141,15 @@ def _described(rm: Queries, conn: Connection, rows: Sequence[Row[Any]]) -> list[
 
 
 def _references(fields: Mapping[str, Any]) -> set[UUID]:
-    """Another aggregate a description names: a user joining an account (a consultancy is
-    named by id: its name is another tenant's, which the reader may not read)."""
-    try:
-        return {UUID(str(fields["user_id"]))} if fields.get("user_id") else set()
-    except ValueError:
-        return set()
+    """Another aggregate a description names: a user joining or leaving an account, the
+    account a user moved from (a consultancy is named by id: its name is another tenant's,
+    which the reader may not read)."""
+    found = set()
+    for key in ("user_id", "from_account_id"):
+        if fields.get(key):
+            with suppress(ValueError):
+                found.add(UUID(str(fields[key])))
+    return found
 
 
 def _fold(current: dict[str, Any], event: str, fields: Mapping[str, Any]) -> None:
@@ -249,6 +254,17 @@ def _user_joined(d: _Describer, fields: Mapping[str, Any]) -> str:
     return f"{_capitalised(d.user(fields.get('user_id')))} joined {d.account()}"
 
 
+def _user_left(d: _Describer, fields: Mapping[str, Any]) -> str:
+    return f"{_capitalised(d.user(fields.get('user_id')))} left {d.account()}"
+
+
+def _user_moved(d: _Describer, fields: Mapping[str, Any]) -> str:
+    return (
+        f"{_capitalised(d.user())} moved from {d.account(fields.get('from_account_id'))} "
+        f"to {d.account(fields.get('account_id'))}"
+    )
+
+
 def _granted(template: str) -> Describe:
     """A grant, with its end when one was fixed in advance."""
     said = _said(template)
@@ -276,6 +292,10 @@ _DESCRIPTIONS: Final[Mapping[str, Describe]] = titles.by_name(
     {
         Role.RoleDefined: _said("Role {name} defined"),
         AccountRole.AccountRoleDefined: _said("Account role {name} defined"),
+        Role.RoleDescribed: _said("Description of role {name} changed to {description}"),
+        AccountRole.AccountRoleDescribed: _said(
+            "Description of account role {name} changed to {description}"
+        ),
         Account.AccountCreated: _account_created,
         Account.AccountUpdated: _account_updated,
         Account.ConsultancySet: _consultancy_set,
@@ -290,11 +310,13 @@ _DESCRIPTIONS: Final[Mapping[str, Describe]] = titles.by_name(
         ),
         Account.AccountRoleRevoked: _said("Account role {role} removed from {account}"),
         Account.UserJoined: _user_joined,
+        Account.UserLeft: _user_left,
         Account.AnnotationAdded: _said("Annotation {content} ({type}) added to {account}"),
         Account.AnnotationRemoved: _said("Annotation {annotation_id} removed from {account}"),
         Account.AccountClosed: _said("{account} closed"),
         User.UserCreated: _user_created,
         User.UserUpdated: _user_updated,
+        User.UserMoved: _user_moved,
         User.RoleGranted: _granted("Role {role} added to {user}"),
         User.RoleExpired: _said("Role {role} of {user} expired at {at}"),
         User.RoleGrantExtended: _said("Role {role} of {user} now ends at {until}"),

@@ -16,7 +16,7 @@ from uuid import UUID
 
 from sqlalchemy import Engine, bindparam, inspect, text
 
-from ledger.domain import User
+from ledger.domain import ExternalSource, User
 from ledger.errors import ValidationError
 from ledger.storage import side_tables as side
 from ledger.storage.personal_data import Keyring, open_sealed, sealed_key_id
@@ -24,10 +24,18 @@ from ledger.validation import Email, valid
 
 PERSONAL_FIELDS: Final[dict[str, tuple[str, ...]]] = {
     event.__name__: fields
-    for event in vars(User).values()
+    for aggregate in (User, ExternalSource)
+    for event in vars(aggregate).values()
     if isinstance(event, type) and (fields := getattr(event, "personal_fields", ()))
 }
 """The personal fields of each event that has any, by event name (as in the audit log)."""
+PERSONAL_OWNERS: Final[dict[str, str]] = {
+    event.__name__: owner
+    for event in vars(ExternalSource).values()
+    if isinstance(event, type) and (owner := getattr(event, "personal_owner", None))
+}
+"""Of events whose personal fields are sealed with another user's key than their aggregate's
+(an entry of a mirrored system's log about a user), the field naming that user."""
 
 _KEYS: Final = text("SELECT key_id, secret FROM ledger_user_keys WHERE key_id IN :ids").bindparams(
     bindparam("ids", expanding=True)
@@ -59,6 +67,11 @@ class PersonalData:
         personal = PERSONAL_FIELDS.get(event, ())
         if not personal:
             return fields
+        if event in PERSONAL_OWNERS:
+            owner = fields.get(PERSONAL_OWNERS[event])
+            if owner is None:
+                return fields  # about nobody: never sealed
+            owner_id = UUID(str(owner))
         opened = dict(fields)
         for name in personal:
             if isinstance(opened.get(name), str):

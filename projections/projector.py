@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.schema import CreateIndex, DropIndex
 
 from ledger.application import Ledger
-from ledger.domain import ERASED, Account, AccountRole, Role, User
+from ledger.domain import ERASED, Account, AccountRole, ExternalSource, Role, User
 from ledger.domain.reviews import ReviewCampaign
 from ledger.domain.separation import SeparationPolicy
 from ledger.errors import LedgerError
@@ -394,6 +394,10 @@ _WIDEN_SPAN = (
     .where(_a.id == bindparam("b_id"))
     .values(annotation_span=case((_a.annotation_span < _SPAN, _SPAN), else_=_a.annotation_span))
 )
+_MOVE_USER = (
+    update(t.users).where(_u.id == bindparam("b_id")).values(account_id=bindparam("b_account"))
+)
+_INSERT_USER_MOVE = insert(t.user_moves)
 _SEEN = update(t.users).where(_u.id == bindparam("b_id")).values(last_seen_at=_AT)
 
 
@@ -404,6 +408,14 @@ _SEEN = update(t.users).where(_u.id == bindparam("b_id")).values(last_seen_at=_A
 def _role_defined(p: Projector, w: PageWriter, e: Event) -> None:
     statement = _INSERT_ROLE if isinstance(e, Role.RoleDefined) else _INSERT_ACCOUNT_ROLE
     w.execute(statement, {"name": e.name, "description": e.description, "defined_at": e.timestamp})
+
+
+@handles(Role.RoleDescribed, AccountRole.AccountRoleDescribed)
+def _role_described(p: Projector, w: PageWriter, e: Event) -> None:
+    table = t.roles if isinstance(e, Role.RoleDescribed) else t.account_roles
+    w.connection().execute(
+        update(table).where(table.c.name == e.name).values(description=e.description)
+    )
 
 
 # -- separation of duties -----------------------------------------------------------------------
@@ -687,6 +699,22 @@ def _user_updated(p: Projector, w: PageWriter, e: Event) -> None:
     w.connection().execute(update(t.users).where(_u.id == e.originator_id).values(**values))
 
 
+@handles(User.UserMoved)
+def _user_moved(p: Projector, w: PageWriter, e: Event) -> None:
+    w.execute(_MOVE_USER, {"b_id": e.originator_id, "b_account": e.account_id})
+    w.execute(
+        _INSERT_USER_MOVE,
+        {
+            "position": p.position_now,
+            "user_id": e.originator_id,
+            "from_account_id": e.from_account_id,
+            "account_id": e.account_id,
+            "moved_at": e.timestamp,
+        },
+    )
+    p.remember_account(e.originator_id, e.account_id)
+
+
 @handles(User.RoleGranted)
 def _role_granted(p: Projector, w: PageWriter, e: Event) -> None:
     w.execute(
@@ -757,9 +785,13 @@ def _user_erased(p: Projector, w: PageWriter, e: Event) -> None:
         .values(email=ERASED, email_key=None, username=ERASED, erased=True)
     )
     log = t.audit_log.c
+    mentions = select(t.personal_mentions.c.position).where(
+        t.personal_mentions.c.user_id == e.originator_id
+    )
     rows = conn.execute(
         select(log.position, log.event, log.fields).where(
-            log.aggregate_id == e.originator_id, log.event.in_(PERSONAL_FIELDS)
+            or_(log.aggregate_id == e.originator_id, log.position.in_(mentions)),
+            log.event.in_(PERSONAL_FIELDS),
         )
     ).all()
     for position, name, fields in rows:
@@ -768,3 +800,14 @@ def _user_erased(p: Projector, w: PageWriter, e: Event) -> None:
             if fields.get(field) is not None:
                 fields[field] = ERASED
         conn.execute(update(t.audit_log).where(log.position == position).values(fields=fields))
+
+
+# -- mirrored sources ---------------------------------------------------------------------------
+
+_INSERT_MENTION = insert(t.personal_mentions)
+
+
+@handles(ExternalSource.UnrecognisedEntryRecorded)
+def _unrecognised_entry_recorded(p: Projector, w: PageWriter, e: Event) -> None:
+    if e.affected_user_id is not None:
+        w.execute(_INSERT_MENTION, {"position": p.position_now, "user_id": e.affected_user_id})

@@ -146,6 +146,17 @@ users = Table(
     for_queries("ix_users_account_id", "account_id"),
 )
 
+user_moves = Table(
+    "user_moves",
+    metadata,
+    Column("position", BigInteger, primary_key=True, autoincrement=False),
+    Column("user_id", Uuid, nullable=False),
+    Column("from_account_id", Uuid, nullable=False),
+    Column("account_id", Uuid, nullable=False),
+    Column("moved_at", UTCDateTime, nullable=False),
+    Index("user_moves_by_user", "user_id", "moved_at"),
+)
+
 role_grants = Table(
     "role_grants",
     metadata,
@@ -276,6 +287,16 @@ audit_log = Table(
     # also an erasure's (it blanks the user's rows): it builds the index if it is left out
     for_queries("ix_audit_log_aggregate_id", "aggregate_id"),
     for_queries("ix_audit_log_account_id", "account_id"),
+)
+
+# audit-log rows whose personal fields another user's key seals than their aggregate's (an entry
+# of a mirrored system's log about a user): erasing that user blanks them
+personal_mentions = Table(
+    "personal_mentions",
+    metadata,
+    Column("position", BigInteger, primary_key=True, autoincrement=False),
+    Column("user_id", Uuid, nullable=False),
+    Index("personal_mentions_by_user", "user_id"),
 )
 
 READ_MODEL_TABLES = [t for t in metadata.sorted_tables if t is not projection_tracking]

@@ -136,6 +136,10 @@ def history(url: str) -> Ledger:
     led.set_password(ann, "an0ther-pass", actor=ADMIN)
     led.deactivate_user(ann, actor=ADMIN, reason="leave")
     led.reactivate_user(ann, actor=ADMIN)
+    led.move_user(ann, consultancy, actor=ADMIN, reason="secondment")
+    led.move_user(ann, acme, actor=ADMIN)
+    led.describe_role("admin", "platform administrator", actor=ADMIN)
+    led.describe_account_role("Consultancy", "advises client accounts", actor=ADMIN)
     led.record_login(gone, ip="192.0.2.8")
     note = led.add_annotation(
         acme, content="maintenance", start=T0, end=T0 + timedelta(days=1), source="ops", actor=ADMIN
@@ -224,6 +228,10 @@ def test_every_event_type_is_valid_ocsf(history: Ledger) -> None:
         "AccountRoleRevoked": (3004, 3),
         "AccountRoleGranted": (3004, 3),
         "UserJoined": (3004, 3),
+        "UserLeft": (3004, 3),
+        "UserMoved": (3004, 3),
+        "RoleDescribed": (3004, 3),
+        "AccountRoleDescribed": (3004, 3),
         "UserCreated": (3001, 1),
         "UserUpdated": (3001, 99),
         "RoleGranted": (3001, 7),

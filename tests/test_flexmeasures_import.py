@@ -179,7 +179,8 @@ def test_unrecognised_rows_are_kept_with_their_text_and_listed_by_status(
     )
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert "users: 5 mirrored, 4 in FlexMeasures" in lines
+    # the deleted user's erased stand-in is counted apart
+    assert "users: 4 mirrored (+1 deleted in FlexMeasures, erased here), 4 in FlexMeasures" in lines
     assert "accounts: 2 mirrored, 2 in FlexMeasures" in lines
     assert any(line.startswith("cursor: audit_log row 14 of 14") for line in lines)
     assert "unrecognised audit_log rows: 3" in lines
@@ -235,6 +236,41 @@ def test_a_bad_source_is_one_line_and_records_nothing(url: str, source: str, mes
         assert led.recorder.max_notification_id() in (None, 0)
 
 
+def _audit_routes_answer_with_flexmeasures_ids(
+    client: TestClient,
+    headers: dict[str, str],
+    flexmeasures: FlexMeasures,
+    ids: dict[tuple[str, int], UUID],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The audit-log routes and the change feed name mirrored users and accounts by their
+    FlexMeasures ids in `flexmeasures` mode, and by UUIDs in the default mode."""
+    [(ann, client_bv)] = flexmeasures.query(
+        "SELECT id, account_id FROM fm_user WHERE email = 'ann@client.example'"
+    )
+    [(root,)] = flexmeasures.query("SELECT id FROM fm_user WHERE email = 'root@seita.example'")
+    mirrored = {str(ledger_id) for (kind, _), ledger_id in ids.items() if kind != "role"}
+    id_fields = ("active_user_id", "affected_user_id", "affected_account_id")
+    log = client.get(f"/api/v3_0/users/{ann}/auditlog", headers=headers).json()
+    assert {(e["affected_user_id"], e["affected_account_id"]) for e in log} == {(ann, client_bv)}
+    assert root in {e["active_user_id"] for e in log}  # "Removed role(s)" by root, via the API
+    paged = client.get(
+        f"/api/v3_0/accounts/{client_bv}/auditlog", headers=headers, params={"page": 1}
+    ).json()
+    assert paged["data"] and {e["affected_account_id"] for e in paged["data"]} == {client_bv}
+    feed = client.get("/api/v3_0/auditlog/changes", headers=headers, params={"limit": 1000}).json()[
+        "changes"
+    ]
+    for change in feed:
+        assert not {str(change[field]) for field in id_fields} & mirrored, change
+        if change["aggregate_type"] in ("User", "Account"):
+            assert isinstance(change["aggregate_id"], int), change
+    monkeypatch.setenv("LEDGER_API_IDS", "ledger")
+    log = client.get(f"/api/v3_0/users/{ann}/auditlog", headers=headers).json()
+    assert {e["affected_user_id"] for e in log} == {str(ids[("user", ann)])}
+    monkeypatch.setenv("LEDGER_API_IDS", "flexmeasures")
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -281,6 +317,7 @@ def test_the_read_api_takes_and_answers_flexmeasures_ids(
     assert missing.status_code == 404
     assert missing.json()["message"] == "user 999999 not found"
     assert client.get("/api/v3_0/users/not-an-id", headers=headers).status_code == 422
+    _audit_routes_answer_with_flexmeasures_ids(client, headers, flexmeasures, ids, monkeypatch)
     client.app.state.services.close()  # type: ignore[attr-defined]
 
     port = _free_port()

@@ -18,12 +18,16 @@ import pytest
 from click.testing import CliRunner
 
 from ledger import Conflict, Ledger
+from ledger.audit import Audit
 from ledger.cli import main
+from ledger.domain import ERASED
 from ledger.flexmeasures.mirror import Mirror, actor_of
 from ledger.flexmeasures.source import AuditRow
+from ledger.storage import side_tables as side
 from projections import ReadModel
 from tests.flexmeasures_harness.driver import FlexMeasures
 from tests.flexmeasures_harness.fixtures import audit_rows, running_flexmeasures
+from tests.test_erasure_on_disk import on_disk
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 
@@ -155,3 +159,131 @@ def test_the_harness_leaves_no_flexmeasures_files_in_the_repository(
 ) -> None:
     for name in ("flexmeasures.log", "generic_asset_fm_user_ownership.sql"):
         assert not (REPOSITORY / name).exists()
+
+
+def _ledger_user(model: ReadModel, email: str) -> Any:
+    return next(u for u in model.list_users(include_inactive=True) if u.email == email)
+
+
+def test_an_account_deleted_before_the_import_is_created_and_closed_at_its_rows_times(
+    url: str, flexmeasures: FlexMeasures
+) -> None:
+    doomed = f"Doomed {uuid4().hex[:8]}"
+    flexmeasures.do("cli", args=["add", "account", "--name", doomed])
+    doomed_id = flexmeasures.do("account_id", name=doomed)
+    flexmeasures.do("create_user", email=_email("doomed"), account=doomed, roles=[])
+    flexmeasures.do("cli", args=["delete", "account", "--id", str(doomed_id), "--force"])
+    rows = flexmeasures.query(
+        "SELECT id, event_datetime FROM audit_log WHERE affected_account_id = %(a)s ORDER BY id",
+        a=doomed_id,
+    )
+    created_at, last_at = (rows[0][1].replace(tzinfo=UTC), rows[-1][1].replace(tzinfo=UTC))
+    _import(url, flexmeasures)
+    model = ReadModel(url)
+    model.catch_up()
+    try:
+        account = next(a for a in model.list_accounts(include_closed=True) if a.name == doomed)
+        log = model.audit_log(account_id=account.id)
+        own = log[log["aggregate_id"] == account.id]
+        events = list(own["event"])
+        assert events[0] == "AccountCreated" and events[-1] == "AccountClosed"
+        assert own["timestamp"].iloc[0] == created_at and own["timestamp"].iloc[-1] == last_at
+        assert own["actor"].iloc[-1] == "flexmeasures:import"
+        # its user, deleted with it, was created in it and erased
+        member = log[log["event"] == "UserCreated"]["aggregate_id"].iloc[0]
+        user = model.get_user(member)
+        assert user is not None and user.erased and user.account_id == account.id
+    finally:
+        model.close()
+    assert _import(url, flexmeasures)["changes_recorded"] == 0
+
+
+def test_a_user_moved_by_sql_and_a_role_described_anew_are_mirrored(
+    url: str, flexmeasures: FlexMeasures
+) -> None:
+    mover = _email("mover")
+    mover_id = flexmeasures.do("create_user", email=mover, account="Client BV", roles=[])
+    _import(url, flexmeasures)
+    description = f"Reads everything ({uuid4().hex[:6]})"
+    flexmeasures.do(
+        "sql",
+        statement="UPDATE fm_user SET account_id = (SELECT id FROM account WHERE name ="
+        " 'Seita BV') WHERE id = :u",
+        params={"u": mover_id},
+    )
+    flexmeasures.do(
+        "sql",
+        statement="UPDATE role SET description = :d WHERE name = 'admin-reader'",
+        params={"d": description},
+    )
+    # `follow` records them (one poll), as `import` would
+    followed = CliRunner().invoke(
+        main,
+        ["--db", url, "--json", "flexmeasures", "follow", "--from", flexmeasures.url,
+         "--interval", "0.1", "--polls", "1"],
+    )  # fmt: skip
+    assert followed.exit_code == 0, followed.output
+    assert json.loads(followed.stdout)["changes_recorded"] == 2, followed.stdout
+    model = ReadModel(url)
+    model.catch_up()
+    try:
+        seita = next(a for a in model.list_accounts() if a.name == "Seita BV")
+        user = _ledger_user(model, mover)
+        assert user.account_id == seita.id
+        assert mover in {u.email for u in model.list_users(account_id=seita.id)}
+        roles = {role.name: role.description for role in model.list_roles()}
+        assert roles["admin-reader"] == description
+        log = model.audit_log()
+        moved = log[(log["event"] == "UserMoved") & (log["aggregate_id"] == user.id)]
+        assert list(moved["actor"]) == ["flexmeasures:import"]
+        described = log[log["event"] == "RoleDescribed"]
+        assert list(described["description"])[-1] == description
+    finally:
+        model.close()
+    with Audit(url) as audit:
+        movers = audit.report("joiners-movers-leavers", since="2020-01-01T00:00:00+00:00")
+    assert mover in set(movers[movers["event"] == "UserMoved"]["email"])
+    assert _import(url, flexmeasures)["changes_recorded"] == 0
+
+
+def test_an_unrecognised_entry_about_a_user_is_erased_with_the_user(
+    url: str, flexmeasures: FlexMeasures
+) -> None:
+    email = _email("reset")
+    fm_id = flexmeasures.do("create_user", email=email, account="Client BV", roles=[])
+    flexmeasures.do(
+        "api", method="PATCH", path=f"/api/v3_0/users/{fm_id}/password-reset",
+        as_email="root@seita.example",
+    )  # fmt: skip
+    username = email.split("@")[0]
+    entry = f"Password reset for user {username}"
+    _import(url, flexmeasures)
+    model = ReadModel(url)
+    model.catch_up()
+    try:
+        user = _ledger_user(model, email)
+        log = model.audit_log()
+        kept = log[log["event"] == "UnrecognisedEntryRecorded"]
+        assert entry in set(kept["text"])
+        with Ledger(url) as led:
+            key = led.side.select_one(side.SELECT_KEY_FOR_USER, (str(user.id),))
+            assert key is not None
+            needles = {"text": entry.encode(), "key": key["secret"].encode()}
+            # sealed: the text was never on disk in the open
+            assert on_disk(url, needles) == {"key"}
+            led.erase_user(user.id, actor="cli:test", reason="GDPR request")
+            assert on_disk(url, needles) == set()
+        model.catch_up()
+        log = model.audit_log()
+        mine = log[
+            (log["event"] == "UnrecognisedEntryRecorded")
+            & (log["affected_user_id"] == str(user.id))
+        ]
+        # "Password reset for user X" and "Reset password instructions sent for user X"
+        assert len(mine) >= 1 and set(mine["text"]) == {ERASED}
+        assert entry not in set(log[log["event"] == "UnrecognisedEntryRecorded"]["text"])
+    finally:
+        model.close()
+    exported = CliRunner().invoke(main, ["--db", url, "audit", "export", "--format", "jsonl"])
+    assert exported.exit_code == 0, exported.output
+    assert entry not in exported.stdout

@@ -52,6 +52,8 @@ ENTITY_CHANGES: Final = {
     "AccountRoleDefined": (1, "Create"),
     "AnnotationAdded": (1, "Create"),
     "AccountUpdated": (3, "Update"),
+    "RoleDescribed": (3, "Update"),
+    "AccountRoleDescribed": (3, "Update"),
     "ConsultancySet": (3, "Update"),
     "AccountRoleGranted": (3, "Update"),
     "AccountRoleRevoked": (3, "Update"),
@@ -71,6 +73,8 @@ ENTITY_CHANGES: Final = {
     "ReviewItemRevoked": (3, "Update"),
     "ReviewClosed": (3, "Update"),
     "UserJoined": (3, "Update"),
+    "UserLeft": (3, "Update"),
+    "UserMoved": (3, "Update"),  # no Account Change activity of OCSF 1.8.0 is a move
     "LastSeenRecorded": (3, "Update"),
     "AnnotationRemoved": (4, "Delete"),
     "AccountClosed": (11, "Deactivate"),

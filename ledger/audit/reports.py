@@ -41,6 +41,7 @@ _JOINERS_MOVERS_LEAVERS: Final = titles.by_name(
         User.RoleGrantExtended: "mover",
         User.RoleExpired: "mover",
         User.UserUpdated: "mover",
+        User.UserMoved: "mover",
         User.UserErased: "leaver",
     }
 )
@@ -106,6 +107,15 @@ def _people(rm: ReadModel, moment: datetime) -> list[_Person]:
                 select(lg.user_id, func.max(lg.at)).where(lg.at <= moment).group_by(lg.user_id)
             ).all()
         )
+        # a user moved since was in the account of their first move after `moment`
+        moves = t.user_moves.c
+        account_then: dict[UUID, UUID] = {}
+        for user_id, from_account_id in conn.execute(
+            select(moves.user_id, moves.from_account_id)
+            .where(moves.moved_at > moment)
+            .order_by(moves.position.desc())
+        ):
+            account_then[user_id] = from_account_id
     names = _accounts(rm)
     rm.personal.prepare(p.email for p in people)
     return [
@@ -113,8 +123,8 @@ def _people(rm: ReadModel, moment: datetime) -> list[_Person]:
             p.id,
             rm.personal.reveal(p.email, p.id, "email"),
             rm.personal.reveal(p.username, p.id, "username"),
-            names.get(p.account_id),
-            p.account_id,
+            names.get(account_then.get(p.id, p.account_id)),
+            account_then.get(p.id, p.account_id),
             _utc(p.created_at) or moment,
             p.id in active,
             roles[p.id],
@@ -202,7 +212,7 @@ def _ends_at(fields: dict[str, Any]) -> datetime | None:
 
 
 def joiners_movers_leavers(rm: ReadModel, since: Any, until: Any = None) -> pd.DataFrame:
-    """Who joined (created), moved (roles or identity changed, reactivated) or left
+    """Who joined (created), moved (roles, identity or account changed, reactivated) or left
     (deactivated) in [since, until)."""
     found, names = _events_between(rm, tuple(_JOINERS_MOVERS_LEAVERS), since, until)
     rows = [

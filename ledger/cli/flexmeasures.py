@@ -116,6 +116,15 @@ def flexmeasures_follow(source_url: str, interval: float, polls: int | None) -> 
             pass
 
 
+def _deleted(kind: str, counts: dict[str, int]) -> str:
+    """The stand-ins of what FlexMeasures deleted, counted apart from what it holds."""
+    gone = counts.get("deleted_in_flexmeasures", 0)
+    if not gone:
+        return ""
+    done = "erased" if kind == "users" else "closed"
+    return f" (+{gone} deleted in FlexMeasures, {done} here)"
+
+
 @flexmeasures.command("status")
 @_FROM
 @global_options
@@ -128,7 +137,8 @@ def flexmeasures_status(source_url: str) -> None:
     with _mirror(source_url) as mirror:
         status = mirror.status()
     lines = [
-        f"{kind}: {counts['mirrored']} mirrored, {counts['in_flexmeasures']} in FlexMeasures"
+        f"{kind}: {counts['mirrored']} mirrored{_deleted(kind, counts)}, "
+        f"{counts['in_flexmeasures']} in FlexMeasures"
         for kind, counts in status["kinds"].items()
     ]
     cursor = status["cursor"]

@@ -68,6 +68,21 @@ def role_define(name: str, description: str | None, command_id: str | None) -> N
     s.emit_result(result, f"role {name!r} defined")
 
 
+@runs(roles.DescribeRole)
+@role.command("describe")
+@click.argument("name")
+@click.argument("description")
+@command_id_option
+@global_options
+def role_describe(name: str, description: str, command_id: str | None) -> None:
+    """Give the user role NAME the description DESCRIPTION (an empty one clears it)."""
+    s = state()
+    result = s.ledger.describe_role(
+        name, description or None, actor=s.who, reason=s.reason, command_id=command_id
+    )
+    s.emit_result(result, f"role {name!r} described")
+
+
 @role.command("list")
 @global_options
 def role_list() -> None:
@@ -93,6 +108,21 @@ def account_role_define(name: str, description: str | None, command_id: str | No
         name, description, actor=s.who, reason=s.reason, command_id=command_id
     )
     s.emit_result(result, f"account role {name!r} defined")
+
+
+@runs(roles.DescribeAccountRole)
+@account_role.command("describe")
+@click.argument("name")
+@click.argument("description")
+@command_id_option
+@global_options
+def account_role_describe(name: str, description: str, command_id: str | None) -> None:
+    """Give the account role NAME the description DESCRIPTION (an empty one clears it)."""
+    s = state()
+    result = s.ledger.describe_account_role(
+        name, description or None, actor=s.who, reason=s.reason, command_id=command_id
+    )
+    s.emit_result(result, f"account role {name!r} described")
 
 
 @account_role.command("list")
@@ -384,6 +414,25 @@ def user_update(
         command_id=command_id,
     )
     s.emit_result(result, "user updated")
+
+
+@runs(users.MoveUser)
+@user.command("move")
+@click.argument("user_ref", metavar="USER")
+@click.argument("account_ref", metavar="ACCOUNT")
+@command_id_option
+@global_options
+def user_move(user_ref: str, account_ref: str, command_id: str | None) -> None:
+    """Move a user to another account (id or name); roles and activity stay as they are."""
+    s = state()
+    result = s.ledger.move_user(
+        s.user_id(user_ref),
+        s.account_id(account_ref),
+        actor=s.who,
+        reason=s.reason,
+        command_id=command_id,
+    )
+    s.emit_result(result, "user moved")
 
 
 @runs(users.GrantRole)

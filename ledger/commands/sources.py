@@ -20,7 +20,7 @@ from ledger.commands.base import (
     valid_as,
 )
 from ledger.commands.registry import handles
-from ledger.domain import Account, ExternalSource, User
+from ledger.domain import ERASED, Account, ExternalSource, User
 from ledger.errors import NotFound
 from ledger.unit_of_work import UnitOfWork
 from ledger.validation import Moment, SourceName, valid
@@ -57,8 +57,9 @@ class RecordUnrecognisedEntry(Decision[bool]):
 def record_unrecognised_entry(
     command: RecordUnrecognisedEntry, uow: UnitOfWork, services: Services
 ) -> bool:
-    if command.user is not None:
-        uow.load(User, command.user, "user")
+    text = command.text
+    if command.user is not None and uow.load(User, command.user, "user").erased:
+        text = ERASED  # the user's key, which would seal it, is gone
     if command.account is not None:
         uow.load(Account, command.account, "account")
     source_id = ExternalSource.id_for(command.source)
@@ -72,7 +73,7 @@ def record_unrecognised_entry(
     source.record_unrecognised(
         uow.meta,
         entry_id=command.entry_id,
-        text=command.text,
+        text=text,
         at=command.at,
         affected_user_id=command.user,
         affected_account_id=command.account,

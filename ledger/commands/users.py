@@ -164,6 +164,31 @@ def update_user(command: UpdateUser, uow: UnitOfWork, services: Services) -> boo
 
 
 @dataclass(frozen=True, kw_only=True)
+class MoveUser(Decision[bool]):
+    """Move a user to another (open) account; False if the user is in it already."""
+
+    command: ClassVar[str] = "move_user"
+
+    user: UUID = arg(user_reference())
+    account_id: UUID = arg(uuid_of("account"))
+
+
+@handles(MoveUser)
+def move_user(command: MoveUser, uow: UnitOfWork, services: Services) -> bool:
+    found = uow.load(User, command.user, "user")
+    target = uow.load(Account, command.account_id, "account")
+    if found.account_id == target.id:
+        return False
+    target.check_open()
+    old = uow.load(Account, found.account_id, "account")
+    if not found.move(target.id, uow.meta):
+        return False
+    old.remove_member(found.id, uow.meta)
+    target.add_member(found.id, uow.meta)
+    return True
+
+
+@dataclass(frozen=True, kw_only=True)
 class GrantRole(Decision[bool]):
     """Grant a user role: until revoked, or until `until` (an end fixed in advance)."""
 

@@ -142,6 +142,14 @@ class Account(LedgerAggregate, RoleHolder):
         def apply(self, account: Account) -> None:  # type: ignore[override]
             account.members.add(self.user_id)
 
+    class UserLeft(LedgerAggregate.Event):
+        """A user moved from this account to another one."""
+
+        user_id: UUID
+
+        def apply(self, account: Account) -> None:  # type: ignore[override]
+            account.members.discard(self.user_id)
+
     class AnnotationAdded(LedgerAggregate.Event):
         annotation_id: UUID
         content: str
@@ -232,6 +240,12 @@ class Account(LedgerAggregate, RoleHolder):
     def add_member(self, user_id: UUID, meta: Meta) -> None:
         self.check_open()
         self.record(self.UserJoined, meta, user_id=user_id)
+
+    def remove_member(self, user_id: UUID, meta: Meta) -> None:
+        """A member moves elsewhere; recorded even when this account is closed (the user,
+        deactivated when it closed, may move on to an open one)."""
+        if user_id in self.members:
+            self.record(self.UserLeft, meta, user_id=user_id)
 
     def add_annotation(self, key: AnnotationKey, meta: Meta) -> tuple[UUID, bool]:
         """Return the annotation's id and whether it is new."""

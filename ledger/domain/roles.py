@@ -23,9 +23,20 @@ class _Defined(LedgerAggregate.Created):
         aggregate.description = self.description
 
 
+class _Described(LedgerAggregate.Event):
+    """The description of role `name` is now `description` (None: it has none)."""
+
+    name: str
+    description: str | None
+
+    def apply(self, aggregate: Any) -> None:
+        aggregate.description = self.description
+
+
 class _CatalogueEntry(LedgerAggregate):
     catalogue = ""
     defined_event = ""  # the name of the catalogue's own definition event
+    described_event = ""  # and of its description changes
 
     def __init__(self) -> None:
         self.name = ""
@@ -45,6 +56,15 @@ class _CatalogueEntry(LedgerAggregate):
             **meta.fields(),
         )
 
+    def describe_as(self, description: str | None, meta: Meta) -> bool:
+        """Give the role a new description (False if it has that one already)."""
+        if description == self.description:
+            return False
+        self.record(
+            getattr(self, self.described_event), meta, name=self.name, description=description
+        )
+        return True
+
 
 class Role(_CatalogueEntry):
     """A user role, such as `admin` or `account-admin`."""
@@ -54,7 +74,11 @@ class Role(_CatalogueEntry):
     class RoleDefined(_Defined):
         pass
 
+    class RoleDescribed(_Described):
+        pass
+
     defined_event = "RoleDefined"
+    described_event = "RoleDescribed"
 
 
 class AccountRole(_CatalogueEntry):
@@ -65,4 +89,8 @@ class AccountRole(_CatalogueEntry):
     class AccountRoleDefined(_Defined):
         pass
 
+    class AccountRoleDescribed(_Described):
+        pass
+
     defined_event = "AccountRoleDefined"
+    described_event = "AccountRoleDescribed"

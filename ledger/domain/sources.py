@@ -26,7 +26,12 @@ class ExternalSource(LedgerAggregate):
     class UnrecognisedEntryRecorded(LedgerAggregate.Event):
         """An entry of the source's audit log, kept as it was written there: `at` is the
         entry's own time, `entry_id` its id in that log, and the affected user and account
-        are the ledger's ids of those the source named (None if it named none)."""
+        are the ledger's ids of those the source named (None if it named none). The text can
+        hold personal data ("Password reset for user ann"): with an affected user, it is sealed
+        with that user's key, so erasing the user erases it."""
+
+        personal_fields = ("text",)
+        personal_owner = "affected_user_id"
 
         entry_id: int
         text: str

@@ -35,6 +35,8 @@ class Title:
 TITLES: Final[Mapping[type[Aggregate.Event], Title]] = {
     Role.RoleDefined: Title("role defined"),
     AccountRole.AccountRoleDefined: Title("account role defined"),
+    Role.RoleDescribed: Title("role {name} described"),
+    AccountRole.AccountRoleDescribed: Title("account role {name} described"),
     SeparationPolicy.PolicyStarted: Title("separation-of-duties policy started"),
     SeparationPolicy.SodRuleDefined: Title("separation-of-duties rule {name} defined"),
     SeparationPolicy.SodRuleRemoved: Title("separation-of-duties rule {name} removed"),
@@ -49,11 +51,16 @@ TITLES: Final[Mapping[type[Aggregate.Event], Title]] = {
         "account role {role} granted as an exception to rule {rule}, approved by {approved_by}"
     ),
     Account.UserJoined: Title("user joined the account"),
+    Account.UserLeft: Title("user left the account"),
     Account.AnnotationAdded: Title("annotation added"),
     Account.AnnotationRemoved: Title("annotation removed"),
     Account.AccountClosed: Title("account closed"),
     User.UserCreated: Title("user created", "created"),
     User.UserUpdated: Title("user updated", "changed {changed}"),
+    User.UserMoved: Title(
+        "user moved from account {from_account_id} to account {account_id}",
+        "moved from account {from_account_id}",
+    ),
     User.RoleGranted: Title("role {role} granted", "granted {role}"),
     User.RoleRevoked: Title("role {role} revoked", "revoked {role}"),
     User.RoleGrantExtended: Title("role {role} now ends at {until}", "{role} now ends at {until}"),

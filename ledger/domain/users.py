@@ -78,6 +78,15 @@ class User(LedgerAggregate, RoleHolder):
             user.username = self.username or user.username
             user.timezone = self.timezone or user.timezone
 
+    class UserMoved(LedgerAggregate.Event):
+        """The user moved from account `from_account_id` to account `account_id`."""
+
+        from_account_id: UUID
+        account_id: UUID
+
+        def apply(self, user: User) -> None:  # type: ignore[override]
+            user.account_id = self.account_id
+
     class RoleGranted(LedgerAggregate.Event):
         """`until`: the end fixed in advance (None: until revoked)."""
 
@@ -212,6 +221,14 @@ class User(LedgerAggregate, RoleHolder):
         if email is None and username is None and timezone is None:
             return False
         self.record(self.UserUpdated, meta, email=email, username=username, timezone=timezone)
+        return True
+
+    def move(self, account_id: UUID, meta: Meta) -> bool:
+        """Move to another account (False if already in it)."""
+        self._check_not_erased()
+        if account_id == self.account_id:
+            return False
+        self.record(self.UserMoved, meta, from_account_id=self.account_id, account_id=account_id)
         return True
 
     def check_can_change_roles(self) -> None:

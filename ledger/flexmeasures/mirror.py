@@ -32,7 +32,7 @@ from ledger.errors import LedgerError
 from ledger.flexmeasures import source as fm
 from ledger.flexmeasures.history import Change, interpret, roles_held_at_creation
 from ledger.storage import side_tables as side
-from ledger.storage.claims import USERNAME
+from ledger.storage.claims import ACCOUNT_NAME, USERNAME
 from ledger.validation import now
 
 IMPORT_ACTOR: Final = "flexmeasures:import"
@@ -122,6 +122,9 @@ class Mirror:
         # the rows changed since (a new process compares them all once)
         self._previous: fm.Snapshot | None = None
         self.creation_roles: dict[int, set[str]] = {}
+        # accounts deleted in FlexMeasures, closed once the last row naming them is replayed:
+        # audit_log row id -> FlexMeasures account id
+        self.closing_after: dict[int, int] = {}
 
     def close(self) -> None:
         self.database.close()
@@ -157,6 +160,7 @@ class Mirror:
         unrecognised (with their text)."""
         counts = self.database.counts()
         mirrored = self.mirrored_ids()
+        living = {"users": self.database.user_ids(), "accounts": self.database.account_ids()}
         present = {
             "users": {i for k, i in mirrored if k == "user"},
             "accounts": {i for k, i in mirrored if k == "account"},
@@ -165,6 +169,10 @@ class Mirror:
         kinds: dict[str, dict[str, int]] = {}
         for kind, ids in present.items():
             kinds[kind] = {"mirrored": len(ids), "in_flexmeasures": counts[kind]}
+            if kind in living:
+                # the stand-ins of users (accounts) FlexMeasures deleted, erased (closed) here
+                gone = len(ids - living[kind])
+                kinds[kind].update(mirrored=len(ids) - gone, deleted_in_flexmeasures=gone)
         for kind, cls, names in (
             ("roles", Role, self.database.names("role")),
             ("account_roles", AccountRole, self.database.names("account_role")),
@@ -185,7 +193,7 @@ class Mirror:
                 "polled_at": cursor.polled_at,
             },
             "unrecognised": self.database.audit_texts(unrecognised),
-            "users_not_mirrored": sorted(self.database.user_ids() - present["users"]),
+            "users_not_mirrored": sorted(living["users"] - present["users"]),
         }
 
     def _defined(self, cls: type[Role | AccountRole], name: str) -> bool:
@@ -223,12 +231,14 @@ class Mirror:
         self.report.rows = len(self.snapshot.audit_rows)
         self.creation_roles = roles_held_at_creation(changes)
         timeline = self._timeline(changes)
+        self.closing_after = self._last_rows_of_gone_accounts(timeline)
         last_entry = after
         for start in range(0, len(timeline), CHUNK):
             with self._transaction() as batch:
                 for _, _, step in timeline[start : start + CHUNK]:
                     if isinstance(step, Change):
                         self._apply(step)
+                        self._close_if_gone(step)
                         last_entry = step.row.id
                     else:
                         self._catch_up_logins(step.user_id)
@@ -244,6 +254,33 @@ class Mirror:
             )
         self._previous = self.snapshot
         return self.report
+
+    def _last_rows_of_gone_accounts(self, timeline: list[Step]) -> dict[int, int]:
+        """For each account gone from FlexMeasures' table that rows of this sync name, the
+        last of those rows (FlexMeasures writes none when it deletes an account, but deletes
+        its users first, each with a row naming it)."""
+        last: dict[int, int] = {}
+        for _, _, step in timeline:
+            if not isinstance(step, Change):
+                continue
+            named = step.row.affected_account_id
+            if step.kind == "account-created":
+                named = step.account_id
+            if named is not None and named not in self.snapshot.accounts:
+                last[named] = step.row.id
+        return {row_id: account_id for account_id, row_id in last.items()}
+
+    def _close_if_gone(self, change: Change) -> None:
+        account_id = self.closing_after.get(change.row.id)
+        ledger_id = None if account_id is None else self.ids.get(("account", account_id))
+        if ledger_id is None or self.batch.uow.load(Account, ledger_id, "account").closed:
+            return
+        reason = (
+            f"deleted in FlexMeasures since (gone from its account table): closed at the last "
+            f"audit_log row naming it, row {change.row.id}"
+        )
+        with self.clock.set_to(change.row.at):
+            self._run(self.ledger.close_account, ledger_id, actor=IMPORT_ACTOR, reason=reason)
 
     def _unchanged(self, cursor: Cursor) -> bool:
         return (
@@ -303,8 +340,11 @@ class Mirror:
         actor, reason = actor_of(row), reason_of(row)
         with self.clock.set_to(row.at):
             if change.kind == "account-created":
-                if self._account(change.account_id, actor, reason) is None:
-                    self._keep(change, None, actor, reason)  # gone from FlexMeasures since
+                created = self._account(change.account_id, actor, reason)
+                if created is None and change.account_id not in self.snapshot.accounts:
+                    created = self._deleted_account(change, actor, reason)
+                if created is None:
+                    self._keep(change, None, actor, reason)
                 return
             if change.kind == "user-created":
                 living = row.affected_user_id in self.snapshot.users
@@ -328,7 +368,7 @@ class Mirror:
                 grants = change.kind == "roles-added"
                 command = self.ledger.grant_role if grants else self.ledger.revoke_role
                 for role in change.roles:
-                    self._role(Role, role, None)
+                    self._role(Role, role, self._description(Role, role))
                     self._run(command, user, role, actor=actor, reason=reason)
 
     def _keep(self, change: Change, user: UUID | None, actor: str, reason: str) -> None:
@@ -354,6 +394,23 @@ class Mirror:
             return
         define = self.ledger.define_role if cls is Role else self.ledger.define_account_role
         self._run(define, name, description, actor=IMPORT_ACTOR, reason=OBSERVED)
+
+    def _description(self, cls: type[Role | AccountRole], name: str) -> str | None:
+        """The role's description in FlexMeasures now (None if it is gone from there)."""
+        catalogue = self.snapshot.roles if cls is Role else self.snapshot.account_roles
+        found = catalogue.get(name)
+        return None if found is None else found.description
+
+    def _describe(self, cls: type[Role | AccountRole], name: str, description: str | None) -> None:
+        """Give a defined role the description FlexMeasures gives it (no row says when it
+        changed there: it is recorded as observed)."""
+        if not self.batch.uow.exists(cls, cls.id_for(name)):
+            return  # the ledger refused to define it (reported)
+        held = self.batch.uow.load(cls, cls.id_for(name), cls.__name__)
+        if held.description == description:
+            return
+        describe = self.ledger.describe_role if cls is Role else self.ledger.describe_account_role
+        self._run(describe, name, description, actor=IMPORT_ACTOR, reason=OBSERVED)
 
     def _account(self, account_id: int | None, actor: str, reason: str) -> UUID | None:
         if account_id is None:
@@ -382,6 +439,26 @@ class Mirror:
             self._map("account", account_id, created)
         return cast(UUID | None, created)
 
+    def _deleted_account(self, change: Change, actor: str, reason: str) -> UUID | None:
+        """An account FlexMeasures deleted since, known only from its rows: created under the
+        name its creation row gives (another if an open account holds that one now), to be
+        closed at the last row naming it."""
+        if change.account_id is None or not change.name:
+            return None
+        name = change.name
+        if self.ledger.claims.owner(ACCOUNT_NAME, name, self.batch.uow) is not None:
+            name = f"{name} (FlexMeasures audit_log row {change.row.id})"
+        created = self._run(
+            self.ledger.create_account,
+            name,
+            actor=actor,
+            reason=f"{reason}; deleted in FlexMeasures since",
+            failing=f"FlexMeasures account {change.account_id} (deleted there) not mirrored: ",
+        )
+        if created is not None:
+            self._map("account", change.account_id, created)
+        return cast(UUID | None, created)
+
     def _user(self, user_id: int | None, actor: str, reason: str) -> UUID | None:
         if user_id is None:
             return None
@@ -396,7 +473,7 @@ class Mirror:
             return None
         roles = sorted(self.creation_roles.get(user_id, ()))
         for role in roles:
-            self._role(Role, role, None)
+            self._role(Role, role, self._description(Role, role))
         created = self._run(
             self.ledger.create_user,
             user.email,
@@ -414,16 +491,26 @@ class Mirror:
 
     def _deleted_user(self, change: Change, actor: str, reason: str) -> UUID | None:
         """A user FlexMeasures deleted since: only its username and account id survive there
-        (no email), so it is created under a stand-in email, in that account (else in its
-        creator's, else in FlexMeasures' first), to be erased when its deletion is replayed."""
+        (no email), so it is created under a stand-in email, in that account (also when that
+        was deleted too and is mirrored from its rows; else in its creator's, else in
+        FlexMeasures' first), to be erased when its deletion is replayed."""
         row = change.row
         creator = self.snapshot.users.get(row.active_user_id or -1)
-        candidates = [row.affected_account_id, creator and creator.account_id]
-        candidates += sorted(self.snapshot.accounts)
+        candidates: list[int | None] = [
+            row.affected_account_id,
+            None if creator is None else creator.account_id,
+            *sorted(self.snapshot.accounts),
+        ]
         account = None
         for candidate in candidates:
-            if candidate is not None and candidate in self.snapshot.accounts:
+            if candidate is None:
+                continue
+            if candidate in self.snapshot.accounts:
                 account = self._account(candidate, IMPORT_ACTOR, OBSERVED)
+                break
+            gone = self.ids.get(("account", candidate))  # deleted there, mirrored here
+            if gone is not None and not self.batch.uow.load(Account, gone, "account").closed:
+                account = gone
                 break
         if account is None or not change.name:
             self._keep(change, None, actor, reason)
@@ -483,6 +570,7 @@ class Mirror:
         ):
             for role in roles.values():
                 self._role(cls, role.name, role.description)
+                self._describe(cls, role.name, role.description)
                 if (kind, role.id) not in self.ids:
                     self._map(kind, role.id, cls.id_for(role.name))
         for account_id in snapshot.accounts:
@@ -581,8 +669,13 @@ class Mirror:
             self._run(
                 self.ledger.update_user, ledger_id, actor=IMPORT_ACTOR, reason=OBSERVED, **changes
             )
+        account = self._account(user.account_id, IMPORT_ACTOR, OBSERVED)
+        if account is not None and held.account_id != account:
+            self._run(
+                self.ledger.move_user, ledger_id, account, actor=IMPORT_ACTOR, reason=OBSERVED
+            )
         for role in sorted(user.roles - held.roles):
-            self._role(Role, role, None)
+            self._role(Role, role, self._description(Role, role))
             self._run(self.ledger.grant_role, ledger_id, role, actor=IMPORT_ACTOR, reason=OBSERVED)
         for role in sorted(held.roles - user.roles):
             self._run(self.ledger.revoke_role, ledger_id, role, actor=IMPORT_ACTOR, reason=OBSERVED)

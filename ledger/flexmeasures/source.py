@@ -173,6 +173,10 @@ class FlexMeasuresDatabase:
         with self.engine.connect() as conn:
             return {int(i) for i in conn.execute(text("SELECT id FROM fm_user")).scalars()}
 
+    def account_ids(self) -> set[int]:
+        with self.engine.connect() as conn:
+            return {int(i) for i in conn.execute(text("SELECT id FROM account")).scalars()}
+
     def names(self, table: str) -> list[str]:
         assert table in ("role", "account_role")
         with self.engine.connect() as conn:

@@ -2,7 +2,9 @@
 
 Events name their personal fields in `personal_fields`. The mapper encrypts those fields with
 the originator's key (AES-GCM, the user id and field name as associated data) and tags the
-ciphertext with the key's id. Deleting a user's keys erases the data: decoding then yields
+ciphertext with the key's id; an event about a user other than its originator names the field
+holding that user's id in `personal_owner` (`personal_owner_of`), and without a user there
+its fields are stored as they are. Deleting a user's keys erases the data: decoding then yields
 `ERASED` in place of each field, and everything else in the event stays readable. The read
 models keep the events' sealed values as they are and open them on read (`open_sealed`).
 """
@@ -116,6 +118,20 @@ class Keyring:
         return key
 
 
+def personal_owner_of(event: Any) -> Any:
+    """The user whose key seals the event's personal fields: its originator, or the user the
+    field named by its class's `personal_owner` holds (None: nobody's, left unsealed)."""
+    owner_field = getattr(type(event), "personal_owner", None)
+    if owner_field is None:
+        return event.originator_id
+    return getattr(event, owner_field, None)
+
+
+def _unsealed(value: Any) -> bool:
+    """Whether a personal field's value is stored as it is: None, or already ERASED."""
+    return value is None or value == ERASED
+
+
 def _aad(originator_id: Any, field: str) -> bytes:
     return f"{originator_id}:{field}".encode()
 
@@ -127,16 +143,18 @@ class PersonalDataMapper(Mapper[UUID]):
 
     def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
         fields = getattr(type(domain_event), "personal_fields", ())
-        if not fields or all(getattr(domain_event, f) is None for f in fields):
+        owner = personal_owner_of(domain_event)
+        # nothing to seal: no field set, or set to ERASED (an entry about an erased user)
+        if not fields or owner is None or all(_unsealed(getattr(domain_event, f)) for f in fields):
             return super().to_stored_event(domain_event)
-        key_id, key = self.keyring.key_for_user(domain_event.originator_id)
+        key_id, key = self.keyring.key_for_user(owner)
         sealed = object.__new__(type(domain_event))
         state = dict(vars(domain_event))
         for field in fields:
-            if state[field] is not None:
+            if not _unsealed(state[field]):
                 nonce = os.urandom(12)
                 ciphertext = AESGCM(key).encrypt(
-                    nonce, str(state[field]).encode(), _aad(domain_event.originator_id, field)
+                    nonce, str(state[field]).encode(), _aad(owner, field)
                 )
                 encoded = base64.b64encode(nonce + ciphertext).decode()
                 state[field] = f"{_PREFIX}{key_id}:{encoded}"
@@ -160,10 +178,12 @@ class PersonalDataMapper(Mapper[UUID]):
 
     def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
         event = super().to_domain_event(stored_event)
-        for field in getattr(type(event), "personal_fields", ()):
+        fields = getattr(type(event), "personal_fields", ())
+        owner = personal_owner_of(event) if fields else None
+        for field in fields:
             value = event.__dict__.get(field)
-            if isinstance(value, str):
-                event.__dict__[field] = open_sealed(self.keyring, value, event.originator_id, field)
+            if isinstance(value, str) and owner is not None:
+                event.__dict__[field] = open_sealed(self.keyring, value, owner, field)
         return event
 
 

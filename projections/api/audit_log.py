@@ -13,6 +13,7 @@ from fastapi import Depends, Query
 
 import projections.api.policy as policy
 import projections.api.schemas as schemas
+from projections.api.external_ids import ExternalIds
 from projections.api.paging import PerPage, PerPageNow, per_page_given
 from projections.api.policy import Principal
 from projections.changes import Change
@@ -68,9 +69,14 @@ AuditLogParameters = Annotated[AuditLogQuery, Depends(audit_log_query)]
 
 
 def audit_log(
-    rm: ReadModel, changes: list[Change], me: Principal, query: AuditLogQuery
+    rm: ReadModel,
+    changes: list[Change],
+    me: Principal,
+    query: AuditLogQuery,
+    ids: ExternalIds | None = None,
 ) -> list[schemas.AuditLogEntry] | schemas.AuditLogPage:
-    """The changes as audit-log entries, filtered, sorted, and paged when a page is asked."""
+    """The changes as audit-log entries, filtered, sorted, and paged when a page is asked;
+    with `ids`, the users and accounts they name by the ids it answers with."""
     entries = entries_of(rm, changes, me)
     total = len(entries)
     if query.terms:
@@ -83,11 +89,11 @@ def audit_log(
             reverse=newest_first,
         )
     if query.page is None:
-        return entries
+        return _with_ids(entries, ids)
     start = (query.page - 1) * query.per_page
     return schemas.AuditLogPage.model_validate(
         {
-            "data": entries[start : start + query.per_page],
+            "data": _with_ids(entries[start : start + query.per_page], ids),
             "num-records": total,
             "filtered-records": len(entries),
         }
@@ -112,6 +118,12 @@ def entries_of(rm: ReadModel, changes: list[Change], me: Principal) -> list[sche
             )
         )
     return entries
+
+
+def _with_ids(
+    entries: list[schemas.AuditLogEntry], ids: ExternalIds | None
+) -> list[schemas.AuditLogEntry]:
+    return entries if ids is None else [ids.audit_entry(entry) for entry in entries]
 
 
 def _matches(entry: schemas.AuditLogEntry, terms: tuple[str, ...]) -> bool:

@@ -138,9 +138,15 @@ class AuditLogEntry(BaseModel):
     event_type: str = Field(description="The ledger's event name, e.g. RoleGranted.")
     event_datetime: datetime
     active_user_name: str | None = Field(description="Who did it: a username or an actor.")
-    active_user_id: UUID | None
-    affected_user_id: UUID | None = Field(description="The user it happened to, if a user.")
-    affected_account_id: UUID | None = Field(description="The account, or the user's account.")
+    active_user_id: UUID | int | None = Field(
+        description="A UUID; with LEDGER_API_IDS=flexmeasures, FlexMeasures' id where known"
+    )
+    affected_user_id: UUID | int | None = Field(
+        description="The user it happened to, if a user (FlexMeasures' id as active_user_id)."
+    )
+    affected_account_id: UUID | int | None = Field(
+        description="The account, or the user's account (FlexMeasures' id as active_user_id)."
+    )
     reason: str | None
 
 
@@ -157,7 +163,10 @@ class Change(AuditLogEntry):
 
     position: int = Field(description="The event's position in the log (its notification id).")
     aggregate_type: str = Field(description="User, Account, Role or AccountRole.")
-    aggregate_id: UUID
+    aggregate_id: UUID | int = Field(
+        description="A UUID; of a user or account with LEDGER_API_IDS=flexmeasures, "
+        "FlexMeasures' id where known"
+    )
 
 
 class Changes(BaseModel):

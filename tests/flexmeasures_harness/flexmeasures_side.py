@@ -138,6 +138,8 @@ ACTIONS = {
         request["email"], request["account"], request.get("roles", [])
     ),
     "login": lambda request: ui_login(request["email"]),
+    "cli": lambda request: cli(*request["args"]),
+    "account_id": lambda request: account_id(request["name"]),
     "user_id": lambda request: user_id(request["email"]),
     "role_ids": lambda request: role_ids(*request["names"]),
 }

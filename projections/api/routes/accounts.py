@@ -68,7 +68,7 @@ def account_audit_log(id: AnyId, me: Caller, rm: Reads, ids: Ids, query: AuditLo
     account = account_or_404(rm, ids.ledger_id("account", id))
     if not policy.can_read_account_audit_log(me, account):
         raise forbidden(f"the audit log of account {id}")
-    return audit_log(rm, history(rm, account_id=account.id), me, query)
+    return audit_log(rm, history(rm, account_id=account.id), me, query, ids)
 
 
 @router.get(

@@ -15,8 +15,9 @@ from starlette.concurrency import run_in_threadpool
 import projections.api.policy as policy
 import projections.api.schemas as schemas
 from projections.api.audit_log import entries_of
-from projections.api.dependencies import AppServices, caller, token_header
+from projections.api.dependencies import AppServices, Ids, caller, token_header
 from projections.api.errors import PROBLEMS, ApiError
+from projections.api.external_ids import ExternalIds
 from projections.api.policy import Principal
 from projections.api.services import Services
 from projections.changes import changes_after
@@ -32,6 +33,7 @@ router = APIRouter()
 @router.get("/api/v3_0/auditlog/changes", response_model=schemas.Changes, responses=PROBLEMS)
 async def changes(
     services: AppServices,
+    ids: Ids,
     authorization: Annotated[str | None, Depends(token_header)],
     after: Annotated[int, Query(ge=0, le=LAST_POSITION)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
@@ -44,7 +46,7 @@ async def changes(
     deadline = time.monotonic() + wait
     me = await run_in_threadpool(caller, authorization, services)
     while True:
-        found = await run_in_threadpool(_changes_after, services, me, after, limit)
+        found = await run_in_threadpool(_changes_after, services, ids, me, after, limit)
         # checked again after reading: a caller deactivated, or whose roles changed, while
         # the events were read gets nothing read under the access they no longer have
         now = await run_in_threadpool(caller, authorization, services)
@@ -63,7 +65,9 @@ def _access(me: Principal) -> tuple[UUID, UUID, frozenset[str]]:
     return me.user.id, me.user.account_id, me.roles
 
 
-def _changes_after(services: Services, me: Principal, after: int, limit: int) -> schemas.Changes:
+def _changes_after(
+    services: Services, ids: ExternalIds, me: Principal, after: int, limit: int
+) -> schemas.Changes:
     rm = services.reads()
     head = services.ledger.recorder.max_notification_id() or 0
     if after > head:
@@ -74,11 +78,13 @@ def _changes_after(services: Services, me: Principal, after: int, limit: int) ->
         rm, after, through=through, limit=limit, accounts=readable, user_id=me.user.id
     )
     shown = [
-        schemas.Change(
-            **entry.model_dump(),
-            position=change.position,
-            aggregate_type=change.aggregate_type,
-            aggregate_id=change.aggregate_id,
+        ids.audit_entry(
+            schemas.Change(
+                **entry.model_dump(),
+                position=change.position,
+                aggregate_type=change.aggregate_type,
+                aggregate_id=change.aggregate_id,
+            )
         )
         for change, entry in zip(found, entries_of(rm, found, me), strict=True)
     ]

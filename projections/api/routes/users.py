@@ -72,7 +72,7 @@ def user_audit_log(id: AnyId, me: Caller, rm: Reads, ids: Ids, query: AuditLogPa
     user, account = user_or_404(rm, ids.ledger_id("user", id))
     if not policy.can_read_user_audit_log(me, user, account):
         raise forbidden(f"the audit log of user {id}")
-    return audit_log(rm, history(rm, aggregate_id=user.id), me, query)
+    return audit_log(rm, history(rm, aggregate_id=user.id), me, query, ids)
 
 
 @router.get("/api/v3_0/users/{id}/roles", response_model=schemas.UserRoles, responses=PROBLEMS)
