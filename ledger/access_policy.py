@@ -18,7 +18,8 @@ housekeeping; an `account-admin` manages the users of their own account and thei
 (not `admin`, `admin-reader` or `consultant`), and a `consultant` does so for the accounts
 their account is the consultancy of; neither acts on a user who holds `admin` or
 `admin-reader`; users change their own profile and password and record their own activity;
-members and consultants of an account annotate it.
+members and consultants of an account annotate it; only an admin starts or closes an access
+review, and only its reviewer, acting as themself, decides its items.
 """
 
 from __future__ import annotations
@@ -51,8 +52,12 @@ Kind = Literal[
     "user-erase",
     "user-activity",
     "annotation",
+    "review-campaign",
+    "review-decision",
 ]
-ADMIN_ONLY_KINDS: Final = frozenset({"catalogue", "account", "housekeeping", "user-erase"})
+ADMIN_ONLY_KINDS: Final = frozenset(
+    {"catalogue", "account", "housekeeping", "user-erase", "review-campaign"}
+)
 SELF_FORBIDDEN_KINDS: Final = frozenset({"user-role", "user-status", "user-erase"})
 
 
@@ -168,6 +173,8 @@ RULES: Final = {
     "account-member": "a member of the account, or a consultant of its consultancy, may",
     "not-account-member": "only an admin, a member of the account or a consultant of its "
     "consultancy may",
+    "own-review": "the campaign's reviewer decides its items",
+    "not-reviewer": "only the campaign's reviewer decides its items (an admin does not stand in)",
 }
 
 
@@ -182,11 +189,16 @@ def may_write(
     tenant: Tenant | None = None,
     target: TargetUser | None = None,
     roles: Iterable[str] = (),
+    reviewer: UUID | None = None,
 ) -> Verdict:
     """Whether `caller` may run a command of `kind`: on the account `tenant` (for a user
-    command, the target user's account), on the user `target`, granting or revoking `roles`."""
+    command, the target user's account), on the user `target`, granting or revoking `roles`;
+    a review decision, in the name of `reviewer`."""
     if not caller.active:
         return _verdict(False, "inactive-caller")
+    if kind == "review-decision":
+        own = reviewer == caller.user_id
+        return _verdict(own, "own-review" if own else "not-reviewer")
     is_self = target is not None and target.user_id == caller.user_id
     if is_self and kind in SELF_FORBIDDEN_KINDS:
         return _verdict(False, "self")

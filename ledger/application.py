@@ -332,6 +332,7 @@ class Ledger(Application[UUID]):
         actor: str,
         reason: str | None = None,
         command_id: str | None = None,
+        as_user: UserRef | None = None,
     ) -> bool:
         """Give the user role `name` a new description (None: none); False if unchanged."""
         return self._submit(
@@ -341,6 +342,7 @@ class Ledger(Application[UUID]):
             actor=actor,
             reason=reason,
             command_id=command_id,
+            as_user=as_user,
         )
 
     def describe_account_role(
@@ -351,6 +353,7 @@ class Ledger(Application[UUID]):
         actor: str,
         reason: str | None = None,
         command_id: str | None = None,
+        as_user: UserRef | None = None,
     ) -> bool:
         """Give the account role `name` a new description (None: none); False if unchanged."""
         return self._submit(
@@ -360,6 +363,7 @@ class Ledger(Application[UUID]):
             actor=actor,
             reason=reason,
             command_id=command_id,
+            as_user=as_user,
         )
 
     # -- accounts -------------------------------------------------------------------------------
@@ -565,6 +569,7 @@ class Ledger(Application[UUID]):
         actor: str,
         reason: str | None = None,
         command_id: str | None = None,
+        as_user: UserRef | None = None,
     ) -> bool:
         """Move a user to another open account (its roles and activity stay as they are);
         False if the user is in that account already."""
@@ -575,6 +580,7 @@ class Ledger(Application[UUID]):
             actor=actor,
             reason=reason,
             command_id=command_id,
+            as_user=as_user,
         )
 
     def grant_role(
@@ -846,6 +852,7 @@ class Ledger(Application[UUID]):
         actor: str,
         reason: str | None = None,
         command_id: str | None = None,
+        as_user: UserRef | None = None,
     ) -> UUID:
         """Start access-review campaign `name` and return its id. `scope`: `{"accounts":
         [account, ...]}` (by id or name) or `{"roles": [role, ...]}`; each grant of a user role
@@ -860,6 +867,7 @@ class Ledger(Application[UUID]):
             actor=actor,
             reason=reason,
             command_id=command_id,
+            as_user=as_user,
         )
 
     def certify(
@@ -870,6 +878,7 @@ class Ledger(Application[UUID]):
         reason: str,
         actor: str,
         command_id: str | None = None,
+        as_user: UserRef | None = None,
     ) -> bool:
         """The campaign's reviewer certifies that the item's user keeps its role."""
         return self._submit(
@@ -879,6 +888,7 @@ class Ledger(Application[UUID]):
             reason=reason,
             actor=actor,
             command_id=command_id,
+            as_user=as_user,
         )
 
     def revoke_via_review(
@@ -889,6 +899,7 @@ class Ledger(Application[UUID]):
         reason: str,
         actor: str,
         command_id: str | None = None,
+        as_user: UserRef | None = None,
     ) -> bool:
         """The campaign's reviewer revokes the item's role: the decision and the revocation
         (its reason naming the campaign) are recorded in one transaction."""
@@ -899,14 +910,26 @@ class Ledger(Application[UUID]):
             reason=reason,
             actor=actor,
             command_id=command_id,
+            as_user=as_user,
         )
 
     def close_review(
-        self, name: str, *, actor: str, reason: str | None = None, command_id: str | None = None
+        self,
+        name: str,
+        *,
+        actor: str,
+        reason: str | None = None,
+        command_id: str | None = None,
+        as_user: UserRef | None = None,
     ) -> bool:
         """Close the campaign, recording its outcome; False if it is closed already."""
         return self._submit(
-            reviews.CloseReview, name=name, actor=actor, reason=reason, command_id=command_id
+            reviews.CloseReview,
+            name=name,
+            actor=actor,
+            reason=reason,
+            command_id=command_id,
+            as_user=as_user,
         )
 
     # -- annotations ----------------------------------------------------------------------------

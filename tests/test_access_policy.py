@@ -122,3 +122,17 @@ def test_without_a_target_only_an_admin_may() -> None:
 def test_every_rule_reads_as_a_sentence() -> None:
     for name, why in rules.RULES.items():
         assert why and "\n" not in why and name == name.strip()
+
+
+def test_a_review_decision_is_the_named_reviewers_own() -> None:
+    reviewer = caller(OTHER)
+    assert rules.may_write(reviewer, "review-decision", reviewer=reviewer.user_id).allowed
+    admin = caller(OTHER, "admin")
+    verdict = rules.may_write(admin, "review-decision", reviewer=reviewer.user_id)
+    assert (verdict.allowed, verdict.rule) == (False, "not-reviewer")
+    gone = caller(OTHER, active=False)
+    verdict = rules.may_write(gone, "review-decision", reviewer=gone.user_id)
+    assert (verdict.allowed, verdict.rule) == (False, "inactive-caller")
+    for kind in ("review-campaign",):
+        assert not rules.may_write(reviewer, kind).allowed
+        assert rules.may_write(admin, kind).allowed

@@ -17,7 +17,15 @@ from uuid import UUID
 
 import pytest
 
-from ledger import Conflict, InactiveUser, Ledger, LedgerError, NotFound, ValidationError
+from ledger import (
+    Conflict,
+    InactiveUser,
+    Ledger,
+    LedgerError,
+    NotFound,
+    PermissionDenied,
+    ValidationError,
+)
 from ledger.audit import Audit
 from projections import ReadModel
 from tests.conftest import ADMIN
@@ -635,7 +643,10 @@ def test_the_review_report_holds_exactly_the_evidence(
             "rita@seita.org,cli:lead,CTO,"
         ),
     }
-    assert text.splitlines() == [header, *(row[item] for item in sorted(row))]
+    stamp = [line for line in text.splitlines() if line.startswith("# ")]
+    assert stamp[0].startswith("# integrity chain verified: ")  # the evidence comes first
+    rows = [line for line in text.splitlines() if not line.startswith("# ")]
+    assert rows == [header, *(row[item] for item in sorted(row))]
     assert list(frame["campaign"]) == ["q1", "q2", "q2"]  # every campaign, undecided included
     assert (
         frame["decision"].iloc[0] == "undecided" and frame["completion"].iloc[0] == "0 of 1 decided"
@@ -738,3 +749,46 @@ def test_the_read_api_shows_grant_ends(api: Api, platform: Platform) -> None:
     }
     listed = api.get("/api/v3_0/users", "root").json()
     assert all(user["role_ends"] is None for user in listed)
+
+
+def test_with_as_user_only_the_reviewer_decides_and_only_an_admin_runs_campaigns(
+    platform: Platform, rm: ReadModel
+) -> None:
+    """Review commands given `as_user`: a decision is the reviewer's own (an admin acting as
+    themself is refused, not stood in for), starting and closing a campaign an admin's; each
+    refusal journalled once, the campaign unchanged."""
+    world, led = platform, platform.led
+    start(world, scope={"accounts": ["Acme"]})
+    items = items_by_grant(rm, world)
+    item = items["boss", "account-admin"]
+
+    def denials() -> int:
+        return sum(1 for name in event_names(led) if name == "AccessDenied")
+
+    refused: list[tuple[str, dict[str, Any], str]] = [
+        ("certify", {"item": item, "reviewer": "rita@seita.org"}, "root@seita.org"),
+        ("revoke_via_review", {"item": item, "reviewer": "rita@seita.org"}, "boss@x.org"),
+        (
+            "start_review",
+            {
+                "name": "q2",
+                "scope": {"roles": ["consultant"]},
+                "reviewer": "rita@seita.org",
+                "due": DUE,
+            },
+            "rita@seita.org",
+        ),
+        ("close_review", {"name": "q1"}, "rita@seita.org"),
+    ]
+    for command, arguments, as_user in refused:
+        before = denials()
+        extra = {"reason": "as asked"} if command in ("certify", "revoke_via_review") else {}
+        with pytest.raises(PermissionDenied, match=f"may not {command}"):
+            getattr(led, command)(**arguments, **extra, actor=ADMIN, as_user=as_user)
+        assert denials() == before + 1, command
+    rm.catch_up()
+    assert [i.decision for i in rm.review_items("q1")] == [None] * len(items)
+    assert led.certify(
+        item, reviewer="rita@seita.org", reason="team lead", actor=ADMIN, as_user="rita@seita.org"
+    )
+    assert led.close_review("q1", actor=ADMIN, as_user="root@seita.org")

@@ -21,6 +21,8 @@ KINDS: Final[dict[str, rules.Kind]] = {
     "define_role": "catalogue",
     "define_account_role": "catalogue",
     "define_sod_rule": "catalogue",
+    "describe_role": "catalogue",
+    "describe_account_role": "catalogue",
     "remove_sod_rule": "catalogue",
     "create_account": "account",
     "update_account": "account",
@@ -28,6 +30,7 @@ KINDS: Final[dict[str, rules.Kind]] = {
     "revoke_account_role": "account",
     "set_consultancy": "account",
     "close_account": "account",
+    "move_user": "account",
     "expire_grants": "housekeeping",
     "record_unrecognised_entry": "housekeeping",
     "record_failed_login": "housekeeping",
@@ -44,6 +47,10 @@ KINDS: Final[dict[str, rules.Kind]] = {
     "record_last_seen": "user-activity",
     "add_annotation": "annotation",
     "remove_annotation": "annotation",
+    "start_review": "review-campaign",
+    "close_review": "review-campaign",
+    "certify": "review-decision",
+    "revoke_via_review": "review-decision",
 }
 # the fields that name what a command acts on, in the order the journal lists them
 _TARGET_FIELDS: Final = (
@@ -120,7 +127,10 @@ def check(command: Command[Any], uow: UnitOfWork) -> Denial | None:
             tenant = _tenant(uow, account_id)
         role = getattr(command, "role", None)
         roles = (role,) if isinstance(role, str) else tuple(getattr(command, "roles", ()))
-    verdict = rules.may_write(caller, kind, tenant=tenant, target=target, roles=roles)
+    reviewer = getattr(command, "reviewer", None)
+    verdict = rules.may_write(
+        caller, kind, tenant=tenant, target=target, roles=roles, reviewer=reviewer
+    )
     if verdict.allowed:
         return None
     return Denial(as_user, command.command, targets_of(command), verdict)
