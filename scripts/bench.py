@@ -353,8 +353,22 @@ def stream_results(led: Any, log: Callable[[str], None]) -> list[Result]:
     target = streaming.target(NATS_URL, f"bench.{tag}")
     made: list[str] = []
 
+    async def quiet(_error: Exception) -> None:
+        """nats-py reports connection errors here as well as raising them."""
+
+    async def connect() -> Any:
+        # nats-py retries a first connection 60 times, 2 s apart, unless told otherwise
+        return await nats.connect(
+            NATS_URL,
+            connect_timeout=5,
+            allow_reconnect=False,
+            max_reconnect_attempts=2,
+            reconnect_time_wait=0.5,
+            error_cb=quiet,
+        )
+
     async def plain_publish() -> float:
-        connection = await nats.connect(NATS_URL, allow_reconnect=False)
+        connection = await connect()
         try:
             jetstream = connection.jetstream()
             name = f"BENCHREF_{tag}"
@@ -377,7 +391,7 @@ def stream_results(led: Any, log: Callable[[str], None]) -> list[Result]:
             await connection.close()
 
     async def delete_streams() -> None:
-        connection = await nats.connect(NATS_URL, allow_reconnect=False)
+        connection = await connect()
         try:
             for name in made:
                 await connection.jetstream().delete_stream(name)

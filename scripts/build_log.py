@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Build a long event log for measuring (export memory, say), with the benchmark's own batch
 lines: users, then logins and role changes of random users, run through `ledger apply`'s
-importer in chunks.
+importer in chunks. On a log that already holds events, it tops it up to --events with logins
+of its first 1,000 users (aggregates the importer keeps cached: several times faster).
 
     python scripts/build_log.py --url sqlite:////tmp/log-1m.db --events 1000000
 """
@@ -9,6 +10,7 @@ importer in chunks.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import sys
 import time
@@ -30,12 +32,23 @@ def main() -> None:
     from ledger import Ledger
     from ledger.importer import Importer
 
-    users = max(200, arguments.events // 10)  # a user is two events (created, joined)
-    extra = max(0, arguments.events - 2 * users)
-    lines = batch_lines(users, extra, 0, random.Random(42))
     led = Ledger(arguments.url)
-    if led.recorder.max_notification_id():
-        raise SystemExit(f"{arguments.url} already holds events: give an empty database")
+    held = led.recorder.max_notification_id() or 0
+    if held:
+        lines = [
+            json.dumps(
+                {
+                    "command": "record_login",
+                    "user": f"user{n % 1000}@bench.example",
+                    "command_id": f"top-up-{held}-{n}",
+                }
+            )
+            for n in range(max(0, arguments.events - held))
+        ]
+    else:
+        users = max(200, arguments.events // 10)  # a user is two events (created, joined)
+        extra = max(0, arguments.events - 2 * users)
+        lines = batch_lines(users, extra, 0, random.Random(42))
     importer = Importer(led, actor="bench", batch_size=2000)
     started = time.perf_counter()
     for first in range(0, len(lines), CHUNK):

@@ -319,3 +319,28 @@ def test_the_python_api_stamps_the_same_evidence(led: Ledger, keys: tuple[Path, 
     assert unchecked.attrs["signed_digest"]["status"] == "not checked"
     assert marked.attrs["signed_digest"]["status"] == "failed"
     assert marked.attrs["warning"].startswith("NOT VERIFIED: signed digests: signed digest #3")
+
+
+def test_a_digest_signed_while_a_report_verifies_is_not_taken_for_truncation(
+    led: Ledger, keys: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes at once: events recorded and a digest signed of them between the
+    report's chain verification and its look at the digests. The report is stamped with the
+    digest it could check, not refused as a log cut short."""
+    private, public = keys
+    last = signed_history(led, private)[-1]
+    key = signing.load_private_key(private)
+    original = Audit.verify
+
+    def verify_then_others_write(self: Audit, digest: Any = None) -> Any:
+        result = original(self, digest)
+        history(led)  # another process's commands ...
+        signing.sign(led, key)  # ... and the signer's next digest, of them
+        return result
+
+    monkeypatch.setattr(Audit, "verify", verify_then_others_write)
+    with Audit(led.url) as audit:
+        frame = audit.report("privileged", public_key=public)
+    assert frame.attrs["signed_digest"]["status"] == "verified"
+    assert frame.attrs["signed_digest"]["number"] == last["number"]
+    assert "warning" not in frame.attrs

@@ -93,6 +93,9 @@ class Audit:
         marked NOT VERIFIED). The evidence says what was checked and what was not."""
         public = _public_key(public_key)
         projected = self.read_model.position()
+        # the digests are read before the chain is verified, as `verify --public-key` does: a
+        # digest signed meanwhile may be of events this verification does not see
+        newest = signing.last_stored(self.ledger)
         result = self.verify()
         head = 0 if result.head is None else result.head.position
         if result.ok and projected > head:
@@ -104,8 +107,11 @@ class Audit:
                 f"the read models show events up to position {projected}, the log ends at "
                 f"{head} (events removed)",
             )
-        signed = None if public is None else signing.verify_signed(self.ledger, public, result)
-        evidence = Evidence(result, signed, signing.last_stored(self.ledger))
+        signed = None
+        if public is not None:
+            upto = 0 if newest is None else newest.number
+            signed = signing.verify_signed(self.ledger, public, result, upto)
+        evidence = Evidence(result, signed, newest)
         if not evidence.ok and not unverified:
             failed = (
                 "the integrity chain does not verify"

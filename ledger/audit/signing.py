@@ -160,12 +160,16 @@ class SignedDigest:
         return json.dumps(asdict(self))
 
 
-def stored(led: Ledger) -> Iterator[SignedDigest]:
-    """Every stored signed digest, in number order, read in pages."""
+def stored(led: Ledger, upto: int | None = None) -> Iterator[SignedDigest]:
+    """Every stored signed digest (numbered up to `upto`, if given), in number order, read in
+    pages."""
     after = -(2**62)
     while rows := led.side.select_all(digest_chain.SELECT_PAGE, (after, PAGE)):
         for row in rows:
-            yield _digest(row)
+            digest = _digest(row)
+            if upto is not None and digest.number > upto:
+                return
+            yield digest
         after = int(rows[-1]["number"])
 
 
@@ -270,15 +274,22 @@ class SignedVerification:
 
 
 def verify_signed(
-    led: Ledger, public: Ed25519PublicKey, verified: integrity.Verification | None = None
+    led: Ledger,
+    public: Ed25519PublicKey,
+    verified: integrity.Verification | None = None,
+    upto: int | None = None,
 ) -> SignedVerification:
     """Check every stored signed digest (signature, number, link to the one before) with the
     public key, then the log against the chain and against each digest: a log rewritten with
     fresh links, cut short, or a digest removed, reordered or forged is named. `verified`: the
-    chain's verification when the caller has just made it (a report), not made again."""
+    chain's verification when the caller has just made it (a report), not made again; then
+    `upto` must be the number of the newest digest stored before that verification began (0:
+    none), as the digests signed since may be of events it did not see."""
+    if verified is not None and upto is None:
+        raise ValueError("verify_signed(verified=...) needs upto=")
     own = key_id(public)
     count, previous = 0, None
-    for digest in stored(led):
+    for digest in stored(led, upto):
         problem = _chain_problem(digest, previous, public, own)
         if problem is not None:
             return _failed(integrity.Verification(False, 0, None), count, previous, problem)
@@ -289,7 +300,7 @@ def verify_signed(
     result = integrity.verify(led) if verified is None else verified
     if not result.ok:
         return _failed(result, count, previous, f"the integrity chain: {result.summary()}")
-    problem = _log_problem(led, result)
+    problem = _log_problem(led, result, upto)
     if problem is not None:
         return _failed(result, count, previous, problem)
     return SignedVerification(True, result, count, previous)
@@ -332,11 +343,11 @@ def _chain_problem(
     return None
 
 
-def _log_problem(led: Ledger, result: integrity.Verification) -> str | None:
+def _log_problem(led: Ledger, result: integrity.Verification, upto: int | None) -> str | None:
     """With the chain verified, each digest's signed hash must be the link at its position."""
     head = 0 if result.head is None else result.head.position
     matched = 0
-    for digest in stored(led):
+    for digest in stored(led, upto):
         if digest.position > head:
             return (
                 f"the log ends at position {head}, before {digest.describe()}: truncated "
