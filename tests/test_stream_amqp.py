@@ -40,6 +40,8 @@ async def _reachable() -> str | None:
 def rabbitmq() -> str:
     problem = asyncio.run(_reachable())
     if problem is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"RabbitMQ is required under CI: {problem}")
         pytest.skip(f"RabbitMQ not reachable at {AMQP_URL}: {problem}")
     return AMQP_URL
 
