@@ -16,10 +16,11 @@ themselves; `admin` may do the rest; only `admin` defines roles and separation-o
 manages accounts (create, update, close, consultancy, account roles) and does the ledger's
 housekeeping; an `account-admin` manages the users of their own account and their roles
 (not `admin`, `admin-reader` or `consultant`), and a `consultant` does so for the accounts
-their account is the consultancy of; neither acts on a user who holds `admin` or
-`admin-reader`; users change their own profile and password and record their own activity;
-members and consultants of an account annotate it; only an admin starts or closes an access
-review, and only its reviewer, acting as themself, decides its items.
+their account is the consultancy of; neither acts on a user who holds `admin`,
+`admin-reader` or `consultant`; users change their own profile and password and record their
+own activity; members and consultants of an account annotate it; only an admin grants with an
+approved separation-of-duties exception, starts or closes an access review; only a campaign's
+reviewer, acting as themself, decides its items.
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ CONSULTANT: Final = "consultant"
 READ_ALL: Final = frozenset({ADMIN, ADMIN_READER})
 ADMIN_GRANTS_ONLY: Final = frozenset({ADMIN, ADMIN_READER, CONSULTANT})
 """User roles that only an admin grants or revokes."""
-ABOVE_ACCOUNT_MANAGERS: Final = frozenset({ADMIN, ADMIN_READER})
-"""Holders of these are out of reach of account-admins and consultants."""
+ABOVE_ACCOUNT_MANAGERS: Final = frozenset({ADMIN, ADMIN_READER, CONSULTANT})
+"""Holders of these are out of reach of account-admins and consultants: each reads beyond
+one account, so whoever could reset their password or email could read beyond it too."""
 
 Kind = Literal[
     "catalogue",
@@ -169,10 +171,11 @@ RULES: Final = {
     "not-account-manager": "only an admin, an account-admin of the user's account or a "
     "consultant of its consultancy may",
     "admin-granted-role": "only an admin grants or revokes admin, admin-reader and consultant",
-    "privileged-target": "only an admin acts on a user who holds admin or admin-reader",
+    "privileged-target": "only an admin acts on a user who holds admin, admin-reader or consultant",
     "account-member": "a member of the account, or a consultant of its consultancy, may",
     "not-account-member": "only an admin, a member of the account or a consultant of its "
     "consultancy may",
+    "admin-exception": "only an admin grants a role as an approved separation-of-duties exception",
     "own-review": "the campaign's reviewer decides its items",
     "not-reviewer": "only the campaign's reviewer decides its items (an admin does not stand in)",
 }
@@ -190,10 +193,12 @@ def may_write(
     target: TargetUser | None = None,
     roles: Iterable[str] = (),
     reviewer: UUID | None = None,
+    exception: bool = False,
 ) -> Verdict:
     """Whether `caller` may run a command of `kind`: on the account `tenant` (for a user
     command, the target user's account), on the user `target`, granting or revoking `roles`;
-    a review decision, in the name of `reviewer`."""
+    a review decision, in the name of `reviewer`; `exception`: a grant that records an
+    approved separation-of-duties exception."""
     if not caller.active:
         return _verdict(False, "inactive-caller")
     if kind == "review-decision":
@@ -204,6 +209,8 @@ def may_write(
         return _verdict(False, "self")
     if ADMIN in caller.effective_roles:
         return _verdict(True, "admin")
+    if exception:
+        return _verdict(False, "admin-exception")
     if kind in ADMIN_ONLY_KINDS:
         return _verdict(False, "admin-only")
     if kind == "user-activity":

@@ -201,6 +201,11 @@ class Importer:
         parameters = command_type.parameters()
         if name in ("create_user", "move_user") and "account" in data:
             data["account_id"] = data.pop("account")
+        if self.as_user is not None and "as_user" in data and data["as_user"] != self.as_user:
+            raise ValidationError(
+                f"invalid as_user {shown(data['as_user'])}: --as-user {shown(self.as_user)} "
+                "acts for every line; a line cannot name another acting user"
+            )
         defaults = (("actor", self.actor), ("reason", self.reason), ("as_user", self.as_user))
         for default, value in defaults:
             if default in parameters and default not in data and value is not None:

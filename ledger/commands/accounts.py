@@ -148,7 +148,9 @@ class GrantAccountRole(Decision[bool]):
     """Who approved the grant as an exception to separation-of-duties rules it breaks."""
 
     def check(self) -> None:
-        check_approval(self.exception_approved_by, self.actor, self.reason, self.account)
+        check_approval(
+            self.exception_approved_by, self.actor, self.reason, self.account, self.as_user
+        )
 
 
 @handles(GrantAccountRole)

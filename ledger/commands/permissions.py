@@ -13,6 +13,7 @@ from uuid import UUID
 
 from ledger import access_policy as rules
 from ledger.commands.base import Command
+from ledger.commands.reviews import Certify, RevokeViaReview, campaign_of
 from ledger.domain import Account, LedgerAggregate, User
 from ledger.errors import PermissionDenied, ValidationError
 from ledger.unit_of_work import UnitOfWork
@@ -60,6 +61,7 @@ _TARGET_FIELDS: Final = (
     "account_id",
     "consultancy_account_id",
     "annotation",
+    "item",
     "name",
     "role",
 )
@@ -127,9 +129,19 @@ def check(command: Command[Any], uow: UnitOfWork) -> Denial | None:
             tenant = _tenant(uow, account_id)
         role = getattr(command, "role", None)
         roles = (role,) if isinstance(role, str) else tuple(getattr(command, "roles", ()))
-    reviewer = getattr(command, "reviewer", None)
+    reviewer: UUID | None = None
+    if isinstance(command, Certify | RevokeViaReview) and caller.active:
+        campaign = campaign_of(uow, command.item)
+        uow.read_guards.setdefault(campaign.id, campaign.version)
+        reviewer = UUID(campaign.reviewer)
     verdict = rules.may_write(
-        caller, kind, tenant=tenant, target=target, roles=roles, reviewer=reviewer
+        caller,
+        kind,
+        tenant=tenant,
+        target=target,
+        roles=roles,
+        reviewer=reviewer,
+        exception=getattr(command, "exception_approved_by", None) is not None,
     )
     if verdict.allowed:
         return None

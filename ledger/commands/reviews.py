@@ -145,7 +145,7 @@ def _campaign(uow: UnitOfWork, name: str) -> ReviewCampaign:
         raise NotFound(f"review campaign {shown(name)} not found") from None
 
 
-def _campaign_of(uow: UnitOfWork, item: str) -> ReviewCampaign:
+def campaign_of(uow: UnitOfWork, item: str) -> ReviewCampaign:
     name, _ = split_item_id(item)
     return _campaign(uow, name)
 
@@ -165,10 +165,15 @@ class Certify(Decision[bool]):
 
 @handles(Certify)
 def certify(command: Certify, uow: UnitOfWork, services: Services) -> bool:
-    campaign = _campaign_of(uow, command.item)
+    campaign = campaign_of(uow, command.item)
     user_id, role = campaign.check_decidable(command.item, command.reviewer)
     _check_reviewer(uow, command.reviewer)
     user = uow.load(User, UUID(user_id), "user")
+    if not user.active:
+        raise Conflict(
+            f"item {shown(command.item)}: {user.describe()} is inactive and holds no role, so "
+            "it cannot be certified; revoke_via_review records the decision alone"
+        )
     if not user.holds(role, uow.meta.timestamp):
         raise Conflict(
             f"item {shown(command.item)}: {user.describe()} no longer holds {role!r}, so it "
@@ -194,7 +199,7 @@ class RevokeViaReview(Decision[bool]):
 
 @handles(RevokeViaReview)
 def revoke_via_review(command: RevokeViaReview, uow: UnitOfWork, services: Services) -> bool:
-    campaign = _campaign_of(uow, command.item)
+    campaign = campaign_of(uow, command.item)
     user_id, role = campaign.check_decidable(command.item, command.reviewer)
     _check_reviewer(uow, command.reviewer)
     user = uow.load(User, UUID(user_id), "user")

@@ -97,8 +97,15 @@ def approver(value: Any, refs: References) -> str | None:
     return str(valid(Actor, value, "exception_approved_by"))
 
 
-def check_approval(approved_by: str | None, actor: str, reason: str | None, holder: UUID) -> None:
-    """An approval needs a reason, and comes from someone other than the actor and holder."""
+def check_approval(
+    approved_by: str | None,
+    actor: str,
+    reason: str | None,
+    holder: UUID,
+    as_user: UUID | None = None,
+) -> None:
+    """An approval needs a reason, and comes from someone other than the actor, the acting
+    user (`as_user`) and the holder."""
     if approved_by is None:
         return
     if reason is None:
@@ -106,7 +113,7 @@ def check_approval(approved_by: str | None, actor: str, reason: str | None, hold
             f"invalid exception_approved_by {shown(approved_by)}: an approved exception needs "
             "a reason"
         )
-    if approved_by in (actor, str(holder)):
+    if approved_by in (actor, str(holder)) or (as_user and approved_by == str(as_user)):
         raise ValidationError(
             f"invalid exception_approved_by {shown(approved_by)}: an exception is approved by "
             "someone other than the one who grants or receives the role"

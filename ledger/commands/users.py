@@ -202,7 +202,7 @@ class GrantRole(Decision[bool]):
     """Who approved the grant as an exception to separation-of-duties rules it breaks."""
 
     def check(self) -> None:
-        check_approval(self.exception_approved_by, self.actor, self.reason, self.user)
+        check_approval(self.exception_approved_by, self.actor, self.reason, self.user, self.as_user)
 
 
 @handles(GrantRole)

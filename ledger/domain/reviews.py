@@ -155,8 +155,7 @@ class ReviewCampaign(LedgerAggregate):
             )
         if str(reviewer) != self.reviewer:
             raise Conflict(
-                f"item {shown(item)} is for the campaign's reviewer, user {self.reviewer}, to "
-                f"decide, not user {reviewer}"
+                f"item {shown(item)} is for the campaign's reviewer to decide, not user {reviewer}"
             )
         if user == str(reviewer):
             raise Conflict(

@@ -41,7 +41,9 @@ def list_reviews(me: Caller, rm: Reads, ids: Ids, at: UtcDateTime | None = None)
     return shown
 
 
-@router.get("/api/v3_0/reviews/{name}", response_model=schemas.ReviewWithItems, responses=PROBLEMS)
+@router.get(
+    "/api/v3_0/reviews/{name:path}", response_model=schemas.ReviewWithItems, responses=PROBLEMS
+)
 def get_review(
     name: str, me: Caller, rm: Reads, ids: Ids, at: UtcDateTime | None = None
 ) -> schemas.ReviewWithItems:
