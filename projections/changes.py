@@ -141,11 +141,11 @@ def _described(rm: Queries, conn: Connection, rows: Sequence[Row[Any]]) -> list[
 
 
 def _references(fields: Mapping[str, Any]) -> set[UUID]:
-    """Another aggregate a description names: a user joining or leaving an account, the
-    account a user moved from (a consultancy is named by id: its name is another tenant's,
-    which the reader may not read)."""
+    """Another aggregate a description names: a user joining or leaving an account (the
+    account a user moved from and a consultancy are named by id: their names are another
+    tenant's, which the reader may not read)."""
     found = set()
-    for key in ("user_id", "from_account_id"):
+    for key in ("user_id",):
         if fields.get(key):
             with suppress(ValueError):
                 found.add(UUID(str(fields[key])))
@@ -260,7 +260,7 @@ def _user_left(d: _Describer, fields: Mapping[str, Any]) -> str:
 
 def _user_moved(d: _Describer, fields: Mapping[str, Any]) -> str:
     return (
-        f"{_capitalised(d.user())} moved from {d.account(fields.get('from_account_id'))} "
+        f"{_capitalised(d.user())} moved from account {fields.get('from_account_id')} "
         f"to {d.account(fields.get('account_id'))}"
     )
 

@@ -17,7 +17,7 @@ from ledger.audit import Audit
 from ledger.domain import Account, User
 from projections import ReadModel
 from tests.conftest import ADMIN
-from tests.helpers import cli, event_names, one_line, stored_state
+from tests.helpers import api_client, cli, event_names, one_line, stored_state
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -344,3 +344,63 @@ def test_apply_rejects_a_bad_move_or_description_line_and_records_nothing(
     assert "'account_id'" in errors[2] and "description" in errors[3]
     assert "account role 'nope' is not defined" in errors[4]
     assert stored_state(led) == before
+
+
+def test_reports_at_an_instant_before_a_move_name_the_account_of_then(timed: Ledger) -> None:
+    _, beta, ann = _two_accounts(timed)
+    timed.define_role("payments", actor=ADMIN)
+    timed.define_role("approver", actor=ADMIN)
+    timed.define_sod_rule("four-eyes", ["payments", "approver"], actor=ADMIN)
+    timed.grant_role(ann, "payments", actor=ADMIN)
+    timed.grant_role(
+        ann, "approver", actor=ADMIN, exception_approved_by="cli:ciso", reason="month end"
+    )
+    then = timed.runner.clock()
+    timed.move_user(ann, beta, actor=ADMIN)
+    with Audit(timed.url) as audit:
+        assert list(audit.report("privileged", at=then)["account"]) == ["Acme"]
+        assert list(audit.report("sod-violations", at=then)["account"]) == ["Acme"]
+        assert list(audit.report("privileged")["account"]) == ["Beta"]
+        assert list(audit.report("sod-violations")["account"]) == ["Beta"]
+
+
+def test_a_moved_users_new_account_reads_nothing_of_the_old_one(
+    timed: Ledger, tmp_path: Path
+) -> None:
+    """SPEC §7: no response holds data of a tenant the caller may not read — the account a
+    user moved from is named by id only, and their entries from before are its to read."""
+    password = "correct horse battery"
+    acme, beta, ann = _two_accounts(timed)
+    timed.define_role("ops", actor=ADMIN)
+    timed.update_account(acme, name="Acme Secret Merger Co", actor=ADMIN)
+    timed.grant_role(ann, "ops", actor=ADMIN, reason="project Zeus")
+    timed.move_user(ann, beta, actor=ADMIN)
+    timed.create_user(
+        "carl@beta.org", account_id=beta, actor=ADMIN, roles=["account-admin"], password=password
+    )
+    timed.define_role("admin", actor=ADMIN)
+    timed.create_user(
+        "root@x.org", account_id=beta, actor=ADMIN, roles=["admin"], password=password
+    )
+    rm = ReadModel(timed.url)
+    try:
+        rm.catch_up()
+    finally:
+        rm.close()
+    with api_client(timed.url, "10.0.0.9") as client:
+
+        def token(email: str) -> dict[str, str]:
+            answer = client.post(
+                "/api/requestAuthToken", json={"email": email, "password": password}
+            )
+            return {"Authorization": answer.json()["auth_token"]}
+
+        carl, root = token("carl@beta.org"), token("root@x.org")
+        log = client.get(f"/api/v3_0/users/{ann}/auditlog", headers=carl)
+        feed = client.get("/api/v3_0/auditlog/changes", headers=carl)
+        assert log.status_code == feed.status_code == 200
+        seen = log.text + feed.text
+        assert "Secret Merger" not in seen and "Zeus" not in seen and str(acme) in seen
+        assert all(entry["affected_account_id"] == str(beta) for entry in log.json())
+        everything = client.get(f"/api/v3_0/users/{ann}/auditlog", headers=root).json()
+        assert any("Zeus" in (entry["reason"] or "") for entry in everything)  # an admin's

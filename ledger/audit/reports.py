@@ -87,6 +87,20 @@ class _Person:
     last_login_at: datetime | None
 
 
+def _accounts_before_moves(conn: Any, moment: datetime) -> dict[UUID, UUID]:
+    """The account at `moment` of each user moved since: the one their first move after
+    `moment` moved them from (a user not in it is in their account of now)."""
+    moves = t.user_moves.c
+    account_then: dict[UUID, UUID] = {}
+    for user_id, from_account_id in conn.execute(
+        select(moves.user_id, moves.from_account_id)
+        .where(moves.moved_at > moment)
+        .order_by(moves.position.desc())
+    ):
+        account_then[user_id] = from_account_id
+    return account_then
+
+
 def _people(rm: ReadModel, moment: datetime) -> list[_Person]:
     """Every user that existed at `moment`, as they stood then."""
     u, g, a, lg = t.users.c, t.role_grants.c, t.user_activity.c, t.logins.c
@@ -107,15 +121,7 @@ def _people(rm: ReadModel, moment: datetime) -> list[_Person]:
                 select(lg.user_id, func.max(lg.at)).where(lg.at <= moment).group_by(lg.user_id)
             ).all()
         )
-        # a user moved since was in the account of their first move after `moment`
-        moves = t.user_moves.c
-        account_then: dict[UUID, UUID] = {}
-        for user_id, from_account_id in conn.execute(
-            select(moves.user_id, moves.from_account_id)
-            .where(moves.moved_at > moment)
-            .order_by(moves.position.desc())
-        ):
-            account_then[user_id] = from_account_id
+        account_then = _accounts_before_moves(conn, moment)
     names = _accounts(rm)
     rm.personal.prepare(p.email for p in people)
     return [
@@ -388,13 +394,14 @@ def privileged_holders(
             .where(g.role.in_(roles), held.ROLE_GRANTS.covers(moment))
             .where(held.active(g.user_id, moment))
         ).all()
+        account_then = _accounts_before_moves(conn, moment)
     rm.personal.prepare(r.email for r in found)
     rows = [
         {
             "role": r.role,
             "user_id": r.user_id,
             "email": _email(rm, r.email, r.user_id),
-            "account": names.get(r.account_id),
+            "account": names.get(account_then.get(r.user_id, r.account_id)),
             "since": _utc(r.granted_at),
         }
         for r in found
@@ -498,7 +505,9 @@ def sod_violations(rm: ReadModel, at: Any = None) -> pd.DataFrame:
                 )
                 .order_by(first_holder)
             ).all()
-            people = _emails(rm, conn, [row.holder_id for row in found]) if user_scope else {}
+            people = (
+                _emails(rm, conn, [row.holder_id for row in found], moment) if user_scope else {}
+            )
             active = (
                 set(
                     conn.execute(
@@ -564,12 +573,18 @@ def _covering(period: held.Period, alias: Any, moment: datetime) -> Any:
     return aliased.covers(moment)
 
 
-def _emails(rm: ReadModel, conn: Any, user_ids: list[UUID]) -> dict[UUID, tuple[str, UUID]]:
-    """Each user's email (opened) and account id."""
+def _emails(
+    rm: ReadModel, conn: Any, user_ids: list[UUID], moment: datetime
+) -> dict[UUID, tuple[str, UUID]]:
+    """Each user's email (opened) and account id at `moment`."""
     u = t.users.c
     found = conn.execute(select(u.id, u.email, u.account_id).where(u.id.in_(user_ids))).all()
+    account_then = _accounts_before_moves(conn, moment)
     rm.personal.prepare(row.email for row in found)
-    return {row.id: (_email(rm, row.email, row.id) or "", row.account_id) for row in found}
+    return {
+        row.id: (_email(rm, row.email, row.id) or "", account_then.get(row.id, row.account_id))
+        for row in found
+    }
 
 
 def _utc(value: datetime | None) -> datetime | None:
