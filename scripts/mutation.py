@@ -222,6 +222,11 @@ EQUIVALENT: Final[dict[tuple[str, str, str], str]] = {
     ): "a caller's own user is in the caller's own account, so the account test already admits"
     " them: the first operand never decides",
     (
+        "ledger/access_policy.py",
+        'if kind == "annotation":',
+        'if kind is "annotation":',
+    ): "a kind is one of the module's string literals, which CPython interns: `is` and `==` agree",
+    (
         "projections/held.py",
         "@dataclass(frozen=True)",
         "@dataclass(frozen=False)",

@@ -3,6 +3,7 @@ each rule of reads and writes at its edges, without a database."""
 
 from __future__ import annotations
 
+import dataclasses
 from uuid import UUID, uuid4
 
 import pytest
@@ -136,3 +137,32 @@ def test_a_review_decision_is_the_named_reviewers_own() -> None:
     for kind in ("review-campaign",):
         assert not rules.may_write(reviewer, kind).allowed
         assert rules.may_write(admin, kind).allowed
+
+
+def test_ids_are_compared_by_value_not_identity() -> None:
+    """The facts come from different loads: equal ids are distinct objects."""
+    reviewer = caller(OTHER)
+    same_reviewer = UUID(str(reviewer.user_id))
+    assert rules.may_write(reviewer, "review-decision", reviewer=same_reviewer).allowed
+    member = Caller(uuid4(), UUID(str(CLIENT)), frozenset())
+    assert rules.may_write(member, "annotation", tenant=client).allowed
+
+
+def test_only_an_admin_grants_with_an_approved_exception() -> None:
+    for manager in (caller(CLIENT, "account-admin"), caller(CONSULTANCY, "consultant")):
+        verdict = rules.may_write(manager, "user-role", target=target(client), exception=True)
+        assert (verdict.allowed, verdict.rule) == (False, "admin-exception")
+        assert rules.may_write(manager, "user-role", target=target(client)).allowed
+    assert rules.may_write(
+        caller(OTHER, "admin"), "user-role", target=target(client), exception=True
+    )
+
+
+def test_the_facts_of_a_decision_cannot_change_after_it() -> None:
+    """Value objects: hashable, and frozen so a decision cannot be made on one state and
+    acted on another."""
+    facts = [caller(CLIENT), client, target(client), rules.may_write(caller(CLIENT), "catalogue")]
+    for fact in facts:
+        assert hash(fact) == hash(fact)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            fact.__setattr__(dataclasses.fields(fact)[0].name, None)
