@@ -380,6 +380,15 @@ def test_a_user_moved_before_the_import_is_created_in_its_first_account_then_mov
         )
     doomed_id = flexmeasures.do("account_id", name=doomed)
     flexmeasures.do("cli", args=["delete", "account", "--id", str(doomed_id), "--force"])
+    # a creation row naming an account FlexMeasures never had: created where the user is now
+    stray = _email("stray")
+    stray_id = flexmeasures.do("create_user", email=stray, account="Client BV", roles=[])
+    flexmeasures.do(
+        "sql",
+        statement="UPDATE audit_log SET affected_account_id = 987654321 WHERE affected_user_id"
+        " = :u AND event LIKE 'User % created'",
+        params={"u": stray_id},
+    )
     _import(url, flexmeasures)
     model = ReadModel(url)
     model.catch_up()
@@ -397,6 +406,9 @@ def test_a_user_moved_before_the_import_is_created_in_its_first_account_then_mov
             assert list(moved["actor"]) == ["flexmeasures:import"], name
             assert "UserDeactivated" not in set(own["event"]), name
         assert model.get_account(accounts[doomed]).closed
+        user = _ledger_user(model, stray)
+        assert user.account_id == accounts["Client BV"] and user.active
+        assert "UserMoved" not in set(log[log["aggregate_id"] == user.id]["event"])
     finally:
         model.close()
     assert _import(url, flexmeasures)["changes_recorded"] == 0

@@ -120,6 +120,7 @@ class Mirror:
         self.clock = ImportClock()
         self.ledger = Ledger(ledger_url, clock=self.clock, mirror=True)
         self.ids: dict[tuple[str, int], UUID] = {}
+        self.fm_user_of: dict[UUID, int] = {}  # the reverse of self.ids' users
         self.snapshot = fm.Snapshot()
         self.report = SyncReport()
         self._batch: Batch | None = None
@@ -232,6 +233,9 @@ class Mirror:
         old_fingerprints = {} if cursor is None else cursor.fingerprints
         self.snapshot = self.database.snapshot(after)
         self.ids = self.mirrored_ids()
+        self.fm_user_of = {
+            ledger: key for (kind, key), ledger in self.ids.items() if kind == "user"
+        }
         changes = [change for row in self.snapshot.audit_rows for change in interpret(row)]
         self.report.rows = len(self.snapshot.audit_rows)
         self.creation_roles = roles_held_at_creation(changes)
@@ -328,11 +332,10 @@ class Mirror:
         """Move the members of an account about to close whom FlexMeasures has in another
         account now (no row says when they moved): closing would deactivate them."""
         members = self.batch.uow.load(Account, ledger_id, "account").members
-        for (kind, user_id), member in list(self.ids.items()):
-            user = self.snapshot.users.get(user_id)
-            if kind != "user" or member not in members or user is None:
-                continue
-            if user.account_id == account_id:
+        for member in sorted(members):
+            user_id = self.fm_user_of.get(member)
+            user = None if user_id is None else self.snapshot.users.get(user_id)
+            if user is None or user.account_id == account_id:
                 continue
             target = self._account(user.account_id, IMPORT_ACTOR, OBSERVED)
             if target is not None:
@@ -387,6 +390,8 @@ class Mirror:
 
     def _map(self, kind: str, external_id: int, ledger_id: UUID) -> None:
         self.ids[(kind, external_id)] = ledger_id
+        if kind == "user":
+            self.fm_user_of[ledger_id] = external_id
         self.batch.uow.write(side.map_id(self.source, kind, external_id, ledger_id))
 
     # -- history --------------------------------------------------------------------------------
@@ -589,11 +594,12 @@ class Mirror:
         """The ledger id of a FlexMeasures account still there, or deleted there and mirrored
         from its rows and not closed yet; else None."""
         if account_id in self.snapshot.accounts:
-            return self._account(account_id, IMPORT_ACTOR, OBSERVED)
-        gone = self.ids.get(("account", account_id))
-        if gone is None or self.batch.uow.load(Account, gone, "account").closed:
+            found = self._account(account_id, IMPORT_ACTOR, OBSERVED)
+        else:
+            found = self.ids.get(("account", account_id))
+        if found is None or self.batch.uow.load(Account, found, "account").closed:
             return None
-        return gone
+        return found
 
     def _deleted_user(self, change: Change, actor: str, reason: str) -> UUID | None:
         """A user FlexMeasures deleted since: only its username and account id survive there
