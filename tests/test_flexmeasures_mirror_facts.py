@@ -287,3 +287,128 @@ def test_an_unrecognised_entry_about_a_user_is_erased_with_the_user(
     exported = CliRunner().invoke(main, ["--db", url, "audit", "export", "--format", "jsonl"])
     assert exported.exit_code == 0, exported.output
     assert entry not in exported.stdout
+
+
+def test_a_role_whose_description_the_ledger_refuses_is_defined_without_it_and_its_grant_kept(
+    url: str, flexmeasures: FlexMeasures
+) -> None:
+    role = f"operator-{uuid4().hex[:6]}"
+    flexmeasures.do(
+        "sql",
+        statement="INSERT INTO role (name, description) VALUES (:r, :d)",
+        params={"r": role, "d": "Runs the plant.\r\nNight shift."},
+    )
+    email = _email("operator")
+    fm_id = flexmeasures.do("create_user", email=email, account="Client BV", roles=[])
+    flexmeasures.do(
+        "sql",
+        statement="INSERT INTO roles_users (user_id, role_id) SELECT :u, id FROM role"
+        " WHERE name = :r",
+        params={"u": fm_id, "r": role},
+    )
+    summary = _import(url, flexmeasures)
+    refused = [p for p in summary["problems"] if f"Role {role!r}: description not mirrored" in p]
+    assert len(refused) == 1, summary["problems"]
+    model = ReadModel(url)
+    model.catch_up()
+    try:
+        user = _ledger_user(model, email)
+        assert model.has_role(user.id, role)
+        assert {r.name: r.description for r in model.list_roles()}[role] is None
+    finally:
+        model.close()
+    # a later description change the ledger refuses blocks nothing either
+    flexmeasures.do(
+        "sql",
+        statement="UPDATE role SET description = :d WHERE name = :r",
+        params={"r": role, "d": "Day shift.\r\nNight shift."},
+    )
+    flexmeasures.do(
+        "sql",
+        statement="UPDATE fm_user SET timezone = 'Europe/Paris' WHERE id = :u",
+        params={"u": fm_id},
+    )
+    again = _import(url, flexmeasures)
+    assert [p for p in again["problems"] if f"Role {role!r}: description not mirrored" in p]
+    model = ReadModel(url)
+    model.catch_up()
+    try:
+        user = _ledger_user(model, email)
+        assert user.timezone == "Europe/Paris" and model.has_role(user.id, role)
+    finally:
+        model.close()
+
+
+def test_an_account_updated_entry_stays_readable_when_the_acting_admin_is_erased(
+    url: str, flexmeasures: FlexMeasures
+) -> None:
+    _import(url, flexmeasures)
+    model = ReadModel(url)
+    model.catch_up()
+    try:
+        root = _ledger_user(model, "root@seita.example")
+        log = model.audit_log()
+        kept = log[log["event"] == "UnrecognisedEntryRecorded"]
+        updates = kept[kept["text"].str.startswith("Account Updated")]
+        assert len(updates) >= 1
+        assert not (updates["affected_user_id"] == str(root.id)).any()
+        texts = set(updates["text"])
+        with Ledger(url) as led:
+            led.erase_user(root.id, actor="cli:test", reason="GDPR request")
+        model.catch_up()
+        log = model.audit_log()
+        kept = log[log["event"] == "UnrecognisedEntryRecorded"]
+        assert texts <= set(kept["text"])
+        assert ERASED not in texts
+    finally:
+        model.close()
+
+
+def test_a_user_moved_before_the_import_is_created_in_its_first_account_then_moved(
+    url: str, flexmeasures: FlexMeasures
+) -> None:
+    kept, doomed = f"Origin {uuid4().hex[:8]}", f"Left {uuid4().hex[:8]}"
+    movers = {kept: _email("from-kept"), doomed: _email("from-doomed")}
+    for name, email in movers.items():
+        flexmeasures.do("cli", args=["add", "account", "--name", name])
+        flexmeasures.do("create_user", email=email, account=name, roles=["account-admin"])
+        flexmeasures.do(
+            "sql",
+            statement="UPDATE fm_user SET account_id = (SELECT id FROM account WHERE name ="
+            " 'Seita BV') WHERE email = :e",
+            params={"e": email},
+        )
+    doomed_id = flexmeasures.do("account_id", name=doomed)
+    flexmeasures.do("cli", args=["delete", "account", "--id", str(doomed_id), "--force"])
+    # a creation row naming an account FlexMeasures never had: created where the user is now
+    stray = _email("stray")
+    stray_id = flexmeasures.do("create_user", email=stray, account="Client BV", roles=[])
+    flexmeasures.do(
+        "sql",
+        statement="UPDATE audit_log SET affected_account_id = 987654321 WHERE affected_user_id"
+        " = :u AND event LIKE 'User % created'",
+        params={"u": stray_id},
+    )
+    _import(url, flexmeasures)
+    model = ReadModel(url)
+    model.catch_up()
+    try:
+        accounts = {a.name: a.id for a in model.list_accounts(include_closed=True)}
+        log = model.audit_log()
+        for name, email in movers.items():
+            user = _ledger_user(model, email)
+            assert user.account_id == accounts["Seita BV"] and user.active
+            assert model.has_role(user.id, "account-admin")
+            own = log[log["aggregate_id"] == user.id]
+            created = own[own["event"] == "UserCreated"]
+            assert [str(a) for a in created["account_id"]] == [str(accounts[name])], name
+            moved = own[own["event"] == "UserMoved"]
+            assert list(moved["actor"]) == ["flexmeasures:import"], name
+            assert "UserDeactivated" not in set(own["event"]), name
+        assert model.get_account(accounts[doomed]).closed
+        user = _ledger_user(model, stray)
+        assert user.account_id == accounts["Client BV"] and user.active
+        assert "UserMoved" not in set(log[log["aggregate_id"] == user.id]["event"])
+    finally:
+        model.close()
+    assert _import(url, flexmeasures)["changes_recorded"] == 0

@@ -39,6 +39,13 @@ _WHOLE: Final[list[tuple[Kind, re.Pattern[str]]]] = [
     ("account-created", re.compile(r"Account (?P<name>.+) created")),
 ]
 
+# Rows whose subject is an account, whatever user they name: an "Account Updated" row names the
+# admin who acted as its affected user.
+_ABOUT_AN_ACCOUNT: Final[list[re.Pattern[str]]] = [
+    re.compile(r"Account Updated\b.*", re.DOTALL),
+    *(pattern for kind, pattern in _WHOLE if kind == "account-created"),
+]
+
 
 @dataclass(frozen=True)
 class Change:
@@ -66,6 +73,12 @@ def interpret(row: AuditRow) -> list[Change]:
     if not changes or row.affected_user_id is None:
         return [Change("unrecognised", row)]
     return changes
+
+
+def about_an_account(row: AuditRow) -> bool:
+    """Whether the row is about its account rather than about the user it names."""
+    event = row.event.strip()
+    return any(pattern.fullmatch(event) for pattern in _ABOUT_AN_ACCOUNT)
 
 
 def _segments(row: AuditRow, event: str) -> list[Change]:

@@ -30,7 +30,12 @@ from ledger.batch import Batch
 from ledger.domain import Account, AccountRole, ExternalSource, Role, User
 from ledger.errors import LedgerError
 from ledger.flexmeasures import source as fm
-from ledger.flexmeasures.history import Change, interpret, roles_held_at_creation
+from ledger.flexmeasures.history import (
+    Change,
+    about_an_account,
+    interpret,
+    roles_held_at_creation,
+)
 from ledger.storage import side_tables as side
 from ledger.storage.claims import ACCOUNT_NAME, USERNAME
 from ledger.validation import now
@@ -115,6 +120,7 @@ class Mirror:
         self.clock = ImportClock()
         self.ledger = Ledger(ledger_url, clock=self.clock, mirror=True)
         self.ids: dict[tuple[str, int], UUID] = {}
+        self.fm_user_of: dict[UUID, int] = {}  # the reverse of self.ids' users
         self.snapshot = fm.Snapshot()
         self.report = SyncReport()
         self._batch: Batch | None = None
@@ -227,6 +233,9 @@ class Mirror:
         old_fingerprints = {} if cursor is None else cursor.fingerprints
         self.snapshot = self.database.snapshot(after)
         self.ids = self.mirrored_ids()
+        self.fm_user_of = {
+            ledger: key for (kind, key), ledger in self.ids.items() if kind == "user"
+        }
         changes = [change for row in self.snapshot.audit_rows for change in interpret(row)]
         self.report.rows = len(self.snapshot.audit_rows)
         self.creation_roles = roles_held_at_creation(changes)
@@ -307,14 +316,32 @@ class Mirror:
     def _close_if_gone(self, change: Change) -> None:
         account_id = self.closing_after.get(change.row.id)
         ledger_id = None if account_id is None else self.ids.get(("account", account_id))
-        if ledger_id is None or self.batch.uow.load(Account, ledger_id, "account").closed:
+        if account_id is None or ledger_id is None:
+            return
+        if self.batch.uow.load(Account, ledger_id, "account").closed:
             return
         reason = (
             f"deleted in FlexMeasures since (gone from its account table): closed at the last "
             f"audit_log row naming it, row {change.row.id}"
         )
         with self.clock.set_to(change.row.at):
+            self._move_out_who_left(ledger_id, account_id)
             self._run(self.ledger.close_account, ledger_id, actor=IMPORT_ACTOR, reason=reason)
+
+    def _move_out_who_left(self, ledger_id: UUID, account_id: int) -> None:
+        """Move the members of an account about to close whom FlexMeasures has in another
+        account now (no row says when they moved): closing would deactivate them."""
+        members = self.batch.uow.load(Account, ledger_id, "account").members
+        for member in sorted(members):
+            user_id = self.fm_user_of.get(member)
+            user = None if user_id is None else self.snapshot.users.get(user_id)
+            if user is None or user.account_id == account_id:
+                continue
+            target = self._account(user.account_id, IMPORT_ACTOR, OBSERVED)
+            if target is not None:
+                self._run(
+                    self.ledger.move_user, member, target, actor=IMPORT_ACTOR, reason=OBSERVED
+                )
 
     def _unchanged(self, cursor: Cursor) -> bool:
         return (
@@ -355,9 +382,7 @@ class Mirror:
         try:
             result = command(*args, **kwargs)
         except LedgerError as error:
-            problem = f"{failing}{error}"
-            if problem not in self.report.problems:  # a user refused in history is again later
-                self.report.problems.append(problem)
+            self._problem(f"{failing}{error}")
             return None
         if self.ledger.last_recorded:
             self.report.recorded += 1
@@ -365,6 +390,8 @@ class Mirror:
 
     def _map(self, kind: str, external_id: int, ledger_id: UUID) -> None:
         self.ids[(kind, external_id)] = ledger_id
+        if kind == "user":
+            self.fm_user_of[ledger_id] = external_id
         self.batch.uow.write(side.map_id(self.source, kind, external_id, ledger_id))
 
     # -- history --------------------------------------------------------------------------------
@@ -384,11 +411,19 @@ class Mirror:
                 living = row.affected_user_id in self.snapshot.users
                 # a living user the ledger refused stays unmirrored (reported): only a user
                 # gone from fm_user is created under a stand-in, to be erased
-                if self._user(row.affected_user_id, actor, reason) is None and not living:
+                created = self._user(
+                    row.affected_user_id, actor, reason, created_in=row.affected_account_id
+                )
+                if created is None and not living:
                     self._deleted_user(change, actor, reason)
                 return
             if change.kind == "user-deleted":
                 self._erase_deleted(change, actor, reason)
+                return
+            if change.kind == "unrecognised" and about_an_account(row):
+                # never sealed with the key of the user it names (the acting admin, for an
+                # "Account Updated" row): erasing them must not erase the account's record
+                self._keep(change, None, actor, reason)
                 return
             user = self._user(row.affected_user_id, actor, reason)
             if user is None or change.kind == "unrecognised":
@@ -424,10 +459,26 @@ class Mirror:
         self.report.unrecognised += 1
 
     def _role(self, cls: type[Role | AccountRole], name: str, description: str | None) -> None:
+        """Define the role, with FlexMeasures' description if the ledger takes it, else without
+        one (the refused description reported): a role is never lost, nor its grants, for its
+        description."""
         if self.batch.uow.exists(cls, cls.id_for(name)):
             return
         define = self.ledger.define_role if cls is Role else self.ledger.define_account_role
-        self._run(define, name, description, actor=IMPORT_ACTOR, reason=OBSERVED)
+        if description is not None:
+            try:
+                define(name, description, actor=IMPORT_ACTOR, reason=OBSERVED)
+            except LedgerError as error:
+                self._problem(f"{cls.__name__} {name!r}: description not mirrored: {error}")
+            else:
+                if self.ledger.last_recorded:
+                    self.report.recorded += 1
+                return
+        self._run(define, name, None, actor=IMPORT_ACTOR, reason=OBSERVED)
+
+    def _problem(self, problem: str) -> None:
+        if problem not in self.report.problems:  # a user refused in history is again later
+            self.report.problems.append(problem)
 
     def _description(self, cls: type[Role | AccountRole], name: str) -> str | None:
         """The role's description in FlexMeasures now (None if it is gone from there)."""
@@ -444,7 +495,14 @@ class Mirror:
         if held.description == description:
             return
         describe = self.ledger.describe_role if cls is Role else self.ledger.describe_account_role
-        self._run(describe, name, description, actor=IMPORT_ACTOR, reason=OBSERVED)
+        self._run(
+            describe,
+            name,
+            description,
+            actor=IMPORT_ACTOR,
+            reason=OBSERVED,
+            failing=f"{cls.__name__} {name!r}: description not mirrored: ",
+        )
 
     def _account(self, account_id: int | None, actor: str, reason: str) -> UUID | None:
         if account_id is None:
@@ -493,7 +551,12 @@ class Mirror:
             self._map("account", change.account_id, created)
         return cast(UUID | None, created)
 
-    def _user(self, user_id: int | None, actor: str, reason: str) -> UUID | None:
+    def _user(
+        self, user_id: int | None, actor: str, reason: str, created_in: int | None = None
+    ) -> UUID | None:
+        """The user's ledger id, creating the user first if need be: in `created_in`, the
+        account its creation row names, when that is known here (the move to its account now
+        is then reconciled as observed), else in its account now."""
         if user_id is None:
             return None
         found = self.ids.get(("user", user_id))
@@ -502,7 +565,11 @@ class Mirror:
         user = self.snapshot.users.get(user_id)
         if user is None:
             return None
-        account = self._account(user.account_id, IMPORT_ACTOR, OBSERVED)
+        account = None
+        if created_in is not None and created_in != user.account_id:
+            account = self._open_account(created_in)
+        if account is None:
+            account = self._account(user.account_id, IMPORT_ACTOR, OBSERVED)
         if account is None:
             return None
         roles = sorted(self.creation_roles.get(user_id, ()))
@@ -523,6 +590,17 @@ class Mirror:
             self._map("user", user_id, created)
         return cast(UUID | None, created)
 
+    def _open_account(self, account_id: int) -> UUID | None:
+        """The ledger id of a FlexMeasures account still there, or deleted there and mirrored
+        from its rows and not closed yet; else None."""
+        if account_id in self.snapshot.accounts:
+            found = self._account(account_id, IMPORT_ACTOR, OBSERVED)
+        else:
+            found = self.ids.get(("account", account_id))
+        if found is None or self.batch.uow.load(Account, found, "account").closed:
+            return None
+        return found
+
     def _deleted_user(self, change: Change, actor: str, reason: str) -> UUID | None:
         """A user FlexMeasures deleted since: only its username and account id survive there
         (no email), so it is created under a stand-in email, in that account (also when that
@@ -542,9 +620,7 @@ class Mirror:
             if candidate in self.snapshot.accounts:
                 account = self._account(candidate, IMPORT_ACTOR, OBSERVED)
                 break
-            gone = self.ids.get(("account", candidate))  # deleted there, mirrored here
-            if gone is not None and not self.batch.uow.load(Account, gone, "account").closed:
-                account = gone
+            if (account := self._open_account(candidate)) is not None:
                 break
         if account is None or not change.name:
             self._keep(change, None, actor, reason)
