@@ -147,15 +147,15 @@ async def _stream(
                     delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                 )
                 try:
-                    confirmed = await channel.default_exchange.publish(
+                    confirmed: object = await channel.default_exchange.publish(
                         message, routing_key=to.queue
                     )
-                    if not isinstance(confirmed, spec.Basic.Ack):
-                        raise aiormq.exceptions.DeliveryError(None, confirmed)
                 except aiormq.exceptions.DeliveryError as error:
+                    confirmed = getattr(error, "frame", None)
+                if not isinstance(confirmed, spec.Basic.Ack):
                     # the events before it were confirmed: the restart starts after them
                     led.side.write_side([stream_cursors.advance(to.cursor_name, position)])
-                    raise StreamError(_undelivered(to, item.position, position, error)) from None
+                    raise StreamError(_undelivered(to, item.position, position, confirmed))
                 published += 1
                 position = item.position
                 since_cursor += 1
@@ -175,8 +175,7 @@ async def _stream(
         await connection.close()
 
 
-def _undelivered(to: Target, event: int, cursor: int, error: BaseException) -> str:
-    frame = getattr(error, "frame", None)
+def _undelivered(to: Target, event: int, cursor: int, frame: object) -> str:
     if isinstance(frame, spec.Basic.Return):
         why = (
             f"the broker returned the event at position {event} unrouted "
