@@ -226,6 +226,7 @@ def _digest(row: dict[str, object]) -> SignedDigest:
             raise malformed(f"{name} {_shown(value)} is not {length} lowercase hex digits")
         return value
 
+    number_checked, position = integer("number", 1), integer("position", 0)
     time = row["time"]
     try:
         parsed = datetime.fromisoformat(time) if isinstance(time, str) else None
@@ -234,8 +235,8 @@ def _digest(row: dict[str, object]) -> SignedDigest:
     if parsed is None or parsed.tzinfo is None or parsed.isoformat() != time:
         raise malformed(f"time {_shown(time)} is not an ISO 8601 time with its offset")
     return SignedDigest(
-        number=integer("number", 1),
-        position=integer("position", 0),
+        number=number_checked,
+        position=position,
         hash=hex_text("hash", 64),
         time=time,
         previous=hex_text("previous", SIGNATURE_HEX, empty=True),
