@@ -5,7 +5,10 @@ with directly in the database, as someone without the private key could."""
 
 from __future__ import annotations
 
+import io
 import json
+import os
+from csv import reader as csvreader
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -15,11 +18,12 @@ from click.testing import Result
 
 from ledger import Ledger
 from ledger.audit import Audit, NotVerified, signing
+from ledger.audit.evidence import csv_comment
 from ledger.errors import ValidationError
 from ledger.storage import chain
 from tests.helpers import cli, one_line
 from tests.test_audit import events_table, raw, state_at
-from tests.test_signed_digests import history, keys, sign, signed_history
+from tests.test_signed_digests import history, keys, sign, sign_result, signed_history, verify
 
 __all__ = ["keys"]  # the fixture, shared with the signed-digest tests
 
@@ -258,22 +262,98 @@ def test_the_wrong_key_and_a_forged_digest_are_named(
 def test_control_characters_in_a_stored_digest_stay_inside_the_stamp(
     led: Ledger, keys: tuple[Path, Path]
 ) -> None:
-    """A digest row edited by hand is shown (unchecked) as stored, but cannot add CSV rows or
-    HTML; with the key it is refused as forged (here: naming another key)."""
+    """A digest row edited by hand is malformed: refused by name, and with --unverified shown
+    escaped inside the NOT VERIFIED stamp, adding no CSV rows or HTML."""
     private, public = keys
     signed_history(led, private)
     forged = "2026\nsuperuser,x,evil@x.org,Acme,2026\r<script>alert(1)</script>\x1b[2J"
     raw(led, "UPDATE ledger_digests SET time = ?, key_id = ? WHERE number = 3", forged, "k\n#")
-    csv = report(led).stdout
+    line = one_line(report(led, code=1))
+    assert "signed digest row 3 is malformed: time '2026\\nsuperuser,x,evil@x" in line
+    csv = report(led, "--unverified").stdout
     lines = csv.rstrip("\n").splitlines()
-    assert lines[2] == "role,user_id,email,account,since" and len(lines) == 3
-    assert "time 2026\\nsuperuser,x,evil@x.org" in lines[1] and "\\x1b[2J" in lines[1]
-    page = report(led, fmt="html").stdout
-    assert "<script>" not in page and "&lt;script&gt;" in page
-    signed = json.loads(report(led, fmt="json").stdout)["signed_digest"]
-    assert signed["key_id"] == "k\\n#" and "\n" not in signed["note"]
+    assert lines[3] == "role,user_id,email,account,since" and len(lines) == 4
+    assert lines[0].startswith("# NOT VERIFIED: signed digests: signed digest row 3 is malformed")
+    assert "\x1b" not in csv and "\\nsuperuser" in lines[0]
+    page = report(led, "--unverified", fmt="html").stdout
+    assert "<script>" not in page and "\x1b" not in page
+    signed = json.loads(report(led, "--unverified", fmt="json").stdout)["signed_digest"]
+    assert signed["status"] == "failed" and "\n" not in signed["note"]
     line = one_line(report(led, "--public-key", str(public), code=1))
-    assert "signed digest #3" in line and "not the public key given" in line
+    assert "signed digest row 3 is malformed" in line
+
+
+def _formula_cells(text: str) -> list[str]:
+    """The cells of a CSV a spreadsheet would run as formulas, split at , and at ;."""
+    found = []
+    for delimiter in ",;":
+        for row in csvreader(io.StringIO(text), delimiter=delimiter):
+            found += [cell for cell in row if cell.lstrip().startswith(("=", "+", "-", "@"))]
+    return found
+
+
+INJECTION = '2026-11-30T13:30:43+00:00,=cmd|\' /C calc\'!A0;@SUM(1),"=HYPERLINK(""x"")"'
+MALFORMED = [
+    ("time", INJECTION, "time '2026-11-30T13:30:43+00:00,=cmd|"),
+    ("time", "2026-11-30T13:30:43", "time '2026-11-30T13:30:43' is not an ISO 8601"),
+    ("key_id", "=1+1", "key_id '=1+1' is not 16 lowercase hex digits"),
+    ("signature", "+" + "0" * 127, "signature '+000"),
+    ("previous", "-1,@x", "previous '-1,@x' is not 128 lowercase hex digits"),
+    ("hash", "0" * 63 + "G", "hash '" + "0" * 30),
+    ("position", -1, "position -1 is not an integer from 0"),
+]
+SQLITE_ONLY = [  # SQLite keeps text (and reals) in a BIGINT column
+    ("position", "=2+2", "position '=2+2' is not an integer from 0"),
+    ("position", 2.5, "position 2.5 is not an integer from 0"),
+    ("number", "zz", "signed digest row 'zz' is malformed: number 'zz' is not an integer"),
+]
+
+
+@pytest.mark.parametrize(("column", "value", "named"), MALFORMED + SQLITE_ONLY)
+def test_a_malformed_digest_row_is_named_everywhere_never_a_traceback_or_a_formula(
+    led: Ledger, keys: tuple[Path, Path], column: str, value: object, named: str
+) -> None:
+    """A digest row's fields are parsed strictly: a malformed one is a failed check named by
+    row, in reports (with or without the key: refused, or stamped NOT VERIFIED), in `verify
+    --public-key` and in signing; a stamp line never carries a formula cell."""
+    if (column, value, named) in SQLITE_ONLY and not led.url.startswith("sqlite"):
+        pytest.skip("PostgreSQL refuses the value in a BIGINT column")
+    private, public = keys
+    signed_history(led, private)
+    if column == "number":
+        raw(
+            led,
+            "INSERT INTO ledger_digests SELECT ?, position, hash, time, previous, key_id, "
+            "signature FROM ledger_digests WHERE number = 3",
+            value,
+        )
+    else:
+        raw(led, f"UPDATE ledger_digests SET {column} = ? WHERE number = 3", value)
+    row = "'zz'" if column == "number" else "3"
+    for key in ((), ("--public-key", str(public))):
+        line = one_line(report(led, *key, code=1))
+        assert f"signed digest row {row} is malformed" in line and named in line, line
+        assert "Traceback" not in line
+        for fmt in FORMATS:
+            marked = stamp(report(led, *key, "--unverified", fmt=fmt), fmt)
+            assert marked[0].startswith("NOT VERIFIED: signed digests: signed digest row ")
+        csv = report(led, *key, "--unverified").stdout
+        assert _formula_cells(csv) == [] and named.split()[0] in csv
+    verified = verify(led, public, code=1)
+    assert f"signed digest row {row} is malformed" in verified
+    refused = one_line(sign_result(led, private, code=1))
+    assert f"not signing: signed digest row {row} is malformed" in refused
+    with Audit(led.url) as audit:
+        with pytest.raises(NotVerified, match="is malformed"):
+            audit.report("privileged")
+        frame = audit.report("privileged", unverified=True, public_key=public)
+        assert frame.attrs["signed_digest"]["status"] == "failed"
+
+
+def test_stamp_lines_of_the_evidence_keep_commas_but_no_formula_cell() -> None:
+    assert csv_comment("a, b; c") == "# a, b; c"
+    assert csv_comment('t 1,=cmd; @x,\t-1, "+2') == "# t 1,'=cmd; '@x,\t'-1, \"'+2"
+    assert _formula_cells(csv_comment(INJECTION) + "\n") == []
 
 
 def test_bad_public_keys_are_refused_with_one_line_and_nothing_written(
@@ -286,7 +366,10 @@ def test_bad_public_keys_are_refused_with_one_line_and_nothing_written(
     not_a_key.write_text("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
     huge = tmp_path / "huge.pub"
     huge.write_bytes(b"x" * 100_000)
+    fifo = tmp_path / "fifo.pub"
+    os.mkfifo(fifo)  # would wait forever for a writer
     for path, problem in (
+        (fifo, "not a regular file"),
         (tmp_path / "missing.pub", "cannot read public key"),
         (not_a_key, "not an Ed25519 public key"),
         (huge, "more than 16384 bytes"),

@@ -5,10 +5,12 @@ key could; each tampering is named."""
 from __future__ import annotations
 
 import json
+import os
 import stat
 from pathlib import Path
 
 import pytest
+from click.testing import Result
 
 from ledger import Ledger
 from ledger.storage import chain
@@ -35,8 +37,12 @@ def history(led: Ledger, people: int = 3) -> None:
         led.record_login(user, ip="192.0.2.1")
 
 
+def sign_result(led: Ledger, private: Path, code: int = 0) -> Result:
+    return cli("--db", led.url, "audit", "digest", "--sign", str(private), code=code)
+
+
 def sign(led: Ledger, private: Path, code: int = 0) -> dict[str, object]:
-    result = cli("--db", led.url, "audit", "digest", "--sign", str(private), code=code)
+    result = sign_result(led, private, code)
     return {} if code else dict(json.loads(result.stdout))
 
 
@@ -250,6 +256,12 @@ def test_key_files_that_are_not_keys_are_refused(
     huge.chmod(0o600)
     refused = cli("--db", led.url, "audit", "digest", "--sign", str(huge), code=1)
     assert "more than 16384 bytes" in one_line(refused)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # would wait forever for a writer
+    for option in ("--public-key", "--sign"):
+        command = "verify" if option == "--public-key" else "digest"
+        refused = cli("--db", led.url, "audit", command, option, str(fifo), code=1)
+        assert f"{str(fifo)!r}: not a regular file" in one_line(refused)
     missing = cli("--db", led.url, "audit", "verify", "--public-key", str(tmp_path / "no"), code=1)
     assert "cannot read public key" in one_line(missing)
     assert led.side.select_one("SELECT number FROM ledger_digests", ()) is None

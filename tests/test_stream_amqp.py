@@ -179,6 +179,15 @@ USER, PASSWORD = "streamer", "Hunter2-pw"
         (AMQP_URL, "q\x00", "invalid queue 'q\\x00'"),
         (AMQP_URL, "x" * 256, "invalid queue"),
         (AMQP_URL, "amq.mine", "reserved by RabbitMQ"),
+        (f"amqp://{USER}:{PASSWORD}@ex..ample:5672/", "q", "host 'ex..ample' is not a host name"),
+        (f"amqp://{USER}:{PASSWORD}@{'a' * 64}.example/", "q", f"host '{'a' * 64}.example'"),
+        (f"amqp://{USER}:{PASSWORD}@.:5672/", "q", "host '.' is not a host name"),
+        # the vhost shown as it is: `/out-fix-none`, not `out-fix-none`
+        (
+            f"amqp://{USER}:{PASSWORD}@127.0.0.1:5672/%2Fout-fix-none",
+            "q",
+            "cannot publish to amqp://127.0.0.1:5672/%2Fout-fix-none:",
+        ),
     ],
 )
 def test_bad_targets_are_refused(
@@ -217,3 +226,62 @@ def test_a_queue_declared_otherwise_is_refused_in_one_line(led: Ledger, queue: s
     history(led, 1)
     line = stream(led, queue, code=1)
     assert "cannot publish to amqp://127.0.0.1:5672/" in line and "PRECONDITION_FAILED" in line
+
+
+def test_vhosts_that_differ_by_a_slash_keep_their_own_cursors() -> None:
+    """`x` and `/x`, `/` and `//` are different vhosts: each its own cursor, shown as it is."""
+    vhosts = {
+        "amqp://u:p@h:5672/x": "amqp://h:5672/x",
+        "amqp://u:p@h:5672/%2Fx": "amqp://h:5672/%2Fx",
+        "amqp://u:p@h:5672/": "amqp://h:5672/",
+        "amqp://u:p@h:5672/%2F%2F": "amqp://h:5672/%2F%2F",
+        "amqp://u:p@h:5672/a%2Cb": "amqp://h:5672/a%2Cb",
+    }
+    names = set()
+    for url, shown in vhosts.items():
+        found = amqp.target(url, "q")
+        assert found.shown == shown and "u:p" not in found.cursor_name
+        names.add(found.cursor_name)
+    assert len(names) == len(vhosts)
+    # the default vhost, however written, is one vhost with one cursor (named as before)
+    same = {amqp.target(url, "q").cursor_name for url in ("amqp://h/", "amqp://h", "amqp://h/%2F")}
+    assert same == {"amqp://h:5672//q"}
+
+
+def test_a_queue_deleted_while_streaming_stops_it_and_the_restart_misses_nothing(
+    led: Ledger, queue: str
+) -> None:
+    """RabbitMQ returns a message for a queue that is gone: the streamer stops in one line,
+    exit 1, its cursor at the last confirmed event; run again once the queue is back, it
+    publishes from there: no position lost."""
+    history(led, 3)
+    head = led.recorder.max_notification_id() or 0
+    command = [LEDGER, "--db", led.url, "audit", "stream", "--to", AMQP_URL, "--queue", queue]
+    follow = [*command, "--follow", "--interval", "0.1"]
+    process = subprocess.Popen(follow, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    found: list[tuple[int, str, dict[str, object]]] = []
+    deadline = time.monotonic() + 60
+    while len(found) < head and time.monotonic() < deadline:
+        found.extend(messages(queue))
+        time.sleep(0.05)
+    asyncio.run(_delete(queue))  # by an operator, an expiry policy, a consumer's cleanup
+    history(led, 2)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 1, err
+    # the progress lines of --follow, then the one line saying why it stopped
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err and all(line.startswith("published ") for line in lines[:-1])
+    assert lines[-1] == (
+        f"error: cannot publish to amqp://127.0.0.1:5672/ queue {queue}: the broker returned "
+        f"the event at position {head + 1} unrouted (312 NO_ROUTE: no queue {queue}, "
+        f"deleted?); stopped with the cursor at position {head}, the last confirmed: run again "
+        "once the queue is back"
+    )
+    assert "guest" not in err
+    now = led.recorder.max_notification_id() or 0
+    assert messages(queue) == []  # declared again, by its consumer: empty
+    restart = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert restart.returncode == 0, restart.stderr
+    assert f"published {now - head} events" in restart.stdout + restart.stderr
+    found.extend(messages(queue))
+    assert [position for position, _, _ in found] == list(range(1, now + 1))  # no gap

@@ -22,7 +22,7 @@ from pydantic import Field
 from ledger.application import Ledger
 from ledger.audit import html, integrity, reports, review_report, signing
 from ledger.audit import replay as replaying
-from ledger.audit.evidence import Evidence
+from ledger.audit.evidence import Evidence, csv_comment
 from ledger.audit.integrity import Digest, NotVerified, Verification
 from ledger.commands.reviews import CampaignName
 from ledger.errors import ValidationError
@@ -95,7 +95,10 @@ class Audit:
         projected = self.read_model.position()
         # the digests are read before the chain is verified, as `verify --public-key` does: a
         # digest signed meanwhile may be of events this verification does not see
-        newest = signing.last_stored(self.ledger)
+        try:
+            newest, malformed = signing.last_stored(self.ledger), None
+        except signing.MalformedDigest as error:
+            newest, malformed = None, str(error)
         result = self.verify()
         head = 0 if result.head is None else result.head.position
         if result.ok and projected > head:
@@ -108,10 +111,10 @@ class Audit:
                 f"{head} (events removed)",
             )
         signed = None
-        if public is not None:
+        if public is not None and malformed is None:
             upto = 0 if newest is None else newest.number
             signed = signing.verify_signed(self.ledger, public, result, upto)
-        evidence = Evidence(result, signed, newest)
+        evidence = Evidence(result, signed, newest, malformed)
         if not evidence.ok and not unverified:
             failed = (
                 "the integrity chain does not verify"
@@ -218,7 +221,7 @@ class Audit:
         frames = {name: _report(rm, name, asked) for name in names}
         if fmt == "csv":
             text = str(next(iter(frames.values())).map(_csv_time).to_csv(index=False))
-            return "".join(f"# {line}\n" for line in evidence.lines()) + text
+            return "".join(f"{csv_comment(line)}\n" for line in evidence.lines()) + text
         if fmt == "json":
             data = {name: records(frame) for name, frame in frames.items()}
             return json.dumps({**evidence.block(), "reports": data}, indent=1)

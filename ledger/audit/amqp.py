@@ -18,11 +18,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import aio_pika
 import aio_pika.exceptions
 import aiormq.exceptions
+from aiormq import spec
 
 from ledger.application import Ledger
 from ledger.audit import export
@@ -69,6 +70,13 @@ def target(url: str, queue: str) -> Target:
         ) from None
     if parts.scheme not in SCHEMES or not parts.hostname or port == 0:
         raise ValidationError(f"{given}: give amqp://USER:PASSWORD@HOST:PORT/VHOST")
+    try:
+        parts.hostname.encode("idna")  # what connecting does: an empty or too long label fails
+    except UnicodeError:
+        raise ValidationError(
+            f"{given}: host {parts.hostname!r} is not a host name (empty label, or one longer "
+            "than 63 characters)"
+        ) from None
     if parts.query or parts.fragment or "/" in parts.path[1:]:
         raise ValidationError(f"{given}: a broker address has a virtual host at most, no query")
     if len(queue.encode()) > QUEUE_LIMIT or not QUEUE.fullmatch(queue) or queue.startswith("amq."):
@@ -78,7 +86,10 @@ def target(url: str, queue: str) -> Target:
         )
     vhost = unquote(parts.path[1:]) if parts.path not in ("", "/") else "/"
     default = 5671 if parts.scheme == "amqps" else 5672
-    shown = f"{parts.scheme}://{parts.hostname}:{port or default}/{vhost.lstrip('/')}"
+    # the vhost exactly, percent-encoded: `x` and `/x`, `/` and `//` are different vhosts and
+    # keep different cursors; the default `/` is written as nothing, as cursors were named before
+    shown_vhost = "" if vhost == "/" else quote(vhost, safe="")
+    shown = f"{parts.scheme}://{parts.hostname}:{port or default}/{shown_vhost}"
     return Target(url, shown, queue)
 
 
@@ -101,6 +112,7 @@ def stream(
     except (
         TimeoutError,
         OSError,
+        UnicodeError,
         aio_pika.exceptions.AMQPException,
         aiormq.exceptions.AMQPError,
     ) as error:
@@ -117,7 +129,9 @@ async def _stream(
 ) -> Streamed:
     connection = await asyncio.wait_for(aio_pika.connect(to.url), CONNECT_TIMEOUT)
     try:
-        channel = await connection.channel(publisher_confirms=True)
+        # a message the broker returns (no queue: deleted meanwhile) raises, as a nack does;
+        # without on_return_raises it would count as confirmed and the cursor skip it
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         await channel.declare_queue(to.queue, durable=True)
         position = cursor_at(led, to.cursor_name)
         published = 0
@@ -132,8 +146,16 @@ async def _stream(
                     content_type="application/json",
                     delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                 )
-                # returns once the broker confirmed it (raises if it refused it)
-                await channel.default_exchange.publish(message, routing_key=to.queue)
+                try:
+                    confirmed: object = await channel.default_exchange.publish(
+                        message, routing_key=to.queue
+                    )
+                except aiormq.exceptions.DeliveryError as error:
+                    confirmed = getattr(error, "frame", None)
+                if not isinstance(confirmed, spec.Basic.Ack):
+                    # the events before it were confirmed: the restart starts after them
+                    led.side.write_side([stream_cursors.advance(to.cursor_name, position)])
+                    raise StreamError(_undelivered(to, item.position, position, confirmed))
                 published += 1
                 position = item.position
                 since_cursor += 1
@@ -151,3 +173,17 @@ async def _stream(
                 return done
     finally:
         await connection.close()
+
+
+def _undelivered(to: Target, event: int, cursor: int, frame: object) -> str:
+    if isinstance(frame, spec.Basic.Return):
+        why = (
+            f"the broker returned the event at position {event} unrouted "
+            f"({frame.reply_code} {frame.reply_text}: no queue {to.queue}, deleted?)"
+        )
+    else:
+        why = f"the broker refused the event at position {event} ({type(frame).__name__})"
+    return (
+        f"cannot publish to {to.shown} queue {to.queue}: {why}; stopped with the cursor at "
+        f"position {cursor}, the last confirmed: run again once the queue is back"
+    )

@@ -32,17 +32,27 @@ class Evidence:
     chain: Verification
     signed: SignedVerification | None
     stored: SignedDigest | None
+    malformed: str | None = None
+    """Why the newest stored digest row could not be read (then `stored` is None): a failed
+    check, with a public key or without."""
 
     @property
     def ok(self) -> bool:
-        return self.chain.ok and (self.signed is None or self.signed.ok)
+        return self.chain.ok and self.malformed is None and (self.signed is None or self.signed.ok)
 
     def problem(self) -> str | None:
         """Why the report is NOT VERIFIED: the chain's summary first, else the signatures'."""
         if not self.chain.ok:
             return self.chain.summary()
+        if self._digest_problem() is not None:
+            return f"signed digests: {self._digest_problem()}"
+        return None
+
+    def _digest_problem(self) -> str | None:
+        if self.malformed is not None:
+            return self.malformed
         if self.signed is not None and not self.signed.ok:
-            return f"signed digests: {self.signed.problem}"
+            return self.signed.problem
         return None
 
     def block(self) -> dict[str, Any]:
@@ -72,6 +82,8 @@ class Evidence:
         }
 
     def _status(self) -> str:
+        if self.malformed is not None:
+            return "failed"
         if self.signed is not None:
             return "verified" if self.signed.ok else "failed"
         return "none stored" if self.stored is None else "not checked"
@@ -79,6 +91,8 @@ class Evidence:
     def _shown_digest(self) -> SignedDigest | None:
         """The digest the stamp names: with a key, the last one verified (none on failure);
         without, the newest stored (unchecked)."""
+        if self.malformed is not None:
+            return None
         if self.signed is None:
             return self.stored
         return self.signed.last if self.signed.ok else None
@@ -126,8 +140,7 @@ class Evidence:
                 )
             )
         if status == "failed":
-            assert self.signed is not None
-            return _plain(f"signed digests NOT VERIFIED: {self.signed.problem}")
+            return _plain(f"signed digests NOT VERIFIED: {self._digest_problem()}")
         if status == "none stored":
             return (
                 "no signed digest is stored: the head is checked against the chain's own links "
@@ -144,3 +157,13 @@ def _describe(digest: SignedDigest) -> str:
         f"signed digest #{digest.number} (position {digest.position}, time {digest.time}, "
         f"key {digest.key_id})"
     )
+
+
+# A spreadsheet splits a CSV line at , or ; (by locale) and runs a cell starting with = + - @
+# as a formula: in a stamp line, such a cell gets a ' before it (shown as text, still readable).
+_FORMULA_CELL: Final = re.compile(r"""([,;\t][\s"]*)(?=[=+\-@])""")
+
+
+def csv_comment(line: str) -> str:
+    """A stamp line as a CSV comment line: `# ` and the line, no cell of it a formula."""
+    return "# " + _FORMULA_CELL.sub(r"\1'", line)

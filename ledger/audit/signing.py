@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -29,6 +30,7 @@ from ledger.storage import chain, digest_chain
 KEY_FILE_LIMIT: Final = 16_384  # bytes; an Ed25519 PEM is about 120
 PAGE: Final = 1000
 DOMAIN: Final = b"account-ledger signed digest v1\n"  # a signature means this and nothing else
+SIGNATURE_HEX: Final = 128  # an Ed25519 signature's 64 bytes, as hex
 
 
 def key_id(public: Ed25519PublicKey) -> str:
@@ -111,10 +113,21 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
 
 def _read_key_file(path: Path, kind: str) -> bytes:
     try:
-        with path.open("rb") as file:
-            data = file.read(KEY_FILE_LIMIT + 1)
+        # opened without blocking, then checked: a FIFO or device would wait forever on read
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as error:
         raise ValidationError(f"cannot read {kind} key {str(path)!r}: {error.strerror}") from None
+    with os.fdopen(descriptor, "rb") as file:
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            raise ValidationError(
+                f"cannot read {kind} key {str(path)!r}: not a regular file (a key is a file)"
+            )
+        try:
+            data = file.read(KEY_FILE_LIMIT + 1)
+        except OSError as error:
+            raise ValidationError(
+                f"cannot read {kind} key {str(path)!r}: {error.strerror}"
+            ) from None
     if len(data) > KEY_FILE_LIMIT:
         raise ValidationError(
             f"invalid {kind} key {str(path)!r}: more than {KEY_FILE_LIMIT} bytes, not a key"
@@ -178,15 +191,57 @@ def last_stored(led: Ledger) -> SignedDigest | None:
     return None if row is None else _digest(row)
 
 
+class MalformedDigest(NotVerified):
+    """A stored signed digest row that is not one `sign` writes (the table can be edited by
+    anyone with the database; SQLite keeps text in its BIGINT columns)."""
+
+
+_HEX: Final = re.compile(r"[0-9a-f]+")
+_SHOWN_LIMIT: Final = 40  # characters of a malformed value named in a message
+
+
+def _shown(value: object) -> str:
+    text = repr(value)  # quoted, its control characters escaped
+    return text if len(text) <= _SHOWN_LIMIT else text[:_SHOWN_LIMIT] + "..."
+
+
 def _digest(row: dict[str, object]) -> SignedDigest:
+    """The row, parsed strictly: MalformedDigest naming the row and its first bad field."""
+    number = row["number"]
+
+    def malformed(why: str) -> MalformedDigest:
+        return MalformedDigest(f"signed digest row {_shown(number)} is malformed: {why}")
+
+    def integer(name: str, least: int) -> int:
+        value = row[name]
+        if type(value) is not int or value < least:
+            raise malformed(f"{name} {_shown(value)} is not an integer from {least}")
+        return value
+
+    def hex_text(name: str, length: int, empty: bool = False) -> str:
+        value = row[name]
+        if not isinstance(value, str) or not (
+            (empty and value == "") or (len(value) == length and _HEX.fullmatch(value))
+        ):
+            raise malformed(f"{name} {_shown(value)} is not {length} lowercase hex digits")
+        return value
+
+    number_checked, position = integer("number", 1), integer("position", 0)
+    time = row["time"]
+    try:
+        parsed = datetime.fromisoformat(time) if isinstance(time, str) else None
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None or parsed.isoformat() != time:
+        raise malformed(f"time {_shown(time)} is not an ISO 8601 time with its offset")
     return SignedDigest(
-        number=int(str(row["number"])),
-        position=int(str(row["position"])),
-        hash=str(row["hash"]),
-        time=str(row["time"]),
-        previous=str(row["previous"]),
-        key_id=str(row["key_id"]),
-        signature=str(row["signature"]),
+        number=number_checked,
+        position=position,
+        hash=hex_text("hash", 64),
+        time=time,
+        previous=hex_text("previous", SIGNATURE_HEX, empty=True),
+        key_id=hex_text("key_id", 16),
+        signature=hex_text("signature", SIGNATURE_HEX),
     )
 
 
@@ -233,7 +288,11 @@ def sign(
 def _check_own(led: Ledger, public: Ed25519PublicKey) -> None:
     """Refuse to sign onto a digest chain this key cannot verify whole."""
     own, previous = key_id(public), None
-    for digest in stored(led):
+    try:
+        digests = list(stored(led))
+    except MalformedDigest as error:
+        raise NotVerified(f"not signing: {error}; see `ledger audit verify --public-key`") from None
+    for digest in digests:
         problem = _chain_problem(digest, previous, public, own)
         if problem is not None:
             if digest.key_id != own:
@@ -289,18 +348,24 @@ def verify_signed(
         raise ValueError("verify_signed(verified=...) needs upto=")
     own = key_id(public)
     count, previous = 0, None
-    for digest in stored(led, upto):
-        problem = _chain_problem(digest, previous, public, own)
-        if problem is not None:
-            return _failed(integrity.Verification(False, 0, None), count, previous, problem)
-        count, previous = count + 1, digest
+    try:
+        for digest in stored(led, upto):
+            problem = _chain_problem(digest, previous, public, own)
+            if problem is not None:
+                return _failed(integrity.Verification(False, 0, None), count, previous, problem)
+            count, previous = count + 1, digest
+    except MalformedDigest as error:
+        return _failed(integrity.Verification(False, 0, None), count, previous, str(error))
     if previous is None:
         problem = "no signed digests are stored (none made yet, or deleted): nothing to check"
         return _failed(integrity.Verification(False, 0, None), 0, None, problem)
     result = integrity.verify(led) if verified is None else verified
     if not result.ok:
         return _failed(result, count, previous, f"the integrity chain: {result.summary()}")
-    problem = _log_problem(led, result, upto)
+    try:
+        problem = _log_problem(led, result, upto)
+    except MalformedDigest as error:  # a row changed since it was read
+        problem = str(error)
     if problem is not None:
         return _failed(result, count, previous, problem)
     return SignedVerification(True, result, count, previous)
