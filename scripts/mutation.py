@@ -76,6 +76,8 @@ BATCH_TESTS: Final = (
     "tests/test_apply_state_rejections.py",
     "tests/test_apply_stopped.py",
     "tests/test_erasure_wipe_timeout.py",  # an erasure in a batch: what runs after its commit
+    "tests/test_permissions.py::test_apply_rejects_a_denied_line_and_applies_the_others",
+    "tests/test_permission_attacks.py::test_an_apply_line_cannot_opt_out_of_as_user",
     *SQLITE,
 )
 # Both databases: each has its own wipe (a checkpoint on SQLite, VACUUM FULL on PostgreSQL).
