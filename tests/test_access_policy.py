@@ -54,6 +54,21 @@ def test_reads() -> None:
     admin_of_client = caller(CLIENT, "account-admin")
     assert rules.can_read_account_audit_log(admin_of_client, client)
     assert not rules.can_read_account_audit_log(admin_of_client, other)
+    # another consultancy's client is not this consultant's
+    assert not rules.is_consultant_of(consultant, Tenant(uuid4(), uuid4()))
+    # users: of one's own account, and oneself wherever
+    assert rules.can_read_user(member, uuid4(), client)
+    assert not rules.can_read_user(member, uuid4(), other)
+    assert rules.can_read_user(member, own_user, other)
+    # a user's audit log: readers of all, the account's admins and consultants, the user
+    someone = uuid4()
+    assert rules.can_read_user_audit_log(reader, someone, client)
+    assert rules.can_read_user_audit_log(admin_of_client, someone, client)
+    assert rules.can_read_user_audit_log(consultant, someone, client)
+    assert not rules.can_read_user_audit_log(admin_of_client, someone, other)
+    assert not rules.can_read_user_audit_log(consultant, someone, other)
+    assert rules.can_read_account_audit_log(consultant, client)
+    assert rules.can_read_account_audit_log(reader, other)
 
 
 @pytest.mark.parametrize("kind", sorted(rules.ADMIN_ONLY_KINDS))

@@ -15,6 +15,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from eventsourcing.persistence import IntegrityError
 
 from ledger import Conflict, Ledger, NotFound, PermissionDenied, ValidationError
 from ledger.audit import Audit
@@ -382,6 +383,36 @@ def test_a_change_to_the_caller_between_check_and_save_is_caught(
         other.close()
     assert raced
     assert "account-admin" not in world.led.repository.get(target).held_now(datetime.now(UTC))
+
+
+def test_a_batch_decided_on_a_caller_changed_since_is_not_saved(url: str, world: World) -> None:
+    """In a batch, the check's reads are guarded at its commit: a rival's change to the caller
+    in between fails the whole batch (`ledger apply` then runs its lines one by one)."""
+    boss = world.callers["account-admin own"]
+    target = world.fresh_user("Client")
+    other = Ledger(url)
+    try:
+        with world.led.batch() as batch:
+            assert world.led.grant_role(target, "account-admin", actor=ADMIN, as_user=boss)
+            other.deactivate_user(boss, actor=ADMIN, reason="rival")
+            with pytest.raises(IntegrityError):
+                batch.commit()
+    finally:
+        other.close()
+    assert "account-admin" not in world.led.repository.get(target).held_now(datetime.now(UTC))
+    with pytest.raises(PermissionDenied, match="inactive-caller"):
+        world.led.grant_role(target, "account-admin", actor=ADMIN, as_user=boss)
+
+
+def test_extending_an_accounts_grant_is_for_admins(world: World) -> None:
+    client = world.accounts["Client"]
+    until = datetime.now(UTC) + timedelta(days=30)
+    world.led.grant_account_role(client, "Consultancy", actor=ADMIN)
+    with pytest.raises(PermissionDenied, match="admin-only"):
+        world.led.extend_grant(client, "Consultancy", until, actor=ADMIN, as_user="aa@client.org")
+    assert world.led.extend_grant(
+        client, "Consultancy", until, actor=ADMIN, as_user="admin@platform.org"
+    )
 
 
 # -- CLI ---------------------------------------------------------------------------------------
