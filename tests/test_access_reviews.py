@@ -16,9 +16,12 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ledger import Conflict, InactiveUser, Ledger, LedgerError, NotFound, ValidationError
 from ledger.audit import Audit
+from ledger.domain.reviews import item_id, split_item_id
 from projections import ReadModel
 from tests.conftest import ADMIN
 from tests.helpers import Clock, api_client, cli, event_names, one_line, stored_state
@@ -649,6 +652,18 @@ def test_the_review_report_holds_exactly_the_evidence(
             audit.report("review", campaign="\x1b[31m")
         page = audit.render(["review"], "html", campaign="q2")
     assert "Access-review campaigns (2)" in page and "audit over" in page
+
+
+@given(
+    name=st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=80).filter(
+        lambda text: text.strip() == text and text != ""
+    ),
+    number=st.integers(min_value=1, max_value=999_999_999),
+)
+def test_an_item_id_names_its_campaign_and_number_whatever_the_name_holds(
+    name: str, number: int
+) -> None:
+    assert split_item_id(item_id(name, number)) == (name, number)  # '#' in a name included
 
 
 @dataclass
