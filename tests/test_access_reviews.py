@@ -16,6 +16,8 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ledger import (
     Conflict,
@@ -27,6 +29,7 @@ from ledger import (
     ValidationError,
 )
 from ledger.audit import Audit
+from ledger.domain.reviews import item_id, split_item_id
 from projections import ReadModel
 from tests.conftest import ADMIN
 from tests.helpers import Clock, api_client, cli, event_names, one_line, stored_state
@@ -662,6 +665,18 @@ def test_the_review_report_holds_exactly_the_evidence(
     assert "Access-review campaigns (2)" in page and "audit over" in page
 
 
+@given(
+    name=st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=80).filter(
+        lambda text: text.strip() == text and text != ""
+    ),
+    number=st.integers(min_value=1, max_value=999_999_999),
+)
+def test_an_item_id_names_its_campaign_and_number_whatever_the_name_holds(
+    name: str, number: int
+) -> None:
+    assert split_item_id(item_id(name, number)) == (name, number)  # '#' in a name included
+
+
 @dataclass
 class Api:
     client: Any
@@ -792,3 +807,10 @@ def test_with_as_user_only_the_reviewer_decides_and_only_an_admin_runs_campaigns
         item, reviewer="rita@seita.org", reason="team lead", actor=ADMIN, as_user="rita@seita.org"
     )
     assert led.close_review("q1", actor=ADMIN, as_user="root@seita.org")
+    globex = platform.accounts["globex"]
+    platform.led.grant_account_role(
+        globex, "Consultancy", actor=ADMIN, until=datetime(2098, 6, 1, tzinfo=UTC)
+    )
+    account = api.get(f"/api/v3_0/accounts/{globex}", "gus").json()
+    assert account["account_roles"] == ["Consultancy"]
+    assert account["account_role_ends"] == {"Consultancy": "2098-06-01T00:00:00Z"}
