@@ -764,6 +764,13 @@ def test_the_read_api_shows_grant_ends(api: Api, platform: Platform) -> None:
     }
     listed = api.get("/api/v3_0/users", "root").json()
     assert all(user["role_ends"] is None for user in listed)
+    globex = platform.accounts["globex"]
+    platform.led.grant_account_role(
+        globex, "Consultancy", actor=ADMIN, until=datetime(2098, 6, 1, tzinfo=UTC)
+    )
+    account = api.get(f"/api/v3_0/accounts/{globex}", "gus").json()
+    assert account["account_roles"] == ["Consultancy"]
+    assert account["account_role_ends"] == {"Consultancy": "2098-06-01T00:00:00Z"}
 
 
 def test_with_as_user_only_the_reviewer_decides_and_only_an_admin_runs_campaigns(
@@ -807,10 +814,3 @@ def test_with_as_user_only_the_reviewer_decides_and_only_an_admin_runs_campaigns
         item, reviewer="rita@seita.org", reason="team lead", actor=ADMIN, as_user="rita@seita.org"
     )
     assert led.close_review("q1", actor=ADMIN, as_user="root@seita.org")
-    globex = platform.accounts["globex"]
-    platform.led.grant_account_role(
-        globex, "Consultancy", actor=ADMIN, until=datetime(2098, 6, 1, tzinfo=UTC)
-    )
-    account = api.get(f"/api/v3_0/accounts/{globex}", "gus").json()
-    assert account["account_roles"] == ["Consultancy"]
-    assert account["account_role_ends"] == {"Consultancy": "2098-06-01T00:00:00Z"}
