@@ -25,7 +25,7 @@ import pytest
 from ledger import Conflict, Ledger
 from ledger.audit import stream as streaming
 from tests.conftest import ADMIN
-from tests.helpers import cli, one_line
+from tests.helpers import cannot_run, cli, one_line
 from tests.test_audit import raw
 
 NATS_URL = os.environ.get("LEDGER_TEST_NATS", "nats://127.0.0.1:4222")
@@ -50,9 +50,7 @@ async def _reachable() -> str | None:
 def nats_server() -> str:
     problem = asyncio.run(_reachable())
     if problem is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"NATS with JetStream is required under CI: {problem}")
-        pytest.skip(f"NATS with JetStream not reachable: {problem}")
+        cannot_run(f"NATS with JetStream is not reachable: {problem}")
     return NATS_URL
 
 
