@@ -500,7 +500,9 @@ def floor_result(
     )
 
 
-def latency_result(workload: str, latencies: list[float], reference_p50: float) -> Result:
+def latency_result(
+    workload: str, latencies: list[float], reference_p50: float, limit: float
+) -> Result:
     p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
     ratio = p50 / reference_p50
     return Result(
@@ -510,8 +512,8 @@ def latency_result(workload: str, latencies: list[float], reference_p50: float) 
         reference_p50 * 1e6,
         "raw indexed SELECT p50",
         ratio,
-        "p50 <= 5x",
-        ratio <= 5,
+        f"p50 <= {limit:g}x",
+        ratio <= limit,
         f"p99 {p99 * 1e6:.0f} us",
     )
 
@@ -685,8 +687,8 @@ def run(url: str, scale: dict[str, int], log: Callable[[str], None]) -> list[Res
             "batch import (ledger apply)",
             events / elapsed,
             "events/s",
-            many_rate,
-            "executemany rows/s",
+            plain_save,
+            "plain eventsourcing save, events/s",
             0.35,
             f"{len(lines):,} lines, {events:,} events",
         )
@@ -740,7 +742,7 @@ def run(url: str, scale: dict[str, int], log: Callable[[str], None]) -> list[Res
             "commands/s",
             single_rate,
             "single-row insert per transaction /s",
-            0.35,
+            0.50,
         )
     )
     events = led.recorder.max_notification_id() or 0
@@ -786,42 +788,36 @@ def run(url: str, scale: dict[str, int], log: Callable[[str], None]) -> list[Res
     start = time.perf_counter()
     projected = rm.catch_up()
     catch_up_seconds = time.perf_counter() - start
-    results.append(
-        ratio_result(
-            "projection catch_up",
-            projected / catch_up_seconds,
-            "events/s",
-            many_rate,
-            "executemany rows/s",
-            0.40,
-        )
-    )
     raw.settle()
     start = time.perf_counter()
     rebuilt = rm.rebuild()
     rebuild_seconds = time.perf_counter() - start
-    results.append(
-        ratio_result(
-            "projection rebuild",
-            rebuilt / rebuild_seconds,
-            "events/s",
-            many_rate,
-            "executemany rows/s",
-            0.40,
-        )
-    )
     log(f"projected {projected:,} events in {catch_up_seconds:.1f} s")
     read_side = [table.name for table in READ_MODEL_TABLES]
-    results.append(
-        floor_result(
-            "projection rebuild",
-            rebuilt / rebuild_seconds,
-            raw.write_back(read_side),
-            rebuilt,
-            many_rate,
-            len(read_side),
-        )
+    rebuild_floor = floor_result(
+        "projection rebuild",
+        rebuilt / rebuild_seconds,
+        raw.write_back(read_side),
+        rebuilt,
+        many_rate,
+        len(read_side),
     )
+    # What any projection can reach: the slower of reading and decoding the log (the plain
+    # library) and writing the read model's rows (the raw floor).
+    projection_bar = min(plain_read_rate, rebuild_floor.figure)
+    bar_name = (
+        "plain read and decode, events/s"
+        if plain_read_rate <= rebuild_floor.figure
+        else "rebuild raw floor, events/s"
+    )
+    for workload, count, seconds in (
+        ("projection catch_up", projected, catch_up_seconds),
+        ("projection rebuild", rebuilt, rebuild_seconds),
+    ):
+        results.append(
+            ratio_result(workload, count / seconds, "events/s", projection_bar, bar_name, 0.40)
+        )
+    results.append(rebuild_floor)
 
     raw.settle()
     # Like the single inserts, the point SELECT is measured again right before the queries
@@ -840,7 +836,7 @@ def run(url: str, scale: dict[str, int], log: Callable[[str], None]) -> list[Res
             begin = time.perf_counter()
             call(user_id)
             latencies.append(time.perf_counter() - begin)
-        results.append(latency_result(name, latencies, point_p50))
+        results.append(latency_result(name, latencies, point_p50, 3))
     account = led.account_id_for_name("Account 0")
     latencies = []
     for i in range(min(scale["samples"], 300)):
@@ -857,7 +853,10 @@ def run(url: str, scale: dict[str, int], log: Callable[[str], None]) -> list[Res
         latencies.append(time.perf_counter() - begin)
     results.append(
         latency_result(
-            f"search_annotations ({scale['annotations']:,} on the account)", latencies, point_p50
+            f"search_annotations ({scale['annotations']:,} on the account)",
+            latencies,
+            point_p50,
+            4,
         )
     )
     rm.close()
