@@ -21,6 +21,7 @@ from ledger.audit import Audit, NotVerified, signing
 from ledger.audit.evidence import csv_comment
 from ledger.errors import ValidationError
 from ledger.storage import chain
+from tests.conftest import ADMIN
 from tests.helpers import cli, one_line
 from tests.test_audit import events_table, raw, state_at
 from tests.test_signed_digests import history, keys, sign, sign_result, signed_history, verify
@@ -440,3 +441,24 @@ def test_a_digest_signed_while_a_report_verifies_is_not_taken_for_truncation(
     assert frame.attrs["signed_digest"]["status"] == "verified"
     assert frame.attrs["signed_digest"]["number"] == last["number"]
     assert "warning" not in frame.attrs
+
+
+FORMULAS = ("=cmd|' /C calc'!A0", "@SUM(1);-2", "+1,=2", '"=HYPERLINK(""x"")"', "-x\t=y")
+
+
+def test_report_text_cells_never_run_as_formulas_and_json_keeps_them(led: Ledger) -> None:
+    """A name a user chose reaches the privileged report: in CSV no cell (split at , or ;)
+    starts a formula; JSON keeps the text exactly."""
+    led.define_role("admin", actor=ADMIN)
+    for n, name in enumerate(FORMULAS):
+        account = led.create_account(name, actor=ADMIN)
+        user = led.create_user(f"f{n}@acme.org", account_id=account, actor=ADMIN)
+        led.grant_role(user, "admin", actor=ADMIN)
+    csv = report(led).stdout
+    assert _formula_cells(csv) == []
+    assert "'=cmd|' /C calc'!A0" in csv
+    accounts = {
+        row["account"]
+        for row in json.loads(report(led, fmt="json").stdout)["reports"]["privileged"]
+    }
+    assert accounts == set(FORMULAS)

@@ -22,7 +22,7 @@ from pydantic import Field
 from ledger.application import Ledger
 from ledger.audit import html, integrity, reports, review_report, signing
 from ledger.audit import replay as replaying
-from ledger.audit.evidence import Evidence, csv_comment
+from ledger.audit.evidence import Evidence, csv_cell, csv_comment
 from ledger.audit.integrity import Digest, NotVerified, Verification
 from ledger.commands.reviews import CampaignName
 from ledger.errors import ValidationError
@@ -220,7 +220,7 @@ class Audit:
     ) -> str:
         frames = {name: _report(rm, name, asked) for name in names}
         if fmt == "csv":
-            text = str(next(iter(frames.values())).map(_csv_time).to_csv(index=False))
+            text = str(next(iter(frames.values())).map(_csv_value).to_csv(index=False))
             return "".join(f"{csv_comment(line)}\n" for line in evidence.lines()) + text
         if fmt == "json":
             data = {name: records(frame) for name, frame in frames.items()}
@@ -295,12 +295,12 @@ def _report(rm: ReadModel, name: str, asked: Asked) -> pd.DataFrame:
     raise ValidationError(f"unknown report {name!r}; one of: {', '.join(TITLES)}")
 
 
-def _csv_time(value: Any) -> Any:
-    """A report's instants in CSV as 2026-03-01T09:00:00+0000, the year always four digits
-    (strftime's %Y writes year 1 as "1")."""
+def _csv_value(value: Any) -> Any:
+    """A report's cell in CSV: instants as 2026-03-01T09:00:00+0000, the year always four
+    digits (strftime's %Y writes year 1 as "1"); text never a formula (`csv_cell`)."""
     if isinstance(value, datetime) and not pd.isna(value):
         return f"{value.year:04d}-{value.strftime('%m-%dT%H:%M:%S%z')}"
-    return value
+    return csv_cell(value)
 
 
 def _public_key(key: PublicKey | None) -> Ed25519PublicKey | None:

@@ -167,3 +167,13 @@ _FORMULA_CELL: Final = re.compile(r"""([,;\t][\s"]*)(?=[=+\-@])""")
 def csv_comment(line: str) -> str:
     """A stamp line as a CSV comment line: `# ` and the line, no cell of it a formula."""
     return "# " + _FORMULA_CELL.sub(r"\1'", line)
+
+
+def csv_cell(value: Any) -> Any:
+    """A report's text cell with no part a spreadsheet would run as a formula: a ' before
+    the cell, or before the part after a , ; or tab (a locale may split there), that starts
+    with = + - @. Anything but text is left as it is."""
+    if not isinstance(value, str):
+        return value
+    text = _FORMULA_CELL.sub(r"\1'", value)
+    return "'" + text if text.lstrip(' \t\r\n"').startswith(("=", "+", "-", "@")) else text
