@@ -294,3 +294,32 @@ def test_follow_publishes_new_events_until_stopped(led: Ledger, subject: str) ->
     assert not follower.is_alive()
     assert [int(msg_id) for msg_id, _ in messages(subject)] == list(range(1, head + 1))
     assert streaming.cursor(led, to) == head
+
+
+def test_follow_on_the_command_line_says_published_once_per_new_batch(
+    led: Ledger, subject: str
+) -> None:
+    """`--follow` prints a line when a poll published something, not the running total again
+    at every poll."""
+    history(led, 2)
+    command = [LEDGER, "--db", led.url, "audit", "stream", "--to", NATS_URL, "--subject", subject]
+    process = subprocess.Popen(
+        [*command, "--follow", "--interval", "0.05"], stderr=subprocess.PIPE, text=True
+    )
+    try:
+        first = led.recorder.max_notification_id()
+        deadline = time.monotonic() + 60
+        while asyncio.run(_count(subject)) < first and time.monotonic() < deadline:
+            time.sleep(0.05)
+        history(led, 1)
+        head = led.recorder.max_notification_id()
+        while asyncio.run(_count(subject)) < head and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # about ten more polls that find nothing
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    lines = [line for line in stderr.splitlines() if line.startswith("published")]
+    assert len(lines) == 2, stderr
+    assert lines[0].startswith(f"published {first} events")
+    assert lines[1].startswith(f"published {head} events")

@@ -249,8 +249,11 @@ def audit_stream(
     if not rabbit and (subject is None or queue is not None):
         raise click.UsageError("a nats:// broker takes --subject, not --queue")
 
+    shown_published = [0]  # following: a line only when a poll published something new
+
     def progress(done: streaming.Streamed) -> None:
-        if done.published or not follow:
+        if not follow or done.published > shown_published[0]:
+            shown_published[0] = done.published
             where = f"queue {queue}" if rabbit else f"subject {subject} (stream {done.stream})"
             click.echo(
                 printable(
