@@ -386,3 +386,32 @@ def test_project_follow_records_expiries_as_it_polls(url: str, tmp_path: Path) -
             rm.close()
     finally:
         led.close()
+
+
+def test_project_follow_on_a_read_only_ledger_says_once_that_it_records_no_expiry(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ledger.db"
+    led = Ledger(f"sqlite:///{path}")
+    led.define_role("consultant", actor=ADMIN)
+    led.close()
+    cli("--db", f"sqlite:///{path}", "project")
+    follower = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "ledger"),
+            "--db",
+            f"sqlite:///{path}?mode=ro",
+            "project",
+            "--follow",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert follower.stdout is not None
+    assert "following" in follower.stdout.readline()
+    time.sleep(2)  # about ten polls
+    follower.send_signal(signal.SIGTERM)
+    _, stderr = follower.communicate(timeout=30)
+    assert stderr.count("warning:") == 1, stderr
+    assert "read-only" in stderr and "not recorded as expired" in stderr

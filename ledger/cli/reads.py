@@ -294,11 +294,25 @@ def project(follow: bool) -> None:
         f"projected {count} events; following (Ctrl-C to stop)",
     )
 
+    warned = [""]  # the same failure at every poll is said once, until it changes
+
     def expire_ended_grants() -> None:
+        if s.ledger.read_only:
+            if not warned[0]:
+                warned[0] = "read-only"
+                s.warn(
+                    "the ledger is read-only here: ended grants are not recorded as expired "
+                    "(queries treat them as ended at their end all the same)"
+                )
+            return
         try:
             s.ledger.expire_grants(actor=s.who, reason="grant ended (ledger project --follow)")
         except LedgerError as error:  # contention that outlasted the retries: next poll
-            s.warn(f"expiring ended grants: {error}")
+            if str(error) != warned[0]:
+                warned[0] = str(error)
+                s.warn(f"expiring ended grants: {error}")
+        else:
+            warned[0] = ""
 
     try:
         s.read_model.follow(stop, on_poll=expire_ended_grants)
