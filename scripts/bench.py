@@ -344,6 +344,7 @@ def stream_results(led: Any, log: Callable[[str], None]) -> list[Result]:
 
     from ledger.audit import export as exporting
     from ledger.audit import stream as streaming
+    from ledger.audit.brokers import StreamError
 
     payloads = [
         (item.position, json.dumps(exporting.to_ocsf(item), separators=(",", ":")).encode())
@@ -404,7 +405,7 @@ def stream_results(led: Any, log: Callable[[str], None]) -> list[Result]:
         done = streaming.stream(led, target)
         seconds = time.perf_counter() - start
         made.append(done.stream)
-    except (OSError, TimeoutError, streaming.StreamError, nats.errors.Error) as error:
+    except (OSError, TimeoutError, StreamError, nats.errors.Error) as error:
         log(f"stream to NATS not measured: {NATS_URL} unreachable ({error})")
         return []
     finally:

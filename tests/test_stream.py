@@ -186,7 +186,7 @@ def test_kill_9_at_random_instants_then_restart_publishes_each_position_once(
     command = [LEDGER, "--db", led.url, "audit", "stream", "--to", NATS_URL, "--subject", subject]
     chance = random.Random(os.environ.get("PYTEST_XDIST_WORKER", "") + subject)
     kills = 0
-    for _ in range(5):
+    for attempt in range(5):
         before = asyncio.run(_count(subject))
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
@@ -194,7 +194,8 @@ def test_kill_9_at_random_instants_then_restart_publishes_each_position_once(
             if asyncio.run(_count(subject)) > before:
                 break
             time.sleep(0.05)
-        time.sleep(chance.uniform(0.0, 0.5))
+        # the first kill comes at once: a later one may find the streamer done already
+        time.sleep(chance.uniform(0.0, 0.5) if attempt else 0.0)
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
             kills += 1
@@ -319,7 +320,7 @@ def test_follow_on_the_command_line_says_published_once_per_new_batch(
     finally:
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=30)
-    lines = [line for line in stderr.splitlines() if line.startswith("published")]
-    assert len(lines) == 2, stderr
-    assert lines[0].startswith(f"published {first} events")
-    assert lines[1].startswith(f"published {head} events")
+    totals = [int(line.split()[1]) for line in stderr.splitlines() if line.startswith("published")]
+    # the new events may land over two polls (history() runs several commands)
+    assert totals[0] == first and totals[-1] == head, stderr
+    assert totals == sorted(set(totals)), stderr  # no total said twice

@@ -27,7 +27,7 @@ from aiormq import spec
 
 from ledger.application import Ledger
 from ledger.audit import export
-from ledger.audit.stream import Streamed, StreamError, _describe, _redact, _safe, cursor_at
+from ledger.audit.brokers import Streamed, StreamError, cursor_at, first_line, masked, redact
 from ledger.errors import ValidationError
 from ledger.storage import stream_cursors
 
@@ -53,13 +53,13 @@ class Target:
         return f"{self.shown}/{self.queue}"
 
     def redact(self, text: str) -> str:
-        return _redact(text, self.url)
+        return redact(text, self.url)
 
 
 def target(url: str, queue: str) -> Target:
     """The broker URL and queue, checked: ValidationError naming what is wrong, with any
     credentials in the URL masked."""
-    given = f"invalid to {_safe(url)!r}"
+    given = f"invalid to {masked(url)!r}"
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -116,7 +116,7 @@ def stream(
         aio_pika.exceptions.AMQPException,
         aiormq.exceptions.AMQPError,
     ) as error:
-        raise StreamError(f"cannot publish to {to.shown}: {to.redact(_describe(error))}") from None
+        raise StreamError(f"cannot publish to {to.shown}: {to.redact(first_line(error))}") from None
 
 
 async def _stream(

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import nats
 import nats.errors
@@ -30,7 +30,8 @@ from nats.js.api import StreamConfig
 
 from ledger.application import Ledger
 from ledger.audit import export
-from ledger.errors import Conflict, LedgerError, ValidationError
+from ledger.audit.brokers import Streamed, StreamError, cursor_at, first_line, masked, redact
+from ledger.errors import Conflict, ValidationError
 from ledger.storage import stream_cursors
 
 SCHEMES: Final = ("nats", "tls")
@@ -42,10 +43,6 @@ CONNECT_TIMEOUT: Final = 5.0
 ACK_TIMEOUT: Final = 10.0
 MESSAGE_ID: Final = "Nats-Msg-Id"
 CHAIN_LINK: Final = "Ledger-Chain-Link"
-
-
-class StreamError(LedgerError):
-    """The broker could not be reached, or refused what was published."""
 
 
 @dataclass(frozen=True)
@@ -63,13 +60,13 @@ class Target:
 
     def redact(self, text: str) -> str:
         """`text` with the URL's credentials, if any, masked."""
-        return _redact(text, self.url)
+        return redact(text, self.url)
 
 
 def target(url: str, subject: str) -> Target:
     """The broker URL and subject, checked: ValidationError naming what is wrong, with any
     credentials in the URL masked."""
-    given = f"invalid to {_safe(url)!r}"
+    given = f"invalid to {masked(url)!r}"
     # urllib's own messages can quote the credentials: never pass them on
     try:
         parts = urlsplit(url)
@@ -94,34 +91,6 @@ def target(url: str, subject: str) -> Target:
     return Target(url, shown, subject)
 
 
-def _safe(url: str) -> str:
-    """The URL with everything up to its last `@` (user, password, and any `@`, `/` or `:`
-    in them) masked: shown even when the URL does not parse."""
-    before, at, after = url.rpartition("@")
-    if not at:
-        return url
-    scheme, separator, _ = before.partition("://")
-    return f"{scheme}{separator}***@{after}" if separator else f"***@{after}"
-
-
-def _redact(text: str, url: str) -> str:
-    """`text` without the secret of `url` (its password, or a token given alone), as written
-    or percent-decoded."""
-    userinfo = url.rpartition("@")[0].partition("://")[2]
-    secret = userinfo.partition(":")[2] if ":" in userinfo else userinfo
-    for form in sorted({secret, unquote(secret)} - {""}, key=len, reverse=True):
-        text = text.replace(form, "***")
-    return text
-
-
-@dataclass(frozen=True)
-class Streamed:
-    published: int  # messages the stream stored
-    repeated: int  # messages JetStream recognised as already stored (not stored again)
-    position: int  # the cursor now
-    stream: str
-
-
 def stream(
     led: Ledger,
     to: Target,
@@ -136,12 +105,7 @@ def stream(
     try:
         return asyncio.run(_stream(led, to, follow, interval, stop, on_progress))
     except (TimeoutError, OSError, nats.errors.Error) as error:
-        raise StreamError(f"cannot publish to {to.shown}: {to.redact(_describe(error))}") from None
-
-
-def _describe(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0]
+        raise StreamError(f"cannot publish to {to.shown}: {to.redact(first_line(error))}") from None
 
 
 async def _stream(
@@ -203,12 +167,6 @@ async def _quiet(_error: Exception) -> None:
 
 def cursor(led: Ledger, to: Target) -> int:
     return cursor_at(led, to.cursor_name)
-
-
-def cursor_at(led: Ledger, name: str) -> int:
-    """The last position the broker of the cursor named `name` acknowledged (0: none)."""
-    row = led.side.select_one(stream_cursors.SELECT, (name,))
-    return 0 if row is None else int(row["position"])
 
 
 async def _stream_for(jetstream: JetStreamContext, subject: str) -> str:

@@ -12,7 +12,7 @@ from typing import BinaryIO, Final
 
 import click
 
-from ledger.audit import TITLES, Audit, signing
+from ledger.audit import TITLES, Audit, brokers, signing
 from ledger.audit import amqp as amqp_streaming
 from ledger.audit import export as exporting
 from ledger.audit import stream as streaming
@@ -251,7 +251,7 @@ def audit_stream(
 
     shown_published = [0]  # following: a line only when a poll published something new
 
-    def progress(done: streaming.Streamed) -> None:
+    def progress(done: brokers.Streamed) -> None:
         if not follow or done.published > shown_published[0]:
             shown_published[0] = done.published
             where = f"queue {queue}" if rabbit else f"subject {subject} (stream {done.stream})"
