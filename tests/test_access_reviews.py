@@ -379,7 +379,7 @@ def test_command_ids_and_two_writers_deciding_the_same_item(
     items = items_by_grant(rm, world)
     item = items["gus", "account-admin"]
     outcomes: list[object] = []
-    barrier = threading.Barrier(2)
+    barrier = threading.Barrier(2, timeout=120)
 
     def decide(kind: str) -> None:
         writer = Ledger(url)
@@ -420,7 +420,7 @@ def test_two_writers_starting_the_same_campaign_record_it_once(
     platform: Platform, url: str
 ) -> None:
     outcomes: list[object] = []
-    barrier = threading.Barrier(2)
+    barrier = threading.Barrier(2, timeout=120)
 
     def begin(reviewer: str) -> None:
         writer = Ledger(url)

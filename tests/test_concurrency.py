@@ -30,7 +30,9 @@ pytestmark = pytest.mark.slow
 def run_workers(function: Callable[..., list[str]], *args_per_worker: tuple[Any, ...]) -> list[str]:
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager:
-        barrier = manager.Barrier(len(args_per_worker))
+        # a worker that fails before the barrier must not leave the others waiting forever
+        # (the pool's shutdown would then wait on them, past any test timeout)
+        barrier = manager.Barrier(len(args_per_worker), timeout=120)
         with ProcessPoolExecutor(len(args_per_worker), mp_context=context) as pool:
             futures = [pool.submit(function, *args, barrier) for args in args_per_worker]
             outcomes = [outcome for future in futures for outcome in future.result(timeout=300)]

@@ -32,7 +32,7 @@ def granted(led: Ledger, acme: UUID, rm: ReadModel) -> UUID:
 
 def test_more_threads_than_the_pool_holds_all_get_answers(rm: ReadModel, granted: UUID) -> None:
     answers: list[bool] = []
-    barrier = threading.Barrier(40)
+    barrier = threading.Barrier(40, timeout=120)
 
     def ask() -> None:
         barrier.wait()  # every thread holds its connection at the same time
