@@ -7,7 +7,6 @@ work of many commands), it runs the command in it, to be saved when the batch co
 
 from __future__ import annotations
 
-import copy
 import random
 import sqlite3
 import time
@@ -259,11 +258,11 @@ class Runner:
                 events = by_aggregate.get(aggregate_id, [])
                 aggregate = cached.get(aggregate_id)
                 if events:
-                    aggregate = project(copy.deepcopy(aggregate), events)
+                    aggregate = project(None if aggregate is None else aggregate.clone(), events)
                     if cache is not None:
                         cache.put(aggregate_id, aggregate)
                 if aggregate is not None:
-                    uow.add_loaded(copy.deepcopy(aggregate))
+                    uow.add_loaded(aggregate.clone())
 
     def commit(self, uow: UnitOfWork) -> None:
         """Save a batch's events and side rows in one transaction (no retry: on a conflict the

@@ -3,7 +3,6 @@ writes, and the claims and command ids it made, so later commands of a batch see
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, cast
 from uuid import UUID
@@ -112,7 +111,7 @@ class UnitOfWork:
                 pass
             else:
                 self.unverified[aggregate_id] = cached.version
-                return copy.deepcopy(cached)
+                return cached.clone()
         try:
             found = cast(LedgerAggregate, self.repository.get(aggregate_id, projector_func=project))
         except AggregateNotFoundError:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from ledger import Ledger
 from ledger.runner import Runner
+from ledger.storage import command_log
 from ledger.storage.command_log import CommandLog
 from ledger.storage.side_tables import EMAIL, claim_key
 from ledger.validation import Moment, valid
@@ -98,3 +99,11 @@ def _cached(led: Ledger, email: str) -> bool:
     misses = led.claims._key.cache_info().misses
     led.claims.key(EMAIL, email)
     return led.claims._key.cache_info().misses == misses
+
+
+@given(st.uuids() | st.booleans() | st.none() | st.text())
+def test_a_stored_command_result_is_json_dumps_and_decodes_back(result: object) -> None:
+    slow = json.dumps(result if isinstance(result, bool) else {"id": str(result)})
+    assert command_log.encode(result) == slow
+    if isinstance(result, UUID | bool):
+        assert command_log.decode(command_log.encode(result)) == result

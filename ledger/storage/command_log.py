@@ -24,6 +24,8 @@ _CANONICAL = json.JSONEncoder(sort_keys=True, default=str)
 
 
 def encode(result: Any) -> str:
+    if isinstance(result, UUID):  # its text needs no escaping: what json.dumps would write
+        return f'{{"id": "{result}"}}'
     return json.dumps(result if isinstance(result, bool) else {"id": str(result)})
 
 
