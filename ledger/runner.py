@@ -115,7 +115,8 @@ class Runner:
                     return Outcome(cast(R, prior), False)
             # The first attempt decides on cached aggregates as they are, without a query for
             # newer events. What it changes is safe: saving a stale aggregate's event clashes
-            # on its version. What it only read is confirmed below in one query.
+            # on its version. What it only read is confirmed below: by read guards in the
+            # save, or by one query when nothing is saved.
             uow = UnitOfWork(
                 self.repository,
                 self.meta(actor, reason, command_id),
