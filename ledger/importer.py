@@ -150,7 +150,8 @@ def _ids_named(parsed: list[Command | LineResult]) -> list[UUID]:
         if isinstance(line, Command):
             for key in (*_USER_REFS, *_ACCOUNT_REFS):
                 value = line.arguments.get(key)
-                if isinstance(value, str):
+                # an id has 32 hex digits: a shorter text (an email, a name) is not one
+                if isinstance(value, str) and len(value) >= 32:
                     with suppress(ValueError):
                         ids.append(UUID(value))
     return ids

@@ -7,14 +7,13 @@ work of many commands), it runs the command in it, to be saved when the batch co
 
 from __future__ import annotations
 
-import copy
 import random
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar, cast
 from uuid import UUID
 
@@ -24,11 +23,12 @@ from eventsourcing.persistence import IntegrityError, OperationalError, StoredEv
 from ledger.commands import permissions, registry
 from ledger.commands.base import Command, Services
 from ledger.domain import AccessDenial, LedgerAggregate, Meta, project
+from ledger.domain.separation import POLICY_ID
 from ledger.errors import Conflict, LedgerError
 from ledger.storage.command_log import CommandLog
 from ledger.storage.recorders import SideTableRecorder
 from ledger.storage.side_tables import SideWrite
-from ledger.unit_of_work import UnitOfWork
+from ledger.unit_of_work import KnownAbsent, UnitOfWork
 from ledger.validation import Moment, valid
 
 R = TypeVar("R")
@@ -80,9 +80,13 @@ class Runner:
         self.command_log = command_log
         self.services = services
         self.max_attempts = max_attempts
+        self.known_absent = KnownAbsent([POLICY_ID])
 
     def meta(self, actor: str, reason: str | None, command_id: str | None) -> Meta:
-        return Meta(actor, reason, command_id, valid(Moment, self.clock(), "clock time"))
+        now = self.clock()
+        if type(now) is not datetime or now.tzinfo is not UTC:  # else valid as it is, unchanged
+            now = valid(Moment, now, "clock time")
+        return Meta(actor, reason, command_id, now)
 
     def run(self, command: Command[R], batch: UnitOfWork | None = None) -> Outcome[R]:
         entry = registry.entry_of(type(command))
@@ -111,9 +115,13 @@ class Runner:
                     return Outcome(cast(R, prior), False)
             # The first attempt decides on cached aggregates as they are, without a query for
             # newer events. What it changes is safe: saving a stale aggregate's event clashes
-            # on its version. What it only read is confirmed below in one query.
+            # on its version. What it only read is confirmed below: by read guards in the
+            # save, or by one query when nothing is saved.
             uow = UnitOfWork(
-                self.repository, self.meta(actor, reason, command_id), optimistic=attempt == 0
+                self.repository,
+                self.meta(actor, reason, command_id),
+                optimistic=attempt == 0,
+                known_absent=self.known_absent,
             )
             denial: permissions.Denial | None = None
             try:
@@ -127,18 +135,21 @@ class Runner:
                 if self._stale(uow.unverified.items()):  # nothing is saved: confirm them all
                     continue
                 raise
-            if self._stale(uow.unverified_unchanged()):
-                continue
+            # Taken unconfirmed and left unchanged: nothing else in the save would catch them
+            # stale. Confirmed by a query if nothing is saved, else by read guards in the save.
+            unconfirmed = uow.unverified_unchanged()
             writes: list[SideWrite] = list(uow.side_writes)
             if command_id is not None and denial is None:
                 writes.append(self.command_log.remember(command_id, fingerprint, result))
             changed = uow.changed()
             if not changed and not writes:
+                if self._stale(unconfirmed):
+                    continue
                 if denial is not None:  # journalled already, under this command id
                     raise denial.error()
                 return Outcome(result, False)
             try:
-                self.save(*changed, side_writes=writes, **_guarded(uow))
+                self.save(*changed, side_writes=writes, **_guarded(uow, unconfirmed))
             except (IntegrityError, OperationalError) as error:
                 # A concurrent writer won a version, a claim or the command id (or held the
                 # database lock too long), or a cached aggregate was stale. Retrying from
@@ -148,6 +159,8 @@ class Runner:
                 if not uow.unverified:
                     back_off(attempt)
             else:
+                for aggregate in changed:
+                    self.known_absent.found(aggregate.id)
                 if denial is not None:
                     raise denial.error()
                 for callback in uow.after_commit:
@@ -246,11 +259,11 @@ class Runner:
                 events = by_aggregate.get(aggregate_id, [])
                 aggregate = cached.get(aggregate_id)
                 if events:
-                    aggregate = project(copy.deepcopy(aggregate), events)
+                    aggregate = project(None if aggregate is None else aggregate.clone(), events)
                     if cache is not None:
                         cache.put(aggregate_id, aggregate)
                 if aggregate is not None:
-                    uow.add_loaded(copy.deepcopy(aggregate))
+                    uow.add_loaded(aggregate.clone())
 
     def commit(self, uow: UnitOfWork) -> None:
         """Save a batch's events and side rows in one transaction (no retry: on a conflict the
@@ -258,15 +271,20 @@ class Runner:
         changed = uow.changed()
         if changed or uow.side_writes:
             self.save(*changed, side_writes=uow.side_writes, **_guarded(uow))
+        for aggregate in changed:
+            self.known_absent.found(aggregate.id)
         for callback in uow.after_commit:
             callback()
 
 
-def _guarded(uow: UnitOfWork) -> dict[str, Any]:
-    """The save's read guards, if a permission check read anything (else no keyword at all,
-    so the save of a command without `as_user` is what it always was)."""
-    guards = uow.read_guards_left()
-    return {"read_guards": guards} if guards else {}
+def _guarded(uow: UnitOfWork, unconfirmed: Iterable[tuple[UUID, int]] = ()) -> dict[str, Any]:
+    """The save's read guards: of what a permission check read, and of the aggregates taken
+    unconfirmed and left unchanged (no keyword at all if none, so such a save is what it
+    always was)."""
+    guards = dict(unconfirmed)
+    for aggregate_id, version in uow.read_guards_left():
+        guards[aggregate_id] = min(version, guards.get(aggregate_id, version))
+    return {"read_guards": list(guards.items())} if guards else {}
 
 
 def back_off(attempt: int) -> None:

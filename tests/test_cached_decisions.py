@@ -137,3 +137,66 @@ def test_version_clashes_fail_at_once_and_are_rerun_without_a_pause(
     finally:
         first.close()
         second.close()
+
+
+def _counting_gets(led: Ledger) -> list[object]:
+    looked_up: list[object] = []
+    real = led.repository.event_store.get
+
+    def counting_get(*args: object, **kwargs: object) -> object:
+        looked_up.append(args or kwargs)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    led.repository.event_store.get = counting_get  # type: ignore[method-assign]
+    return looked_up
+
+
+def test_a_grant_takes_the_absent_separation_policy_as_known_without_a_look_up(
+    led: Ledger, acme: UUID
+) -> None:
+    ann, bob = _user(led, acme), _user(led, acme, "bob@example.org")
+    assert led.grant_role(ann, "consultant", actor=ADMIN)  # finds the policy absent
+    looked_up = _counting_gets(led)
+    assert led.grant_role(bob, "consultant", actor=ADMIN)
+    assert led.grant_role(ann, "admin", actor=ADMIN)
+    assert looked_up == []
+
+
+def test_a_separation_rule_defined_by_another_process_is_seen_by_a_grant(
+    led: Ledger, other: Ledger, acme: UUID
+) -> None:
+    """The policy's absence, known from before, is confirmed by the grant's save: another
+    process defined a rule meanwhile, so the grant is decided again and refused."""
+    ann = _user(led, acme)
+    assert led.grant_role(ann, "consultant", actor=ADMIN)  # led: no policy
+    other.define_sod_rule("no-admin-consultants", ["consultant", "admin"], actor=ADMIN)
+    before = event_names(led)
+    with pytest.raises(Conflict, match="no-admin-consultants"):
+        led.grant_role(ann, "admin", actor=ADMIN)
+    assert event_names(led) == before
+    assert "admin" not in led.repository.get(ann).roles
+    # and the next grant there decides on the policy as it now stands, at once
+    bob = _user(led, acme, "bob@example.org")
+    assert led.grant_role(bob, "consultant", actor=ADMIN)
+    with pytest.raises(Conflict, match="no-admin-consultants"):
+        led.grant_role(bob, "admin", actor=ADMIN)
+
+
+def test_a_rejection_on_the_known_absent_policy_is_decided_again_on_fresh_state(
+    led: Ledger, other: Ledger, acme: UUID
+) -> None:
+    ann = _user(led, acme)
+    assert led.grant_role(ann, "consultant", actor=ADMIN)  # led: no policy
+    other.define_sod_rule("four-eyes", ["consultant", "admin"], actor=ADMIN)
+    assert led.remove_sod_rule("four-eyes", actor=ADMIN)  # NotFound on the known absence
+    assert led.grant_role(ann, "admin", actor=ADMIN)
+
+
+def test_a_policy_this_ledger_creates_is_no_longer_taken_as_absent(led: Ledger, acme: UUID) -> None:
+    ann = _user(led, acme)
+    assert led.grant_role(ann, "consultant", actor=ADMIN)  # led: no policy
+    led.define_sod_rule("four-eyes", ["consultant", "admin"], actor=ADMIN)
+    looked_up = _counting_gets(led)
+    with pytest.raises(Conflict, match="four-eyes"):
+        led.grant_role(ann, "admin", actor=ADMIN)
+    assert looked_up == []  # the policy is in the cache now: no look-up, no stale absence

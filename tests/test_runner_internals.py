@@ -155,6 +155,8 @@ def test_a_no_op_on_cached_state_confirms_it_in_one_query(led: Ledger, acme: UUI
 def test_a_command_that_reads_one_aggregate_and_changes_another_confirms_the_read_one(
     led: Ledger, acme: UUID
 ) -> None:
+    """In its save, by a read guard: no query of its own (a stale read one fails the save and
+    the command runs again on fresh state, see test_cached_decisions)."""
     ann = led.create_user("ann@example.org", account_id=acme, actor=ADMIN)
     led.deactivate_user(ann, actor=ADMIN)
     acme_version: int = led.repository.get(acme).version
@@ -166,10 +168,19 @@ def test_a_command_that_reads_one_aggregate_and_changes_another_confirms_the_rea
         return real(positions)
 
     led.side.events_after = events_after  # type: ignore[method-assign]
+    guarded: list[Any] = []
+    real_insert = led.recorder.insert_events
+
+    def insert_events(*args: Any, **kwargs: Any) -> Any:
+        guarded.append(kwargs.get("read_guards"))
+        return real_insert(*args, **kwargs)
+
+    led.recorder.insert_events = insert_events  # type: ignore[method-assign]
     called = spy_on_recorder(led)
     assert led.reactivate_user(ann, actor=ADMIN)  # reads Acme (is it open?), changes ann
-    assert looked_up == [[(acme, acme_version)]]
-    assert called == ["events_after", "insert_events"]
+    assert looked_up == []
+    assert called == ["insert_events"]
+    assert guarded == [[(acme, acme_version)]]
 
 
 def test_a_rejection_on_cached_state_confirms_it_in_one_query(led: Ledger, acme: UUID) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Any, ClassVar, Final, Generic, Protocol, Self, TypeVar
 from uuid import UUID
 
@@ -167,9 +168,14 @@ class Command(Generic[R]):
         return command
 
     @classmethod
-    def parameters(cls) -> dict[str, bool]:
+    def parameters(cls) -> Mapping[str, bool]:
         """Each argument name, and whether it is required."""
-        return {spec.name: spec.default is MISSING for spec in _fields_of(cls)}
+        found = _PARAMETERS.get(cls)
+        if found is None:
+            found = _PARAMETERS[cls] = MappingProxyType(
+                {spec.name: spec.default is MISSING for spec in _fields_of(cls)}
+            )
+        return found
 
     @classmethod
     def check_arguments(cls, raw: Mapping[str, Any]) -> None:
@@ -221,6 +227,7 @@ class Decision(Command[R]):
 
 
 _FIELDS: dict[type[Any], tuple[_Field, ...]] = {}
+_PARAMETERS: dict[type[Any], Mapping[str, bool]] = {}
 
 
 def _fields_of(cls: type[Command[Any]]) -> tuple[_Field, ...]:

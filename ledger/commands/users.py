@@ -387,6 +387,7 @@ def erase_user(command: EraseUser, uow: UnitOfWork, services: Services) -> bool:
     )
     user_id = found.id
     uow.after_commit.append(lambda: services.keyring.forget(user_id))
+    uow.after_commit.append(services.claims.forget_keys)
     if uow.batched and services.wipe not in uow.after_commit:
         uow.after_commit.append(services.wipe)  # once, after the batch is saved
     return True

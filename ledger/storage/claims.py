@@ -4,6 +4,7 @@ claiming or releasing one inside a unit of work."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache, partial
 from typing import Any, Final
 from uuid import UUID
 
@@ -18,6 +19,7 @@ from ledger.validation import AccountName, Email, Username, shown, valid
 EMAIL: Final = side.EMAIL
 USERNAME: Final = side.USERNAME
 ACCOUNT_NAME: Final = side.ACCOUNT_NAME
+_KEYS_CACHED: Final = 16_384  # an import computes a line's email key two or three times
 KINDS: Final = {EMAIL: Email, USERNAME: Username, ACCOUNT_NAME: AccountName}
 
 
@@ -28,9 +30,15 @@ class Claims:
     def __init__(self, side_tables: SideTableRecorder, secret: bytes) -> None:
         self.side = side_tables
         self.secret = secret
+        self._key = lru_cache(maxsize=_KEYS_CACHED)(partial(side.claim_key, secret))
 
     def key(self, kind: str, value: str) -> str:
-        return side.claim_key(self.secret, kind, value)
+        return self._key(kind, value)
+
+    def forget_keys(self) -> None:
+        """Drop the cached keys: the emails and usernames they were computed from are personal
+        data, kept no longer than the claims (an erasure, a changed email)."""
+        self._key.cache_clear()
 
     def owner(self, kind: str, value: str, uow: UnitOfWork | None = None) -> UUID | None:
         """Who holds a unique value: as `uow` left it, else as stored."""
@@ -71,6 +79,7 @@ class Claims:
     def release(self, uow: UnitOfWork, kind: str, value: str) -> None:
         key = self.key(kind, value)
         uow.write(side.release(kind, key))
+        self.forget_keys()
         uow.claims[(kind, key)] = None
 
     def prefetch(self, uow: UnitOfWork, wanted: Iterable[tuple[str, str]]) -> None:
