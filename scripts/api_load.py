@@ -182,7 +182,7 @@ def _server(command: list[str], workers: int) -> Iterator[int]:
         env={**os.environ, "PYTHONPATH": str(Path(__file__).parent)},
     )
     try:
-        _wait(port)
+        _wait(port, process)
         yield port
     finally:
         process.terminate()  # uvicorn's supervisor stops its workers
@@ -193,13 +193,16 @@ def _server(command: list[str], workers: int) -> Iterator[int]:
             process.wait()
 
 
-def _wait(port: int) -> None:
-    deadline = time.monotonic() + 60
+def _wait(port: int, process: subprocess.Popen[bytes]) -> None:
+    """Until the server answers (its workers import the app first: slow on a busy machine)."""
+    deadline = time.monotonic() + 300
     while True:
         try:
             httpx.get(f"http://127.0.0.1:{port}/docs", timeout=5)
             return
         except httpx.TransportError:
+            if process.poll() is not None:
+                raise RuntimeError(f"{process.args!r} exited with {process.returncode}") from None
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
