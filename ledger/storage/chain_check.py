@@ -117,9 +117,6 @@ def _check(
             bad = next((i for i, (e, r) in pairs if e != r), None)
             if bad is None:  # a row whose link could not be computed, every one before it held
                 bad = len(expected)
-                if recorded[bad] is not None:  # as a row at a time: no link is checked first
-                    assert error is not None
-                    raise error
         last = len(page) if bad is None else bad  # the rows whose links held
         if kept_position is not None and last and page[0][0] <= kept_position <= page[last - 1][0]:
             for i in range(last):
@@ -133,6 +130,8 @@ def _check(
                     kept_seen = True
                     break
         if bad is not None:
+            if error is not None and bad == len(expected) and recorded[bad] is not None:
+                raise error  # as a row at a time would, reaching it (a missing link is named)
             if bad:
                 previous, position_seen = recorded[bad - 1], page[bad - 1][0]
             count += bad
