@@ -6,7 +6,7 @@ import contextlib
 import functools
 import warnings
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 from uuid import UUID
@@ -97,6 +97,26 @@ _ROLES = {
     (False, False): select(_grants.role).where(_HELD_AT),
     (False, True): select(_grants.role).where(_HELD_AT, _ACTIVE_AT.scalar_subquery()),
 }
+
+
+# One user or account by id, as `_users` / `_accounts` answer it for a condition on the id: the
+# read API asks this on every request (the caller, then the user asked for and its account).
+_A = bindparam("a", type_=Uuid())
+_account_grants = t.account_role_grants.c
+_USER_BY_ID = select(t.users).where(t.users.c.id == _U)
+_USER_ROLES_NOW = (
+    select(_grants.role)
+    .where(_grants.user_id == _U, held.ROLE_GRANTS.covers(None))
+    .order_by(_grants.role)
+)
+_ACCOUNT_BY_ID = select(t.accounts).where(t.accounts.c.id == _A)
+_ACCOUNT_ROLES_NOW = (
+    select(_account_grants.role)
+    .where(_account_grants.account_id == _A, held.ACCOUNT_ROLE_GRANTS.covers(None))
+    .order_by(_account_grants.role)
+)
+_USER_COLUMNS: Final = [column.name for column in t.users.columns]
+_ACCOUNT_COLUMNS: Final = [column.name for column in t.accounts.columns]
 
 
 class Queries:
@@ -200,8 +220,14 @@ class Queries:
         return None if found is None else UUID(str(found))
 
     def get_user(self, user: Any) -> UserModel | None:
-        found = self._users(t.users.c.id == self.resolve_user(user))
-        return found[0] if found else None
+        user_id = self.resolve_user(user)
+        rows = self.reader.all(_USER_BY_ID, {"u": user_id})
+        if not rows:
+            return None
+        row = dict(zip(_USER_COLUMNS, rows[0], strict=True))
+        roles = [name for (name,) in self.reader.all(_USER_ROLES_NOW, {"u": user_id})]
+        self.personal.prepare([row["email"]])
+        return self._user_model(row, roles)
 
     def find_user_by_email(self, email: str) -> UserModel | None:
         """The user with this email, matched case-insensitively: in the ledger's database
@@ -232,29 +258,35 @@ class Queries:
             roles = _roles_held_now(
                 conn, (g.user_id, g.role), held.ROLE_GRANTS, select(u.id).where(condition)
             )
-        reveal = self.personal.reveal
         self.personal.prepare(row.email for row in rows)  # one key serves email and username
-        return [
-            UserModel(
-                id=row.id,
-                email=reveal(row.email, row.id, "email"),
-                username=reveal(row.username, row.id, "username"),
-                account_id=row.account_id,
-                timezone=row.timezone,
-                active=row.active,
-                erased=row.erased,
-                roles=roles.get(row.id, []),
-                login_count=row.login_count,
-                last_login_at=row.last_login_at,
-                last_seen_at=row.last_seen_at,
-                created_at=row.created_at,
-            )
-            for row in rows
-        ]
+        return [self._user_model(row._mapping, roles.get(row.id, [])) for row in rows]
+
+    def _user_model(self, row: Mapping[Any, Any], roles: list[str]) -> UserModel:
+        """A users row as its model (its sealed email prepared)."""
+        reveal = self.personal.reveal
+        return UserModel(
+            id=row["id"],
+            email=reveal(row["email"], row["id"], "email"),
+            username=reveal(row["username"], row["id"], "username"),
+            account_id=row["account_id"],
+            timezone=row["timezone"],
+            active=row["active"],
+            erased=row["erased"],
+            roles=roles,
+            login_count=row["login_count"],
+            last_login_at=row["last_login_at"],
+            last_seen_at=row["last_seen_at"],
+            created_at=row["created_at"],
+        )
 
     def get_account(self, account: Any) -> AccountModel | None:
-        found = self._accounts(t.accounts.c.id == as_uuid(account, "account"))
-        return found[0] if found else None
+        account_id = as_uuid(account, "account")
+        rows = self.reader.all(_ACCOUNT_BY_ID, {"a": account_id})
+        if not rows:
+            return None
+        row = dict(zip(_ACCOUNT_COLUMNS, rows[0], strict=True))
+        roles = [name for (name,) in self.reader.all(_ACCOUNT_ROLES_NOW, {"a": account_id})]
+        return _account_model(row, roles)
 
     def list_accounts(self, include_closed: bool = False) -> list[AccountModel]:
         condition = and_(True) if include_closed else t.accounts.c.closed.is_(False)
@@ -270,20 +302,7 @@ class Queries:
                 held.ACCOUNT_ROLE_GRANTS,
                 select(a.id).where(condition),
             )
-        return [
-            AccountModel(
-                id=row.id,
-                name=row.name,
-                primary_color=row.primary_color,
-                secondary_color=row.secondary_color,
-                logo_url=row.logo_url,
-                consultancy_account_id=row.consultancy_account_id,
-                account_roles=roles.get(row.id, []),
-                closed=row.closed,
-                created_at=row.created_at,
-            )
-            for row in rows
-        ]
+        return [_account_model(row._mapping, roles.get(row.id, [])) for row in rows]
 
     # -- annotations ----------------------------------------------------------------------------
 
@@ -409,6 +428,20 @@ class Queries:
             if column not in frame.columns:
                 frame[column] = pd.Series(dtype=object)
         return frame
+
+
+def _account_model(row: Mapping[Any, Any], roles: list[str]) -> AccountModel:
+    return AccountModel(
+        id=row["id"],
+        name=row["name"],
+        primary_color=row["primary_color"],
+        secondary_color=row["secondary_color"],
+        logo_url=row["logo_url"],
+        consultancy_account_id=row["consultancy_account_id"],
+        account_roles=roles,
+        closed=row["closed"],
+        created_at=row["created_at"],
+    )
 
 
 def _roles_held_now(

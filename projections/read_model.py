@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import datetime
+from typing import Final
 
 from sqlalchemy import Connection, Engine, insert, inspect, select, text
 
@@ -23,13 +24,18 @@ from ledger.storage.settings import (
 from projections import tables as t
 from projections.personal import PersonalData
 from projections.prepared import PreparedReader
-from projections.projector import Projector
+from projections.projector import TRACKING_NAME, Projector
 from projections.queries import Queries
 from projections.reviews import ReviewQueries
 
 _CREATE_LOCK = 7_350_002  # pg_advisory_xact_lock key: one process creates the tables at a time
 SCHEMA_ROW = "schema-version"
 SCHEMA_VERSION = 7  # raise whenever a read-model table changes shape
+
+
+_POSITION: Final = select(t.projection_tracking.c.position).where(
+    t.projection_tracking.c.name == TRACKING_NAME
+)
 
 
 class ReadModel(Queries, ReviewQueries):
@@ -149,8 +155,8 @@ class ReadModel(Queries, ReviewQueries):
 
     def position(self) -> int:
         """The position of the last event projected (0 before any)."""
-        with self.engine.connect() as conn:
-            return self.projector.position(conn)
+        found = self.reader.scalar(_POSITION, {})  # the read API asks on every request
+        return 0 if found is None else int(found)
 
     def follow(
         self,

@@ -9,13 +9,14 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from sqlalchemy import Engine, Row, Select, and_, select
+from sqlalchemy import Engine, Row, Select, Uuid, and_, bindparam, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from ledger.validation import Moment, optional
 from projections import held
 from projections import tables as t
 from projections.models import _Model
+from projections.prepared import PreparedReader
 
 Status = Literal["open", "overdue", "closed"]
 
@@ -62,8 +63,14 @@ def _moment(value: Any) -> datetime | None:
     return optional(Moment, value, "at")  # type: ignore[no-any-return]
 
 
+_ROLE_ENDS_NOW = select(t.role_grants.c.role, t.role_grants.c.ends_at).where(
+    held.grants_held(bindparam("u", type_=Uuid()), None), t.role_grants.c.ends_at.is_not(None)
+)
+
+
 class ReviewQueries:
     engine: Engine
+    reader: PreparedReader
 
     def reviews(self, at: datetime | None = None) -> list[ReviewModel]:
         """Every campaign started by `at` (default: now), by start, as it stood then."""
@@ -110,9 +117,12 @@ class ReviewQueries:
     def role_ends(self, user_id: UUID, at: datetime | None = None) -> dict[str, datetime]:
         """The end fixed in advance of each role the user holds (now, or at `at`) that has one."""
         grants = t.role_grants.c
+        moment = _moment(at)
+        if moment is None:  # the read API's, on every request for a user: prepared
+            return {role: ends for role, ends in self.reader.all(_ROLE_ENDS_NOW, {"u": user_id})}
         return self._ends(
             select(grants.role, grants.ends_at).where(
-                held.grants_held(user_id, _moment(at)), grants.ends_at.is_not(None)
+                held.grants_held(user_id, moment), grants.ends_at.is_not(None)
             )
         )
 

@@ -457,6 +457,36 @@ def feed_results(url: str, samples: int, log: Callable[[str], None]) -> list[Res
     ]
 
 
+def api_results(url: str, log: Callable[[str], None]) -> list[Result]:
+    """scripts/api_load.py on an empty scratch database of its own (100 users): `GET
+    /api/v3_0/users/<id>` with a token through `ledger serve --workers 2`, beside a bare
+    FastAPI route returning a constant served the same way, 3,000 requests over 8 keep-alive
+    connections, best of 3 runs each, taken in turns."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    import api_load
+
+    with scratch_database(None if url.startswith("sqlite") else url) as api_url:
+        api, bare = api_load.measure(api_url, requests=3000, concurrency=8, workers=2)
+    log(
+        f"read API {api.rate:,.0f} requests/s (p50 {api.percentile(0.5) * 1000:.1f} ms, p99 "
+        f"{api.percentile(0.99) * 1000:.1f} ms); bare FastAPI route {bare.rate:,.0f} requests/s "
+        f"(p50 {bare.percentile(0.5) * 1000:.1f} ms, p99 {bare.percentile(0.99) * 1000:.1f} ms)"
+    )
+    return [
+        ratio_result(
+            "read API GET /api/v3_0/users/<id> (ledger serve --workers 2)",
+            api.rate,
+            "requests/s",
+            bare.rate,
+            "bare FastAPI route, same server, requests/s",
+            0.50,
+            f"p50 {api.percentile(0.5) * 1000:.1f} ms, p99 {api.percentile(0.99) * 1000:.1f} ms;"
+            f" bare p50 {bare.percentile(0.5) * 1000:.1f} ms, p99 "
+            f"{bare.percentile(0.99) * 1000:.1f} ms; 3,000 requests, 8 connections, best of 3",
+        )
+    ]
+
+
 # -- measuring ----------------------------------------------------------------------------------
 
 
@@ -783,6 +813,8 @@ def run(url: str, scale: dict[str, int], log: Callable[[str], None]) -> list[Res
     results.extend(stream_results(led, log))
     raw.settle()
     results.extend(feed_results(url, scale["feed"], log))
+    raw.settle()
+    results.extend(api_results(url, log))
 
     rm = ReadModel(url, page_size=2000)
     raw.settle()

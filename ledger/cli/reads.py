@@ -16,6 +16,7 @@ from rich.text import Text
 
 from ledger.cli.state import INSTANT, State, global_options, state
 from ledger.errors import LedgerError, NotFound
+from ledger.storage.settings import URL_VARIABLE
 from ledger.validation import shown
 from projections.queries import NOBODY
 
@@ -335,26 +336,41 @@ COMMANDS = [query, project, rebuild]
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Server processes (uvicorn's workers); each counts failed logins on its own.",
+)
 @global_options
-def serve(host: str, port: int) -> None:
+def serve(host: str, port: int, workers: int) -> None:
     """Serve the read API (FlexMeasures v3_0 routes; OpenAPI at /docs)."""
     import uvicorn
 
     from projections.api import create_app
+    from projections.api.server import NoDelayH11Protocol
 
     s = state()
     s.require_ledger()
     # X-Forwarded-For only from the proxies named in FORWARDED_ALLOW_IPS: uvicorn would trust
     # it from any local client, which could then pick its own address for the login throttle
     trusted_proxies = os.environ.get("FORWARDED_ALLOW_IPS", "").strip()
-    uvicorn.run(
-        create_app(s.url),
+    app = create_app(s.url)  # an invalid setting stops the start here, in one line
+    options: dict[str, Any] = dict(
         host=host,
         port=port,
         log_level="info",
         proxy_headers=bool(trusted_proxies),
         forwarded_allow_ips=trusted_proxies or None,
+        http=NoDelayH11Protocol,
     )
+    if workers == 1:
+        uvicorn.run(app, **options)
+        return
+    # uvicorn starts each worker process from an import string; the URL goes in the environment
+    os.environ[URL_VARIABLE] = s.url
+    uvicorn.run("projections.api:create_app", factory=True, workers=workers, **options)
 
 
 COMMANDS.append(serve)

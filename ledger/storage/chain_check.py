@@ -33,7 +33,8 @@ class Source:
     """Where to read: `dialect` 'sqlite' (connect: database) or 'postgresql' (connect: psycopg
     keyword arguments); `scan` selects position, originator id, version, topic, state and link
     for start <= position < stop in log order; `link_before` the link of the last event before
-    a position; `first` the lowest position of any event. Ids come as 32 hex digits."""
+    a position; `first` the lowest position of any event. Ids come as text: on PostgreSQL
+    as str(UUID) prints them, on SQLite as stored (32 hex digits, dashes ignored)."""
 
     dialect: str
     connect: dict[str, Any]
@@ -51,7 +52,9 @@ class Source:
         return cls(
             dialect,
             connect,
-            scan=f"SELECT e.{position}, replace(CAST(e.originator_id AS TEXT), '-', ''), "
+            # PostgreSQL's uuid as text is str(UUID)'s form; SQLite's text is undone in Python
+            # (replace() in the query cost a third of a scan)
+            scan=f"SELECT e.{position}, CAST(e.originator_id AS TEXT), "
             f"e.originator_version, e.topic, e.state, l.hash {joined} "
             f"WHERE e.{position} >= {mark} AND e.{position} < {mark} ORDER BY e.{position}",
             link_before=f"SELECT l.hash {joined} WHERE e.{position} < {mark} "
@@ -76,7 +79,8 @@ def check_range(source: Source, start: int, stop: int, kept: tuple[int, str] | N
     """Check the events at positions start <= p < stop, in one read transaction."""
     with _open(source) as log:
         previous = log.one(source.link_before, (start,)) or GENESIS
-        return _check(log.pages(source.scan, (start, stop)), previous, stop, kept)
+        pages = log.pages(source.scan, (start, stop))
+        return _check(pages, previous, stop, kept, source.dialect == "postgresql")
 
 
 def first_position(source: Source) -> int | None:
@@ -88,41 +92,91 @@ def first_position(source: Source) -> int | None:
 
 
 def _check(
-    pages: Iterator[Sequence[Sequence[Any]]], previous: str, stop: int, kept: tuple[int, str] | None
+    pages: Iterator[Sequence[Sequence[Any]]],
+    previous: str,
+    stop: int,
+    kept: tuple[int, str] | None,
+    dashed: bool = False,
 ) -> Checked:
+    """Check page after page. Each link is computed from the link recorded before it, which is
+    the one computed (the chain stops at the first difference): the links of a page are then
+    independent, computed in one comprehension and compared as lists, with no Python steps of
+    its own per row (this loop is most of the time of a verify). `dashed`: the ids come as
+    str(UUID) prints them (PostgreSQL), else as text to strip of dashes and dash again."""
     kept_position, kept_hash = kept if kept is not None else (None, "")  # None: no position is kept
     kept_seen, count, position_seen = False, 0, 0
-    sha256 = hashlib.sha256
     for page in pages:
-        for position, originator_id, version, topic, state, recorded in page:
-            if recorded is None:
-                return Checked(
-                    count, position_seen, previous, position, kept_seen,
-                    (position, EVENT_WITHOUT_LINK),
-                )  # fmt: skip
-            # chain.link_of, inlined (this loop is most of the time of a verify); the scan
-            # gives ids as 32 hex digits, and the link has them as str(UUID) prints them
-            o = originator_id
-            digest = sha256(
-                f"{previous}\x1f{position}\x1f{o[:8]}-{o[8:12]}-{o[12:16]}-{o[16:20]}-{o[20:]}"
-                f"\x1f{version}\x1f{topic}\x1f".encode()
-            )
-            digest.update(state)
-            expected = digest.hexdigest()
-            if expected != recorded:
-                return Checked(
-                    count, position_seen, previous, position, kept_seen, (position, CHANGED)
-                )
-            previous, position_seen = expected, position
-            count += 1
-            if position == kept_position:
-                if previous != kept_hash:
-                    return Checked(
-                        count, position_seen, previous, position + 1, kept_seen,
-                        (position, NOT_EXTENDED),
-                    )  # fmt: skip
-                kept_seen = True
+        if not page:
+            continue
+        recorded = [row[5] for row in page]
+        befores = [previous, *recorded[:-1]]
+        expected, error = _links(page, befores, dashed)
+        bad = None
+        if expected != recorded:
+            pairs = enumerate(zip(expected, recorded, strict=False))
+            bad = next((i for i, (e, r) in pairs if e != r), None)
+            if bad is None:  # a row whose link could not be computed, every one before it held
+                bad = len(expected)
+        last = len(page) if bad is None else bad  # the rows whose links held
+        if kept_position is not None and last and page[0][0] <= kept_position <= page[last - 1][0]:
+            for i in range(last):
+                if page[i][0] == kept_position:
+                    if recorded[i] != kept_hash:
+                        position = page[i][0]
+                        return Checked(
+                            count + i + 1, position, recorded[i], position + 1, kept_seen,
+                            (position, NOT_EXTENDED),
+                        )  # fmt: skip
+                    kept_seen = True
+                    break
+        if bad is not None:
+            if error is not None and bad == len(expected) and recorded[bad] is not None:
+                raise error  # as a row at a time would, reaching it (a missing link is named)
+            if bad:
+                previous, position_seen = recorded[bad - 1], page[bad - 1][0]
+            count += bad
+            position = page[bad][0]
+            problem = EVENT_WITHOUT_LINK if recorded[bad] is None else CHANGED
+            return Checked(count, position_seen, previous, position, kept_seen, (position, problem))
+        count += len(page)
+        previous, position_seen = recorded[-1], page[-1][0]
     return Checked(count, position_seen, previous, stop, kept_seen)
+
+
+def _links(
+    page: Sequence[Sequence[Any]], befores: list[Any], dashed: bool
+) -> tuple[list[str], Exception | None]:
+    """The links of a page's rows (chain.link_of, inlined), each from the link before it. A row
+    that has none (a NULL or a wrong type where the scan expects text or bytes) ends the list
+    short, with the error it raised: raised if every row before it held, as a row at a time."""
+    sha256 = hashlib.sha256
+    try:
+        if dashed:
+            return [
+                sha256(f"{p}\x1f{n}\x1f{o}\x1f{v}\x1f{t}\x1f".encode() + s).hexdigest()
+                for p, (n, o, v, t, s, _) in zip(befores, page, strict=True)
+            ], None
+        return [
+            sha256(
+                f"{p}\x1f{n}\x1f{o[:8]}-{o[8:12]}-{o[12:16]}-{o[16:20]}-{o[20:]}"
+                f"\x1f{v}\x1f{t}\x1f".encode()
+                + s
+            ).hexdigest()
+            for p, (n, o, v, t, s, _) in zip(befores, page, strict=True)
+            for o in (o.replace("-", ""),)
+        ], None
+    except Exception:  # found again, row by row
+        pass
+    links: list[str] = []
+    for p, (n, o, v, t, s, _) in zip(befores, page, strict=True):
+        try:
+            if not dashed:
+                o = o.replace("-", "")
+                o = f"{o[:8]}-{o[8:12]}-{o[12:16]}-{o[16:20]}-{o[20:]}"
+            links.append(sha256(f"{p}\x1f{n}\x1f{o}\x1f{v}\x1f{t}\x1f".encode() + s).hexdigest())
+        except Exception as error:
+            return links, error
+    return links, None
 
 
 class _SQLiteLog:

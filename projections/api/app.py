@@ -9,13 +9,14 @@ the routes take (projections.api.dependencies), the routers by resource
 (projections.api.routes) and one shape for every error (projections.api.errors).
 """
 
-from collections.abc import Awaitable, Callable
 from importlib.metadata import version
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.datastructures import URL, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledger.errors import LedgerError, ValidationError
 from projections.api.auth import token_ttl
@@ -25,6 +26,33 @@ from projections.api.parameters import known_parameters_only
 from projections.api.routes import ROUTERS
 from projections.api.services import Services
 from projections.api.throttle import LoginThrottle
+
+
+class VersionHeaders:
+    """The headers FlexMeasures sends: its version on every response, the API version on the
+    versioned routes. Plain ASGI: as an `@app.middleware("http")` function (Starlette's
+    BaseHTTPMiddleware, a task and a stream per request) it cost more than a bare route's
+    whole answer."""
+
+    def __init__(self, app: ASGIApp, server_version: str) -> None:
+        self.app = app
+        self.server_version = server_version
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        versioned = URL(scope=scope).path.startswith("/api/v3_0/")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["FlexMeasures-Version"] = self.server_version
+                if versioned:
+                    headers["API-Version"] = "v3_0"
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def create_app(url: str | None = None) -> FastAPI:
@@ -43,17 +71,7 @@ def create_app(url: str | None = None) -> FastAPI:
     app.state.services = services
     app.state.throttle = throttle
 
-    @app.middleware("http")
-    async def version_headers(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        """The headers FlexMeasures sends: its version on every response, the API version on
-        the versioned routes."""
-        response = await call_next(request)
-        response.headers["FlexMeasures-Version"] = server_version
-        if request.url.path.startswith("/api/v3_0/"):
-            response.headers["API-Version"] = "v3_0"
-        return response
+    app.add_middleware(VersionHeaders, server_version=server_version)
 
     @app.exception_handler(ApiError)
     def api_error(_request: Request, error: ApiError) -> JSONResponse:

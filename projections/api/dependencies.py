@@ -6,6 +6,7 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader
 
 from projections.api.auth import Unauthorized
@@ -22,51 +23,73 @@ token_header = APIKeyHeader(
 )
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     """The services `create_app` opened for this app."""
     found: Services = request.app.state.services
     return found
 
 
-def get_throttle(request: Request) -> LoginThrottle:
+async def get_throttle(request: Request) -> LoginThrottle:
     found: LoginThrottle = request.app.state.throttle
     return found
 
 
+# The dependencies that only look something up are `async def`: FastAPI runs a plain `def` one
+# in its thread pool, a thread hop each, which counted in every request.
 AppServices = Annotated[Services, Depends(get_services)]
 Throttle = Annotated[LoginThrottle, Depends(get_throttle)]
 
 
-def caller(
-    authorization: Annotated[str | None, Depends(token_header)], services: AppServices
-) -> Principal:
-    """The user whose token came with the request; 401 without one that still grants access."""
+def authenticated(authorization: str | None, services: Services) -> tuple[Principal, ReadModel]:
+    """The user whose token came with the request, and the read models, caught up; 401
+    without a token that still grants access."""
     try:
         recorded = services.tokens.authenticate(authorization)
     except Unauthorized as error:
         raise ApiError(401, str(error)) from None
-    user = services.reads().get_user(recorded.id)
+    read_model = services.reads()
+    user = read_model.get_user(recorded.id)
     if user is None:
         raise ApiError(401, "the token no longer grants access")
     # the roles as recorded, not as projected: a revoked role stops granting reads at once,
     # also while the read models lag behind the log; a grant past its `until` grants nothing,
     # whether or not its expiry has been recorded yet
-    return Principal(user=user, roles=frozenset(recorded.held_now(datetime.now(UTC))))
+    return Principal(user=user, roles=frozenset(recorded.held_now(datetime.now(UTC)))), read_model
 
 
-Caller = Annotated[Principal, Depends(caller)]
+def caller(authorization: str | None, services: Services) -> Principal:
+    """The user whose token came with the request; 401 without one that still grants access."""
+    return authenticated(authorization, services)[0]
 
 
-def external_ids(services: AppServices) -> ExternalIds:
-    return ExternalIds(services.ledger, answers_with_flexmeasures_ids())
+def request_caller(
+    request: Request,
+    authorization: Annotated[str | None, Depends(token_header)],
+    services: AppServices,
+) -> Principal:
+    """`caller`, keeping the read models it caught up for the route (`Reads`): one look at
+    the log's head a request."""
+    me, request.state.read_model = authenticated(authorization, services)
+    return me
+
+
+Caller = Annotated[Principal, Depends(request_caller)]
+
+
+async def external_ids(services: AppServices) -> ExternalIds:
+    ledger = services.opened_ledger()
+    if ledger is None:  # opening it may wait (on the database, on a catch-up): not in the loop
+        ledger = await run_in_threadpool(lambda: services.ledger)
+    return ExternalIds(ledger, answers_with_flexmeasures_ids())
 
 
 Ids = Annotated[ExternalIds, Depends(external_ids)]
 
 
-def reads(_caller: Caller, services: AppServices) -> ReadModel:
+async def reads(request: Request, _caller: Caller) -> ReadModel:
     """The read models, caught up, for an authenticated caller (authenticated first)."""
-    return services.reads()
+    found: ReadModel = request.state.read_model
+    return found
 
 
 Reads = Annotated[ReadModel, Depends(reads)]

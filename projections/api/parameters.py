@@ -14,8 +14,9 @@ from ledger.validation import shown
 from projections.api.errors import ApiError
 
 
-def known_parameters_only(request: Request) -> None:
-    """A dependency of every route: 422 for a query parameter the route does not declare."""
+async def known_parameters_only(request: Request) -> None:
+    """A dependency of every route: 422 for a query parameter the route does not declare.
+    Async: it never waits, and a plain function would run in the thread pool."""
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return

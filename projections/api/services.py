@@ -38,6 +38,10 @@ class Services:
         self._ledger, self._read_model = ledger, read_model
         self._tokens = TokenService(ledger, self.token_ttl)
 
+    def opened_ledger(self) -> Ledger | None:
+        """The ledger if it is open (never waits), else None."""
+        return self._ledger if self._tokens is not None else None
+
     @property
     def ledger(self) -> Ledger:
         with self._lock:
