@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import csv
 import json
+import multiprocessing
 import os
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +22,7 @@ import orjson
 from ledger.application import Ledger
 from ledger.audit import ocsf
 from ledger.errors import ValidationError
+from ledger.storage.settings import sqlite_file
 
 FORMATS: Final = ("ocsf", "jsonl", "csv")
 PAGE: Final = 2000
@@ -151,34 +155,125 @@ def export(
     until: datetime | None = None,
 ) -> Exported:
     """Write the events after position `after` (exclusive) recorded at or before `until` to
-    `out`, in `fmt`: `ocsf` and `jsonl` one JSON object a line, `csv` with a header row."""
+    `out`, in `fmt`: `ocsf` and `jsonl` one JSON object a line, `csv` with a header row.
+    A long log in JSON is read, decoded and encoded by `WORKERS` processes, a page each in
+    turn, and written here in log order (`_in_workers`)."""
     if fmt not in FORMATS:
         raise ValidationError(f"invalid format {fmt!r}: one of {', '.join(FORMATS)}")
     if isinstance(after, bool) or not isinstance(after, int) or after < 0:
         raise ValidationError(f"invalid after {after!r}: a log position, 0 or more")
-    writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
-    if writer is not None:
-        writer.writerow(CSV_COLUMNS)
+    if fmt == "csv":
+        return _export_csv(led, out, after, until)
+    head = led.recorder.max_notification_id() or 0
+    pieces = (
+        _in_workers(led, fmt, after, head, until)
+        if head - after >= PARALLEL_FROM and _can_fork(led)
+        else (
+            _piece(fmt, positions, links, events, until)
+            for positions, links, events in _pages(led, after, head, PAGE)
+        )
+    )
     count, first, last = 0, None, None
+    for piece in pieces:
+        if piece.count:
+            out.write(piece.text)
+            count += piece.count
+            first = piece.first if first is None else first
+            last = piece.last
+    return Exported(count, first, last)
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A page of the log as export lines."""
+
+    text: str
+    count: int
+    first: int | None
+    last: int | None
+
+
+def _piece(
+    fmt: str, positions: list[int], links: dict[int, str], events: list[Any], until: Any
+) -> Piece:
     build = ocsf.to_ocsf if fmt == "ocsf" else _record
+    lines, done = [], []
+    for position, event in zip(positions, events, strict=True):
+        if until is not None and event.timestamp > until:
+            continue
+        lines.append(json_line(build(position, links.get(position, ""), event), event))
+        done.append(position)
+    return Piece("".join(lines), len(done), done[0] if done else None, done[-1] if done else None)
+
+
+# Below this many events an export runs in this process: forking and opening the ledger in
+# each worker costs more than the second core gives back.
+PARALLEL_FROM: Final = 20_000
+WORKERS: Final = 2
+_worker_ledger: Ledger | None = None
+
+
+def _can_fork(led: Ledger) -> bool:
+    """Workers fork (they must open the same database: a file or PostgreSQL, not memory)."""
+    if "fork" not in multiprocessing.get_all_start_methods() or (os.cpu_count() or 1) < 2:
+        return False
+    path = sqlite_file(led.url)
+    return path is None or path.name != ":memory:"
+
+
+def _open_worker(url: str) -> None:
+    global _worker_ledger
+    _worker_ledger = Ledger(url, create=False, read_only=True)
+
+
+def _worker_piece(fmt: str, start: int, stop: int, until: datetime | None) -> Piece:
+    """The positions from `start` to `stop` (both inclusive) as export lines, in a worker."""
+    assert _worker_ledger is not None
+    pages = _pages(_worker_ledger, start - 1, stop, stop - start + 1)
+    pieces = [_piece(fmt, *page, until) for page in pages]
+    counted = [piece for piece in pieces if piece.count]
+    return Piece(
+        "".join(piece.text for piece in counted),
+        sum(piece.count for piece in counted),
+        counted[0].first if counted else None,
+        counted[-1].last if counted else None,
+    )
+
+
+def _in_workers(
+    led: Ledger, fmt: str, after: int, head: int, until: datetime | None
+) -> Iterator[Piece]:
+    """Pages of PAGE positions handed to the workers in turn, their lines taken back in log
+    order, at most two pages a worker under way (memory stays flat)."""
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(
+        WORKERS, mp_context=context, initializer=_open_worker, initargs=(led.url,)
+    ) as pool:
+        pending: deque[Future[Piece]] = deque()
+        for start in range(after + 1, head + 1, PAGE):
+            stop = min(start + PAGE - 1, head)
+            pending.append(pool.submit(_worker_piece, fmt, start, stop, until))
+            if len(pending) >= 2 * WORKERS:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def _export_csv(led: Ledger, out: TextIO, after: int, until: datetime | None) -> Exported:
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    count, first, last = 0, None, None
     for positions, links, events in _pages(led, after, None, PAGE):
-        lines: list[str] = []
         for position, event in zip(positions, events, strict=True):
             if until is not None and event.timestamp > until:
                 continue
-            link = links.get(position, "")
-            if writer is not None:
-                record = _record(position, link, event)
-                details = {key: value for key, value in record.items() if key not in CSV_COLUMNS}
-                row = [record.get(column) for column in CSV_COLUMNS[:-1]]
-                writer.writerow([*row, json.dumps(details, ensure_ascii=False)])
-            else:
-                lines.append(json_line(build(position, link, event), event))
+            record = _record(position, links.get(position, ""), event)
+            details = {key: value for key, value in record.items() if key not in CSV_COLUMNS}
+            row = [record.get(column) for column in CSV_COLUMNS[:-1]]
+            writer.writerow([*row, json.dumps(details, ensure_ascii=False)])
             count += 1
             first = position if first is None else first
             last = position
-        if lines:
-            out.write("".join(lines))
     return Exported(count, first, last)
 
 

@@ -48,7 +48,7 @@ class FastJSONTranscoder(JSONTranscoder):
         for key, value in obj.items():
             kind = type(value)
             if kind is dict:
-                obj[key] = self._object(value)
+                obj[key] = self._inner(value)
             elif kind is list:
                 self._list(value)
             elif kind is float:
@@ -57,11 +57,24 @@ class FastJSONTranscoder(JSONTranscoder):
             return self._transcoded(obj["_type_"], obj["_data_"])
         return obj
 
+    def _inner(self, obj: dict[str, Any]) -> Any:
+        """A nested object: most are a transcoded UUID or datetime, decoded here at once."""
+        if len(obj) == 2:
+            name, data = obj.get("_type_"), obj.get("_data_")
+            if type(data) is str:
+                if name == "uuid_hex":
+                    uuid = self._uuids.get(data)
+                    if uuid is not None:
+                        return uuid
+                if "_type_" in obj:
+                    return self._transcoded(name, data)
+        return self._object(obj)
+
     def _list(self, items: list[Any]) -> None:
         for index, value in enumerate(items):
             kind = type(value)
             if kind is dict:
-                items[index] = self._object(value)
+                items[index] = self._inner(value)
             elif kind is list:
                 self._list(value)
             elif kind is float:
