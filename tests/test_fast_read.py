@@ -219,3 +219,17 @@ def test_every_character_is_escaped_as_before() -> None:
     event = Event({"text": everything})
     data = exporting.as_record(exporting.Recorded(1, "", event))
     assert exporting.json_line(data, event) == reference.line("jsonl", 1, "", event)
+
+
+def test_a_cipher_made_for_decoding_is_gone_with_the_users_key(led: Ledger) -> None:
+    """Decoding makes an AESGCM per key id and keeps it: erasing the user drops it, so the
+    very next decode shows the personal data as erased."""
+    acme = led.create_account("Acme", actor="cli:admin")
+    ann = led.create_user("ann@acme.org", account_id=acme, actor="cli:admin", username="ann")
+    head = led.recorder.max_notification_id() or 0
+    before = led.to_domain_events(led.recorder.select_notifications(start=1, limit=head))
+    assert "ann@acme.org" in [getattr(event, "email", None) for event in before]
+    led.erase_user(ann, actor="cli:admin", reason="GDPR")
+    after = led.to_domain_events(led.recorder.select_notifications(start=1, limit=head))
+    emails = [getattr(event, "email", None) for event in after]
+    assert "ann@acme.org" not in emails and "[erased]" in emails
