@@ -8,6 +8,8 @@ from __future__ import annotations
 import io
 import json
 import string
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID
@@ -233,3 +235,23 @@ def test_a_cipher_made_for_decoding_is_gone_with_the_users_key(led: Ledger) -> N
     after = led.to_domain_events(led.recorder.select_notifications(start=1, limit=head))
     emails = [getattr(event, "email", None) for event in after]
     assert "ann@acme.org" not in emails and "[erased]" in emails
+
+
+def test_text_waiting_in_stdout_is_not_written_again_by_the_workers(history: Ledger) -> None:
+    """The workers are forks: what the caller left in stdout's buffer must not come out twice
+    (a fork flushes its copy as it ends; multiprocessing flushes the parent's before forking)."""
+    code = (
+        "import sys\n"
+        "from ledger import Ledger\n"
+        "from ledger.audit import export\n"
+        "export.PARALLEL_FROM = 1\n"
+        "export.PAGE = 5\n"
+        "sys.stdout.write('before the export\\n')\n"
+        f"export.export(Ledger({history.url!r}, create=False), sys.stdout, 'jsonl')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    )
+    lines = result.stdout.splitlines()
+    assert lines[0] == "before the export"
+    assert lines[1:] == reference_export(history, "jsonl").splitlines()
