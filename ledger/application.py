@@ -17,7 +17,13 @@ from typing import Any, Final, TypeVar, cast
 from uuid import UUID
 
 from eventsourcing.application import Application, ProcessingEvent
-from eventsourcing.persistence import InfrastructureFactory, Mapper, Recording, StoredEvent
+from eventsourcing.persistence import (
+    InfrastructureFactory,
+    Mapper,
+    Recording,
+    StoredEvent,
+    Transcoder,
+)
 from eventsourcing.utils import Environment
 
 from ledger.batch import Batch
@@ -60,6 +66,7 @@ from ledger.storage.settings import (
     url_shown,
     whole_number_setting,
 )
+from ledger.storage.transcoder import FastJSONTranscoder
 from ledger.validation import as_uuid, now
 
 __all__ = ["UNSET", "Ledger", "Secret", "Unset", "is_contention"]
@@ -168,6 +175,12 @@ class Ledger(Application[UUID]):
     def construct_factory(self, env: Environment) -> InfrastructureFactory[Any]:
         factory = LedgerPostgresFactory if is_postgres(self.url) else LedgerSQLiteFactory
         return factory(env)
+
+    def construct_transcoder(self) -> Transcoder:
+        """The library's JSON transcoder, decoding with orjson (`ledger.storage.transcoder`)."""
+        transcoder = FastJSONTranscoder()
+        self.register_transcodings(transcoder)
+        return transcoder
 
     def construct_mapper(self) -> Mapper[UUID]:
         return PersonalDataMapper(self.construct_transcoder(), self._keyring)

@@ -330,6 +330,42 @@ def plain_read(url: str, limit: int | None = None) -> float:
     return read_rate
 
 
+def ledger_read_results(
+    led: Any, url: str, events: int, log: Callable[[str], None]
+) -> list[Result]:
+    """The ledger's mapper over its own log (personal data opened, what export, catch-up and
+    the importer's loads pay) in the same pages as `plain_read`, set beside the plain library
+    reading and decoding as many events of its log: best of 3 each, taken in turns."""
+    reads, plains = [], []
+    for _ in range(3):
+        plains.append(plain_read(url, limit=events))
+        start, read, position = time.perf_counter(), 0, 1
+        while page := led.recorder.select_notifications(start=position, limit=2000, stop=events):
+            led.to_domain_events(page)
+            led.forget_cached_keys()
+            read += len(page)
+            position = page[-1].id + 1
+        reads.append(read / (time.perf_counter() - start))
+    rate, reference = max(reads), max(plains)
+    log(
+        f"ledger read and decode of {read:,} events: {rate:,.0f} events/s (runs "
+        f"{', '.join(f'{r:,.0f}' for r in reads)}; plain {', '.join(f'{r:,.0f}' for r in plains)})"
+    )
+    return [
+        Result(
+            "ledger read and decode",
+            rate,
+            "events/s",
+            reference,
+            "plain read and decode, same number of events, best of 3, events/s",
+            rate / reference,
+            "(comparison)",
+            None,
+            f"{read:,} events in pages of 2,000, personal data opened, nothing applied",
+        )
+    ]
+
+
 # -- streaming and the change feed ---------------------------------------------------------------
 
 
@@ -809,6 +845,8 @@ def run(url: str, scale: dict[str, int], log: Callable[[str], None]) -> list[Res
             f"{', '.join(f'{r:,.0f}' for r in reads)})"
         )
 
+    raw.settle()
+    results.extend(ledger_read_results(led, url, events, log))
     raw.settle()
     results.extend(stream_results(led, log))
     raw.settle()

@@ -14,6 +14,8 @@ own `at`), `metadata.logged_time` when the ledger recorded it. The log position 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from importlib import metadata as package_metadata
 from typing import Any, Final
@@ -136,12 +138,16 @@ def _aggregate_of(qualified_name: str) -> str:
     return qualified_name.split(".")[0]
 
 
+# values JSON holds as they are (`plain` returns them unchanged)
+AS_IS: Final = frozenset({str, int, bool, type(None)})
+
+
 def fields(event: Any) -> dict[str, Any]:
     """The event's own fields (not its common metadata), as JSON values."""
     return {
-        name: plain(value)
+        name: value if type(value) in AS_IS else plain(value)
         for name, value in vars(event).items()
-        if name not in COMMON_FIELDS and not name.startswith("_")
+        if name not in COMMON_FIELDS and name[0] != "_"
     }
 
 
@@ -163,21 +169,62 @@ def milliseconds(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
+@dataclass(frozen=True)
+class Shape:
+    """What an event's class alone decides of its OCSF event, worked out once per class."""
+
+    name: str
+    aggregate: str
+    kind: Callable[..., Body]
+    occurred: bool  # whether its `at` is when it happened
+
+
+def _shape(cls: type) -> Shape:
+    name = cls.__name__
+    aggregate = _aggregate_of(cls.__qualname__)
+    kind: Callable[..., Body]
+    if name in LOGINS:
+        kind = _authentication
+    elif name in USER_CHANGES or (name not in ENTITY_CHANGES and aggregate == "User"):
+        kind = _account_change
+    else:
+        kind = _entity_management
+    return Shape(name, aggregate, kind, name in OCCURRED_AT)
+
+
+_SHAPES: dict[type, Shape] = {}
+
+
 def to_ocsf(position: int, link: str, event: Any) -> dict[str, Any]:
     """One recorded event as an OCSF event."""
-    name = event_name(event)
+    cls = type(event)
+    shape = _SHAPES.get(cls)
+    if shape is None:
+        shape = _SHAPES[cls] = _shape(cls)
+    name, aggregate = shape.name, shape.aggregate
     own = fields(event)
-    aggregate = aggregate_name(event)
     uid = str(event.originator_id)  # once: it appears four or five times
-    if name in LOGINS:
-        body = _authentication(event, uid, own)
-    elif name in USER_CHANGES or (name not in ENTITY_CHANGES and aggregate == "User"):
-        body = _account_change(event, uid, own)
-    else:
-        body = _entity_management(event, uid, aggregate, own)
-    (class_uid, class_name), activity_id, activity_name, extra = body
+    (class_uid, class_name), activity_id, activity_name, extra = shape.kind(
+        name, uid, aggregate, own
+    )
     recorded = event.timestamp
-    occurred = getattr(event, "at", None) if name in OCCURRED_AT else None
+    occurred = getattr(event, "at", None) if shape.occurred else None
+    actor = event.actor
+    command_id = event.command_id
+    status_id = extra.pop("status_id", SUCCESS)
+    metadata: dict[str, Any] = {
+        "version": SCHEMA_VERSION,
+        "product": PRODUCT,
+        "log_name": "ledger",
+        "uid": f"{uid}/{event.originator_version}",
+        "sequence": position,
+        "event_code": name,
+        "logged_time": int(recorded.timestamp() * 1000),
+        "tags": [{"name": "chain_link", "value": link}],
+    }
+    if command_id:
+        metadata["correlation_uid"] = command_id
+    role = f" {own['role']!r}" if "role" in own else ""
     result: dict[str, Any] = {
         "class_uid": class_uid,
         "class_name": class_name,
@@ -189,21 +236,11 @@ def to_ocsf(position: int, link: str, event: Any) -> dict[str, Any]:
         "type_name": f"{class_name}: {activity_name}",
         "severity_id": INFORMATIONAL,
         "severity": "Informational",
-        "status_id": extra.pop("status_id", SUCCESS),
+        "status_id": status_id,
         "time": milliseconds(occurred or recorded),
-        "message": _message(name, event, uid, aggregate, own),
-        "actor": _actor(event.actor),
-        "metadata": {
-            "version": SCHEMA_VERSION,
-            "product": PRODUCT,
-            "log_name": "ledger",
-            "uid": f"{uid}/{event.originator_version}",
-            "sequence": position,
-            "event_code": name,
-            "logged_time": milliseconds(recorded),
-            "tags": [{"name": "chain_link", "value": link}],
-            **({"correlation_uid": event.command_id} if event.command_id else {}),
-        },
+        "message": f"{name}{role} on {aggregate.lower()} {uid} by {actor}",
+        "actor": _actor(actor),
+        "metadata": metadata,
         **extra,
         "unmapped": {
             "aggregate": aggregate,
@@ -212,35 +249,34 @@ def to_ocsf(position: int, link: str, event: Any) -> dict[str, Any]:
             "reason": event.reason,
             **own,
         },
+        "status": "Success" if status_id == SUCCESS else "Failure",
     }
-    result["status"] = "Success" if result["status_id"] == SUCCESS else "Failure"
     return result
 
 
 Body = tuple[tuple[int, str], int, str, dict[str, Any]]
 
 
-def _account_change(event: Any, uid: str, own: dict[str, Any]) -> Body:
-    activity_id, activity_name = USER_CHANGES.get(event_name(event), (OTHER, "Other"))
+def _account_change(name: str, uid: str, aggregate: str, own: dict[str, Any]) -> Body:
+    activity_id, activity_name = USER_CHANGES.get(name, (OTHER, "Other"))
     extra: dict[str, Any] = {"user": _user(uid, own)}
     if "role" in own:
         extra["policies"] = [{"name": own["role"], "type": "Role"}]
     return ACCOUNT_CHANGE, activity_id, activity_name, extra
 
 
-def _authentication(event: Any, uid: str, own: dict[str, Any]) -> Body:
+def _authentication(name: str, uid: str, aggregate: str, own: dict[str, Any]) -> Body:
     extra: dict[str, Any] = {"user": {"uid": uid}}
     ip = own.get("ip")
     if ip and ip != ERASED:
         extra["src_endpoint"] = {"ip": ip}
-    if event_name(event) == "LoginFailed":
+    if name == "LoginFailed":
         extra["status_id"] = FAILURE
         extra["status_detail"] = str(own.get("reason_kind"))
     return AUTHENTICATION, 1, "Logon", extra
 
 
-def _entity_management(event: Any, uid: str, aggregate: str, own: dict[str, Any]) -> Body:
-    name = event_name(event)
+def _entity_management(name: str, uid: str, aggregate: str, own: dict[str, Any]) -> Body:
     activity_id, activity_name = ENTITY_CHANGES.get(name, (OTHER, "Other"))
     entity: dict[str, Any]
     if "annotation_id" in own:
@@ -313,9 +349,3 @@ def _actor_parsed(actor: str) -> tuple[str, str]:
         return "uid", str(UUID(actor))
     except ValueError:
         return "name", actor
-
-
-def _message(name: str, event: Any, uid: str, aggregate: str, own: dict[str, Any]) -> str:
-    subject = f"{aggregate.lower()} {uid}"
-    role = f" {own['role']!r}" if "role" in own else ""
-    return f"{name}{role} on {subject} by {event.actor}"
