@@ -60,8 +60,13 @@ def handles(*event_classes: type[Any]) -> Callable[[Handler], Handler]:
     return register
 
 
+_AS_IS: Final = frozenset({str, int, float, bool, type(None)})
+
+
 def plain(value: Any) -> Any:
     """A JSON-friendly copy of an event field."""
+    if type(value) in _AS_IS:  # most fields: no isinstance chain
+        return value
     if isinstance(value, UUID):
         return str(value)
     if isinstance(value, datetime):
