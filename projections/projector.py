@@ -100,6 +100,9 @@ class Projector:
         self._account_of_user: dict[UUID, UUID] = {}
         self.position_now = 0  # the position of the event being applied
         self._pending_log: list[dict[str, Any]] = []
+        # per account, the longest annotation added since the last flush: one UPDATE each,
+        # not one per annotation (the result is the same maximum)
+        self._pending_spans: dict[UUID, float] = {}
         self._statements = WriteStatements(engine.dialect)
         self.bulk_from = BULK_FROM
         self.in_bulk = False  # whether the query indexes may be missing
@@ -227,7 +230,7 @@ class Projector:
                 notifications = self._select(start, stop)
             else:
                 notifications, events = page
-            self._pending_log = []
+            self._pending_log, self._pending_spans = [], {}
             with PageWriter(conn, self._statements) as writer:
                 if careful:
                     events = [self._decode(notification) for notification in notifications]
@@ -335,11 +338,21 @@ class Projector:
         )
 
     def flush(self, writer: PageWriter) -> None:
-        """Insert the queued audit-log rows (before the page commits, or before a handler
-        that reads the audit log)."""
+        """Queue the page's pending writes: the accounts' annotation spans, the audit-log rows
+        (before the page commits, or before a handler that reads the audit log)."""
+        if self._pending_spans:
+            for account_id, span in self._pending_spans.items():
+                writer.execute(_WIDEN_SPAN, {"b_id": account_id, "b_span": span}, account_id)
+            self._pending_spans = {}
         if self._pending_log:
             writer.executemany(_INSERT_LOG, self._pending_log)
             self._pending_log = []
+
+    def widen_span(self, account_id: UUID, span: float) -> None:
+        """Queue `accounts.annotation_span = max(annotation_span, span)` (sent by `flush`)."""
+        known = self._pending_spans.get(account_id)
+        if known is None or known < span:
+            self._pending_spans[account_id] = span
 
     def remember_account(self, user_id: UUID, account_id: UUID) -> None:
         self._account_of_user[user_id] = account_id
@@ -712,11 +725,7 @@ def _annotation_added(p: Projector, w: PageWriter, e: Event) -> None:
         },
         e.annotation_id,
     )
-    w.execute(
-        _WIDEN_SPAN,
-        {"b_id": e.originator_id, "b_span": (e.end - e.start).total_seconds()},
-        e.originator_id,
-    )
+    p.widen_span(e.originator_id, (e.end - e.start).total_seconds())
 
 
 @handles(Account.AnnotationRemoved)

@@ -122,12 +122,12 @@ def varied_history(led: Ledger, acme: UUID) -> None:
     led.deactivate_user(user, actor=ADMIN)
     led.reactivate_user(user, actor=ADMIN)
     led.grant_account_role(acme, "Consultancy", actor=ADMIN)
-    for n in range(5):
+    for n, hours in enumerate([3, 1, 5, 2, 4]):  # the account's longest: 5 h
         led.add_annotation(
             acme,
             content=f"note {n}",
             start=START + timedelta(hours=n),
-            end=START + timedelta(hours=n + 3),
+            end=START + timedelta(hours=n + hours),
             source="monitoring",
             actor=ADMIN,
         )
