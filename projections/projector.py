@@ -4,8 +4,7 @@ loses nor double-applies an event."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Final
 from uuid import UUID
@@ -107,9 +106,6 @@ class Projector:
         self.bulk_from = BULK_FROM
         self.in_bulk = False  # whether the query indexes may be missing
         self._started = False  # seen a read model with events projected and every index
-        self._reader: ThreadPoolExecutor | None = None  # during a catch-up: reads ahead
-        # (start, future) of the page being read ahead
-        self._ahead: tuple[int, Future[tuple[Sequence[Any], list[Event]]]] | None = None
         dbapi = engine.dialect.loaded_dbapi
         # failures of the database itself (a lost connection, a full disk), not of an event
         self._database_errors: tuple[type[Exception], ...] = (
@@ -142,16 +138,11 @@ class Projector:
         """
         self._begin_bulk_load(stop)
         projected = 0
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="projector-read") as reader:
-            self._reader = reader
-            try:
-                while True:
-                    read, applied = self.project_page(until=until, stop=stop)
-                    if not read:
-                        break
-                    projected += applied
-            finally:
-                self._reader, self._ahead = None, None
+        while True:
+            read, applied = self.project_page(until=until, stop=stop)
+            if not read:
+                break
+            projected += applied
         self._end_bulk_load()
         return projected
 
@@ -225,19 +216,15 @@ class Projector:
             start = self.position(conn, lock=True) + 1
             if stop is not None and start > stop:
                 return 0, 0
-            page = None if careful else self._read_ahead(start)
-            if page is None:
-                notifications = self._select(start, stop)
-            else:
-                notifications, events = page
+            notifications = self.ledger.recorder.select_notifications(
+                start=start, limit=self.page_size, stop=stop
+            )
             self._pending_log, self._pending_spans = [], {}
             with PageWriter(conn, self._statements) as writer:
                 if careful:
                     events = [self._decode(notification) for notification in notifications]
-                elif page is None:
-                    events = self._to_events(notifications)
-                if not careful:
-                    self._read_next(notifications, stop)
+                else:
+                    events = self.ledger.to_domain_events(notifications, opened=not self.sealed)
                 for notification, event in zip(notifications, events, strict=True):
                     if until is None or event.timestamp <= until:
                         if careful:
@@ -253,41 +240,6 @@ class Projector:
                     .values(position=notifications[-1].id)
                 )
         return len(notifications), applied
-
-    def _select(self, start: int, stop: int | None) -> Sequence[Any]:
-        return self.ledger.recorder.select_notifications(
-            start=start, limit=self.page_size, stop=stop
-        )
-
-    def _to_events(self, notifications: Sequence[Any]) -> list[Event]:
-        return self.ledger.to_domain_events(notifications, opened=not self.sealed)
-
-    def _read(self, start: int, stop: int | None) -> tuple[Sequence[Any], list[Event]]:
-        notifications = self._select(start, stop)
-        return notifications, self._to_events(notifications)
-
-    def _read_next(self, notifications: Sequence[Any], stop: int | None) -> None:
-        """After a full page, start reading and decoding the next one in the reader thread:
-        it runs while this page's rows are written (the database calls release the GIL)."""
-        self._ahead = None
-        if self._reader is None or len(notifications) < self.page_size:
-            return
-        start = notifications[-1].id + 1
-        if stop is None or start <= stop:
-            self._ahead = (start, self._reader.submit(self._read, start, stop))
-
-    def _read_ahead(self, start: int) -> tuple[Sequence[Any], list[Event]] | None:
-        """The page read ahead, if it starts at `start` (another projector may have moved the
-        position since) and holds events; else None: read it now (and so raise here whatever
-        reading it raises)."""
-        ahead, self._ahead = self._ahead, None
-        if ahead is None or ahead[0] != start:
-            return None
-        try:
-            page = ahead[1].result()
-        except Exception:
-            return None
-        return page if page[0] else None
 
     def _decode(self, notification: Any) -> Event:
         try:

@@ -1,5 +1,5 @@
-"""The projector's queued writes (`projections.page_writer`) and its reading ahead: the same read
-models as writing each statement in turn, on SQLite and PostgreSQL."""
+"""The projector's queued writes (`projections.page_writer`): the same read models as writing
+each statement in turn, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -147,47 +147,14 @@ def test_generated_binders_bind_as_the_prepared_queries_do(
     assert len(checked_binders) >= 8  # one per statement the log needed
 
 
-def test_reading_ahead_leaves_what_a_page_at_a_time_leaves(
-    led: Ledger, acme: UUID, rm: ReadModel
-) -> None:
+def test_small_pages_leave_what_large_pages_leave(led: Ledger, acme: UUID, rm: ReadModel) -> None:
     varied_history(led, acme)
     events = int(led.recorder.max_notification_id())
     rm.catch_up()
     expected = dump(rm)
-    small = ReadModel(led.url, page_size=3)  # many full pages: each read ahead
+    small = ReadModel(led.url, page_size=3)  # writes queued and sent per page of 3
     try:
         assert small.rebuild() == events
         assert dump(small) == expected
     finally:
         small.close()
-
-
-def test_a_page_read_ahead_is_dropped_when_another_projector_moved_on(
-    led: Ledger, acme: UUID, url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    varied_history(led, acme)
-    events = int(led.recorder.max_notification_id())
-    first, other = ReadModel(url, page_size=5), ReadModel(url, page_size=5)
-    try:
-        projector = first.projector
-        project_page = projector.project_page
-        pages = 0
-
-        def then_the_other(**kwargs: Any) -> tuple[int, int]:
-            nonlocal pages
-            done = project_page(**kwargs)
-            pages += 1
-            if pages == 1:  # the first has read ahead from 6: the other projects 6-10
-                assert projector._ahead is not None and projector._ahead[0] == 6
-                assert other.projector.project_page() == (5, 5)
-            return done
-
-        monkeypatch.setattr(projector, "project_page", then_the_other)
-        assert first.catch_up() == events - 5  # none twice
-        assert first.position() == events
-        caught_up = dump(first)
-        first.rebuild()
-        assert dump(first) == caught_up
-    finally:
-        first.close()
-        other.close()
