@@ -9,7 +9,7 @@ processors; only the per-call machinery is left out.
 
 - `PreparedReader`: each thread keeps one connection, in autocommit, detached from the engine's
   pool (a pool of five never limits how many threads can ask).
-- `PageWriter`: the projector's writes, inside its page transaction.
+- `PageWriter` (`projections.page_writer`): the projector's writes, in its page transaction.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Connection, Dialect, Engine
+from sqlalchemy import Dialect, Engine
 from sqlalchemy.sql import ClauseElement, Select
 from sqlalchemy.sql.compiler import SQLCompiler
 
@@ -123,69 +123,6 @@ class PreparedStatements:
             found = (statement, PreparedQuery(statement, self.dialect, column_keys))
             self._compiled[key] = found
         return found[1]
-
-
-class PageWriter:
-    """Writes inside a SQLAlchemy transaction through its DBAPI cursor: prepared statements for
-    the statements run once per event; `connection()` (SQLAlchemy) for reads and for the rare
-    statements built per call."""
-
-    def __init__(self, conn: Connection, statements: PreparedStatements) -> None:
-        self._conn = conn
-        self._statements = statements
-        # psycopg: writes are sent in pipeline mode, without waiting for each reply (they need
-        # none); the pipeline ends before any read through SQLAlchemy, which wants its result
-        self._start_pipeline = getattr(conn.connection.driver_connection, "pipeline", None)
-        self._pipeline = contextlib.ExitStack()
-        self._piped = False
-        self._cursor = conn.connection.cursor()
-
-    def connection(self) -> Connection:
-        """The SQLAlchemy connection, every statement sent so far answered."""
-        self._end_pipeline()
-        return self._conn
-
-    def execute(self, statement: ClauseElement, values: Mapping[str, Any]) -> None:
-        query = self._statements.get(statement, list(values) if _is_insert(statement) else None)
-        self._in_pipeline()
-        self._cursor.execute(query.sql, query.parameters(values))
-
-    def executemany(self, statement: ClauseElement, rows: Sequence[Mapping[str, Any]]) -> None:
-        if not rows:
-            return
-        keys = list(rows[0]) if _is_insert(statement) else None
-        query = self._statements.get(statement, keys)
-        parameters: Any = [query.parameters(values) for values in rows]
-        self._in_pipeline()
-        self._cursor.executemany(query.sql, parameters)
-
-    def all(self, statement: Select[Any], values: Mapping[str, Any]) -> list[Sequence[Any]]:
-        """The rows of a prepared query, read in the page's transaction (after every write
-        sent so far)."""
-        query = self._statements.get(statement)
-        self._end_pipeline()
-        self._cursor.execute(query.sql, query.parameters(values))
-        return query.rows(self._cursor.description, list(self._cursor.fetchall()))
-
-    def _end_pipeline(self) -> None:
-        self._pipeline.close()
-        self._piped = False
-
-    def _in_pipeline(self) -> None:
-        if self._start_pipeline is not None and not self._piped:
-            self._pipeline.enter_context(self._start_pipeline())
-            self._piped = True
-
-    def __enter__(self) -> PageWriter:
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self._cursor.close()
-        self._pipeline.__exit__(*exc_info)
-
-
-def _is_insert(statement: ClauseElement) -> bool:
-    return getattr(statement, "is_insert", False) is True
 
 
 class PreparedReader:

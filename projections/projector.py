@@ -21,8 +21,8 @@ from ledger.domain.separation import SeparationPolicy
 from ledger.errors import LedgerError
 from projections import held
 from projections import tables as t
+from projections.page_writer import PageWriter, WriteStatements
 from projections.personal import PERSONAL_FIELDS
-from projections.prepared import PageWriter, PreparedStatements
 
 TRACKING_NAME: Final = "read_models"
 # A tracking row, there while a long catch-up from an empty read model leaves out the indexes
@@ -59,8 +59,13 @@ def handles(*event_classes: type[Any]) -> Callable[[Handler], Handler]:
     return register
 
 
+_AS_IS: Final = frozenset({str, int, float, bool, type(None)})
+
+
 def plain(value: Any) -> Any:
     """A JSON-friendly copy of an event field."""
+    if type(value) in _AS_IS:  # most fields: no isinstance chain
+        return value
     if isinstance(value, UUID):
         return str(value)
     if isinstance(value, datetime):
@@ -94,7 +99,10 @@ class Projector:
         self._account_of_user: dict[UUID, UUID] = {}
         self.position_now = 0  # the position of the event being applied
         self._pending_log: list[dict[str, Any]] = []
-        self._statements = PreparedStatements(engine.dialect)
+        # per account, the longest annotation added since the last flush: one UPDATE each,
+        # not one per annotation (the result is the same maximum)
+        self._pending_spans: dict[UUID, float] = {}
+        self._statements = WriteStatements(engine.dialect)
         self.bulk_from = BULK_FROM
         self.in_bulk = False  # whether the query indexes may be missing
         self._started = False  # seen a read model with events projected and every index
@@ -211,7 +219,7 @@ class Projector:
             notifications = self.ledger.recorder.select_notifications(
                 start=start, limit=self.page_size, stop=stop
             )
-            self._pending_log = []
+            self._pending_log, self._pending_spans = [], {}
             with PageWriter(conn, self._statements) as writer:
                 if careful:
                     events = [self._decode(notification) for notification in notifications]
@@ -282,11 +290,21 @@ class Projector:
         )
 
     def flush(self, writer: PageWriter) -> None:
-        """Insert the queued audit-log rows (before the page commits, or before a handler
-        that reads the audit log)."""
+        """Queue the page's pending writes: the accounts' annotation spans, the audit-log rows
+        (before the page commits, or before a handler that reads the audit log)."""
+        if self._pending_spans:
+            for account_id, span in self._pending_spans.items():
+                writer.execute(_WIDEN_SPAN, {"b_id": account_id, "b_span": span}, account_id)
+            self._pending_spans = {}
         if self._pending_log:
             writer.executemany(_INSERT_LOG, self._pending_log)
             self._pending_log = []
+
+    def widen_span(self, account_id: UUID, span: float) -> None:
+        """Queue `accounts.annotation_span = max(annotation_span, span)` (sent by `flush`)."""
+        known = self._pending_spans.get(account_id)
+        if known is None or known < span:
+            self._pending_spans[account_id] = span
 
     def remember_account(self, user_id: UUID, account_id: UUID) -> None:
         self._account_of_user[user_id] = account_id
@@ -574,6 +592,7 @@ def _account_created(p: Projector, w: PageWriter, e: Event) -> None:
             "closed_at": None,
             "annotation_span": 0.0,
         },
+        e.originator_id,
     )
 
 
@@ -585,13 +604,15 @@ def _account_updated(p: Projector, w: PageWriter, e: Event) -> None:
 @handles(Account.ConsultancySet)
 def _consultancy_set(p: Projector, w: PageWriter, e: Event) -> None:
     w.execute(
-        _SET_CONSULTANCY, {"b_id": e.originator_id, "b_consultancy": e.consultancy_account_id}
+        _SET_CONSULTANCY,
+        {"b_id": e.originator_id, "b_consultancy": e.consultancy_account_id},
+        e.originator_id,
     )
 
 
 @handles(Account.AccountClosed)
 def _account_closed(p: Projector, w: PageWriter, e: Event) -> None:
-    w.execute(_CLOSE_ACCOUNT, {"b_id": e.originator_id, "b_at": e.timestamp})
+    w.execute(_CLOSE_ACCOUNT, {"b_id": e.originator_id, "b_at": e.timestamp}, e.originator_id)
 
 
 @handles(Account.AccountRoleGranted)
@@ -605,25 +626,36 @@ def _account_role_granted(p: Projector, w: PageWriter, e: Event) -> None:
             "revoked_at": None,
             "ends_at": e.until,
         },
+        (e.originator_id, e.role),
     )
 
 
 @handles(Account.AccountRoleRevoked)
 def _account_role_revoked(p: Projector, w: PageWriter, e: Event) -> None:
     w.execute(
-        _REVOKE_ACCOUNT_ROLE, {"b_id": e.originator_id, "b_role": e.role, "b_at": e.timestamp}
+        _REVOKE_ACCOUNT_ROLE,
+        {"b_id": e.originator_id, "b_role": e.role, "b_at": e.timestamp},
+        (e.originator_id, e.role),
     )
 
 
 @handles(Account.AccountRoleExpired)
 def _account_role_expired(p: Projector, w: PageWriter, e: Event) -> None:
     # the grant ended at its fixed end, not when the expiry was recorded
-    w.execute(_REVOKE_ACCOUNT_ROLE, {"b_id": e.originator_id, "b_role": e.role, "b_at": e.at})
+    w.execute(
+        _REVOKE_ACCOUNT_ROLE,
+        {"b_id": e.originator_id, "b_role": e.role, "b_at": e.at},
+        (e.originator_id, e.role),
+    )
 
 
 @handles(Account.AccountRoleGrantExtended)
 def _account_role_grant_extended(p: Projector, w: PageWriter, e: Event) -> None:
-    w.execute(_MOVE_ACCOUNT_ROLE_END, {"b_id": e.originator_id, "b_role": e.role, "b_at": e.until})
+    w.execute(
+        _MOVE_ACCOUNT_ROLE_END,
+        {"b_id": e.originator_id, "b_role": e.role, "b_at": e.until},
+        (e.originator_id, e.role),
+    )
 
 
 @handles(Account.AnnotationAdded)
@@ -643,13 +675,14 @@ def _annotation_added(p: Projector, w: PageWriter, e: Event) -> None:
             "added_at": e.timestamp,
             "removed_at": None,
         },
+        e.annotation_id,
     )
-    w.execute(_WIDEN_SPAN, {"b_id": e.originator_id, "b_span": (e.end - e.start).total_seconds()})
+    p.widen_span(e.originator_id, (e.end - e.start).total_seconds())
 
 
 @handles(Account.AnnotationRemoved)
 def _annotation_removed(p: Projector, w: PageWriter, e: Event) -> None:
-    w.execute(_REMOVE_ANNOTATION, {"b_id": e.annotation_id, "b_at": e.timestamp})
+    w.execute(_REMOVE_ANNOTATION, {"b_id": e.annotation_id, "b_at": e.timestamp}, e.annotation_id)
 
 
 # -- users --------------------------------------------------------------------------------------
@@ -679,10 +712,12 @@ def _user_created(p: Projector, w: PageWriter, e: Event) -> None:
             "created_at": e.timestamp,
             "created_position": p.position_now,
         },
+        e.originator_id,
     )
     w.execute(
         _INSERT_ACTIVITY,
         {"user_id": e.originator_id, "active_from": e.timestamp, "active_to": None},
+        e.originator_id,
     )
     p.remember_account(e.originator_id, e.account_id)
 
@@ -701,7 +736,7 @@ def _user_updated(p: Projector, w: PageWriter, e: Event) -> None:
 
 @handles(User.UserMoved)
 def _user_moved(p: Projector, w: PageWriter, e: Event) -> None:
-    w.execute(_MOVE_USER, {"b_id": e.originator_id, "b_account": e.account_id})
+    w.execute(_MOVE_USER, {"b_id": e.originator_id, "b_account": e.account_id}, e.originator_id)
     w.execute(
         _INSERT_USER_MOVE,
         {
@@ -726,49 +761,63 @@ def _role_granted(p: Projector, w: PageWriter, e: Event) -> None:
             "revoked_at": None,
             "ends_at": e.until,
         },
+        (e.originator_id, e.role),
     )
 
 
 @handles(User.RoleRevoked)
 def _role_revoked(p: Projector, w: PageWriter, e: Event) -> None:
-    w.execute(_REVOKE_ROLE, {"b_id": e.originator_id, "b_role": e.role, "b_at": e.timestamp})
+    w.execute(
+        _REVOKE_ROLE,
+        {"b_id": e.originator_id, "b_role": e.role, "b_at": e.timestamp},
+        (e.originator_id, e.role),
+    )
 
 
 @handles(User.RoleExpired)
 def _role_expired(p: Projector, w: PageWriter, e: Event) -> None:
     # the grant ended at its fixed end, not when the expiry was recorded
-    w.execute(_REVOKE_ROLE, {"b_id": e.originator_id, "b_role": e.role, "b_at": e.at})
+    w.execute(
+        _REVOKE_ROLE,
+        {"b_id": e.originator_id, "b_role": e.role, "b_at": e.at},
+        (e.originator_id, e.role),
+    )
 
 
 @handles(User.RoleGrantExtended)
 def _role_grant_extended(p: Projector, w: PageWriter, e: Event) -> None:
-    w.execute(_MOVE_ROLE_END, {"b_id": e.originator_id, "b_role": e.role, "b_at": e.until})
+    w.execute(
+        _MOVE_ROLE_END,
+        {"b_id": e.originator_id, "b_role": e.role, "b_at": e.until},
+        (e.originator_id, e.role),
+    )
 
 
 @handles(User.UserDeactivated)
 def _user_deactivated(p: Projector, w: PageWriter, e: Event) -> None:
-    w.execute(_SET_ACTIVE, {"b_id": e.originator_id, "b_active": False})
-    w.execute(_CLOSE_ACTIVITY, {"b_id": e.originator_id, "b_at": e.timestamp})
+    w.execute(_SET_ACTIVE, {"b_id": e.originator_id, "b_active": False}, e.originator_id)
+    w.execute(_CLOSE_ACTIVITY, {"b_id": e.originator_id, "b_at": e.timestamp}, e.originator_id)
 
 
 @handles(User.UserReactivated)
 def _user_reactivated(p: Projector, w: PageWriter, e: Event) -> None:
-    w.execute(_SET_ACTIVE, {"b_id": e.originator_id, "b_active": True})
+    w.execute(_SET_ACTIVE, {"b_id": e.originator_id, "b_active": True}, e.originator_id)
     w.execute(
         _INSERT_ACTIVITY,
         {"user_id": e.originator_id, "active_from": e.timestamp, "active_to": None},
+        e.originator_id,
     )
 
 
 @handles(User.LoginRecorded)
 def _login_recorded(p: Projector, w: PageWriter, e: Event) -> None:
     w.execute(_INSERT_LOGIN, {"position": p.position_now, "user_id": e.originator_id, "at": e.at})
-    w.execute(_COUNT_LOGIN, {"b_id": e.originator_id, "b_at": e.at})
+    w.execute(_COUNT_LOGIN, {"b_id": e.originator_id, "b_at": e.at}, e.originator_id)
 
 
 @handles(User.LastSeenRecorded)
 def _last_seen_recorded(p: Projector, w: PageWriter, e: Event) -> None:
-    w.execute(_SEEN, {"b_id": e.originator_id, "b_at": e.at})
+    w.execute(_SEEN, {"b_id": e.originator_id, "b_at": e.at}, e.originator_id)
 
 
 @handles(User.UserErased)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
-from sqlalchemy import Connection, Engine, insert, inspect, select, text
+from sqlalchemy import Connection, Engine, event, insert, inspect, select, text
 
 from ledger.application import Ledger
 from ledger.storage import replay_file
@@ -75,6 +75,8 @@ class ReadModel(Queries, ReviewQueries):
         self.reader = PreparedReader(self.engine)
         self.personal = PersonalData(self.engine)
         self._writer = self.engine if self.read_only else open_engine(self.url, writer=True)
+        if not self.read_only and self._writer.dialect.name == "sqlite":
+            event.listen(self._writer, "connect", _commit_without_sync)
         self._ledger: Ledger | None = None
         self._projector: Projector | None = None
         if self.read_only:
@@ -196,6 +198,16 @@ class ReadModel(Queries, ReviewQueries):
         self.reader.close()
         self.engine.dispose()
         self._writer.dispose()
+
+
+def _commit_without_sync(dbapi_connection: Any, _record: Any) -> None:
+    """The read models' commits, without an fsync each (SQLite's WAL, synchronous NORMAL):
+    a power cut may take the last pages back, never part of one (each page and its tracking
+    position are one transaction), and the next catch-up projects them again. The log's own
+    connections keep their setting. 29 page commits were 6% of a profiled rebuild."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA synchronous = NORMAL")
+    cursor.close()
 
 
 def _drop_securely(conn: Connection) -> None:
