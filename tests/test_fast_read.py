@@ -5,12 +5,18 @@ with every event type and an erased user, on the demo's log, and for awkward val
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
+import signal
+import sqlite3
 import string
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -22,6 +28,7 @@ from hypothesis import strategies as st
 from ledger import Ledger
 from ledger.audit import export as exporting
 from ledger.demo import record_demo
+from ledger.storage.settings import StorageError
 from ledger.storage.transcoder import FastJSONTranscoder
 from tests import export_reference as reference
 from tests.test_export import ERASED_EMAIL, history
@@ -255,3 +262,116 @@ def test_text_waiting_in_stdout_is_not_written_again_by_the_workers(history: Led
     lines = result.stdout.splitlines()
     assert lines[0] == "before the export"
     assert lines[1:] == reference_export(history, "jsonl").splitlines()
+
+
+def test_a_worker_that_cannot_open_the_ledger_leaves_the_rest_to_this_process(
+    history: Ledger, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """One worker opens the ledger, the other is refused (a connection limit, say): the
+    export is whole and the same, the pages from the refused one on made here."""
+    marker = tmp_path / "opened"
+    real = exporting.Ledger
+
+    def one_opens(url: str, **kwargs: Any) -> Ledger:
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            raise sqlite3.OperationalError("too many connections") from None
+        return real(url, **kwargs)
+
+    monkeypatch.setattr(exporting, "Ledger", one_opens)
+    monkeypatch.setattr(exporting, "PARALLEL_FROM", 1)
+    monkeypatch.setattr(exporting, "PAGE", 3)
+    assert exported(history, "ocsf") == reference_export(history, "ocsf")
+    assert marker.exists()
+
+
+def test_a_database_error_in_a_worker_is_one_line(
+    history: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parent = os.getpid()
+    real = exporting._pages
+
+    def failing(led: Ledger, *args: Any) -> Any:
+        if os.getpid() != parent:
+            raise sqlite3.OperationalError("disk I/O error\nmore lines")
+        return real(led, *args)
+
+    monkeypatch.setattr(exporting, "_pages", failing)
+    monkeypatch.setattr(exporting, "PARALLEL_FROM", 1)
+    with pytest.raises(StorageError, match=r"^database problem: disk I/O error$"):
+        exported(history, "jsonl")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with contextlib.suppress(OSError):  # a zombie is gone but for its exit status
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return False
+
+
+EXPORT_IN_WORKERS = (
+    "import sys\n"
+    "from ledger.audit import export\n"
+    "from ledger.cli import main\n"
+    "export.PARALLEL_FROM = 1\n"
+    "export.PAGE = 1\n"
+    "main(['--db', sys.argv[1], 'audit', 'export', '--format', 'ocsf'])\n"
+)
+
+
+def test_killed_with_9_the_export_leaves_no_worker_running(history: Ledger) -> None:
+    """The output is a pipe nobody reads: the export waits to write, its workers to be given
+    more pages; then it is killed with -9."""
+    export = subprocess.Popen(
+        [sys.executable, "-c", EXPORT_IN_WORKERS, history.url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(workers := _children(export.pid)) < exporting.WORKERS:
+            assert time.monotonic() < deadline and export.poll() is None
+            time.sleep(0.05)
+    finally:
+        export.kill()
+        export.wait()
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in workers)
+
+
+def test_ctrl_c_stops_the_export_and_its_workers_without_a_traceback(history: Ledger) -> None:
+    """Ctrl-C goes to the terminal's whole process group: workers included."""
+    export = subprocess.Popen(
+        [sys.executable, "-c", EXPORT_IN_WORKERS, history.url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while len(workers := _children(export.pid)) < exporting.WORKERS:
+        assert time.monotonic() < deadline and export.poll() is None
+        time.sleep(0.05)
+    os.killpg(export.pid, signal.SIGINT)
+    _, stderr = export.communicate(timeout=60)
+    assert export.returncode != 0
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in workers)

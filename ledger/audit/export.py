@@ -9,6 +9,9 @@ import gc
 import json
 import multiprocessing
 import os
+import signal
+import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -22,8 +25,9 @@ import orjson
 
 from ledger.application import Ledger
 from ledger.audit import ocsf
-from ledger.errors import ValidationError
-from ledger.storage.settings import sqlite_file
+from ledger.errors import LedgerError, ValidationError
+from ledger.storage.database import DATABASE_ERRORS, problem_line
+from ledger.storage.settings import StorageError, sqlite_file
 
 FORMATS: Final = ("ocsf", "jsonl", "csv")
 PAGE: Final = 2000
@@ -212,6 +216,14 @@ def _piece(
 PARALLEL_FROM: Final = 20_000
 WORKERS: Final = 2
 _worker_ledger: Ledger | None = None
+_worker_problem = ""  # why this worker could not open the ledger
+
+
+@dataclass(frozen=True)
+class Unopened:
+    """A worker's answer when it could not open the ledger (a connection limit, say)."""
+
+    problem: str
 
 
 def _can_fork(led: Ledger) -> bool:
@@ -222,19 +234,37 @@ def _can_fork(led: Ledger) -> bool:
     return path is None or path.name != ":memory:"
 
 
-def _open_worker(url: str) -> None:
-    global _worker_ledger
-    _worker_ledger = Ledger(url, create=False, read_only=True)
+def _open_worker(url: str, parent: int) -> None:
+    """A worker's start: Ctrl-C is the parent's to handle (the terminal sends it to the whole
+    group); the worker ends when the parent is gone (killed, it would never say so); a failure
+    to open the ledger is answered to the parent, which exports without the workers."""
+    global _worker_ledger, _worker_problem
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_end_with_parent, args=(parent,), daemon=True).start()
+    try:
+        _worker_ledger = Ledger(url, create=False, read_only=True)
+    except (*DATABASE_ERRORS, LedgerError) as error:
+        _worker_problem = problem_line(error, url)
     # The fork inherits the parent's whole heap: set it aside from the collector, which would
     # otherwise walk it again and again for nothing (and touch, so copy, its pages).
     gc.freeze()
 
 
-def _worker_piece(fmt: str, start: int, stop: int, until: datetime | None) -> Piece:
+def _end_with_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
+def _worker_piece(fmt: str, start: int, stop: int, until: datetime | None) -> Piece | Unopened:
     """The positions from `start` to `stop` (both inclusive) as export lines, in a worker."""
-    assert _worker_ledger is not None
-    pages = _pages(_worker_ledger, start - 1, stop, stop - start + 1)
-    pieces = [_piece(fmt, *page, until) for page in pages]
+    if _worker_ledger is None:
+        return Unopened(_worker_problem)
+    try:
+        pages = _pages(_worker_ledger, start - 1, stop, stop - start + 1)
+        pieces = [_piece(fmt, *page, until) for page in pages]
+    except DATABASE_ERRORS as error:  # the driver's own error may not survive pickling
+        raise StorageError(problem_line(error, _worker_ledger.url)) from None
     counted = [piece for piece in pieces if piece.count]
     return Piece(
         "".join(piece.text for piece in counted),
@@ -248,19 +278,37 @@ def _in_workers(
     led: Ledger, fmt: str, after: int, head: int, until: datetime | None
 ) -> Iterator[Piece]:
     """Pages of PAGE positions handed to the workers in turn, their lines taken back in log
-    order, at most two pages a worker under way (memory stays flat)."""
+    order, at most two pages a worker under way (memory stays flat). From a page a worker
+    could not open the ledger for, the rest is exported in this process."""
     context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(
-        WORKERS, mp_context=context, initializer=_open_worker, initargs=(led.url,)
-    ) as pool:
-        pending: deque[Future[Piece]] = deque()
+    pool = ProcessPoolExecutor(
+        WORKERS, mp_context=context, initializer=_open_worker, initargs=(led.url, os.getpid())
+    )
+    pending: deque[tuple[int, Future[Piece | Unopened]]] = deque()
+    rest_from: int | None = None
+    try:
         for start in range(after + 1, head + 1, PAGE):
             stop = min(start + PAGE - 1, head)
-            pending.append(pool.submit(_worker_piece, fmt, start, stop, until))
+            pending.append((start, pool.submit(_worker_piece, fmt, start, stop, until)))
             if len(pending) >= 2 * WORKERS:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+                start, future = pending.popleft()
+                piece = future.result()
+                if isinstance(piece, Unopened):
+                    rest_from = start
+                    break
+                yield piece
+        while pending and rest_from is None:
+            start, future = pending.popleft()
+            piece = future.result()
+            if isinstance(piece, Unopened):
+                rest_from = start
+                break
+            yield piece
+    finally:
+        pool.shutdown(cancel_futures=True)
+    if rest_from is not None:
+        for positions, links, events in _pages(led, rest_from - 1, head, PAGE):
+            yield _piece(fmt, positions, links, events, until)
 
 
 def _export_csv(led: Ledger, out: TextIO, after: int, until: datetime | None) -> Exported:

@@ -4,14 +4,10 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import sys
 from typing import Any
 
 import click
-import psycopg
-import sqlalchemy.exc
-from eventsourcing.persistence import PersistenceError
 
 from ledger.cli.audit import audit
 from ledger.cli.batch import apply
@@ -22,14 +18,7 @@ from ledger.cli.review import review
 from ledger.cli.state import State, global_options, printable
 from ledger.cli.writes import GROUPS
 from ledger.errors import LedgerError
-from ledger.storage.database import storage_problem
-
-_DATABASE_ERRORS = (
-    PersistenceError,
-    sqlalchemy.exc.OperationalError,
-    psycopg.OperationalError,
-    sqlite3.Error,  # eventsourcing lets some through unwrapped, when it connects
-)
+from ledger.storage.database import DATABASE_ERRORS, problem_line, storage_problem
 
 
 class LedgerGroup(click.Group):
@@ -43,12 +32,10 @@ class LedgerGroup(click.Group):
             # it, a resolution after it)
             message = "an instant given is too close to year 1 or 9999 for this command"
             _fail(ctx, "ValidationError", message)
-        except _DATABASE_ERRORS as error:
-            problem = storage_problem(error, ctx.ensure_object(State).url)
-            if problem is not None:
-                _fail(ctx, "StorageError", problem)
-            first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-            _fail(ctx, "DatabaseError", f"database problem: {first_line or type(error).__name__}")
+        except DATABASE_ERRORS as error:
+            url = ctx.ensure_object(State).url
+            kind = "DatabaseError" if storage_problem(error, url) is None else "StorageError"
+            _fail(ctx, kind, problem_line(error, url))
 
 
 def _fail(ctx: click.Context, kind: str, message: str) -> None:

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import sqlalchemy.exc
+from eventsourcing.persistence import PersistenceError
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
@@ -122,6 +124,24 @@ def missing_ledger(url: str) -> str:
     """Why `holds_ledger` said no, in a few words."""
     path = sqlite_file(url)
     return "the file does not exist" if path and not path.exists() else "the database holds none"
+
+
+DATABASE_ERRORS = (
+    PersistenceError,
+    sqlalchemy.exc.OperationalError,
+    psycopg.OperationalError,
+    sqlite3.Error,  # eventsourcing lets some through unwrapped, when it connects
+)
+
+
+def problem_line(error: BaseException, url: str) -> str:
+    """One line for a database error (one of DATABASE_ERRORS): what `storage_problem` says,
+    else `database problem: ` and the error's first line."""
+    problem = storage_problem(error, url)
+    if problem is not None:
+        return problem
+    first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"database problem: {first_line or type(error).__name__}"
 
 
 def storage_problem(error: BaseException, url: str) -> str | None:
