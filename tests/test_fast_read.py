@@ -187,7 +187,10 @@ def test_the_fast_transcoder_decodes_odd_documents_as_the_library_does() -> None
                 fast.decode(document)
         else:
             assert same(fast.decode(document), expected), document
-    for document in (b'{"_type_":"nope","_data_":1}', b"{", b'{"a":1'):
+    deep = b'{"a":' * 600 + b"1" + b"}" * 600  # deeper than the fast walk goes
+    assert fast.decode(deep) == slow.decode(deep)
+    deeper = b'{"a":' * 1100 + b"1" + b"}" * 1100  # deeper than either goes
+    for document in (b'{"_type_":"nope","_data_":1}', b"{", b'{"a":1', deeper):
         with pytest.raises(Exception) as slow_error:
             slow.decode(document)
         with pytest.raises(type(slow_error.value)):

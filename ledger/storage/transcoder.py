@@ -41,7 +41,9 @@ class FastJSONTranscoder(JSONTranscoder):
             if type(value) is float:
                 raise _Inexact
             return value
-        except (orjson.JSONDecodeError, _Inexact):
+        except (orjson.JSONDecodeError, _Inexact, RecursionError):
+            # RecursionError: nesting this walk (two frames a level) cannot follow, which
+            # the library's decoder may
             return super().decode(data)
 
     def _object(self, obj: dict[str, Any]) -> Any:
