@@ -32,12 +32,18 @@ def one_row_at_a_time(
                 return chain_check.Checked(
                     count, position_seen, previous, position, kept_seen, failure
                 )
-            o = originator_id if dashed else originator_id.replace("-", "")
-            o = o if dashed else f"{o[:8]}-{o[8:12]}-{o[12:16]}-{o[16:20]}-{o[20:]}"
-            digest = hashlib.sha256(
-                f"{previous}\x1f{position}\x1f{o}\x1f{version}\x1f{topic}\x1f".encode()
-            )
-            digest.update(state)
+            try:
+                o = originator_id if dashed else originator_id.replace("-", "")
+                o = o if dashed else f"{o[:8]}-{o[8:12]}-{o[12:16]}-{o[16:20]}-{o[20:]}"
+                digest = hashlib.sha256(
+                    f"{previous}\x1f{position}\x1f{o}\x1f{version}\x1f{topic}\x1f".encode()
+                )
+                digest.update(state)
+            except (TypeError, AttributeError):
+                failure = (position, chain_check.UNREADABLE)
+                return chain_check.Checked(
+                    count, position_seen, previous, position, kept_seen, failure
+                )
             expected = digest.hexdigest()
             if expected != recorded:
                 failure = (position, chain_check.CHANGED)
@@ -56,7 +62,9 @@ def one_row_at_a_time(
     return chain_check.Checked(count, position_seen, previous, stop, kept_seen)
 
 
-TAMPERING = st.sampled_from(["link", "no link", "state", "id", "dashed id", "no state"])
+TAMPERING = st.sampled_from(
+    ["link", "no link", "state", "id", "dashed id", "no state", "text state", "no id"]
+)
 
 
 @st.composite
@@ -87,6 +95,10 @@ def logs(draw: st.DrawFn) -> tuple[list[list[Any]], str, int, Any]:
             row[1] = row[1][::-1]
         elif how == "dashed id" and "-" not in row[1]:
             row[1] = str(UUID(hex=row[1]))  # the same id: still verifies, as before
+        elif how == "text state":
+            row[4] = (row[4] or b"").decode("latin-1")
+        elif how == "no id":
+            row[1] = None
         else:
             row[4] = None
     kept = draw(

@@ -24,6 +24,7 @@ CHANGED: Final = (
     "the event or its link differs from what was recorded "
     "(changed, reordered, or an earlier event removed)"
 )
+UNREADABLE: Final = "the event's row holds a NULL or a value of the wrong type (changed)"
 NOT_EXTENDED: Final = "the log no longer extends the kept digest (history rewritten)"
 PAGE: Final = 2000
 
@@ -130,13 +131,18 @@ def _check(
                     kept_seen = True
                     break
         if bad is not None:
-            if error is not None and bad == len(expected) and recorded[bad] is not None:
-                raise error  # as a row at a time would, reaching it (a missing link is named)
+            unreadable = error is not None and bad == len(expected)
             if bad:
                 previous, position_seen = recorded[bad - 1], page[bad - 1][0]
             count += bad
             position = page[bad][0]
-            problem = EVENT_WITHOUT_LINK if recorded[bad] is None else CHANGED
+            problem = (
+                EVENT_WITHOUT_LINK
+                if recorded[bad] is None
+                else UNREADABLE
+                if unreadable
+                else CHANGED
+            )
             return Checked(count, position_seen, previous, position, kept_seen, (position, problem))
         count += len(page)
         previous, position_seen = recorded[-1], page[-1][0]
@@ -148,7 +154,7 @@ def _links(
 ) -> tuple[list[str], Exception | None]:
     """The links of a page's rows (chain.link_of, inlined), each from the link before it. A row
     that has none (a NULL or a wrong type where the scan expects text or bytes) ends the list
-    short, with the error it raised: raised if every row before it held, as a row at a time."""
+    short, with the error it raised."""
     sha256 = hashlib.sha256
     try:
         if dashed:
