@@ -36,7 +36,7 @@ class Services:
             ledger.close()
             raise
         self._ledger, self._read_model = ledger, read_model
-        self._tokens = TokenService(ledger, self.token_ttl)
+        self._tokens = TokenService(ledger, self.token_ttl, read_model.reader)
 
     def opened_ledger(self) -> Ledger | None:
         """The ledger if it is open (never waits), else None."""
