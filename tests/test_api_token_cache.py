@@ -65,17 +65,17 @@ def me_path(user: UUID) -> str:
     return f"/api/v3_0/users/{user}"
 
 
-CHANGES: dict[str, Callable[[World], None]] = {
-    "deactivated": lambda w: w.led.deactivate_user(w.ann, actor=ADMIN) and None,
-    "deactivated then reactivated": lambda w: (
-        w.led.deactivate_user(w.ann, actor=ADMIN),
-        w.led.reactivate_user(w.ann, actor=ADMIN),
-    )
-    and None,
-    "password changed": lambda w: w.led.set_password(w.ann, "battery staple", actor=ADMIN)
-    and None,
-    "erased": lambda w: w.led.erase_user(w.ann, actor=ADMIN, reason="asked to") and None,
-    "account closed": lambda w: w.led.close_account(w.acme, actor=ADMIN) and None,
+def deactivated_then_reactivated(w: World) -> None:
+    w.led.deactivate_user(w.ann, actor=ADMIN)
+    w.led.reactivate_user(w.ann, actor=ADMIN)
+
+
+CHANGES: dict[str, Callable[[World], object]] = {
+    "deactivated": lambda w: w.led.deactivate_user(w.ann, actor=ADMIN),
+    "deactivated then reactivated": deactivated_then_reactivated,
+    "password changed": lambda w: w.led.set_password(w.ann, "battery staple", actor=ADMIN),
+    "erased": lambda w: w.led.erase_user(w.ann, actor=ADMIN, reason="asked to"),
+    "account closed": lambda w: w.led.close_account(w.acme, actor=ADMIN),
 }
 
 
