@@ -25,6 +25,7 @@ from ledger.domain.users import FailedLoginReason
 from ledger.storage.credentials import credential_version
 from ledger.storage.settings import is_postgres, whole_number_setting
 from projections.prepared import PreparedReader
+from projections.read_model import projected_position
 
 TTL_VARIABLE: Final = "LEDGER_TOKEN_TTL"
 DEFAULT_TTL: Final = 6 * 3600
@@ -68,14 +69,16 @@ class _Checked:
 
 
 @cache
-def _current_state(events_table: str, schema: str | None) -> Select[Any]:
+def _current_state(events_table: str, schema: str | None, position_column: str) -> Select[Any]:
     """One statement, so one round trip and one snapshot: the current versions of a user and
-    of an account in the event store (None: no events), the user's password hash and a named
-    secret. A version is the primary key's last entry for the aggregate: an index look-up."""
+    of an account in the event store (None: no events), the user's password hash, a named
+    secret, the log's head and the read models' position. A version is the primary key's last
+    entry for the aggregate, the head the last of the log's index: index look-ups."""
     events = table(
         events_table,
         column("originator_id"),
         column("originator_version", Integer),
+        column(position_column, Integer),
         schema=schema,
     )
     credentials = table("ledger_credentials", column("user_id"), column("password_hash", String))
@@ -99,6 +102,8 @@ def _current_state(events_table: str, schema: str | None) -> Select[Any]:
         .where(secrets_table.c.name == bindparam("secret_name"))
         .scalar_subquery()
         .label("secret"),
+        select(func.max(events.c[position_column])).scalar_subquery().label("log_head"),
+        projected_position().scalar_subquery().label("projected"),
     )
 
 
@@ -116,10 +121,12 @@ class TokenService:
         self.reader = reader
         recorder: Any = ledger.recorder
         if is_postgres(ledger.url):
-            self._state = _current_state(recorder.events_table_name, recorder.datastore.schema)
+            self._state = _current_state(
+                recorder.events_table_name, recorder.datastore.schema, "notification_id"
+            )
             self._event_id: Callable[[UUID], Any] = lambda aggregate_id: aggregate_id
-        else:  # eventsourcing's SQLite recorder keeps ids as 32 hex digits
-            self._state = _current_state(recorder.events_table_name, None)
+        else:  # eventsourcing's SQLite recorder: ids as 32 hex digits, positions as rowids
+            self._state = _current_state(recorder.events_table_name, None, "rowid")
             self._event_id = lambda aggregate_id: aggregate_id.hex
         self._checked: dict[UUID, _Checked] = {}
         self._signing: tuple[bytes, URLSafeTimedSerializer] | None = None
@@ -167,7 +174,7 @@ class TokenService:
         }
         return str(self._signer(self._stored_secret())[1].dumps(claims))
 
-    def authenticate(self, header: str | None) -> User:
+    def authenticate(self, header: str | None) -> Recorded:
         """The user a request's Authorization header (the token, or `Bearer <token>`) is for,
         as recorded now."""
         if not header:
@@ -176,22 +183,22 @@ class TokenService:
         if token.lower().startswith("bearer "):
             token = token[7:].strip()
         secret, claims = self._verified(token)
-        checked, password_hash, stored = self._confirmed(claims.user_id)
-        if stored != secret:
+        checked, state = self._confirmed(claims.user_id)
+        if state.secret != secret:
             # the secret was replaced since this process read it: the stored one decides
             # (none stored: named_secret makes one, which no token was signed with)
-            secret, claims = self._verified(token, stored or self._stored_secret())
-            checked, password_hash, _ = self._confirmed(claims.user_id)
+            secret, claims = self._verified(token, state.secret or self._stored_secret())
+            checked, state = self._confirmed(claims.user_id)
         if (
             checked is None
             or not checked.user.active
             or checked.user.erased
             or claims.version < checked.user.tokens_valid_from
-            or claims.credential != credential_version(password_hash)
+            or claims.credential != credential_version(state.password_hash)
             or not checked.account_open
         ):
             raise Unauthorized("the token no longer grants access")
-        return checked.user
+        return Recorded(checked.user, state.log_head, state.projected)
 
     def _verified(self, token: str, secret: bytes | None = None) -> tuple[bytes, _Claims]:
         """(the secret, the claims) of a token signed with `secret`, else with the secret
@@ -204,10 +211,9 @@ class TokenService:
                 raise
         return self._verified(token, stored)
 
-    def _confirmed(self, user_id: UUID) -> tuple[_Checked | None, str | None, bytes | None]:
+    def _confirmed(self, user_id: UUID) -> tuple[_Checked | None, _State]:
         """(the user as recorded now, rebuilt only if their or their account's events moved
-        on since this process last rebuilt them; their password hash; the signing secret),
-        all read by one query."""
+        on since this process last rebuilt them; what the same query read besides)."""
         known = self._checked.get(user_id)
         account = None if known is None else self._event_id(known.user.account_id)
         parameters = {
@@ -216,7 +222,7 @@ class TokenService:
             "user_key": str(user_id),
             "secret_name": SIGNING_SECRET,
         }
-        user_version, account_version, password_hash, secret = self.reader.all(
+        user_version, account_version, password_hash, secret, head, projected = self.reader.all(
             self._state, parameters
         )[0]
         if (
@@ -225,7 +231,8 @@ class TokenService:
             or known.account_version != account_version
         ):
             known = self._rebuilt(user_id)
-        return known, password_hash, None if secret is None else bytes.fromhex(secret)
+        stored = None if secret is None else bytes.fromhex(secret)
+        return known, _State(password_hash, stored, head or 0, projected or 0)
 
     def _rebuilt(self, user_id: UUID) -> _Checked | None:
         user = self._recorded_user(user_id)
@@ -255,6 +262,24 @@ class TokenService:
         except AggregateNotFoundError:
             return None, False
         return account.version, isinstance(account, Account) and not account.closed
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """The user a token is for, as recorded; the log's head and the read models' position,
+    read by the same query as the user's version."""
+
+    user: User
+    log_head: int
+    projected: int
+
+
+@dataclass(frozen=True)
+class _State:
+    password_hash: str | None
+    secret: bytes | None
+    log_head: int
+    projected: int
 
 
 @dataclass(frozen=True)
