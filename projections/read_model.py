@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Connection, Engine, event, insert, inspect, select, text
+from sqlalchemy import Connection, Engine, Select, event, insert, inspect, select, text
 
 from ledger.application import Ledger
 from ledger.storage import replay_file
@@ -33,9 +33,14 @@ SCHEMA_ROW = "schema-version"
 SCHEMA_VERSION = 7  # raise whenever a read-model table changes shape
 
 
-_POSITION: Final = select(t.projection_tracking.c.position).where(
-    t.projection_tracking.c.name == TRACKING_NAME
-)
+def projected_position() -> Select[tuple[int]]:
+    """The position of the last event projected (no row before any)."""
+    return select(t.projection_tracking.c.position).where(
+        t.projection_tracking.c.name == TRACKING_NAME
+    )
+
+
+_POSITION: Final = projected_position()
 
 
 class ReadModel(Queries, ReviewQueries):

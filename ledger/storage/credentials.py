@@ -22,6 +22,11 @@ def hash_password(password: str) -> str:
     return _HASHER.hash(password)
 
 
+def credential_version(stored_hash: str | None) -> str | None:
+    """A short fingerprint of a stored password hash (None: no password)."""
+    return None if stored_hash is None else hashlib.sha256(stored_hash.encode()).hexdigest()[:16]
+
+
 def put_key(key_id: str, user_id: UUID, key: bytes) -> SideWrite:
     return side.put_user_key(key_id, user_id, base64.b64encode(key).decode())
 
@@ -55,8 +60,7 @@ class Credentials:
     def version(self, user_id: UUID) -> str | None:
         """A short fingerprint of the stored password hash: it changes with every new
         password, None without a password."""
-        stored = self.password_hash(user_id)
-        return None if stored is None else hashlib.sha256(stored.encode()).hexdigest()[:16]
+        return credential_version(self.password_hash(user_id))
 
     def verify(self, user_id: UUID, password: str) -> bool:
         stored = self.password_hash(user_id)

@@ -6,6 +6,7 @@ user's last deactivation, erasure or password change never works again."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from functools import cache
@@ -16,16 +17,21 @@ from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError
 from eventsourcing.application import AggregateNotFoundError
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import Integer, Select, String, bindparam, column, func, select, table
 
 from ledger.application import Ledger
 from ledger.domain import Account, User, project
 from ledger.domain.users import FailedLoginReason
-from ledger.storage.settings import whole_number_setting
+from ledger.storage.credentials import credential_version
+from ledger.storage.settings import is_postgres, whole_number_setting
+from projections.prepared import PreparedReader
+from projections.read_model import projected_position
 
 TTL_VARIABLE: Final = "LEDGER_TOKEN_TTL"
 DEFAULT_TTL: Final = 6 * 3600
 WRONG_CREDENTIALS: Final = "wrong email or password, or the user is not active"
 UNKNOWN_EMAIL: Final = "unknown-email"
+SIGNING_SECRET: Final = "api-token"  # its name in ledger_secrets
 
 
 class Unauthorized(Exception):
@@ -54,12 +60,89 @@ def _dummy_hash() -> str:
 
 
 @dataclass(frozen=True)
-class TokenService:
-    ledger: Ledger
-    ttl: int
+class _Checked:
+    """A user as rebuilt from their events, and what their account's events said then."""
 
-    def _serializer(self) -> URLSafeTimedSerializer:
-        return URLSafeTimedSerializer(self.ledger.named_secret("api-token"), salt="auth-token")
+    user: User
+    account_version: int | None  # None: no aggregate with the user's account id
+    account_open: bool
+
+
+@cache
+def _current_state(events_table: str, schema: str | None, position_column: str) -> Select[Any]:
+    """One statement, so one round trip and one snapshot: the current versions of a user and
+    of an account in the event store (None: no events), the user's password hash, a named
+    secret, the log's head and the read models' position. A version is the primary key's last
+    entry for the aggregate, the head the last of the log's index: index look-ups."""
+    events = table(
+        events_table,
+        column("originator_id"),
+        column("originator_version", Integer),
+        column(position_column, Integer),
+        schema=schema,
+    )
+    credentials = table("ledger_credentials", column("user_id"), column("password_hash", String))
+    secrets_table = table("ledger_secrets", column("name"), column("value", String))
+
+    def version(aggregate: str) -> Any:
+        return (
+            select(func.max(events.c.originator_version))
+            .where(events.c.originator_id == bindparam(aggregate))
+            .scalar_subquery()
+        )
+
+    return select(
+        version("user").label("user_version"),
+        version("account").label("account_version"),
+        select(credentials.c.password_hash)
+        .where(credentials.c.user_id == bindparam("user_key"))
+        .scalar_subquery()
+        .label("password_hash"),
+        select(secrets_table.c.value)
+        .where(secrets_table.c.name == bindparam("secret_name"))
+        .scalar_subquery()
+        .label("secret"),
+        select(func.max(events.c[position_column])).scalar_subquery().label("log_head"),
+        projected_position().scalar_subquery().label("projected"),
+    )
+
+
+class TokenService:
+    """Issues and checks tokens. Each process keeps the users it rebuilt from their events
+    (and whether their account was open) and the signing secret, and confirms them on every
+    request with one query (`_current_state`): a user or account with a new event is rebuilt,
+    a new password hash or signing secret is seen, at once, whichever process recorded it."""
+
+    cache_size = 10_000  # users; when full it starts again empty
+
+    def __init__(self, ledger: Ledger, ttl: int, reader: PreparedReader) -> None:
+        self.ledger = ledger
+        self.ttl = ttl
+        self.reader = reader
+        recorder: Any = ledger.recorder
+        if is_postgres(ledger.url):
+            self._state = _current_state(
+                recorder.events_table_name, recorder.datastore.schema, "notification_id"
+            )
+            self._event_id: Callable[[UUID], Any] = lambda aggregate_id: aggregate_id
+        else:  # eventsourcing's SQLite recorder: ids as 32 hex digits, positions as rowids
+            self._state = _current_state(recorder.events_table_name, None, "rowid")
+            self._event_id = lambda aggregate_id: aggregate_id.hex
+        self._checked: dict[UUID, _Checked] = {}
+        self._signing: tuple[bytes, URLSafeTimedSerializer] | None = None
+
+    def _signer(self, secret: bytes | None = None) -> tuple[bytes, URLSafeTimedSerializer]:
+        """(secret, serializer) of `secret`, else of the secret last read (read at first use)."""
+        signing = self._signing
+        if secret is None:
+            secret = self._stored_secret() if signing is None else signing[0]
+        if signing is None or signing[0] != secret:
+            signing = (secret, URLSafeTimedSerializer(secret, salt="auth-token"))
+            self._signing = signing
+        return signing
+
+    def _stored_secret(self) -> bytes:
+        return self.ledger.named_secret(SIGNING_SECRET)
 
     def log_in(self, user_id: UUID | None, password: str) -> str:
         """A token for the user (None: the email is unknown) if the password is theirs and
@@ -82,16 +165,16 @@ class TokenService:
             raise LoginRefused("wrong-password")
         if not user.active:
             raise LoginRefused("inactive")
-        if not self._account_open(user):
+        if not self._account_state(user)[1]:
             raise LoginRefused("account-closed")
         claims = {
             "user": str(user.id),
             "credential": self.ledger.credential_version(user.id),
             "version": user.version,  # tokens_valid_from moves past it on deactivation etc.
         }
-        return str(self._serializer().dumps(claims))
+        return str(self._signer(self._stored_secret())[1].dumps(claims))
 
-    def authenticate(self, header: str | None) -> User:
+    def authenticate(self, header: str | None) -> Recorded:
         """The user a request's Authorization header (the token, or `Bearer <token>`) is for,
         as recorded now."""
         if not header:
@@ -99,25 +182,69 @@ class TokenService:
         token = header.strip()
         if token.lower().startswith("bearer "):
             token = token[7:].strip()
-        try:
-            claims: Any = self._serializer().loads(token, max_age=self.ttl)
-            user_id = UUID(claims["user"])
-            issued_at_version = int(claims["version"])
-        except SignatureExpired:
-            raise Unauthorized("the token has expired: request a new one") from None
-        except (BadSignature, KeyError, TypeError, ValueError):
-            raise Unauthorized("the token is not valid") from None
-        user = self._recorded_user(user_id)
+        secret, claims = self._verified(token)
+        checked, state = self._confirmed(claims.user_id)
+        if state.secret != secret:
+            # the secret was replaced since this process read it: the stored one decides
+            # (none stored: named_secret makes one, which no token was signed with)
+            secret, claims = self._verified(token, state.secret or self._stored_secret())
+            checked, state = self._confirmed(claims.user_id)
         if (
-            user is None
-            or not user.active
-            or user.erased
-            or issued_at_version < user.tokens_valid_from
-            or claims.get("credential") != self.ledger.credential_version(user_id)
-            or not self._account_open(user)
+            checked is None
+            or not checked.user.active
+            or checked.user.erased
+            or claims.version < checked.user.tokens_valid_from
+            or claims.credential != credential_version(state.password_hash)
+            or not checked.account_open
         ):
             raise Unauthorized("the token no longer grants access")
-        return user
+        return Recorded(checked.user, state.log_head, state.projected)
+
+    def _verified(self, token: str, secret: bytes | None = None) -> tuple[bytes, _Claims]:
+        """(the secret, the claims) of a token signed with `secret`, else with the secret
+        last read or, if that refuses the token and another is stored now, with that one."""
+        signing = self._signer(secret)
+        try:
+            return signing[0], _claims(signing[1], token, self.ttl)
+        except Unauthorized:
+            if secret is not None or (stored := self._stored_secret()) == signing[0]:
+                raise
+        return self._verified(token, stored)
+
+    def _confirmed(self, user_id: UUID) -> tuple[_Checked | None, _State]:
+        """(the user as recorded now, rebuilt only if their or their account's events moved
+        on since this process last rebuilt them; what the same query read besides)."""
+        known = self._checked.get(user_id)
+        account = None if known is None else self._event_id(known.user.account_id)
+        parameters = {
+            "user": self._event_id(user_id),
+            "account": account,
+            "user_key": str(user_id),
+            "secret_name": SIGNING_SECRET,
+        }
+        user_version, account_version, password_hash, secret, head, projected = self.reader.all(
+            self._state, parameters
+        )[0]
+        if (
+            known is None
+            or known.user.version != user_version
+            or known.account_version != account_version
+        ):
+            known = self._rebuilt(user_id)
+        stored = None if secret is None else bytes.fromhex(secret)
+        return known, _State(password_hash, stored, head or 0, projected or 0)
+
+    def _rebuilt(self, user_id: UUID) -> _Checked | None:
+        user = self._recorded_user(user_id)
+        if user is None:
+            self._checked.pop(user_id, None)
+            return None
+        account_version, account_open = self._account_state(user)
+        checked = _Checked(user, account_version, account_open)
+        if len(self._checked) >= self.cache_size:
+            self._checked.clear()
+        self._checked[user_id] = checked
+        return checked
 
     def _recorded_user(self, user_id: UUID) -> User | None:
         """The user as recorded now, not as projected."""
@@ -127,9 +254,46 @@ class TokenService:
             return None
         return user if isinstance(user, User) else None
 
-    def _account_open(self, user: User) -> bool:
+    def _account_state(self, user: User) -> tuple[int | None, bool]:
+        """(the version of the aggregate with the user's account id, None if there is none;
+        whether it is an open account)."""
         try:
             account: Any = self.ledger.repository.get(user.account_id, projector_func=project)
         except AggregateNotFoundError:
-            return False
-        return isinstance(account, Account) and not account.closed
+            return None, False
+        return account.version, isinstance(account, Account) and not account.closed
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """The user a token is for, as recorded; the log's head and the read models' position,
+    read by the same query as the user's version."""
+
+    user: User
+    log_head: int
+    projected: int
+
+
+@dataclass(frozen=True)
+class _State:
+    password_hash: str | None
+    secret: bytes | None
+    log_head: int
+    projected: int
+
+
+@dataclass(frozen=True)
+class _Claims:
+    user_id: UUID
+    version: int  # the user's version when the token was issued
+    credential: Any  # the credential version then
+
+
+def _claims(serializer: URLSafeTimedSerializer, token: str, ttl: int) -> _Claims:
+    try:
+        claims: Any = serializer.loads(token, max_age=ttl)
+        return _Claims(UUID(claims["user"]), int(claims["version"]), claims.get("credential"))
+    except SignatureExpired:
+        raise Unauthorized("the token has expired: request a new one") from None
+    except (BadSignature, KeyError, TypeError, ValueError):
+        raise Unauthorized("the token is not valid") from None

@@ -47,14 +47,16 @@ def authenticated(authorization: str | None, services: Services) -> tuple[Princi
         recorded = services.tokens.authenticate(authorization)
     except Unauthorized as error:
         raise ApiError(401, str(error)) from None
-    read_model = services.reads()
-    user = read_model.get_user(recorded.id)
+    read_model = services.reads((recorded.log_head, recorded.projected))
+    user = read_model.get_user(recorded.user.id)
     if user is None:
         raise ApiError(401, "the token no longer grants access")
     # the roles as recorded, not as projected: a revoked role stops granting reads at once,
     # also while the read models lag behind the log; a grant past its `until` grants nothing,
     # whether or not its expiry has been recorded yet
-    return Principal(user=user, roles=frozenset(recorded.held_now(datetime.now(UTC)))), read_model
+    return Principal(
+        user=user, roles=frozenset(recorded.user.held_now(datetime.now(UTC)))
+    ), read_model
 
 
 def caller(authorization: str | None, services: Services) -> Principal:

@@ -36,7 +36,7 @@ class Services:
             ledger.close()
             raise
         self._ledger, self._read_model = ledger, read_model
-        self._tokens = TokenService(ledger, self.token_ttl)
+        self._tokens = TokenService(ledger, self.token_ttl, read_model.reader)
 
     def opened_ledger(self) -> Ledger | None:
         """The ledger if it is open (never waits), else None."""
@@ -56,13 +56,19 @@ class Services:
         assert self._tokens is not None
         return self._tokens
 
-    def reads(self) -> ReadModel:
+    def reads(self, seen: tuple[int, int] | None = None) -> ReadModel:
         """The read models, caught up with the log; or, when projecting fails, as they stand
-        (each page commits with its position, so that is a consistent state)."""
+        (each page commits with its position, so that is a consistent state). `seen`: the
+        log's head and the read models' position, if just read (by the token check)."""
         with self._lock:
             self._open()
             assert self._ledger is not None and self._read_model is not None
-            if (self._ledger.recorder.max_notification_id() or 0) > self._read_model.position():
+            if seen is None:
+                seen = (
+                    self._ledger.recorder.max_notification_id() or 0,
+                    self._read_model.position(),
+                )
+            if seen[0] > seen[1]:
                 self._catch_up(self._read_model)
             return self._read_model
 
