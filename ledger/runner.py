@@ -94,7 +94,12 @@ class Runner:
         if command.command_id is not None:
             fingerprint = self.command_log.fingerprint(command.command, command.fingerprint_args())
         if batch is None:
-            outcome = self._run_alone(command, entry.handler, fingerprint)
+            try:
+                outcome = self._run_alone(command, entry.handler, fingerprint)
+            finally:
+                # emails and usernames are personal data: no longer than the command needs
+                # them (another process may erase their user meanwhile)
+                self.services.claims.forget_keys()
         else:
             outcome = self._run_in_batch(command, entry.handler, fingerprint, batch)
         if entry.after_run is not None:
@@ -269,8 +274,11 @@ class Runner:
         """Save a batch's events and side rows in one transaction (no retry: on a conflict the
         caller re-runs the commands one by one)."""
         changed = uow.changed()
-        if changed or uow.side_writes:
-            self.save(*changed, side_writes=uow.side_writes, **_guarded(uow))
+        try:
+            if changed or uow.side_writes:
+                self.save(*changed, side_writes=uow.side_writes, **_guarded(uow))
+        finally:
+            self.services.claims.forget_keys()  # as after a command run alone
         for aggregate in changed:
             self.known_absent.found(aggregate.id)
         for callback in uow.after_commit:

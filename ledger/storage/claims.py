@@ -19,7 +19,9 @@ from ledger.validation import AccountName, Email, Username, shown, valid
 EMAIL: Final = side.EMAIL
 USERNAME: Final = side.USERNAME
 ACCOUNT_NAME: Final = side.ACCOUNT_NAME
-_KEYS_CACHED: Final = 16_384  # an import computes a line's email key two or three times
+# an import computes a line's email key two or three times; the runner empties the cache
+# after each command run alone and each batch's commit
+_KEYS_CACHED: Final = 16_384
 KINDS: Final = {EMAIL: Email, USERNAME: Username, ACCOUNT_NAME: AccountName}
 
 
