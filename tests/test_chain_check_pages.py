@@ -90,13 +90,13 @@ def logs(draw: st.DrawFn) -> tuple[list[list[Any]], str, int, Any]:
         elif how == "no link":
             row[5] = None
         elif how == "state":
-            row[4] = (row[4] or b"") + b"x"
+            row[4] = (row[4] if isinstance(row[4], bytes) else b"") + b"x"
         elif how == "id":
             row[1] = row[1][::-1]
         elif how == "dashed id" and "-" not in row[1]:
             row[1] = str(UUID(hex=row[1]))  # the same id: still verifies, as before
         elif how == "text state":
-            row[4] = (row[4] or b"").decode("latin-1")
+            row[4] = row[4].decode("latin-1") if isinstance(row[4], bytes) else "text"
         elif how == "no id":
             row[1] = None
         else:

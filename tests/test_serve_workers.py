@@ -34,7 +34,7 @@ class _Transport:
 def test_every_connection_gets_tcp_nodelay() -> None:
     async def app(*_: Any) -> None: ...
 
-    config = Config(app=app, http=NoDelayH11Protocol)
+    config = Config(app=app, http=NoDelayH11Protocol, interface="asgi3")
     config.load()
     with socket.socket() as listening, socket.socket() as client:  # protocol 0, as uvicorn binds
         listening.bind(("127.0.0.1", 0))
