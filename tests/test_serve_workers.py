@@ -32,7 +32,7 @@ class _Transport:
 
 
 def test_every_connection_gets_tcp_nodelay() -> None:
-    async def app(*_: Any) -> None: ...
+    async def app(scope: Any, receive: Any, send: Any) -> None: ...  # uvicorn tries app()
 
     config = Config(app=app, http=NoDelayH11Protocol, interface="asgi3")
     config.load()
