@@ -285,19 +285,15 @@ def _in_workers(
         WORKERS, mp_context=context, initializer=_open_worker, initargs=(led.url, os.getpid())
     )
     pending: deque[tuple[int, Future[Piece | Unopened]]] = deque()
+    starts = iter(range(after + 1, head + 1, PAGE))
     rest_from: int | None = None
     try:
-        for start in range(after + 1, head + 1, PAGE):
-            stop = min(start + PAGE - 1, head)
-            pending.append((start, pool.submit(_worker_piece, fmt, start, stop, until)))
-            if len(pending) >= 2 * WORKERS:
-                start, future = pending.popleft()
-                piece = future.result()
-                if isinstance(piece, Unopened):
-                    rest_from = start
-                    break
-                yield piece
-        while pending and rest_from is None:
+        while True:
+            while len(pending) < 2 * WORKERS and (start := next(starts, None)) is not None:
+                stop = min(start + PAGE - 1, head)
+                pending.append((start, pool.submit(_worker_piece, fmt, start, stop, until)))
+            if not pending:
+                break
             start, future = pending.popleft()
             piece = future.result()
             if isinstance(piece, Unopened):
