@@ -137,7 +137,10 @@ class Runner:
                 else:
                     self._journal(command, uow, denial, fingerprint)
             except LedgerError:
-                if self._stale(uow.unverified.items()):  # nothing is saved: confirm them all
+                # nothing is saved: confirm all it read (from the cache, or from the database
+                # in reads another writer's commit may have fallen between), else the refusal
+                # may rest on a view no moment had
+                if self._stale([*uow.unverified.items(), *uow.fetched.items()]):
                     continue
                 raise
             # Taken unconfirmed and left unchanged: nothing else in the save would catch them

@@ -56,6 +56,9 @@ class UnitOfWork:
         self.optimistic = optimistic
         self.batched = batched
         self.unverified: dict[UUID, int] = {}
+        # aggregates read from the database, at the version read (0: found absent): a refusal
+        # is confirmed against them, since two reads may straddle another writer's commit
+        self.fetched: dict[UUID, int] = {}
         self.side_writes: list[SideWrite] = []
         self.after_commit: list[Callable[[], None]] = []
         self.claims: dict[tuple[str, str], UUID | None] = {}
@@ -116,9 +119,11 @@ class UnitOfWork:
             found = cast(LedgerAggregate, self.repository.get(aggregate_id, projector_func=project))
         except AggregateNotFoundError:
             self._absent.add(aggregate_id)
+            self.fetched.setdefault(aggregate_id, 0)
             if known_absent is not None:
                 known_absent.found_absent(aggregate_id)
             raise NotFound(f"{what} {aggregate_id} not found") from None
+        self.fetched.setdefault(aggregate_id, found.version)
         if known_absent is not None:
             known_absent.found(aggregate_id)
         return found

@@ -30,6 +30,7 @@ from ledger import (
 )
 from ledger.audit import Audit
 from ledger.domain.reviews import item_id, split_item_id
+from ledger.unit_of_work import UnitOfWork
 from projections import ReadModel
 from tests.conftest import ADMIN
 from tests.helpers import Clock, api_client, cli, event_names, one_line, stored_state
@@ -814,3 +815,36 @@ def test_with_as_user_only_the_reviewer_decides_and_only_an_admin_runs_campaigns
         item, reviewer="rita@seita.org", reason="team lead", actor=ADMIN, as_user="rita@seita.org"
     )
     assert led.close_review("q1", actor=ADMIN, as_user="root@seita.org")
+
+
+def test_a_refusal_rests_on_one_moment_even_when_another_writer_commits_between_two_reads(
+    platform: Platform, rm: ReadModel, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The certify reads the campaign, then the user; the other reviewer's revocation commits
+    between the two reads. Refused on that mixed view ("no longer holds"), it must run again
+    and be refused for what is true at one moment: decided already."""
+    world = platform
+    start(world)
+    item = items_by_grant(rm, world)["gus", "account-admin"]
+    certifier = Ledger(url)
+    real_fetch = UnitOfWork._fetch
+    interleaved: list[bool] = []
+
+    def fetch_then_let_the_other_commit(self: UnitOfWork, aggregate_id: Any, what: str) -> Any:
+        found = real_fetch(self, aggregate_id, what)
+        if not interleaved:
+            interleaved.append(True)
+            other = Ledger(url)
+            try:
+                other.revoke_via_review(item, reviewer="rita@seita.org", reason="no", actor=ADMIN)
+            finally:
+                other.close()
+        return found
+
+    monkeypatch.setattr(UnitOfWork, "_fetch", fetch_then_let_the_other_commit)
+    try:
+        with pytest.raises(Conflict, match="decided already"):
+            certifier.certify(item, reviewer="rita@seita.org", reason="ok", actor=ADMIN)
+    finally:
+        certifier.close()
+    assert interleaved
