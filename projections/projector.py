@@ -21,6 +21,7 @@ from ledger.domain.separation import SeparationPolicy
 from ledger.errors import LedgerError
 from projections import held
 from projections import tables as t
+from projections.log_pages import read_page
 from projections.page_writer import PageWriter, WriteStatements
 from projections.personal import PERSONAL_FIELDS
 
@@ -78,11 +79,22 @@ def plain(value: Any) -> Any:
 
 
 def event_fields(event: Event) -> dict[str, Any]:
-    return {k: plain(v) for k, v in vars(event).items() if k not in _METADATA}
+    # `plain` inlined for the common fields: a call less per field of every event
+    return {
+        k: v if type(v) in _AS_IS else plain(v)
+        for k, v in vars(event).items()
+        if k not in _METADATA
+    }
+
+
+_AGGREGATE_TYPES: dict[type[Any], str] = {}  # one entry per event class
 
 
 def aggregate_type(event: Event) -> str:
-    return type(event).__qualname__.split(".")[0]
+    kind = _AGGREGATE_TYPES.get(type(event))
+    if kind is None:
+        kind = _AGGREGATE_TYPES[type(event)] = type(event).__qualname__.split(".")[0]
+    return kind
 
 
 class Projector:
@@ -216,9 +228,7 @@ class Projector:
             start = self.position(conn, lock=True) + 1
             if stop is not None and start > stop:
                 return 0, 0
-            notifications = self.ledger.recorder.select_notifications(
-                start=start, limit=self.page_size, stop=stop
-            )
+            notifications = read_page(self.ledger.recorder, start, self.page_size, stop)
             self._pending_log, self._pending_spans = [], {}
             with PageWriter(conn, self._statements) as writer:
                 if careful:
