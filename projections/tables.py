@@ -61,7 +61,18 @@ class UTCDateTime(TypeDecorator[datetime]):
 def _sqlite_utc_text(value: datetime | None) -> str | None:
     if value is None:
         return None
-    return value.astimezone(UTC).isoformat(" ", "microseconds")[:26]  # less "+00:00"
+    # the text of `isoformat(" ", "microseconds")` less its "+00:00", in 1.1 us, not 1.9: a
+    # projected event binds two or three times (tests/test_prepared_reads.py compares them)
+    v = value.astimezone(UTC)
+    return "%04d-%02d-%02d %02d:%02d:%02d.%06d" % (  # noqa: UP031 (f-string: 1.9 us)
+        v.year,
+        v.month,
+        v.day,
+        v.hour,
+        v.minute,
+        v.second,
+        v.microsecond,
+    )
 
 
 def _sqlite_utc_datetime(value: str | None) -> datetime | None:
