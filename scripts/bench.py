@@ -651,6 +651,19 @@ def batch_lines(users: int, extra: int, annotations: int, rng: random.Random) ->
     return lines
 
 
+def single_commands(led: Any, users: Sequence[str], count: int, offset: int = 0) -> None:
+    """The benchmark's single commands, numbers `offset` to `offset + count` of the mix: a
+    login, a grant of admin, its revocation, in turn, over `users` round-robin."""
+    for i in range(offset, offset + count):
+        user = users[i % len(users)]
+        if i % 3 == 0:
+            led.record_login(user)
+        elif i % 3 == 1:
+            led.grant_role(user, "admin", actor="bench")
+        else:
+            led.revoke_role(user, "admin", actor="bench")
+
+
 def child_rss(code: str, url: str) -> tuple[float, float, float]:
     """Run `code` in a fresh Python (after importing the audit module); return the seconds it
     took, the peak RSS in MB of that process (VmHWM: getrusage's maxrss would include this
@@ -793,14 +806,7 @@ def run(url: str, scale: dict[str, int], log: Callable[[str], None]) -> list[Res
     log(f"reference just before the single commands: {single_rate:,.0f} single inserts/s")
     raw.settle()
     start = time.perf_counter()
-    for i in range(singles):
-        user = users[i % len(users)]
-        if i % 3 == 0:
-            led.record_login(user)
-        elif i % 3 == 1:
-            led.grant_role(user, "admin", actor="bench")
-        else:
-            led.revoke_role(user, "admin", actor="bench")
+    single_commands(led, users, singles)
     rate = singles / (time.perf_counter() - start)
     results.append(
         ratio_result(

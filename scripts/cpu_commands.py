@@ -10,6 +10,7 @@ DIR (a tmpfs such as /dev/shm keeps fsync out of it) receives a scratch SQLite d
 from __future__ import annotations
 
 import argparse
+import functools
 import random
 import sys
 import tempfile
@@ -53,19 +54,12 @@ def main() -> None:
             for u in rng.sample(range(args.users), min(500, args.users))
         ]
 
-        def singles(count: int, offset: int) -> None:
-            for i in range(offset, offset + count):
-                user = users[i % len(users)]
-                if i % 3 == 0:
-                    led.record_login(user)
-                elif i % 3 == 1:
-                    led.grant_role(user, "admin", actor="bench")
-                else:
-                    led.revoke_role(user, "admin", actor="bench")
-
         n = args.singles
-        singles(n, 0)  # every user cached, as in the benchmark after its import
-        best = min(_cpu(lambda r=r: singles(n, (r + 1) * n)) for r in range(3))  # type: ignore[misc]
+        bench.single_commands(led, users, n)  # every user cached, as after the bench's import
+        best = min(
+            _cpu(functools.partial(bench.single_commands, led, users, n, (r + 1) * n))
+            for r in range(3)
+        )
         print(f"single commands: CPU {best / n * 1e6:.0f} us per command (best of 3 x {n:,})")
         led.close()
 

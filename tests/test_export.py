@@ -412,3 +412,56 @@ def test_an_empty_log_exports_nothing(led: Ledger) -> None:
     result = cli("--db", led.url, "audit", "export", "--format", "csv")
     assert result.stdout.splitlines() == [",".join(exporting.CSV_COLUMNS)]
     assert "exported 0 events as csv" in result.stderr
+
+
+# what a user may choose that a spreadsheet would run: led by = + - @, by a tab or a CR
+FORMULAS = ("=cmd|' /C calc'!A0", "+1,=2", "-x", "@SUM(1);-2", "\t=1+1", "\r=2+2")
+
+
+def formula_cells(text: str) -> list[str]:
+    """The cells of a CSV a spreadsheet would run as formulas, its lines split at , or ;."""
+    found = []
+    for delimiter in ",;":
+        for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter):
+            found += [cell for cell in row if cell.lstrip().startswith(("=", "+", "-", "@"))]
+    return found
+
+
+def test_csv_cells_never_run_as_formulas_as_in_the_reports(led: Ledger) -> None:
+    """Role and account names, annotations, reasons and command ids a user chose: in the
+    export's CSV no cell starts a formula (a ' before it, as the reports do); OCSF keeps them."""
+    acme = led.create_account("Acme", actor=ADMIN)
+    for n, text in enumerate(FORMULAS):
+        led.define_role(text, actor=ADMIN, reason=text, command_id=text)
+        led.create_account(text, actor=ADMIN)
+        led.add_annotation(
+            acme,
+            content=text.replace("\r", ";"),  # an annotation holds no CR
+            start=T0,
+            end=T0 + timedelta(hours=n + 1),
+            source=text,
+            actor=ADMIN,
+        )
+    text = cli("--db", led.url, "audit", "export", "--format", "csv").stdout
+    assert formula_cells(text) == []
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    # (a reason is kept without the whitespace around it)
+    reasons = {row["reason"] for row in rows if row["event"] == "RoleDefined"}
+    assert reasons == {
+        "'=cmd|' /C calc'!A0",
+        "'+1,'=2",
+        "'-x",
+        "'@SUM(1);'-2",
+        "'=1+1",
+        "'=2+2",
+    }
+    assert "'=cmd|' /C calc'!A0" in text
+    out = io.StringIO()
+    exporting.export(led, out, "csv")
+    assert out.getvalue() == text
+    names = [
+        line["entity"]["name"]
+        for line in exported(led, "--format", "ocsf")
+        if line["metadata"]["event_code"] == "RoleDefined"
+    ]
+    assert names == [text.strip() for text in FORMULAS]  # names are kept stripped too

@@ -175,21 +175,49 @@ class Shape:
 
     name: str
     aggregate: str
-    kind: Callable[..., Body]
+    subject: str  # the aggregate as the message names it
+    extra: Callable[[str, str, str, dict[str, Any]], dict[str, Any]]
     occurred: bool  # whether its `at` is when it happened
+    head: dict[str, Any]  # the event's first attributes, `class_uid` to `status_id`
+    status: str
 
 
 def _shape(cls: type) -> Shape:
     name = cls.__name__
     aggregate = _aggregate_of(cls.__qualname__)
-    kind: Callable[..., Body]
+    extra: Callable[[str, str, str, dict[str, Any]], dict[str, Any]]
+    status_id = SUCCESS
     if name in LOGINS:
-        kind = _authentication
+        (class_uid, class_name), (activity_id, activity_name) = AUTHENTICATION, (1, "Logon")
+        extra = _authentication
+        status_id = FAILURE if name == "LoginFailed" else SUCCESS
     elif name in USER_CHANGES or (name not in ENTITY_CHANGES and aggregate == "User"):
-        kind = _account_change
+        (class_uid, class_name), (activity_id, activity_name) = (
+            ACCOUNT_CHANGE,
+            USER_CHANGES.get(name, (OTHER, "Other")),
+        )
+        extra = _account_change
     else:
-        kind = _entity_management
-    return Shape(name, aggregate, kind, name in OCCURRED_AT)
+        (class_uid, class_name), (activity_id, activity_name) = (
+            ENTITY_MANAGEMENT,
+            ENTITY_CHANGES.get(name, (OTHER, "Other")),
+        )
+        extra = _entity_management
+    head = {
+        "class_uid": class_uid,
+        "class_name": class_name,
+        "category_uid": IAM[0],
+        "category_name": IAM[1],
+        "activity_id": activity_id,
+        "activity_name": activity_name,
+        "type_uid": class_uid * 100 + activity_id,
+        "type_name": f"{class_name}: {activity_name}",
+        "severity_id": INFORMATIONAL,
+        "severity": "Informational",
+        "status_id": status_id,
+    }
+    status = "Success" if status_id == SUCCESS else "Failure"
+    return Shape(name, aggregate, aggregate.lower(), extra, name in OCCURRED_AT, head, status)
 
 
 _SHAPES: dict[type, Shape] = {}
@@ -204,14 +232,10 @@ def to_ocsf(position: int, link: str, event: Any) -> dict[str, Any]:
     name, aggregate = shape.name, shape.aggregate
     own = fields(event)
     uid = str(event.originator_id)  # once: it appears four or five times
-    (class_uid, class_name), activity_id, activity_name, extra = shape.kind(
-        name, uid, aggregate, own
-    )
-    recorded = event.timestamp
+    logged_time = int(event.timestamp.timestamp() * 1000)
     occurred = getattr(event, "at", None) if shape.occurred else None
     actor = event.actor
     command_id = event.command_id
-    status_id = extra.pop("status_id", SUCCESS)
     metadata: dict[str, Any] = {
         "version": SCHEMA_VERSION,
         "product": PRODUCT,
@@ -219,65 +243,47 @@ def to_ocsf(position: int, link: str, event: Any) -> dict[str, Any]:
         "uid": f"{uid}/{event.originator_version}",
         "sequence": position,
         "event_code": name,
-        "logged_time": int(recorded.timestamp() * 1000),
+        "logged_time": logged_time,
         "tags": [{"name": "chain_link", "value": link}],
     }
     if command_id:
         metadata["correlation_uid"] = command_id
     role = f" {own['role']!r}" if "role" in own else ""
-    result: dict[str, Any] = {
-        "class_uid": class_uid,
-        "class_name": class_name,
-        "category_uid": IAM[0],
-        "category_name": IAM[1],
-        "activity_id": activity_id,
-        "activity_name": activity_name,
-        "type_uid": class_uid * 100 + activity_id,
-        "type_name": f"{class_name}: {activity_name}",
-        "severity_id": INFORMATIONAL,
-        "severity": "Informational",
-        "status_id": status_id,
-        "time": milliseconds(occurred or recorded),
-        "message": f"{name}{role} on {aggregate.lower()} {uid} by {actor}",
-        "actor": _actor(actor),
-        "metadata": metadata,
-        **extra,
-        "unmapped": {
-            "aggregate": aggregate,
-            "originator_id": uid,
-            "originator_version": event.originator_version,
-            "reason": event.reason,
-            **own,
-        },
-        "status": "Success" if status_id == SUCCESS else "Failure",
+    result = shape.head.copy()  # a fresh dict: callers may change what they are given
+    result["time"] = milliseconds(occurred) if occurred else logged_time
+    result["message"] = f"{name}{role} on {shape.subject} {uid} by {actor}"
+    result["actor"] = _actor(actor)
+    result["metadata"] = metadata
+    result.update(shape.extra(name, uid, aggregate, own))
+    result["unmapped"] = {
+        "aggregate": aggregate,
+        "originator_id": uid,
+        "originator_version": event.originator_version,
+        "reason": event.reason,
+        **own,
     }
+    result["status"] = shape.status
     return result
 
 
-Body = tuple[tuple[int, str], int, str, dict[str, Any]]
-
-
-def _account_change(name: str, uid: str, aggregate: str, own: dict[str, Any]) -> Body:
-    activity_id, activity_name = USER_CHANGES.get(name, (OTHER, "Other"))
+def _account_change(name: str, uid: str, aggregate: str, own: dict[str, Any]) -> dict[str, Any]:
     extra: dict[str, Any] = {"user": _user(uid, own)}
     if "role" in own:
         extra["policies"] = [{"name": own["role"], "type": "Role"}]
-    return ACCOUNT_CHANGE, activity_id, activity_name, extra
+    return extra
 
 
-def _authentication(name: str, uid: str, aggregate: str, own: dict[str, Any]) -> Body:
+def _authentication(name: str, uid: str, aggregate: str, own: dict[str, Any]) -> dict[str, Any]:
     extra: dict[str, Any] = {"user": {"uid": uid}}
     ip = own.get("ip")
     if ip and ip != ERASED:
         extra["src_endpoint"] = {"ip": ip}
     if name == "LoginFailed":
-        extra["status_id"] = FAILURE
         extra["status_detail"] = str(own.get("reason_kind"))
-    return AUTHENTICATION, 1, "Logon", extra
+    return extra
 
 
-def _entity_management(name: str, uid: str, aggregate: str, own: dict[str, Any]) -> Body:
-    activity_id, activity_name = ENTITY_CHANGES.get(name, (OTHER, "Other"))
+def _entity_management(name: str, uid: str, aggregate: str, own: dict[str, Any]) -> dict[str, Any]:
     entity: dict[str, Any]
     if "annotation_id" in own:
         entity = {"uid": own["annotation_id"], "type": "Annotation"}
@@ -294,7 +300,7 @@ def _entity_management(name: str, uid: str, aggregate: str, own: dict[str, Any])
     data = {key: value for key, value in own.items() if key not in ("name", "annotation_id")}
     if data:
         entity["data"] = data
-    return ENTITY_MANAGEMENT, activity_id, activity_name, {"entity": entity}
+    return {"entity": entity}
 
 
 def _catalogue(aggregate: str) -> str:

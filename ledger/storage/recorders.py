@@ -41,6 +41,8 @@ class SideTableRecorder(Protocol):
 
     def select_all(self, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]: ...
 
+    def select_pairs(self, sql: str, params: tuple[Any, ...]) -> dict[Any, Any]: ...
+
     def chain_source(self) -> chain_check.Source: ...
 
     def first_link_without_event(self, start: int | None, stop: int | None) -> int | None: ...
@@ -129,6 +131,12 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
         with self.datastore.transaction(commit=False) as c:
             c.execute(sql, params)
             return [dict(row) for row in c.fetchall()]
+
+    def select_pairs(self, sql: str, params: tuple[Any, ...]) -> dict[Any, Any]:
+        """A query of two columns as a dict, the first to the second (no dict a row)."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(sql, params)
+            return dict(c.fetchall())
 
     def chain_source(self) -> chain_check.Source:
         """How a verifier reads the events with their links, on a connection of its own."""
@@ -398,6 +406,12 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(_pg(sql), params)  # type: ignore[arg-type]
             return [dict(row) for row in curs.fetchall()]
+
+    def select_pairs(self, sql: str, params: tuple[Any, ...]) -> dict[Any, Any]:
+        """A query of two columns as a dict, the first to the second (no dict a row)."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(_pg(sql), params)  # type: ignore[arg-type]
+            return {key: value for key, value in (row.values() for row in curs.fetchall())}
 
     def chain_source(self) -> chain_check.Source:
         """How a verifier reads the events with their links, on a connection of its own."""
