@@ -34,6 +34,11 @@ _SEALED_KEY_ID: Final = re.compile(rb"enc1:([0-9a-f]{32}):")
 KeyLookup = Callable[[str], bytes | None]
 KeysLookup = Callable[[list[str]], dict[str, bytes]]
 UserKeyLookup = Callable[[UUID], tuple[str, bytes] | None]
+# Bounds of the keyring's caches (each cleared when full): a long read of the log meets every
+# user's key, and an `AESGCM` holds about 2.5 KB outside Python's heap, so kept for each of a
+# million-event log's 100,000 users they were 250 MB of a replay's 496 MB peak.
+_KEYS_CACHED: Final = 8192
+_CIPHERS_CACHED: Final = 1024
 
 
 class Keyring:
@@ -41,6 +46,8 @@ class Keyring:
 
     The cache lives for `ttl` seconds so that an erasure made by another process takes effect
     here within that time; erasures made through this process take effect at once (`forget`).
+    Keys by id and their ciphers are bounded (`_KEYS_CACHED`, `_CIPHERS_CACHED`); each user's
+    current key is not: it may be staged by a command and not yet in the database.
     """
 
     def __init__(self, ttl: float = 5.0) -> None:
@@ -68,22 +75,28 @@ class Keyring:
         """Make a key being written in the current transaction usable for encryption now."""
         with self._lock:
             self._by_user[user_id] = (key_id, key)
-            self._by_id[key_id] = (time.monotonic(), key)
+            self._keep(key_id, (time.monotonic(), key))
 
     def load(self, key_ids: Iterable[str]) -> None:
         """Look up, in one go, the keys of these ids that `key` would otherwise look up one
         by one (absent keys, of erased users, are remembered as absent)."""
         now = time.monotonic()
+        wanted = set(key_ids)
         with self._lock:
             missing = [
                 key_id
-                for key_id in set(key_ids)
+                for key_id in wanted
                 if (cached := self._by_id.get(key_id)) is None or now - cached[0] >= self.ttl
             ]
         if not missing:
             return
         found = self._lookup_keys(missing)
         with self._lock:
+            if len(self._by_id) + len(missing) > _KEYS_CACHED:
+                # emptied before, not after: these keys are about to be used, all of them
+                kept = {key_id: self._by_id[key_id] for key_id in wanted if key_id in self._by_id}
+                self._by_id.clear()
+                self._by_id.update(kept)
             self._by_id.update((key_id, (now, found.get(key_id))) for key_id in missing)
 
     def clear(self) -> None:
@@ -97,7 +110,7 @@ class Keyring:
         with self._lock:
             entry = self._by_user.pop(user_id, None)
             if entry is not None:
-                self._by_id[entry[0]] = (time.monotonic(), None)
+                self._keep(entry[0], (time.monotonic(), None))
                 self._ciphers.pop(entry[0], None)
 
     def key_for_user(self, user_id: UUID) -> tuple[str, bytes]:
@@ -119,8 +132,14 @@ class Keyring:
             return cached[1]
         key = self._lookup_key(key_id)
         with self._lock:
-            self._by_id[key_id] = (now, key)
+            self._keep(key_id, (now, key))
         return key
+
+    def _keep(self, key_id: str, entry: tuple[float, bytes | None]) -> None:
+        """Cache a key (None: deleted) by its id; the caller holds the lock."""
+        if len(self._by_id) >= _KEYS_CACHED and key_id not in self._by_id:
+            self._by_id.clear()
+        self._by_id[key_id] = entry
 
     def cipher(self, key_id: str) -> AESGCM | None:
         """`AESGCM` of the key of this id (None if it is deleted), as fresh as `key`."""
@@ -131,6 +150,8 @@ class Keyring:
         if cipher is None:
             cipher = AESGCM(key)
             with self._lock:
+                if len(self._ciphers) >= _CIPHERS_CACHED:
+                    self._ciphers.clear()
                 self._ciphers[key_id] = cipher
         return cipher
 
