@@ -9,8 +9,15 @@ from enum import Enum
 from typing import Any
 from uuid import UUID
 
-from ledger import Ledger
-from ledger.domain import Account, LedgerAggregate, Meta, Role, User
+import pytest
+from eventsourcing.domain import Aggregate
+
+from ledger import Ledger, PermissionDenied
+from ledger.demo import record_demo
+from ledger.domain import AccessDenial, Account, ExternalSource, LedgerAggregate, Meta, Role, User
+from ledger.domain.reviews import ReviewCampaign
+from ledger.domain.roles import AccountRole
+from ledger.domain.separation import SeparationPolicy
 from tests.conftest import ADMIN
 
 IMMUTABLE = (str, int, float, bool, bytes, UUID, datetime, type(None), Enum, frozenset)
@@ -67,3 +74,39 @@ def test_every_aggregate_copies_deeply_and_independently(led: Ledger, acme: UUID
     clone_account = copy.deepcopy(account)
     clone_account.revoke_role("Consultancy", meta)
     assert account.roles == {"Consultancy"} and len(account.annotations) == 1
+
+
+def test_a_creation_builds_the_aggregate_the_library_builds(url: str) -> None:
+    """`LedgerAggregate.Created.mutate` (the library's, less its filters of the event's fields
+    by parameter names) gives, for every creation in the demo's log, what the library's own
+    `mutate` gives."""
+    record_demo(url)
+    led = Ledger(url)
+    try:
+        led.record_unrecognised_entry("fm", 1, "?", datetime(2026, 1, 1, tzinfo=UTC), actor=ADMIN)
+        nobody = led.create_user(
+            "nobody@x.org", account_id=led.create_account("X", actor=ADMIN), actor=ADMIN
+        )
+        with pytest.raises(PermissionDenied):
+            led.create_account("Y", actor=ADMIN, as_user=nobody)
+        kinds = set()
+        for page in range(0, (led.recorder.max_notification_id() or 0), 1000):
+            stored = led.recorder.select_notifications(page + 1, 1000)
+            for event in led.to_domain_events(stored):
+                if isinstance(event, LedgerAggregate.Created):
+                    ours = event.mutate(None)
+                    theirs = Aggregate.Created.mutate(event, None)
+                    assert type(ours) is type(theirs) and vars(ours) == vars(theirs)
+                    kinds.add(type(ours))
+    finally:
+        led.close()
+    assert kinds == {
+        User,
+        Account,
+        Role,
+        AccountRole,
+        ReviewCampaign,
+        SeparationPolicy,
+        ExternalSource,
+        AccessDenial,
+    }

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Self
 
 from eventsourcing.domain import Aggregate
+from eventsourcing.utils import resolve_topic
 
 _CONTAINERS: Final = (set, dict, list)
 
@@ -40,7 +42,20 @@ class LedgerAggregate(Aggregate):
         command_id: str | None
 
     class Created(Event, Aggregate.Created):
-        pass
+        def mutate(self, aggregate: Any) -> Any:
+            """The library's `mutate` of a creation, less its two filters of the event's
+            fields by the parameter names of `__base_init__` and `__init__` (profiled: 2.2 of
+            20.6 s of reconstructing 27,500 uncached users), for an aggregate whose `__init__`
+            takes no arguments and whose `__base_init__` is the library's, as every ledger
+            aggregate's (tested against the library's for each)."""
+            cls: Any = resolve_topic(self.originator_topic)
+            if aggregate is not None or not _plain_init(cls):
+                return super().mutate(aggregate)
+            created = cls.__new__(cls)
+            created.__base_init__(self.originator_id, self.originator_version, self.timestamp)
+            cls.__init__(created)
+            self.apply(created)
+            return created
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Self:
         """eventsourcing's aggregate cache hands out a deep copy on every get. Every attribute
@@ -63,6 +78,21 @@ class LedgerAggregate(Aggregate):
     def record(self, event_class: type[Aggregate.Event], meta: Meta, **fields: Any) -> None:
         """Trigger one event: the only way state changes after creation."""
         self.trigger_event(event_class, **meta.fields(), **fields)
+
+
+_PLAIN_INIT: dict[type, bool] = {}
+
+
+def _plain_init(cls: type) -> bool:
+    """Whether the library would call this aggregate class's `__init__` with no arguments and
+    its `__base_init__` with the creation's id, version and timestamp only."""
+    plain = _PLAIN_INIT.get(cls)
+    if plain is None:
+        init = next(vars(base)["__init__"] for base in cls.__mro__ if "__init__" in vars(base))
+        plain = _PLAIN_INIT[cls] = getattr(
+            cls, "__base_init__", None
+        ) is Aggregate.__base_init__ and list(inspect.signature(init).parameters) == ["self"]
+    return plain
 
 
 def project(aggregate: Any, events: Iterable[Any]) -> Any:

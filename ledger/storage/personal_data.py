@@ -30,6 +30,7 @@ from eventsourcing.utils import resolve_topic
 from ledger.domain.base import ERASED
 
 _PREFIX: Final = "enc1:"
+_PREFIX_BYTES: Final = _PREFIX.encode()
 _SEALED_KEY_ID: Final = re.compile(rb"enc1:([0-9a-f]{32}):")
 KeyLookup = Callable[[str], bytes | None]
 KeysLookup = Callable[[list[str]], dict[str, bytes]]
@@ -210,6 +211,7 @@ class PersonalDataMapper(Mapper[UUID]):
         self.keyring.load(
             key_id.decode()
             for stored in stored_events
+            if _PREFIX_BYTES in stored.state  # most hold nothing sealed: no regex scan
             for key_id in _SEALED_KEY_ID.findall(stored.state)
         )
         return [self.to_domain_event(stored) for stored in stored_events]
