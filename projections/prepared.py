@@ -154,30 +154,26 @@ class PreparedReader:
         return rows[0][0] if rows else None
 
     def _run(self, sql: str, parameters: Any) -> tuple[Sequence[Any], list[Sequence[Any]]]:
-        held: _Held | None = getattr(self._local, "held", None)
-        if held is None or held.generation != self._generation:
-            held = self._open()
-        # The thread's one cursor, kept with its connection: a cursor made and closed per query
-        # was a sixth of a `has_role` on SQLite (each one is registered with its connection).
-        cursor = held.cursor
+        cursor = self._connection().cursor()
         try:
             cursor.execute(sql, parameters)
-            return cursor.description, cursor.fetchall()
-        except BaseException:
-            held.renew_cursor()  # none left half-read (on SQLite it would hold a snapshot)
-            raise
+            return cursor.description, list(cursor.fetchall())
+        finally:
+            cursor.close()
 
-    def _open(self) -> _Held:
-        proxy = self.engine.raw_connection()
-        proxy.detach()
-        connection = proxy.dbapi_connection
-        assert connection is not None
-        self.engine.dialect.set_isolation_level(connection, "AUTOCOMMIT")
-        held = _Held(connection, self._generation)
-        self._local.held = held
-        with self._lock:
-            self._connections.add(held)
-        return held
+    def _connection(self) -> Any:
+        held: _Held | None = getattr(self._local, "held", None)
+        if held is None or held.generation != self._generation:
+            proxy = self.engine.raw_connection()
+            proxy.detach()
+            connection = proxy.dbapi_connection
+            assert connection is not None
+            self.engine.dialect.set_isolation_level(connection, "AUTOCOMMIT")
+            held = _Held(connection, self._generation)
+            self._local.held = held
+            with self._lock:
+                self._connections.add(held)
+        return held.connection
 
     def _forget(self) -> None:
         held = getattr(self._local, "held", None)
@@ -198,13 +194,7 @@ class _Held:
 
     def __init__(self, connection: Any, generation: int) -> None:
         self.connection, self.generation = connection, generation
-        self.cursor = connection.cursor()
         self._finalizer = weakref.finalize(self, _close_quietly, connection)
-
-    def renew_cursor(self) -> None:
-        with contextlib.suppress(Exception):  # the connection may be gone
-            self.cursor.close()
-            self.cursor = self.connection.cursor()
 
     def close(self) -> None:
         self._finalizer()

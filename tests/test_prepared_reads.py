@@ -82,12 +82,12 @@ def test_answers_follow_new_events(led: Ledger, rm: ReadModel, granted: UUID) ->
     assert not rm.has_role(granted, "consultant")  # autocommit: no stale snapshot is held
 
 
-def test_a_query_that_fails_leaves_the_thread_cursor_usable(
+def test_a_query_that_fails_leaves_the_reader_usable(
     led: Ledger, rm: ReadModel, granted: UUID
 ) -> None:
-    """The reader keeps one cursor per thread: a statement refused, or failing on its second
-    row after the first was read, leaves none half-read (on SQLite that would hold a snapshot
-    and hide new events)."""
+    """A statement refused, or failing on its second row after the first was read, leaves the
+    thread's connection answering, with nothing half-read (on SQLite that would hold a
+    snapshot and hide new events)."""
     refused = select(literal_column("no_such_column"))
     failing = select(
         func.json(case((literal_column("n") == 2, literal("{bad")), else_=literal("1")))
