@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import DateTime
+from sqlalchemy import DateTime, case, func, literal, literal_column, select, union_all
 from sqlalchemy.dialects import sqlite
 
 from ledger import Ledger
@@ -80,6 +80,31 @@ def test_answers_follow_new_events(led: Ledger, rm: ReadModel, granted: UUID) ->
     led.revoke_role(granted, "consultant", actor=ADMIN)
     rm.catch_up()
     assert not rm.has_role(granted, "consultant")  # autocommit: no stale snapshot is held
+
+
+def test_a_query_that_fails_leaves_the_reader_usable(
+    led: Ledger, rm: ReadModel, granted: UUID
+) -> None:
+    """A statement refused, or failing on its second row after the first was read, leaves the
+    thread's connection answering, with nothing half-read (on SQLite that would hold a
+    snapshot and hide new events)."""
+    refused = select(literal_column("no_such_column"))
+    failing = select(
+        func.json(case((literal_column("n") == 2, literal("{bad")), else_=literal("1")))
+    ).select_from(
+        union_all(select(literal(1).label("n")), select(literal(2).label("n"))).subquery()
+    )
+    assert rm.has_role(granted, "consultant")
+    for statement in (refused, failing) if rm.engine.dialect.name == "sqlite" else (refused,):
+        with pytest.raises(Exception):  # noqa: B017 (the driver's own error)
+            rm.reader.all(statement, {})
+        assert rm.has_role(granted, "consultant")
+        led.revoke_role(granted, "consultant", actor=ADMIN)
+        rm.catch_up()
+        assert not rm.has_role(granted, "consultant")  # no stale snapshot held
+        led.grant_role(granted, "consultant", actor=ADMIN)
+        rm.catch_up()
+        assert rm.has_role(granted, "consultant")
 
 
 def test_close_releases_every_thread_connection(url: str, granted: UUID) -> None:
