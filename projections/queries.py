@@ -101,18 +101,32 @@ _ROLES = {
 
 # One user or account by id, as `_users` / `_accounts` answer it for a condition on the id: the
 # read API asks this on every request (the caller, then the user asked for and its account).
+# One statement each, the row joined to the grants held now (a row per grant, or one with no
+# grant); a user's grants with their fixed ends, which the read API shows beside the user.
 _A = bindparam("a", type_=Uuid())
 _account_grants = t.account_role_grants.c
-_USER_BY_ID = select(t.users).where(t.users.c.id == _U)
-_USER_ROLES_NOW = (
-    select(_grants.role)
-    .where(_grants.user_id == _U, held.ROLE_GRANTS.covers(None))
-    .order_by(_grants.role)
+_USER_BY_ID = (
+    select(t.users, _grants.role, _grants.ends_at)
+    .select_from(
+        t.users.outerjoin(
+            t.role_grants, and_(_grants.user_id == t.users.c.id, held.ROLE_GRANTS.covers(None))
+        )
+    )
+    .where(t.users.c.id == _U)
+    .order_by(_grants.role, _grants.granted_at)
 )
-_ACCOUNT_BY_ID = select(t.accounts).where(t.accounts.c.id == _A)
-_ACCOUNT_ROLES_NOW = (
-    select(_account_grants.role)
-    .where(_account_grants.account_id == _A, held.ACCOUNT_ROLE_GRANTS.covers(None))
+_ACCOUNT_BY_ID = (
+    select(t.accounts, _account_grants.role)
+    .select_from(
+        t.accounts.outerjoin(
+            t.account_role_grants,
+            and_(
+                _account_grants.account_id == t.accounts.c.id,
+                held.ACCOUNT_ROLE_GRANTS.covers(None),
+            ),
+        )
+    )
+    .where(t.accounts.c.id == _A)
     .order_by(_account_grants.role)
 )
 _USER_COLUMNS: Final = [column.name for column in t.users.columns]
@@ -220,14 +234,21 @@ class Queries:
         return None if found is None else UUID(str(found))
 
     def get_user(self, user: Any) -> UserModel | None:
+        found = self.get_user_and_role_ends(user)
+        return None if found is None else found[0]
+
+    def get_user_and_role_ends(self, user: Any) -> tuple[UserModel, dict[str, datetime]] | None:
+        """`get_user`, and the user's `role_ends` now, read together."""
         user_id = self.resolve_user(user)
         rows = self.reader.all(_USER_BY_ID, {"u": user_id})
         if not rows:
             return None
-        row = dict(zip(_USER_COLUMNS, rows[0], strict=True))
-        roles = [name for (name,) in self.reader.all(_USER_ROLES_NOW, {"u": user_id})]
+        width = len(_USER_COLUMNS)
+        row = dict(zip(_USER_COLUMNS, rows[0][:width], strict=True))
+        roles = [found[width] for found in rows if found[width] is not None]
+        ends = {found[width]: found[width + 1] for found in rows if found[width + 1] is not None}
         self.personal.prepare([row["email"]])
-        return self._user_model(row, roles)
+        return self._user_model(row, roles), ends
 
     def find_user_by_email(self, email: str) -> UserModel | None:
         """The user with this email, matched case-insensitively: in the ledger's database
@@ -284,9 +305,9 @@ class Queries:
         rows = self.reader.all(_ACCOUNT_BY_ID, {"a": account_id})
         if not rows:
             return None
-        row = dict(zip(_ACCOUNT_COLUMNS, rows[0], strict=True))
-        roles = [name for (name,) in self.reader.all(_ACCOUNT_ROLES_NOW, {"a": account_id})]
-        return _account_model(row, roles)
+        width = len(_ACCOUNT_COLUMNS)
+        row = dict(zip(_ACCOUNT_COLUMNS, rows[0][:width], strict=True))
+        return _account_model(row, [found[width] for found in rows if found[width] is not None])
 
     def list_accounts(self, include_closed: bool = False) -> list[AccountModel]:
         condition = and_(True) if include_closed else t.accounts.c.closed.is_(False)

@@ -81,6 +81,7 @@ def serve_bare(port: int, workers: int) -> None:
         workers=workers,
         log_level="info",
         http=NoDelayH11Protocol,
+        timeout_worker_healthcheck=60,
     )
 
 

@@ -5,15 +5,18 @@ log: erased, deactivated and moved users, closed accounts, time-limited grants."
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import pytest
 from sqlalchemy import select
 
+from ledger import Ledger
 from ledger.demo import record_demo
 from projections import ReadModel, held
 from projections import tables as t
 from projections.queries import NOBODY
+from tests.conftest import ADMIN
 
 
 @pytest.fixture
@@ -55,6 +58,29 @@ def test_role_ends_now_as_the_general_query_answers(demo: ReadModel) -> None:
             )
         )
         assert demo.role_ends(user.id) == expected
+
+
+def test_a_user_and_role_ends_read_together_as_read_apart(
+    led: Ledger, acme: UUID, rm: ReadModel
+) -> None:
+    soon, later = (datetime.now(UTC) + timedelta(days=days) for days in (1, 2))
+    ann = led.create_user("ann@acme.org", account_id=acme, actor=ADMIN)
+    for role, until in (("consultant", later), ("admin", soon), ("account-admin", None)):
+        led.grant_role(ann, role, actor=ADMIN, until=until)
+    bob = led.create_user("bob@acme.org", account_id=acme, actor=ADMIN)
+    led.grant_role(bob, "admin", actor=ADMIN, until=soon)
+    led.revoke_role(bob, "admin", actor=ADMIN)
+    led.grant_role(bob, "admin", actor=ADMIN, until=later)
+    rm.catch_up()
+    for user in (ann, bob, led.create_user("cy@acme.org", account_id=acme, actor=ADMIN)):
+        rm.catch_up()
+        found = rm.get_user_and_role_ends(user)
+        assert found is not None
+        assert found[0] == rm._users(t.users.c.id == user)[0]
+        # the same entries in the same order: the read API answers them as a JSON object
+        assert list(found[1].items()) == sorted(rm.role_ends(user).items())
+    assert rm.get_user_and_role_ends(ann)[1] == {"admin": soon, "consultant": later}  # type: ignore[index]
+    assert rm.get_user_and_role_ends(UUID(int=7)) is None
 
 
 def test_position_as_the_projector_reads_it(demo: ReadModel) -> None:

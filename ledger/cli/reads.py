@@ -370,7 +370,16 @@ def serve(host: str, port: int, workers: int) -> None:
         return
     # uvicorn starts each worker process from an import string; the URL goes in the environment
     os.environ[URL_VARIABLE] = s.url
-    uvicorn.run("projections.api:create_app", factory=True, workers=workers, **options)
+    # a worker that has not answered the supervisor's ping within the timeout is killed and
+    # replaced: uvicorn's 5 s default killed every worker still importing the app on a busy
+    # machine (load 9 on 2 cores), over and over
+    uvicorn.run(
+        "projections.api:create_app",
+        factory=True,
+        workers=workers,
+        timeout_worker_healthcheck=60,
+        **options,
+    )
 
 
 COMMANDS.append(serve)

@@ -109,3 +109,14 @@ def user_or_404(rm: ReadModel, user_id: UUID) -> tuple[UserModel, AccountModel]:
     if user is None:
         raise ApiError(404, f"user {user_id} not found")
     return user, account_or_404(rm, user.account_id)
+
+
+def user_and_role_ends_or_404(
+    rm: ReadModel, user_id: UUID
+) -> tuple[UserModel, dict[str, datetime], AccountModel]:
+    """`user_or_404`, and the user's role ends now (`rm.role_ends`), read with the user."""
+    found = rm.get_user_and_role_ends(user_id)
+    if found is None:
+        raise ApiError(404, f"user {user_id} not found")
+    user, ends = found
+    return user, ends, account_or_404(rm, user.account_id)

@@ -7,7 +7,14 @@ from fastapi import APIRouter, Query
 import projections.api.policy as policy
 import projections.api.schemas as schemas
 from projections.api.audit_log import AuditLogParameters, audit_log
-from projections.api.dependencies import Caller, Ids, Reads, account_or_404, user_or_404
+from projections.api.dependencies import (
+    Caller,
+    Ids,
+    Reads,
+    account_or_404,
+    user_and_role_ends_or_404,
+    user_or_404,
+)
 from projections.api.errors import PROBLEMS, forbidden
 from projections.api.external_ids import AnyId
 from projections.api.paging import PerPage, PerPageNow, per_page_given
@@ -56,10 +63,10 @@ def list_users(
 
 @router.get("/api/v3_0/users/{id}", response_model=schemas.User, responses=PROBLEMS)
 def get_user(id: AnyId, me: Caller, rm: Reads, ids: Ids) -> schemas.User:
-    user, account = user_or_404(rm, ids.ledger_id("user", id))
+    user, ends, account = user_and_role_ends_or_404(rm, ids.ledger_id("user", id))
     if not policy.can_read_user(me, user, account):
         raise forbidden(f"user {id}")
-    shown = schemas.User.of(user).model_copy(update={"role_ends": rm.role_ends(user.id)})
+    shown = schemas.User.of(user).model_copy(update={"role_ends": ends})
     return ids.user(shown)
 
 
