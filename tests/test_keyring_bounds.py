@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from ledger import Ledger
+from ledger.domain.base import ERASED
 from ledger.storage import personal_data
 from ledger.storage.personal_data import Keyring
 from projections import ReadModel
@@ -73,3 +74,28 @@ def test_keys_looked_up_together_beyond_the_bound_are_all_kept(
     assert single == []
     keyring.key("f" * 32)  # one more, alone: the cache is full, so it starts again
     assert single == ["f" * 32] and len(keyring._by_id) == 1
+
+
+def _emails_in_the_log(led: Ledger) -> list[str]:
+    notifications = led.recorder.select_notifications(start=1, limit=100)
+    events = led.to_domain_events(notifications)
+    return [event.email for event in events if type(event).__name__ == "UserCreated"]
+
+
+def test_an_erasure_through_a_ledger_that_only_read_the_user_takes_effect_at_once(
+    url: str, led: Ledger
+) -> None:
+    """A ledger that decrypted a user's data but never wrote for them holds the user's key only
+    by its id: erasing the user through it must drop that key too, not after the cache's ttl."""
+    account = led.create_account("Acme", actor=ADMIN)
+    ann = led.create_user("ann@acme.org", account_id=account, actor=ADMIN)
+    bob = led.create_user("bob@acme.org", account_id=account, actor=ADMIN)
+    reader = Ledger(url)
+    try:
+        assert _emails_in_the_log(reader) == ["ann@acme.org", "bob@acme.org"]
+        reader.erase_user(ann, actor=ADMIN, reason="asked to be forgotten")
+        assert _emails_in_the_log(reader) == [ERASED, "bob@acme.org"]
+        reader.record_login(bob, ip="192.0.2.7")  # the others' keys still work
+        assert _emails_in_the_log(reader) == [ERASED, "bob@acme.org"]
+    finally:
+        reader.close()

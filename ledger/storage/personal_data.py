@@ -108,11 +108,17 @@ class Keyring:
             self._ciphers.clear()
 
     def forget(self, user_id: UUID) -> None:
+        """An erasure through this process, committed: none of the user's keys is used again.
+        Which ids cached for reading are the user's is not known here (a process that only
+        read the user never held its current key), so every key cached by id goes, but the
+        other users' current keys (a command may have staged one, not yet committed)."""
         with self._lock:
             entry = self._by_user.pop(user_id, None)
+            current = {key_id for key_id, _ in self._by_user.values()}
+            self._by_id = {k: cached for k, cached in self._by_id.items() if k in current}
+            self._ciphers = {k: cipher for k, cipher in self._ciphers.items() if k in current}
             if entry is not None:
                 self._keep(entry[0], (time.monotonic(), None))
-                self._ciphers.pop(entry[0], None)
 
     def key_for_user(self, user_id: UUID) -> tuple[str, bytes]:
         with self._lock:
