@@ -6,6 +6,7 @@ without asking."""
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any, Final
@@ -161,7 +162,11 @@ def _describe(digest: SignedDigest) -> str:
 
 # A spreadsheet splits a CSV line at , or ; (by locale) and runs a cell starting with = + - @
 # as a formula: in a stamp line, such a cell gets a ' before it (shown as text, still readable).
-_FORMULA_CELL: Final = re.compile(r"""([,;\t][\s"]*)(?=[=+\-@])""")
+# A line end splits too: a spreadsheet may take one inside a quoted cell for the row's end.
+_FORMULA_CELL: Final = re.compile(r"""([,;\t\r\n][\s"]*)(?=[=+\-@])""")
+# In JSON text: its strings, and in them (or right after the opening quote) a formula's start.
+_JSON_STRING: Final = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_FORMULA: Final = re.compile(r"""((?:^"|[,;\t])[\s"]*)([=+\-@])""")
 
 
 def csv_comment(line: str) -> str:
@@ -177,3 +182,15 @@ def csv_cell(value: Any) -> Any:
         return value
     text = _FORMULA_CELL.sub(r"\1'", value)
     return "'" + text if text.lstrip(' \t\r\n"').startswith(("=", "+", "-", "@")) else text
+
+
+def csv_json_cell(value: Any) -> str:
+    """`value` as JSON for a CSV cell, with no part a spreadsheet would run as a formula and
+    nothing added to its values: in its strings, an = + - @ that would start a part is
+    written as its JSON escape (\\u003d for =), so the JSON reads back as the value recorded."""
+    text = json.dumps(value, ensure_ascii=False)
+    return _JSON_STRING.sub(lambda string: _JSON_FORMULA.sub(_escaped, string[0]), text)
+
+
+def _escaped(found: re.Match[str]) -> str:
+    return f"{found[1]}\\u{ord(found[2]):04x}"

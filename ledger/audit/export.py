@@ -25,7 +25,7 @@ import orjson
 
 from ledger.application import Ledger
 from ledger.audit import ocsf
-from ledger.audit.evidence import csv_cell
+from ledger.audit.evidence import csv_cell, csv_json_cell
 from ledger.errors import LedgerError, ValidationError
 from ledger.storage.database import DATABASE_ERRORS, problem_line
 from ledger.storage.settings import StorageError, sqlite_file
@@ -320,9 +320,8 @@ def _export_csv(led: Ledger, out: TextIO, after: int, until: datetime | None) ->
             record = _record(position, links.get(position, ""), event)
             details = {key: value for key, value in record.items() if key not in CSV_COLUMNS}
             row = [record.get(column) for column in CSV_COLUMNS[:-1]]
-            # no cell a formula, as in the reports: the details too, which a spreadsheet
-            # splitting lines at ; would cut inside their JSON
-            writer.writerow(map(csv_cell, [*row, json.dumps(details, ensure_ascii=False)]))
+            # no cell a formula, as in the reports; the details' JSON keeps the values exact
+            writer.writerow([*map(csv_cell, row), csv_json_cell(details)])
             count += 1
             first = position if first is None else first
             last = position
