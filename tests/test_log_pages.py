@@ -54,21 +54,20 @@ def test_read_models_equal_those_of_the_librarys_read(
     record_history(led, acme, users=5, logins=4)
     gone = led.create_user("gone@acme.org", account_id=acme, actor=ADMIN)
     led.erase_user(gone, actor=ADMIN, reason="request")
-    fast = ReadModel(url, page_size=7)
-    try:
-        fast.rebuild()
-        ours = dump(fast)
-    finally:
-        fast.close()
+    ours = _rebuilt(url)
 
     def library(recorder: Any, start: int, limit: int, stop: int | None) -> Any:
         return recorder.select_notifications(start=start, limit=limit, stop=stop)
 
     monkeypatch.setattr(p, "read_page", library)
-    slow = ReadModel(url, page_size=7)
+    assert _rebuilt(url) == ours
+
+
+def _rebuilt(url: str) -> Any:
+    """The read models rebuilt in pages of 7, dumped."""
+    model = ReadModel(url, page_size=7)
     try:
-        slow.rebuild()
-        theirs = dump(slow)
+        model.rebuild()
+        return dump(model)
     finally:
-        slow.close()
-    assert ours == theirs
+        model.close()
