@@ -144,8 +144,8 @@ class Raw:
 
     def point_selects(self, count: int, distinct: int) -> list[float]:
         """Latencies of `count` indexed point SELECTs, under the queries' own access pattern:
-        `distinct` keys drawn at random over the whole table, asked in turn, round after round
-        (the has_role rows ask `distinct` users, each `count / distinct` times).
+        `distinct` keys drawn at random over the whole table, asked in turn, round after round,
+        as the has_role rows ask `distinct` users (`count` calls in all).
 
         Its table is written at the start of the run, the read models the queries use just
         before them. At --scale full, half an hour on, the table's pages had left the OS page
@@ -922,7 +922,8 @@ def run(url: str, scale: dict[str, int], log: Callable[[str], None]) -> list[Res
     # Like the single inserts, the point SELECT is measured again right before the queries
     # it is set against (on this machine it drifted from 5 to 7 us between runs).
     sample = [uuid.UUID(u) for u in users[: scale["samples"]]]
-    point_p50 = percentile(raw.point_selects(scale["samples"], len(sample)), 0.5)
+    asked = (sample * 3)[: scale["samples"]]  # has_role's calls: these users, in turn
+    point_p50 = percentile(raw.point_selects(len(asked), len(sample)), 0.5)
     log(f"reference just before the queries: point SELECT p50 {point_p50 * 1e6:.1f} us")
     at = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=20)
     checks: list[tuple[str, Callable[[uuid.UUID], bool]]] = [
@@ -931,7 +932,7 @@ def run(url: str, scale: dict[str, int], log: Callable[[str], None]) -> list[Res
     ]
     for name, call in checks:
         latencies = []
-        for user_id in (sample * 3)[: scale["samples"]]:
+        for user_id in asked:
             begin = time.perf_counter()
             call(user_id)
             latencies.append(time.perf_counter() - begin)
