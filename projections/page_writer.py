@@ -129,6 +129,14 @@ class PageWriter:
         bind = self._statements.binder(query)
         self._queue(statement, query, [bind(values) for values in rows], None)
 
+    def executemany_bound(
+        self, statement: ClauseElement, query: PreparedQuery, parameters: list[Any]
+    ) -> None:
+        """Queue rows given as the driver's parameters of `query` (the compiled `statement`),
+        bound by the caller."""
+        if parameters:
+            self._queue(statement, query, parameters, None)
+
     def all(self, statement: Select[Any], values: Mapping[str, Any]) -> list[Sequence[Any]]:
         """The rows of a prepared query, read in the page's transaction (after every write
         queued so far)."""
