@@ -52,6 +52,9 @@ class WriteStatements(PreparedStatements):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._binders: dict[int, tuple[PreparedQuery, Binder]] = {}
+        # per statement, the names of its last values (an INSERT's), its compiled form, binder
+        self._last: dict[int, tuple[ClauseElement, tuple[str, ...] | None, PreparedQuery, Binder]]
+        self._last = {}
         self._copies: dict[int, tuple[PreparedQuery, str | None]] = {}
 
     def binder(self, query: PreparedQuery) -> Binder:
@@ -59,6 +62,20 @@ class WriteStatements(PreparedStatements):
         if found is None:
             found = self._binders[id(query)] = (query, binder(query))
         return found[1]
+
+    def for_values(
+        self, statement: ClauseElement, values: Mapping[str, Any]
+    ) -> tuple[PreparedQuery, Binder]:
+        """The statement compiled for these values (an INSERT for their names), and its
+        binder: what `get` and `binder` give, found in one look-up per event."""
+        names = tuple(values) if getattr(statement, "is_insert", False) is True else None
+        found = self._last.get(id(statement))
+        if found is not None and found[1] == names:
+            return found[2], found[3]
+        query = self.get(statement, names)
+        bind = self.binder(query)
+        self._last[id(statement)] = (statement, names, query, bind)
+        return query, bind
 
     def copy(self, statement: ClauseElement, query: PreparedQuery) -> str | None:
         """`COPY table (columns) FROM STDIN` for a plain INSERT of named parameters, one per
@@ -119,15 +136,22 @@ class PageWriter:
         self, statement: ClauseElement, values: Mapping[str, Any], key: Hashable = None
     ) -> None:
         """Queue a write; `key`: the rows it touches, in its table (None: any)."""
-        query = self._query(statement, values)
-        self._queue(statement, query, [self._statements.binder(query)(values)], key)
+        query, bind = self._statements.for_values(statement, values)
+        self._queue(statement, query, [bind(values)], key)
 
     def executemany(self, statement: ClauseElement, rows: Sequence[Mapping[str, Any]]) -> None:
         if not rows:
             return
-        query = self._query(statement, rows[0])
-        bind = self._statements.binder(query)
+        query, bind = self._statements.for_values(statement, rows[0])
         self._queue(statement, query, [bind(values) for values in rows], None)
+
+    def executemany_bound(
+        self, statement: ClauseElement, query: PreparedQuery, parameters: list[Any]
+    ) -> None:
+        """Queue rows given as the driver's parameters of `query` (the compiled `statement`),
+        bound by the caller."""
+        if parameters:
+            self._queue(statement, query, parameters, None)
 
     def all(self, statement: Select[Any], values: Mapping[str, Any]) -> list[Sequence[Any]]:
         """The rows of a prepared query, read in the page's transaction (after every write
@@ -158,10 +182,6 @@ class PageWriter:
                     cursor.execute(run.query.sql, run.parameters[0])
                 else:
                     cursor.executemany(run.query.sql, run.parameters)
-
-    def _query(self, statement: ClauseElement, values: Mapping[str, Any]) -> PreparedQuery:
-        insert = getattr(statement, "is_insert", False) is True
-        return self._statements.get(statement, list(values) if insert else None)
 
     def _queue(
         self, statement: ClauseElement, query: PreparedQuery, parameters: list[Any], key: Hashable
