@@ -651,6 +651,123 @@ def batch_lines(users: int, extra: int, annotations: int, rng: random.Random) ->
     return lines
 
 
+class _NotWritten(Exception):
+    """Raised in place of the database write by `import_without_writes`: the batch is dropped."""
+
+
+IMPORT_SAMPLE_LINES = 20_000  # bounds the row's cost: at --scale full a sample of the users
+
+
+def import_sample(lines: list[str], budget: int) -> tuple[list[str], int, int]:
+    """Lines of every `step`-th user (their creation and every line naming them), every
+    `step`-th annotation and all the rest (roles, accounts), unchanged, so that the sample runs
+    on its own; at most about `budget` lines. Returns the lines, `step` and how many users."""
+    step = -(-len(lines) // budget)
+    if step <= 1:
+        return lines, 1, sum('"create_user"' in text for text in lines)
+    kept_users: set[str] = set()
+    users = annotations = 0
+    sample = []
+    for text in lines:
+        data = json.loads(text)
+        if data["command"] == "create_user":
+            if users % step == 0:
+                kept_users.add(data["email"])
+            users += 1
+            keep = data["email"] in kept_users
+        elif "user" in data:
+            keep = data["user"] in kept_users
+        elif data["command"] == "add_annotation":
+            keep = annotations % step == 0
+            annotations += 1
+        else:
+            keep = True
+        if keep:
+            sample.append(text)
+    return sample, step, len(kept_users)
+
+
+def import_without_writes(
+    url: str, lines: list[str], plain_save: float, log: Callable[[str], None]
+) -> Result:
+    """The floor row of the import target: the import's own work per line without the
+    database's writes. On a scratch ledger, each batch of `ledger apply` runs twice: first with
+    the recorder's write replaced by what it computes in Python (the chain's links, the side
+    rows' statements) and the batch then dropped, so every line is parsed, validated, decided,
+    its events built, encoded, sealed and chained exactly as `apply` does, nothing written
+    (timed); then for real (timed apart), so the next batch sees the state it would. If even the
+    first is below the target's share of the plain library's save, no change on the database
+    side can meet the target."""
+    from ledger import Ledger
+    from ledger.application import aggregate_cache_size
+    from ledger.importer import Importer
+    from ledger.storage import chain, side_tables
+
+    sample, step, users = import_sample(lines, IMPORT_SAMPLE_LINES)
+    numbered: list[tuple[int, str | bytes]] = list(enumerate(sample, 1))
+    built = 0
+
+    def build_only(stored_events: Sequence[Any], **kwargs: Any) -> None:
+        nonlocal built
+        positions = range(1, len(stored_events) + 1)
+        chain.links(chain.GENESIS, positions, stored_events)
+        list(side_tables.runs(kwargs.get("side_writes", ())))
+        built += len(stored_events)
+        raise _NotWritten
+
+    dry = written = 0.0
+    dry_cpu = 0.0
+    with scratch_database(None if url.startswith("sqlite") else url) as scratch:
+        led = Ledger(scratch)
+        importer = Importer(led, actor="bench", batch_size=2000)
+        for first in range(0, len(numbered), importer.batch_size):
+            chunk = numbered[first : first + importer.batch_size]
+            led.recorder.insert_events = build_only  # type: ignore[method-assign]
+            start, cpu = time.perf_counter(), time.process_time()
+            try:
+                importer.apply(chunk)
+            except _NotWritten:
+                pass
+            else:
+                raise AssertionError("a batch of the sample saved nothing")
+            dry += time.perf_counter() - start
+            dry_cpu += time.process_time() - cpu
+            del led.recorder.insert_events  # the recorder's own again
+            start = time.perf_counter()
+            summary = importer.apply(chunk)
+            written += time.perf_counter() - start
+            assert not summary.rejected, summary.rejected[:3]
+        events = led.recorder.max_notification_id() or 0
+        led.close()
+    assert built == events, (built, events)  # the same events built as written
+    rate = events / dry
+    log(
+        f"import without the writes: {len(sample):,} lines, {events:,} events, {rate:,.0f} "
+        f"events/s (CPU {events / dry_cpu:,.0f} events/s); written: {events / written:,.0f}"
+    )
+    which = "all the lines" if step == 1 else f"every {step}th user's lines, {len(sample):,}"
+    if users <= aggregate_cache_size():  # at --scale full, unlike the import above
+        which += f" ({users:,} users: the aggregate cache holds them all)"
+    verdict = (
+        "below 0.35: no change on the database side meets the import target"
+        if rate / plain_save < 0.35
+        else "the import target is within reach of changes on the database side"
+    )
+    return Result(
+        "batch import without the database writes",
+        rate,
+        "events/s",
+        plain_save,
+        "plain eventsourcing save, events/s",
+        rate / plain_save,
+        "(none)",
+        None,
+        f"{which}: parsed, decided, events built, encoded, sealed and chained as apply does, "
+        f"no INSERT, no commit (its reads run); the same batches written: "
+        f"{events / written:,.0f} events/s; {verdict}",
+    )
+
+
 def single_commands(led: Any, users: Sequence[str], count: int, offset: int = 0) -> None:
     """The benchmark's single commands, numbers `offset` to `offset + count` of the mix: a
     login, a grant of admin, its revocation, in turn, over `users` round-robin."""
@@ -785,6 +902,7 @@ def run(url: str, scale: dict[str, int], log: Callable[[str], None]) -> list[Res
             len(write_side),
         )
     )
+    results.append(import_without_writes(url, lines, plain_save, log))
     # The import's lines and line results are this script's, not the ledger's: with them in
     # the heap every garbage collection in the workloads below walks millions of objects (the
     # plain psycopg scan of 779k rows, which makes a UUID per row, ran at 130k rows/s with
