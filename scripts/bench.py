@@ -658,8 +658,8 @@ class _NotWritten(Exception):
 
 @functools.cache
 def _plain_user_class() -> type[Any]:
-    """`plain_library`'s aggregate, made once per process (eventsourcing refuses a second
-    class of the same topic)."""
+    """The aggregate of `plain_library`, copied, made once per process (eventsourcing refuses
+    a second class of the same topic)."""
     from eventsourcing.domain import Aggregate, event
 
     class PlainUser(Aggregate):
@@ -718,11 +718,10 @@ def import_without_writes(url: str, lines: list[str], log: Callable[[str], None]
     statements) and the batch then dropped, so every line is parsed, validated, decided, its
     events built, encoded, sealed and chained exactly as `apply` does, nothing written (timed,
     the second of two such runs); then for real (timed apart), so the next batch sees the
-    state it would. In turn
-    with them, the plain library saves 1,000 aggregates of two events (built beforehand, as in
-    `plain_library`) on the same scratch database: the reference, measured at the same moments
-    (a loaded machine moves both alike). If even the first is below the target's share of that
-    save, no change on the database side can meet the target."""
+    state it would. In turn with them, the plain library saves 1,000 aggregates of two events
+    (built beforehand, as in `plain_library`) on the same scratch database: the reference,
+    measured at the same moments (a loaded machine moves both alike). If even the dry run is
+    below the target's share of that save, no change on the database side can meet it."""
     from eventsourcing.application import Application
 
     from ledger import Ledger
