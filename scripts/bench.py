@@ -12,6 +12,7 @@ On PostgreSQL the benchmark creates (and drops) a scratch database on the server
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import os
@@ -673,6 +674,168 @@ def batch_lines(users: int, extra: int, annotations: int, rng: random.Random) ->
     return lines
 
 
+class _NotWritten(Exception):
+    """Raised in place of the database write by `import_without_writes`: the batch is dropped."""
+
+
+@functools.cache
+def _plain_user_class() -> type[Any]:
+    """The aggregate of `plain_library`, copied, made once per process (eventsourcing refuses
+    a second class of the same topic)."""
+    from eventsourcing.domain import Aggregate, event
+
+    class PlainUser(Aggregate):
+        @event("Created")
+        def __init__(self, email: str) -> None:
+            self.email = email
+            self.roles: set[str] = set()
+
+        @event("RoleGranted")
+        def grant_role(self, role: str) -> None:
+            self.roles.add(role)
+
+    return PlainUser
+
+
+def _plain_user(email: str) -> Any:
+    return _plain_user_class()(email)
+
+
+IMPORT_SAMPLE_LINES = 20_000  # bounds the row's cost: at --scale full a sample of the users
+
+
+def import_sample(lines: list[str], budget: int) -> tuple[list[str], int, int]:
+    """Lines of every `step`-th user (their creation and every line naming them), every
+    `step`-th annotation and all the rest (roles, accounts), unchanged, so that the sample runs
+    on its own; at most about `budget` lines. Returns the lines, `step` and how many users."""
+    step = -(-len(lines) // budget)
+    if step <= 1:
+        return lines, 1, sum('"create_user"' in text for text in lines)
+    kept_users: set[str] = set()
+    users = annotations = 0
+    sample = []
+    for text in lines:
+        data = json.loads(text)
+        if data["command"] == "create_user":
+            if users % step == 0:
+                kept_users.add(data["email"])
+            users += 1
+            keep = data["email"] in kept_users
+        elif "user" in data:
+            keep = data["user"] in kept_users
+        elif data["command"] == "add_annotation":
+            keep = annotations % step == 0
+            annotations += 1
+        else:
+            keep = True
+        if keep:
+            sample.append(text)
+    return sample, step, len(kept_users)
+
+
+def import_without_writes(url: str, lines: list[str], log: Callable[[str], None]) -> Result:
+    """The floor row of the import target: the import's own work per line without the
+    database's writes. On a scratch ledger, each batch of `ledger apply` runs with the
+    recorder's write replaced by what it computes in Python (the chain's links, the side rows'
+    statements) and the batch then dropped, so every line is parsed, validated, decided, its
+    events built, encoded, sealed and chained exactly as `apply` does, nothing written (timed,
+    the second of two such runs); then for real (timed apart), so the next batch sees the
+    state it would. In turn with them, the plain library saves 1,000 aggregates of two events
+    (built beforehand, as in `plain_library`) on the same scratch database: the reference,
+    measured at the same moments (a loaded machine moves both alike). If even the dry run is
+    below the target's share of that save, no change on the database side can meet it."""
+    from eventsourcing.application import Application
+
+    from ledger import Ledger
+    from ledger.application import aggregate_cache_size
+    from ledger.importer import Importer
+    from ledger.storage import chain, side_tables
+
+    sample, step, users = import_sample(lines, IMPORT_SAMPLE_LINES)
+    numbered: list[tuple[int, str | bytes]] = list(enumerate(sample, 1))
+    built = 0
+
+    def build_only(stored_events: Sequence[Any], **kwargs: Any) -> None:
+        nonlocal built
+        positions = range(1, len(stored_events) + 1)
+        chain.links(chain.GENESIS, positions, stored_events)
+        list(side_tables.runs(kwargs.get("side_writes", ())))
+        built += len(stored_events)
+        raise _NotWritten
+
+    dry = written = plain = 0.0
+    dry_cpu = written_cpu = 0.0
+    plain_events = 0
+    with scratch_database(None if url.startswith("sqlite") else url) as scratch:
+        led = Ledger(scratch)
+        plain_app: Application[uuid.UUID] = Application(env=plain_library_env(scratch))
+        # untimed: its first save opens its connection and prepares its statements (the
+        # ledger opened on the scratch database has done so already)
+        plain_app.save(*(_plain_user(f"warm-up-{n}@bench.example") for n in range(1000)))
+        importer = Importer(led, actor="bench", batch_size=2000)
+        for first in range(0, len(numbered), importer.batch_size):
+            chunk = numbered[first : first + importer.batch_size]
+            led.recorder.insert_events = build_only  # type: ignore[method-assign]
+            # Twice, the second timed: the first warms what the real run after it finds warm
+            # (the database's pages read, caches), which timed alone made the dry run slower.
+            for timed in (False, True):
+                start, cpu = time.perf_counter(), time.process_time()
+                try:
+                    importer.apply(chunk)
+                except _NotWritten:
+                    pass
+                else:
+                    raise AssertionError("a batch of the sample saved nothing")
+                if timed:
+                    dry += time.perf_counter() - start
+                    dry_cpu += time.process_time() - cpu
+            del led.recorder.insert_events  # the recorder's own again
+            start, cpu = time.perf_counter(), time.process_time()
+            summary = importer.apply(chunk)
+            written += time.perf_counter() - start
+            written_cpu += time.process_time() - cpu
+            assert not summary.rejected, summary.rejected[:3]
+            plain_users = [_plain_user(f"user{first}-{n}@bench.example") for n in range(1000)]
+            for user in plain_users:
+                user.grant_role("consultant")
+            start = time.perf_counter()
+            plain_app.save(*plain_users)
+            plain += time.perf_counter() - start
+            plain_events += 2 * len(plain_users)
+        events = led.recorder.max_notification_id() or 0
+        plain_app.close()
+        led.close()
+    assert built == 2 * events, (built, events)  # each batch's events built twice, written once
+    rate, plain_rate = events / dry, plain_events / plain
+    log(
+        f"import without the writes: {len(sample):,} lines, {events:,} events, {rate:,.0f} "
+        f"events/s (CPU {events / dry_cpu:,.0f} events/s); written: {events / written:,.0f} "
+        f"(CPU {events / written_cpu:,.0f}); "
+        f"plain save in turn with them: {plain_rate:,.0f}"
+    )
+    which = "all the lines" if step == 1 else f"the lines of one user in {step}, {len(sample):,}"
+    if users <= aggregate_cache_size():  # at --scale full, unlike the import above
+        which += f" ({users:,} users: the aggregate cache holds them all)"
+    verdict = (
+        "below 0.35: no change on the database side meets the import target"
+        if rate / plain_rate < 0.35
+        else "the import target is within reach of changes on the database side"
+    )
+    return Result(
+        "batch import without the database writes",
+        rate,
+        "events/s",
+        plain_rate,
+        "plain eventsourcing save in turn with it, events/s",
+        rate / plain_rate,
+        "(none)",
+        None,
+        f"{which}: parsed, decided, events built, encoded, sealed and chained as apply does, "
+        f"no INSERT, no commit (its reads run); the same batches written: "
+        f"{events / written:,.0f} events/s = {events / written / plain_rate:.2f}; {verdict}",
+    )
+
+
 def single_commands(led: Any, users: Sequence[str], count: int, offset: int = 0) -> None:
     """The benchmark's single commands, numbers `offset` to `offset + count` of the mix: a
     login, a grant of admin, its revocation, in turn, over `users` round-robin."""
@@ -807,6 +970,7 @@ def run(url: str, scale: dict[str, int], log: Callable[[str], None]) -> list[Res
             len(write_side),
         )
     )
+    results.append(import_without_writes(url, lines, log))
     # The import's lines and line results are this script's, not the ledger's: with them in
     # the heap every garbage collection in the workloads below walks millions of objects (the
     # plain psycopg scan of 779k rows, which makes a UUID per row, ran at 130k rows/s with
