@@ -14,7 +14,7 @@ from ledger import Ledger
 from ledger.audit import Digest, integrity
 from ledger.audit.integrity import Verification
 from ledger.cli import main
-from ledger.storage import chain
+from ledger.storage import chain, chain_check
 from ledger.storage.chain_check import CHANGED
 from tests.conftest import ADMIN
 from tests.test_audit import events_table, raw
@@ -162,3 +162,26 @@ def test_a_link_without_its_event_after_a_gap_counts_the_events_before_it(led: L
         3,
         link_3 and link_3["hash"],
     )
+
+
+@pytest.mark.parametrize("url", ["postgres"], indirect=True)
+def test_the_scan_on_postgresql_merges_the_two_ordered_index_scans(led: Ledger) -> None:
+    """Planned for a cursor's first rows, the scan probed the links' index once per event (a
+    nested loop: 10x the server's work of the events' scan alone). It merges the two ordered
+    index scans, the links' bounded to the range as the events' is (a worker's range would
+    otherwise read every link before it)."""
+    for role in ("admin", "consultant"):
+        led.define_role(role, actor=ADMIN)
+    source = led.side.chain_source()
+    with chain_check._open(source) as log:
+        assert isinstance(log, chain_check._PostgresLog)
+        for setting in chain_check.SCAN_PLAN:
+            log.connection.execute(setting)
+        rows = log.connection.execute(
+            f"EXPLAIN DECLARE planned CURSOR FOR {source.scan}", {"start": 2, "stop": 3}
+        ).fetchall()
+    plan = "\n".join(row[0] for row in rows)
+    assert "Merge Left Join" in plan and "Nested Loop" not in plan, plan
+    chain_scan = plan[plan.index("ledger_chain_pkey") :]
+    assert "Cond: ((\"position\" >= '2'::smallint) AND (\"position\" < '3'" in chain_scan, plan
+    assert integrity.verify(led).ok

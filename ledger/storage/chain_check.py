@@ -13,7 +13,7 @@ import hashlib
 import json
 import sqlite3
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
@@ -44,21 +44,25 @@ class Source:
     first: str
 
     @classmethod
-    def of(
-        cls, dialect: str, connect: dict[str, Any], events: str, position: str, mark: str
-    ) -> Source:
-        """The queries for an events table whose log position is the column `position`;
-        `mark` is the driver's placeholder."""
+    def of(cls, dialect: str, connect: dict[str, Any], events: str, position: str) -> Source:
+        """The queries for an events table whose log position is the column `position`; their
+        parameters are named (`start`, `stop`)."""
+        start, stop = (":start", ":stop") if dialect == "sqlite" else ("%(start)s", "%(stop)s")
         joined = f"FROM {events} e LEFT JOIN ledger_chain l ON l.position = e.{position}"
+        # PostgreSQL joins the two ordered index scans (see _PostgresLog.pages), so the links'
+        # scan is bounded too: it would start at the chain's first link. The bounds leave the
+        # rows joined as they were (a link's position is its event's).
+        within = f" AND l.position >= {start} AND l.position < {stop}"
         return cls(
             dialect,
             connect,
             # PostgreSQL's uuid as text is str(UUID)'s form; SQLite's text is undone in Python
             # (replace() in the query cost a third of a scan)
             scan=f"SELECT e.{position}, CAST(e.originator_id AS TEXT), "
-            f"e.originator_version, e.topic, e.state, l.hash {joined} "
-            f"WHERE e.{position} >= {mark} AND e.{position} < {mark} ORDER BY e.{position}",
-            link_before=f"SELECT l.hash {joined} WHERE e.{position} < {mark} "
+            f"e.originator_version, e.topic, e.state, l.hash "
+            f"{joined}{within if dialect == 'postgresql' else ''} "
+            f"WHERE e.{position} >= {start} AND e.{position} < {stop} ORDER BY e.{position}",
+            link_before=f"SELECT l.hash {joined} WHERE e.{position} < {start} "
             f"ORDER BY e.{position} DESC LIMIT 1",
             first=f"SELECT min({position}) FROM {events}",
         )
@@ -79,8 +83,8 @@ class Checked:
 def check_range(source: Source, start: int, stop: int, kept: tuple[int, str] | None) -> Checked:
     """Check the events at positions start <= p < stop, in one read transaction."""
     with _open(source) as log:
-        previous = log.one(source.link_before, (start,)) or GENESIS
-        pages = log.pages(source.scan, (start, stop))
+        previous = log.one(source.link_before, {"start": start}) or GENESIS
+        pages = log.pages(source.scan, {"start": start, "stop": stop})
         return _check(pages, previous, stop, kept, source.dialect == "postgresql")
 
 
@@ -88,7 +92,7 @@ def first_position(source: Source) -> int | None:
     """The lowest position of any event (None: no events). The log starts at 1, but a row
     written straight into the table may sit below: the aggregates still load it."""
     with _open(source) as log:
-        found = log.one(source.first, ())
+        found = log.one(source.first, {})
         return None if found is None else int(found)
 
 
@@ -189,26 +193,36 @@ class _SQLiteLog:
     def __init__(self, connection: sqlite3.Connection) -> None:
         self.connection = connection
 
-    def one(self, sql: str, params: tuple[int, ...]) -> Any:
+    def one(self, sql: str, params: Mapping[str, int]) -> Any:
         row = self.connection.execute(sql, params).fetchone()
         return None if row is None else row[0]
 
-    def pages(self, sql: str, params: tuple[int, ...]) -> Iterator[list[Any]]:
+    def pages(self, sql: str, params: Mapping[str, int]) -> Iterator[list[Any]]:
         cursor = self.connection.execute(sql, params)
         while rows := cursor.fetchmany(PAGE):
             yield rows
+
+
+# For the rest of the scan's transaction only (SET LOCAL): the merge join is the plan left.
+SCAN_PLAN: Final = ("SET LOCAL enable_nestloop = off", "SET LOCAL enable_hashjoin = off")
 
 
 class _PostgresLog:
     def __init__(self, connection: Any) -> None:
         self.connection = connection
 
-    def one(self, sql: str, params: tuple[int, ...]) -> Any:
+    def one(self, sql: str, params: Mapping[str, int]) -> Any:
         row = self.connection.execute(sql, params).fetchone()
         return None if row is None else row[0]
 
-    def pages(self, sql: str, params: tuple[int, ...]) -> Iterator[list[Any]]:
-        with self.connection.cursor(name="ledger_chain_check") as cursor:  # server-side
+    def pages(self, sql: str, params: Mapping[str, int]) -> Iterator[list[Any]]:
+        # A merge join of the events' and the links' ordered index scans: a cursor's plan is
+        # chosen for its first rows, a nested loop probing the links' index once per event,
+        # which cost the server 10x the events' scan. Binary rows: the states' bytes as they
+        # are, not in hex (half the client's time).
+        for setting in SCAN_PLAN:
+            self.connection.execute(setting)
+        with self.connection.cursor(name="ledger_chain_check", binary=True) as cursor:
             cursor.execute(sql, params)
             while rows := cursor.fetchmany(PAGE):
                 yield rows

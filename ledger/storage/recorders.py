@@ -141,7 +141,7 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
     def chain_source(self) -> chain_check.Source:
         """How a verifier reads the events with their links, on a connection of its own."""
         connect = {"database": self.datastore.pool.db_name}
-        return chain_check.Source.of("sqlite", connect, self.events_table_name, "rowid", "?")
+        return chain_check.Source.of("sqlite", connect, self.events_table_name, "rowid")
 
     def first_link_without_event(self, start: int | None, stop: int | None) -> int | None:
         """The first link, from `start` and before `stop` (None: no bound), whose event is gone."""
@@ -425,7 +425,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         settings = cast(dict[str, Any], self.datastore.pool.kwargs)
         connect = {key: value for key, value in settings.items() if key != "row_factory"}
         return chain_check.Source.of(
-            "postgresql", connect, events.as_string(None), "notification_id", "%s"
+            "postgresql", connect, events.as_string(None), "notification_id"
         )
 
     def first_link_without_event(self, start: int | None, stop: int | None) -> int | None:
