@@ -8,19 +8,23 @@ import projections.api.policy as policy
 import projections.api.schemas as schemas
 from projections.api.audit_log import AuditLogParameters, audit_log
 from projections.api.dependencies import (
+    AppServices,
     Caller,
     Ids,
     Reads,
     account_or_404,
+    in_loop_or_thread,
     user_and_role_ends_or_404,
     user_or_404,
 )
 from projections.api.errors import PROBLEMS, forbidden
-from projections.api.external_ids import AnyId
+from projections.api.external_ids import AnyId, ExternalIds
 from projections.api.paging import PerPage, PerPageNow, per_page_given
 from projections.api.paging import page as paged
+from projections.api.policy import Principal
 from projections.api.schemas import UtcDateTime
 from projections.changes import history
+from projections.read_model import ReadModel
 
 router = APIRouter()
 
@@ -62,7 +66,15 @@ def list_users(
 
 
 @router.get("/api/v3_0/users/{id}", response_model=schemas.User, responses=PROBLEMS)
-def get_user(id: AnyId, me: Caller, rm: Reads, ids: Ids) -> schemas.User:
+async def get_user(
+    id: AnyId, me: Caller, rm: Reads, ids: Ids, services: AppServices
+) -> schemas.User:
+    # async, its reads in the loop where they never wait: a plain `def` route takes two
+    # thread hops (the route, then its response's validation)
+    return await in_loop_or_thread(services, lambda: _user(id, me, rm, ids))
+
+
+def _user(id: AnyId, me: Principal, rm: ReadModel, ids: ExternalIds) -> schemas.User:
     user, ends, account = user_and_role_ends_or_404(rm, ids.ledger_id("user", id))
     if not policy.can_read_user(me, user, account):
         raise forbidden(f"user {id}")
