@@ -96,12 +96,13 @@ def caller(authorization: str | None, services: Services) -> Principal:
 
 
 async def request_caller(
-    request: Request,
-    authorization: Annotated[str | None, Depends(token_header)],
-    services: AppServices,
+    request: Request, authorization: Annotated[str | None, Depends(token_header)]
 ) -> Principal:
     """`caller`, keeping the read models it caught up for the route (`Reads`): one look at
-    the log's head a request."""
+    the log's head a request. The services are taken from the app, not as a dependency of
+    their own: FastAPI walks each dependency's dependencies on every request, cached or not,
+    and every route depends on this one."""
+    services: Services = request.app.state.services
     me, request.state.read_model = await authenticated_in_loop(authorization, services)
     return me
 
@@ -115,6 +116,16 @@ async def in_loop_or_thread(services: Services, work: Callable[[], T]) -> T:
 
 
 Caller = Annotated[Principal, Depends(request_caller)]
+
+
+def caller_reads(request: Request) -> tuple[Services, ReadModel, ExternalIds]:
+    """For a route that took `Caller` (so the services are open): the services, the read
+    models `Reads` gives and the ids `Ids` gives, without their dependencies' walk."""
+    services: Services = request.app.state.services
+    ledger = services.opened_ledger()
+    assert ledger is not None, "the caller is authenticated first"
+    found: ReadModel = request.state.read_model
+    return services, found, ExternalIds(ledger, answers_with_flexmeasures_ids())
 
 
 async def external_ids(services: AppServices) -> ExternalIds:

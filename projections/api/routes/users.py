@@ -2,17 +2,17 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 import projections.api.policy as policy
 import projections.api.schemas as schemas
 from projections.api.audit_log import AuditLogParameters, audit_log
 from projections.api.dependencies import (
-    AppServices,
     Caller,
     Ids,
     Reads,
     account_or_404,
+    caller_reads,
     in_loop_or_thread,
     user_and_role_ends_or_404,
     user_or_404,
@@ -66,11 +66,10 @@ def list_users(
 
 
 @router.get("/api/v3_0/users/{id}", response_model=schemas.User, responses=PROBLEMS)
-async def get_user(
-    id: AnyId, me: Caller, rm: Reads, ids: Ids, services: AppServices
-) -> schemas.User:
+async def get_user(id: AnyId, me: Caller, request: Request) -> schemas.User:
     # async, its reads in the loop where they never wait: a plain `def` route takes two
-    # thread hops (the route, then its response's validation)
+    # thread hops (the route, then its response's validation); its one dependency the caller
+    services, rm, ids = caller_reads(request)
     return await in_loop_or_thread(services, lambda: _user(id, me, rm, ids))
 
 
