@@ -24,9 +24,8 @@ def clients(url: str, led: Ledger, acme: UUID) -> Iterator[tuple[TestClient, Tes
     """Two workers on one database: the first as served, the second told that its reads may
     wait (each request's reads then go to a worker thread)."""
     with api_client(url, "192.0.2.7") as served, api_client(url, "192.0.2.8") as threaded:
-        assert served.get("/api/").status_code == 200
         for client in (served, threaded):
-            client.app.state.services.ledger  # type: ignore[attr-defined]  # opened
+            assert client.app.state.services.ledger is not None  # type: ignore[attr-defined]
         threaded.app.state.services.reads_in_loop = False  # type: ignore[attr-defined]
         yield served, threaded
 
