@@ -107,10 +107,10 @@ async def request_caller(
     return me
 
 
-async def in_loop_or_thread(services: Services, work: Callable[[], T]) -> T:
-    """`work()` (reads of the read models), in the event loop where reads never wait, else
-    in a worker thread."""
-    if services.reads_in_loop:
+async def in_loop_or_thread(services: Services, work: Callable[[], T], *, loop: bool = True) -> T:
+    """`work()` (reads of the read models on the reader's own connection), in the event loop
+    where reads never wait, else (or `loop=False`: reads through a pool) in a worker thread."""
+    if loop and services.reads_in_loop:
         return work()
     return await run_in_threadpool(work)
 

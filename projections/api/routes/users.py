@@ -1,6 +1,7 @@
 """`/api/v3_0/users`: the users the caller may read, one user, its audit log and its roles."""
 
 from typing import Annotated, Any
+from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
 
@@ -70,7 +71,9 @@ async def get_user(id: AnyId, me: Caller, request: Request) -> schemas.User:
     # async, its reads in the loop where they never wait: a plain `def` route takes two
     # thread hops (the route, then its response's validation); its one dependency the caller
     services, rm, ids = caller_reads(request)
-    return await in_loop_or_thread(services, lambda: _user(id, me, rm, ids))
+    # FlexMeasures ids are looked up through the ledger's pool, which may wait: in a thread
+    in_loop = isinstance(id, UUID) and not ids.flexmeasures_ids
+    return await in_loop_or_thread(services, lambda: _user(id, me, rm, ids), loop=in_loop)
 
 
 def _user(id: AnyId, me: Principal, rm: ReadModel, ids: ExternalIds) -> schemas.User:
