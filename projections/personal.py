@@ -14,13 +14,14 @@ from collections.abc import Iterable
 from typing import Any, Final
 from uuid import UUID
 
-from sqlalchemy import Engine, bindparam, inspect, text
+from sqlalchemy import Engine, bindparam, column, inspect, select, table, text
 
 from ledger.domain import ExternalSource, User
 from ledger.errors import ValidationError
 from ledger.storage import side_tables as side
 from ledger.storage.personal_data import Keyring, open_sealed, sealed_key_id
 from ledger.validation import Email, valid
+from projections.prepared import PreparedReader
 
 PERSONAL_FIELDS: Final[dict[str, tuple[str, ...]]] = {
     event.__name__: fields
@@ -40,6 +41,10 @@ PERSONAL_OWNERS: Final[dict[str, str]] = {
 _KEYS: Final = text("SELECT key_id, secret FROM ledger_user_keys WHERE key_id IN :ids").bindparams(
     bindparam("ids", expanding=True)
 )
+_user_keys = table("ledger_user_keys", column("key_id"), column("secret"))
+_ONE_KEY: Final = select(_user_keys.c.key_id, _user_keys.c.secret).where(
+    _user_keys.c.key_id == bindparam("id")
+)
 _SECRET: Final = text(side.SELECT_SECRET.replace("?", ":name"))
 _EMAIL_OWNER: Final = text(
     "SELECT owner_id FROM ledger_claims WHERE kind = :kind AND key IN :keys"
@@ -47,8 +52,9 @@ _EMAIL_OWNER: Final = text(
 
 
 class PersonalData:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, reader: PreparedReader | None = None) -> None:
         self.engine = engine
+        self.reader = reader  # one key (a user read on its own) is looked up through it
         self.keyring = Keyring()
         self.keyring.attach(self._key, self._keys, lambda user_id: None)
         self._secret: bytes | None = None
@@ -110,6 +116,10 @@ class PersonalData:
         return self._secret
 
     def _keys(self, key_ids: list[str]) -> dict[str, bytes]:
+        if self.reader is not None and len(key_ids) == 1:
+            # the calling thread's own connection, not one checked out of the engine's pool
+            one = self.reader.all(_ONE_KEY, {"id": key_ids[0]})
+            return {key_id: base64.b64decode(secret) for key_id, secret in one}
         found: dict[str, bytes] = {}
         with self.engine.connect() as conn:
             for start in range(0, len(key_ids), 500):

@@ -78,7 +78,7 @@ class ReadModel(Queries, ReviewQueries):
         self.sealed = sealed
         self.engine: Engine = open_engine(self.url)
         self.reader = PreparedReader(self.engine)
-        self.personal = PersonalData(self.engine)
+        self.personal = PersonalData(self.engine, self.reader)
         self._writer = self.engine if self.read_only else open_engine(self.url, writer=True)
         if not self.read_only and self._writer.dialect.name == "sqlite":
             event.listen(self._writer, "connect", _commit_without_sync)

@@ -16,12 +16,13 @@ from uuid import UUID
 from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError
 from eventsourcing.application import AggregateNotFoundError
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import Integer, Select, String, bindparam, column, func, select, table
 
 from ledger.application import Ledger
 from ledger.domain import Account, User, project
 from ledger.domain.users import FailedLoginReason
+from ledger.storage import side_tables as side
 from ledger.storage.credentials import credential_version
 from ledger.storage.settings import is_postgres, whole_number_setting
 from projections.prepared import PreparedReader
@@ -36,6 +37,12 @@ SIGNING_SECRET: Final = "api-token"  # its name in ledger_secrets
 
 class Unauthorized(Exception):
     """No, a bad or an expired token."""
+
+
+class NotInLoop(Exception):
+    """Checking this token needs more than the one confirming query on the calling thread's
+    own connection (the signing secret read, a user rebuilt from their events): check it in
+    a worker thread instead."""
 
 
 class LoginRefused(Exception):
@@ -57,6 +64,42 @@ def _dummy_hash() -> str:
     """An argon2 hash of a password no one knows, made once, to verify against when there is
     no real hash to verify (unknown email, erased user, no password set)."""
     return PasswordHasher().hash(secrets.token_urlsafe(32))
+
+
+class _OnceDerivedSigner(TimestampSigner):
+    """itsdangerous' timestamp signer, deriving its HMAC key from each secret once instead of
+    on every signature (two hashes a token check); one per serializer, for its one secret."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._derived: dict[bytes, bytes] = {}
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        given = self.secret_keys[-1] if secret_key is None else secret_key
+        as_bytes = given.encode() if isinstance(given, str) else given
+        derived = self._derived.get(as_bytes)
+        if derived is None:
+            derived = super().derive_key(as_bytes)
+            if len(self._derived) < len(self.secret_keys):  # bounded by the signer's keys
+                self._derived[as_bytes] = derived
+        return derived
+
+
+class _TokenSerializer(URLSafeTimedSerializer):
+    """The token format (URL-safe, timed, salted), its signer made once."""
+
+    signer = _OnceDerivedSigner
+
+    def __init__(self, secret: bytes) -> None:
+        super().__init__(secret, salt="auth-token")
+        self._own_signer: Any = None
+
+    def make_signer(self, salt: str | bytes | None = None) -> Any:
+        if salt is not None and salt != self.salt:
+            return super().make_signer(salt)
+        if self._own_signer is None:
+            self._own_signer = super().make_signer()
+        return self._own_signer
 
 
 @dataclass(frozen=True)
@@ -132,17 +175,28 @@ class TokenService:
         self._signing: tuple[bytes, URLSafeTimedSerializer] | None = None
 
     def _signer(self, secret: bytes | None = None) -> tuple[bytes, URLSafeTimedSerializer]:
-        """(secret, serializer) of `secret`, else of the secret last read (read at first use)."""
+        """(secret, serializer) of `secret`, else of the secret last read (read at first use;
+        Unauthorized if none is stored: no token can be valid then)."""
         signing = self._signing
         if secret is None:
-            secret = self._stored_secret() if signing is None else signing[0]
+            secret = self._read_secret() if signing is None else signing[0]
+        if secret is None:
+            raise Unauthorized("the token is not valid")
         if signing is None or signing[0] != secret:
-            signing = (secret, URLSafeTimedSerializer(secret, salt="auth-token"))
+            signing = (secret, _TokenSerializer(secret))
             self._signing = signing
         return signing
 
     def _stored_secret(self) -> bytes:
+        """The signing secret, made now if none is stored (to sign a token with)."""
         return self.ledger.named_secret(SIGNING_SECRET)
+
+    def _read_secret(self) -> bytes | None:
+        """The stored signing secret, if there is one: checking a token only reads (so that
+        it may run where a write could wait for a lock); a secret made now would not have
+        signed the token anyway."""
+        row = self.ledger.side.select_one(side.SELECT_SECRET, (SIGNING_SECRET,))
+        return None if row is None else bytes.fromhex(row["value"])
 
     def log_in(self, user_id: UUID | None, password: str) -> str:
         """A token for the user (None: the email is unknown) if the password is theirs and
@@ -174,21 +228,24 @@ class TokenService:
         }
         return str(self._signer(self._stored_secret())[1].dumps(claims))
 
-    def authenticate(self, header: str | None) -> Recorded:
+    def authenticate(self, header: str | None, *, in_loop: bool = False) -> Recorded:
         """The user a request's Authorization header (the token, or `Bearer <token>`) is for,
-        as recorded now."""
+        as recorded now. `in_loop`: NotInLoop rather than any read besides the confirming
+        query (a check that raised it has changed nothing: run it again without)."""
         if not header:
             raise Unauthorized("no Authorization header: request a token at /api/requestAuthToken")
         token = header.strip()
         if token.lower().startswith("bearer "):
             token = token[7:].strip()
-        secret, claims = self._verified(token)
-        checked, state = self._confirmed(claims.user_id)
+        secret, claims = self._verified(token, in_loop=in_loop)
+        checked, state = self._confirmed(claims.user_id, in_loop=in_loop)
         if state.secret != secret:
             # the secret was replaced since this process read it: the stored one decides
-            # (none stored: named_secret makes one, which no token was signed with)
-            secret, claims = self._verified(token, state.secret or self._stored_secret())
-            checked, state = self._confirmed(claims.user_id)
+            # (none stored: no token was signed with a secret made later)
+            if state.secret is None:
+                raise Unauthorized("the token is not valid")
+            secret, claims = self._verified(token, state.secret)
+            checked, state = self._confirmed(claims.user_id, in_loop=in_loop)
         if (
             checked is None
             or not checked.user.active
@@ -200,18 +257,27 @@ class TokenService:
             raise Unauthorized("the token no longer grants access")
         return Recorded(checked.user, state.log_head, state.projected)
 
-    def _verified(self, token: str, secret: bytes | None = None) -> tuple[bytes, _Claims]:
+    def _verified(
+        self, token: str, secret: bytes | None = None, *, in_loop: bool = False
+    ) -> tuple[bytes, _Claims]:
         """(the secret, the claims) of a token signed with `secret`, else with the secret
         last read or, if that refuses the token and another is stored now, with that one."""
+        if in_loop and secret is None and self._signing is None:
+            raise NotInLoop
         signing = self._signer(secret)
         try:
             return signing[0], _claims(signing[1], token, self.ttl)
         except Unauthorized:
-            if secret is not None or (stored := self._stored_secret()) == signing[0]:
+            if secret is not None:
+                raise
+            if in_loop:
+                raise NotInLoop from None
+            stored = self._read_secret()
+            if stored is None or stored == signing[0]:
                 raise
         return self._verified(token, stored)
 
-    def _confirmed(self, user_id: UUID) -> tuple[_Checked | None, _State]:
+    def _confirmed(self, user_id: UUID, *, in_loop: bool = False) -> tuple[_Checked | None, _State]:
         """(the user as recorded now, rebuilt only if their or their account's events moved
         on since this process last rebuilt them; what the same query read besides)."""
         known = self._checked.get(user_id)
@@ -230,6 +296,8 @@ class TokenService:
             or known.user.version != user_version
             or known.account_version != account_version
         ):
+            if in_loop:
+                raise NotInLoop
             known = self._rebuilt(user_id)
         stored = None if secret is None else bytes.fromhex(secret)
         return known, _State(password_hash, stored, head or 0, projected or 0)

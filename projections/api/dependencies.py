@@ -1,15 +1,16 @@
 """The read API's shared dependencies, injected into the routes the FastAPI way: the app's
 services, the authenticated caller and the read models."""
 
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, TypeVar
 from uuid import UUID
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader
 
-from projections.api.auth import Unauthorized
+from projections.api.auth import NotInLoop, Recorded, TokenService, Unauthorized
 from projections.api.errors import ApiError
 from projections.api.external_ids import ExternalIds, answers_with_flexmeasures_ids
 from projections.api.policy import Principal
@@ -18,6 +19,7 @@ from projections.api.throttle import LoginThrottle
 from projections.models import AccountModel, UserModel
 from projections.read_model import ReadModel
 
+T = TypeVar("T")
 token_header = APIKeyHeader(
     name="Authorization", auto_error=False, description="The token, or `Bearer <token>`"
 )
@@ -43,11 +45,40 @@ Throttle = Annotated[LoginThrottle, Depends(get_throttle)]
 def authenticated(authorization: str | None, services: Services) -> tuple[Principal, ReadModel]:
     """The user whose token came with the request, and the read models, caught up; 401
     without a token that still grants access."""
+    recorded = _recorded(services.tokens, authorization)
+    return _principal(recorded, services.reads((recorded.log_head, recorded.projected)))
+
+
+async def authenticated_in_loop(
+    authorization: str | None, services: Services
+) -> tuple[Principal, ReadModel]:
+    """`authenticated`, in the event loop where its reads never wait (`Services.reads_in_loop`:
+    SQLite in WAL mode; a thread hop cost more than the reads): the token's one confirming
+    query and the caller's read-model user, on the loop's own connection. Anything that may
+    wait goes to a worker thread: opening the services, a check needing more than that query
+    (`NotInLoop`), a catch-up (it writes), and everything on PostgreSQL."""
+    opened = services.opened()
+    if opened is None or not services.reads_in_loop:
+        return await run_in_threadpool(authenticated, authorization, services)
+    tokens, read_model = opened
     try:
-        recorded = services.tokens.authenticate(authorization)
+        recorded = _recorded(tokens, authorization, in_loop=True)
+    except NotInLoop:
+        return await run_in_threadpool(authenticated, authorization, services)
+    if recorded.log_head > recorded.projected:
+        seen = (recorded.log_head, recorded.projected)
+        read_model = await run_in_threadpool(services.reads, seen)
+    return _principal(recorded, read_model)
+
+
+def _recorded(tokens: TokenService, authorization: str | None, in_loop: bool = False) -> Recorded:
+    try:
+        return tokens.authenticate(authorization, in_loop=in_loop)
     except Unauthorized as error:
         raise ApiError(401, str(error)) from None
-    read_model = services.reads((recorded.log_head, recorded.projected))
+
+
+def _principal(recorded: Recorded, read_model: ReadModel) -> tuple[Principal, ReadModel]:
     user = read_model.get_user(recorded.user.id)
     if user is None:
         raise ApiError(401, "the token no longer grants access")
@@ -64,18 +95,37 @@ def caller(authorization: str | None, services: Services) -> Principal:
     return authenticated(authorization, services)[0]
 
 
-def request_caller(
-    request: Request,
-    authorization: Annotated[str | None, Depends(token_header)],
-    services: AppServices,
+async def request_caller(
+    request: Request, authorization: Annotated[str | None, Depends(token_header)]
 ) -> Principal:
     """`caller`, keeping the read models it caught up for the route (`Reads`): one look at
-    the log's head a request."""
-    me, request.state.read_model = authenticated(authorization, services)
+    the log's head a request. The services are taken from the app, not as a dependency of
+    their own: FastAPI walks each dependency's dependencies on every request, cached or not,
+    and every route depends on this one."""
+    services: Services = request.app.state.services
+    me, request.state.read_model = await authenticated_in_loop(authorization, services)
     return me
 
 
+async def in_loop_or_thread(services: Services, work: Callable[[], T], *, loop: bool = True) -> T:
+    """`work()` (reads of the read models on the reader's own connection), in the event loop
+    where reads never wait, else (or `loop=False`: reads through a pool) in a worker thread."""
+    if loop and services.reads_in_loop:
+        return work()
+    return await run_in_threadpool(work)
+
+
 Caller = Annotated[Principal, Depends(request_caller)]
+
+
+def caller_reads(request: Request) -> tuple[Services, ReadModel, ExternalIds]:
+    """For a route that took `Caller` (so the services are open): the services, the read
+    models `Reads` gives and the ids `Ids` gives, without their dependencies' walk."""
+    services: Services = request.app.state.services
+    ledger = services.opened_ledger()
+    assert ledger is not None, "the caller is authenticated first"
+    found: ReadModel = request.state.read_model
+    return services, found, ExternalIds(ledger, answers_with_flexmeasures_ids())
 
 
 async def external_ids(services: AppServices) -> ExternalIds:

@@ -33,9 +33,26 @@ async def known_parameters_only(request: Request) -> None:
             raise ApiError(422, f"query parameter {shown(name)} given {given} times: give it once")
 
 
+_DECLARED: dict[int, tuple[APIRoute, dict[str, bool]]] = {}
+"""`_declared` of each route seen, by identity (a route is unhashable); the route is kept
+beside its answer, so its id cannot be reused."""
+_ROUTES_REMEMBERED = 1024  # an app has a few dozen routes
+
+
 def declared_query_parameters(route: APIRoute) -> dict[str, bool]:
     """The names (aliases) of the query parameters of the route and its dependencies, each
-    with whether it takes several values."""
+    with whether it takes several values: worked out once per route (do not change the
+    answer: it is shared)."""
+    found = _DECLARED.get(id(route))
+    if found is None or found[0] is not route:
+        found = (route, _declared(route))
+        if len(_DECLARED) >= _ROUTES_REMEMBERED:
+            _DECLARED.clear()
+        _DECLARED[id(route)] = found
+    return found[1]
+
+
+def _declared(route: APIRoute) -> dict[str, bool]:
     names: dict[str, bool] = {}
     pending: list[Dependant] = [route.dependant]
     while pending:

@@ -4,8 +4,10 @@ the token service, opened on first use."""
 import logging
 import threading
 
+from sqlalchemy import text
+
 from ledger.application import Ledger
-from ledger.storage.settings import database_url
+from ledger.storage.settings import database_url, is_postgres
 from projections.api.auth import TokenService
 from projections.read_model import ReadModel
 
@@ -23,6 +25,7 @@ class Services:
         self._ledger: Ledger | None = None
         self._read_model: ReadModel | None = None
         self._tokens: TokenService | None = None
+        self.reads_in_loop = False  # known once open; see `_reads_never_wait`
 
     def _open(self) -> None:
         """All three or none: a failed opening (the database unreachable, or full) is tried
@@ -36,7 +39,26 @@ class Services:
             ledger.close()
             raise
         self._ledger, self._read_model = ledger, read_model
+        self.reads_in_loop = self._reads_never_wait(read_model)
         self._tokens = TokenService(ledger, self.token_ttl, read_model.reader)
+
+    def _reads_never_wait(self, read_model: ReadModel) -> bool:
+        """Whether a read of the database never waits on another connection: SQLite in WAL
+        mode, where readers take no lock a writer holds (the ledger's databases are). Such
+        reads may run in the event loop; PostgreSQL's (a round trip each, and a wait for a
+        lock while, e.g., a rebuild replaces a table) and a rollback journal's go to a
+        thread."""
+        if is_postgres(self.url):
+            return False
+        with read_model.engine.connect() as connection:
+            mode = connection.execute(text("PRAGMA journal_mode")).scalar()
+        return str(mode).lower() == "wal"
+
+    def opened(self) -> tuple[TokenService, ReadModel] | None:
+        """The token service and the read models if open, else None; never waits (for the
+        lock a catch-up holds)."""
+        tokens, read_model = self._tokens, self._read_model
+        return None if tokens is None or read_model is None else (tokens, read_model)
 
     def opened_ledger(self) -> Ledger | None:
         """The ledger if it is open (never waits), else None."""

@@ -1,8 +1,9 @@
 """`/api/v3_0/users`: the users the caller may read, one user, its audit log and its roles."""
 
 from typing import Annotated, Any
+from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 import projections.api.policy as policy
 import projections.api.schemas as schemas
@@ -12,15 +13,19 @@ from projections.api.dependencies import (
     Ids,
     Reads,
     account_or_404,
+    caller_reads,
+    in_loop_or_thread,
     user_and_role_ends_or_404,
     user_or_404,
 )
 from projections.api.errors import PROBLEMS, forbidden
-from projections.api.external_ids import AnyId
+from projections.api.external_ids import AnyId, ExternalIds
 from projections.api.paging import PerPage, PerPageNow, per_page_given
 from projections.api.paging import page as paged
+from projections.api.policy import Principal
 from projections.api.schemas import UtcDateTime
 from projections.changes import history
+from projections.read_model import ReadModel
 
 router = APIRouter()
 
@@ -62,7 +67,16 @@ def list_users(
 
 
 @router.get("/api/v3_0/users/{id}", response_model=schemas.User, responses=PROBLEMS)
-def get_user(id: AnyId, me: Caller, rm: Reads, ids: Ids) -> schemas.User:
+async def get_user(id: AnyId, me: Caller, request: Request) -> schemas.User:
+    # async, its reads in the loop where they never wait: a plain `def` route takes two
+    # thread hops (the route, then its response's validation); its one dependency the caller
+    services, rm, ids = caller_reads(request)
+    # FlexMeasures ids are looked up through the ledger's pool, which may wait: in a thread
+    in_loop = isinstance(id, UUID) and not ids.flexmeasures_ids
+    return await in_loop_or_thread(services, lambda: _user(id, me, rm, ids), loop=in_loop)
+
+
+def _user(id: AnyId, me: Principal, rm: ReadModel, ids: ExternalIds) -> schemas.User:
     user, ends, account = user_and_role_ends_or_404(rm, ids.ledger_id("user", id))
     if not policy.can_read_user(me, user, account):
         raise forbidden(f"user {id}")

@@ -1,0 +1,117 @@
+"""`GET /api/v3_0/users/<id>` answers in the event loop where the database's reads never wait
+(SQLite in WAL mode) and in a worker thread elsewhere (PostgreSQL): both ways must answer
+alike, byte for byte, whatever the token, the id and the state of the read models; and the
+token check, which may now run in the loop, only reads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from uuid import UUID, uuid4
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+
+from ledger import Ledger
+from tests.conftest import ADMIN
+from tests.helpers import api_client
+
+PASSWORD = "correct horse"
+
+
+@pytest.fixture
+def clients(url: str, led: Ledger, acme: UUID) -> Iterator[tuple[TestClient, TestClient]]:
+    """Two workers on one database: the first as served, the second told that its reads may
+    wait (each request's reads then go to a worker thread)."""
+    with api_client(url, "192.0.2.7") as served, api_client(url, "192.0.2.8") as threaded:
+        for client in (served, threaded):
+            assert client.app.state.services.ledger is not None  # type: ignore[attr-defined]
+        threaded.app.state.services.reads_in_loop = False  # type: ignore[attr-defined]
+        yield served, threaded
+
+
+def token(client: TestClient, email: str) -> str:
+    response = client.post("/api/requestAuthToken", json={"email": email, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    return str(response.json()["auth_token"])
+
+
+def answers(clients: tuple[TestClient, TestClient], path: str, token: str | None) -> None:
+    """Both workers answer `path` alike (status, headers FlexMeasures clients read, body)."""
+    headers = {} if token is None else {"Authorization": token}
+    served, threaded = (client.get(path, headers=headers) for client in clients)
+    assert served.status_code == threaded.status_code, (path, served.text, threaded.text)
+    assert served.content == threaded.content, path
+    for name in ("content-type", "api-version", "flexmeasures-version"):
+        assert served.headers.get(name) == threaded.headers.get(name), name
+
+
+def test_reads_run_in_the_loop_only_where_they_never_wait(
+    url: str, clients: tuple[TestClient, TestClient]
+) -> None:
+    served = clients[0].app.state.services  # type: ignore[attr-defined]
+    assert served.reads_in_loop is url.startswith("sqlite")
+
+
+def test_the_user_route_answers_alike_in_the_loop_and_in_a_thread(
+    led: Ledger, acme: UUID, clients: tuple[TestClient, TestClient]
+) -> None:
+    globex = led.create_account("Globex", actor=ADMIN)
+    ann = led.create_user(
+        "ann@acme.org", account_id=acme, actor=ADMIN, roles=["account-admin"], password=PASSWORD
+    )
+    bob = led.create_user("bob@acme.org", account_id=acme, actor=ADMIN, password=PASSWORD)
+    carl = led.create_user("carl@globex.org", account_id=globex, actor=ADMIN)
+    ann_token = token(clients[0], "ann@acme.org")
+    bob_token = token(clients[1], "bob@acme.org")
+    paths = [f"/api/v3_0/users/{user}" for user in (ann, bob, carl, uuid4())]
+    paths += ["/api/v3_0/users/12345", "/api/v3_0/users/not-an-id", f"/api/v3_0/users/{ann}?x=1"]
+
+    def all_alike() -> None:
+        for path in paths:
+            for each in (ann_token, bob_token, "Bearer " + ann_token, "garbage", "", None):
+                answers(clients, path, each)
+
+    all_alike()
+    # each change recorded by another process: the read models lag until caught up
+    led.grant_role(bob, "admin-reader", actor=ADMIN)
+    all_alike()
+    led.update_user(carl, username="carl-g", actor=ADMIN)
+    all_alike()
+    led.deactivate_user(bob, actor=ADMIN)
+    all_alike()
+    led.erase_user(ann, actor=ADMIN, reason="asked to")
+    all_alike()
+
+
+def test_a_deleted_signing_secret_refuses_every_token_and_checking_makes_none(
+    url: str, led: Ledger, acme: UUID, clients: tuple[TestClient, TestClient]
+) -> None:
+    """The product never deletes it; if it is gone, no token was signed with a secret made
+    later: every token is refused (401), in warm workers and cold ones, and checking a token
+    writes nothing (it may run in the event loop); the next login makes a new secret."""
+    ann = led.create_user("ann@acme.org", account_id=acme, actor=ADMIN, password=PASSWORD)
+    path = f"/api/v3_0/users/{ann}"
+    old = token(clients[0], "ann@acme.org")
+    for client in clients:
+        assert client.get(path, headers={"Authorization": old}).status_code == 200
+    engine = create_engine(url)
+    secret_rows = text("SELECT count(*) FROM ledger_secrets WHERE name = 'api-token'")
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM ledger_secrets WHERE name = 'api-token'"))
+        with api_client(url, "192.0.2.9") as cold:
+            for client in (*clients, cold):
+                refused = client.get(path, headers={"Authorization": old})
+                assert refused.status_code == 401
+                assert refused.json()["message"] == "the token is not valid"
+        with engine.connect() as conn:
+            assert conn.execute(secret_rows).scalar() == 0
+        new = token(clients[1], "ann@acme.org")
+        with engine.connect() as conn:
+            assert conn.execute(secret_rows).scalar() == 1
+    finally:
+        engine.dispose()
+    for client in clients:
+        assert client.get(path, headers={"Authorization": new}).status_code == 200
+        assert client.get(path, headers={"Authorization": old}).status_code == 401
