@@ -115,3 +115,37 @@ def test_a_deleted_signing_secret_refuses_every_token_and_checking_makes_none(
     for client in clients:
         assert client.get(path, headers={"Authorization": new}).status_code == 200
         assert client.get(path, headers={"Authorization": old}).status_code == 401
+
+
+def test_tokens_keep_their_format_and_the_signing_key_is_derived_once() -> None:
+    from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+
+    from projections.api.auth import _OnceDerivedSigner, _TokenSerializer
+
+    secret = b"s" * 32
+    ours, plain = _TokenSerializer(secret), URLSafeTimedSerializer(secret, salt="auth-token")
+    claims = {"user": "x", "v": 1}
+    assert ours.loads(plain.dumps(claims), max_age=60) == claims
+    assert plain.loads(ours.dumps(claims), max_age=60) == claims
+    assert ours.dumps(claims).split(".")[0] == plain.dumps(claims).split(".")[0]
+
+    derivations = 0
+    derive = TimestampSigner.derive_key
+
+    def counted(self: TimestampSigner, secret_key: str | bytes | None = None) -> bytes:
+        nonlocal derivations
+        derivations += 1
+        return derive(self, secret_key)
+
+    TimestampSigner.derive_key = counted  # type: ignore[method-assign]
+    try:
+        fresh = _TokenSerializer(secret)
+        token = fresh.dumps(claims)
+        for _ in range(20):
+            assert fresh.loads(token, max_age=60) == claims
+    finally:
+        TimestampSigner.derive_key = derive  # type: ignore[method-assign]
+    assert type(fresh.make_signer()) is _OnceDerivedSigner
+    assert derivations == 1  # itsdangerous alone: 21
+    with pytest.raises(Exception, match="Signature"):
+        _TokenSerializer(b"t" * 32).loads(token, max_age=60)

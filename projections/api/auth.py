@@ -88,7 +88,7 @@ class _OnceDerivedSigner(TimestampSigner):
 class _TokenSerializer(URLSafeTimedSerializer):
     """The token format (URL-safe, timed, salted), its signer made once."""
 
-    signer = _OnceDerivedSigner
+    default_signer = _OnceDerivedSigner  # `signer` would be hidden by __init__'s own
 
     def __init__(self, secret: bytes) -> None:
         super().__init__(secret, salt="auth-token")
