@@ -40,10 +40,9 @@ def test_sealed_decoding_gives_the_librarys_events(history: Ledger) -> None:
     assert any(str(v).startswith("enc1:") for e in ours for v in vars(e).values())
 
 
+@pytest.mark.parametrize("url", ["sqlite"], indirect=True)  # built so on SQLite only
 @pytest.mark.parametrize("opened", [False, True])
 def test_sqlite_rows_are_the_binders(url: str, history: Ledger, opened: bool) -> None:
-    if not url.startswith("sqlite"):
-        pytest.skip("the rows are bound as they are built on SQLite only")
     model = ReadModel(url)
     try:
         projector = model.projector

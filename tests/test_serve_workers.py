@@ -4,6 +4,7 @@ algorithm on: each answer's body waited for the client's delayed ACK)."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import sys
@@ -43,8 +44,18 @@ def test_every_connection_gets_tcp_nodelay() -> None:
         accepted, _ = listening.accept()
         with accepted:
             assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
-            protocol = NoDelayH11Protocol(config=config, server_state=ServerState(), app_state={})
-            protocol.connection_made(_Transport(accepted))  # type: ignore[arg-type]
+            # the protocol takes the current event loop: one of its own, whatever tests
+            # before this one (in this process) left set
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            try:
+                protocol = NoDelayH11Protocol(
+                    config=config, server_state=ServerState(), app_state={}
+                )
+                protocol.connection_made(_Transport(accepted))  # type: ignore[arg-type]
+            finally:
+                asyncio.set_event_loop(None)
+                loop.close()
             assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
 
 
