@@ -329,18 +329,8 @@ def plain_library(url: str, count: int) -> tuple[float, float]:
     through it can reach). On SQLite in a file beside the benchmark's (its table name is fixed);
     on PostgreSQL in a table of its own."""
     from eventsourcing.application import Application
-    from eventsourcing.domain import Aggregate, event
 
-    class PlainUser(Aggregate):
-        @event("Created")
-        def __init__(self, email: str) -> None:
-            self.email = email
-            self.roles: set[str] = set()
-
-        @event("RoleGranted")
-        def grant_role(self, role: str) -> None:
-            self.roles.add(role)
-
+    PlainUser = _plain_user_class()
     app: Application[uuid.UUID] = Application(env=plain_library_env(url))
     table = getattr(app.recorder, "events_table_name", None)
     assert url.startswith("sqlite") or table == PLAIN_LIBRARY_TABLE, table
@@ -752,8 +742,8 @@ class _NotWritten(Exception):
 
 @functools.cache
 def _plain_user_class() -> type[Any]:
-    """The aggregate of `plain_library`, copied, made once per process (eventsourcing refuses
-    a second class of the same topic)."""
+    """The plain library's aggregate: a user with roles, made once per process (eventsourcing
+    refuses a second class of the same topic)."""
     from eventsourcing.domain import Aggregate, event
 
     class PlainUser(Aggregate):
