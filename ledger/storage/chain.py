@@ -48,3 +48,19 @@ def links(
         previous = link(previous, position, event)
         rows.append((position, previous))
     return rows
+
+
+def insert_link_postgres(events_table: str) -> str:
+    """PostgreSQL: add the link of the event `(originator_id, version)` = `(%s, %s)`, just
+    inserted in this transaction with the table lock held, computed by the database exactly
+    as `link` computes it (the same bytes into SHA-256), after the head as it then stands. So
+    the save need not wait for the event's position before it can send its link and commit.
+    A save's events, linked one such statement each in their order, chain as `links` does."""
+    sep = "|| chr(31) ||"
+    return (
+        "INSERT INTO ledger_chain (position, hash) SELECT e.notification_id, encode(sha256("
+        "convert_to(coalesce((SELECT hash FROM ledger_chain ORDER BY position DESC LIMIT 1), "
+        f"'{GENESIS}') {sep} e.notification_id::text {sep} e.originator_id::text {sep} "
+        f"e.originator_version::text {sep} e.topic || chr(31), 'UTF8') || e.state), 'hex') "
+        f"FROM {events_table} e WHERE e.originator_id = %s AND e.originator_version = %s"
+    )
