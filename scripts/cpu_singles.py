@@ -5,12 +5,16 @@ grant of admin, its revocation, through the Python API), on cached or uncached u
     python scripts/cpu_singles.py /dev/shm --uncached            # each command a fresh user
     python scripts/cpu_singles.py --url postgresql+psycopg://postgres@127.0.0.1/postgres
     python scripts/cpu_singles.py /dev/shm --profile out.prof    # cProfile the timed part
+    python scripts/cpu_singles.py /tmp --ratio                   # the bench's row, wall clock
     PYTHONPATH=/path/to/other/tree python scripts/cpu_singles.py ...
 
 Cached: every user's aggregate is in the cache (as after the bench's import), best of three
 passes of `--singles` commands. Uncached: the ledger is opened afresh before each pass and
 each command names a user not named before in that pass (the cache-miss path of
-`--scale full`, where each user's aggregate is rebuilt from its events).
+`--scale full`, where each user's aggregate is rebuilt from its events). `--ratio`: the bench's
+row alone, wall clock (DIR on a disk, not tmpfs): raw single inserts per transaction on the same
+database (`bench.Raw`), then as many single commands, three times in turn; the ratio of each
+pair and their medians.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ def main() -> None:
     parser.add_argument("--singles", type=int, default=1500)
     parser.add_argument("--uncached", action="store_true")
     parser.add_argument("--profile")
+    parser.add_argument("--ratio", action="store_true")
     args = parser.parse_args()
 
     from ledger import Ledger
@@ -62,6 +67,10 @@ def main() -> None:
         else:
             users = users[:500]
             bench.single_commands(led, users, n)  # every user cached
+        if args.ratio:
+            ratios(led, url, users, n)
+            led.close()
+            return
         counter = RoundTrips() if args.url else None
         best, trips = float("inf"), 0
         profiler = cProfile.Profile(time.process_time) if args.profile else None
@@ -91,6 +100,26 @@ def main() -> None:
         if counter is not None:
             print(f"round trips: {trips / n:.2f} per command (last pass)")
         led.close()
+
+
+def ratios(led: Any, url: str, users: list[str], n: int) -> None:
+    raw = bench.Raw(url)
+    found = []
+    for r in range(3):
+        raw.settle()
+        reference = raw.single_inserts(n)
+        raw.settle()
+        start = time.perf_counter()
+        bench.single_commands(led, users, n, (r + 1) * n)
+        rate = n / (time.perf_counter() - start)
+        found.append((rate / reference, rate, reference))
+        print(
+            f"{rate:,.0f} commands/s / {reference:,.0f} single inserts/s = {rate / reference:.2f}"
+        )
+    found.sort()
+    ratio, rate, reference = found[1]
+    print(f"median: {ratio:.2f} ({rate:,.0f} / {reference:,.0f})")
+    raw.conn.close()
 
 
 @contextmanager

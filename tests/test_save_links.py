@@ -7,9 +7,11 @@ error (eventsourcing's IntegrityError: no retry, nothing written)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 from uuid import UUID, uuid4
 
+import eventsourcing.utils
 import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
@@ -84,8 +86,19 @@ def stored(originator_id: UUID, version: int) -> StoredEvent:
     )
 
 
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Every sleep, as eventsourcing's retries of an OperationalError would make."""
+    slept: list[float] = []
+    monkeypatch.setattr(time, "sleep", slept.append)
+    monkeypatch.setattr(eventsourcing.utils, "sleep", slept.append)
+    return slept
+
+
 @pytest.mark.parametrize("size", [1, LINKED_BY_THE_DATABASE + 1])
-def test_a_stale_read_guard_fails_the_whole_save(led: Ledger, acme: UUID, size: int) -> None:
+def test_a_stale_read_guard_fails_the_whole_save(
+    led: Ledger, acme: UUID, size: int, sleeps: list[float]
+) -> None:
     ann = led.create_user("ann@example.org", account_id=acme, actor=ADMIN)
     version = led.repository.get(ann).version
     led.record_login(ann)  # a newer event than the guard's version
@@ -94,12 +107,15 @@ def test_a_stale_read_guard_fails_the_whole_save(led: Ledger, acme: UUID, size: 
     with pytest.raises(IntegrityError):
         led.recorder.insert_events(events, read_guards=[(ann, version)])
     assert (led.recorder.max_notification_id(), kept_links(led)) == before
+    assert sleeps == []  # failed at once, not retried
     led.recorder.insert_events(events, read_guards=[(ann, version + 1)])  # fresh: saved
     assert kept_links(led) == computed_links(led)
 
 
 @pytest.mark.parametrize("size", [1, LINKED_BY_THE_DATABASE + 1])
-def test_a_version_clash_fails_the_whole_save(led: Ledger, acme: UUID, size: int) -> None:
+def test_a_version_clash_fails_the_whole_save(
+    led: Ledger, acme: UUID, size: int, sleeps: list[float]
+) -> None:
     ann = led.create_user("ann@example.org", account_id=acme, actor=ADMIN)
     version = led.repository.get(ann).version
     before = (led.recorder.max_notification_id(), kept_links(led))
@@ -107,5 +123,37 @@ def test_a_version_clash_fails_the_whole_save(led: Ledger, acme: UUID, size: int
     with pytest.raises(IntegrityError):
         led.recorder.insert_events(clash)
     assert (led.recorder.max_notification_id(), kept_links(led)) == before
+    assert sleeps == []
     assert led.record_login(ann)
+    assert kept_links(led) == computed_links(led)
+
+
+@pytest.mark.parametrize("url", ["postgres"], indirect=True)  # round trips: PostgreSQL's
+def test_a_single_command_waits_on_postgresql_once(
+    led: Ledger, acme: UUID, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its save (a grant: read guards, the event, its link, the COMMIT) in one round trip,
+    and so is a confirmation of cached state by a command that saves nothing."""
+    import psycopg._pipeline_base
+
+    syncs: list[None] = []
+    real = psycopg._pipeline_base.BasePipeline._enqueue_sync
+
+    def counted(pipeline: Any) -> None:
+        syncs.append(None)
+        real(pipeline)
+
+    ann = led.create_user("ann@example.org", account_id=acme, actor=ADMIN)
+    assert led.grant_role(ann, "admin", actor=ADMIN)  # the policy and role now cached
+    assert led.revoke_role(ann, "admin", actor=ADMIN)
+    monkeypatch.setattr(psycopg._pipeline_base.BasePipeline, "_enqueue_sync", counted)
+    for command in (
+        lambda: led.grant_role(ann, "admin", actor=ADMIN),
+        lambda: led.record_login(ann),
+        lambda: led.revoke_role(ann, "admin", actor=ADMIN),
+        lambda: led.revoke_role(ann, "admin", actor=ADMIN),  # a no-op: confirmed, not saved
+    ):
+        syncs.clear()
+        command()
+        assert len(syncs) == 1
     assert kept_links(led) == computed_links(led)

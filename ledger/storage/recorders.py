@@ -400,11 +400,12 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         # the lock: with it held, no writer can commit before us. A stale guard fails the save
         # with its own error, the first in the pipeline (the INSERT behind it is not run).
         # `head`: read the chain's head into it between the lock and the INSERT, so that the
-        # round trip that returns the new positions brings it too. Not after the INSERT: when
-        # that fails (a version clash), a statement queued behind it turns the IntegrityError
-        # into psycopg's PipelineAborted, which eventsourcing retries after 0.2 s (measured:
-        # 200 ms per clash instead of 3 ms). Never prepared, should the lock time out:
-        # psycopg would count it as prepared.
+        # round trip that returns the new positions brings it too, where it always was (a
+        # statement queued behind a failing INSERT was once measured to turn its IntegrityError
+        # into psycopg's PipelineAborted, which eventsourcing retries after 0.2 s; with psycopg
+        # 3.3 the first failure is raised whatever is queued behind it, which the one-round-
+        # trip save relies on: tests/test_save_links.py). Never prepared, should the lock
+        # time out: psycopg would count it as prepared.
         self._lock_table(curs)
         if read_guards:
             curs.executemany(self._guard, list(read_guards))
