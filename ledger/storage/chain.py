@@ -50,17 +50,38 @@ def links(
     return rows
 
 
-def insert_link_postgres(events_table: str) -> str:
-    """PostgreSQL: add the link of the event `(originator_id, version)` = `(%s, %s)`, just
-    inserted in this transaction with the table lock held, computed by the database exactly
-    as `link` computes it (the same bytes into SHA-256), after the head as it then stands. So
-    the save need not wait for the event's position before it can send its link and commit.
-    A save's events, linked one such statement each in their order, chain as `links` does."""
+def _link_sql(event: str) -> str:
+    """PostgreSQL: the link of the event row `event`, computed by the database exactly as
+    `link` computes it (the same bytes into SHA-256), after the head as the statement finds it."""
     sep = "|| chr(31) ||"
     return (
-        "INSERT INTO ledger_chain (position, hash) SELECT e.notification_id, encode(sha256("
-        "convert_to(coalesce((SELECT hash FROM ledger_chain ORDER BY position DESC LIMIT 1), "
-        f"'{GENESIS}') {sep} e.notification_id::text {sep} e.originator_id::text {sep} "
-        f"e.originator_version::text {sep} e.topic || chr(31), 'UTF8') || e.state), 'hex') "
+        "encode(sha256(convert_to(coalesce((SELECT hash FROM ledger_chain ORDER BY position "
+        f"DESC LIMIT 1), '{GENESIS}') {sep} {event}.notification_id::text {sep} "
+        f"{event}.originator_id::text {sep} {event}.originator_version::text {sep} "
+        f"{event}.topic || chr(31), 'UTF8') || {event}.state), 'hex')"
+    )
+
+
+def insert_link_postgres(events_table: str) -> str:
+    """PostgreSQL: add the link of the event `(originator_id, version)` = `(%s, %s)`, inserted
+    before in this transaction with the table lock held, after the head as it then stands. So
+    a save need not wait for its events' positions before it can send their links and commit.
+    A save's events, linked one such statement each in their order, chain as `links` does."""
+    return (
+        f"INSERT INTO ledger_chain (position, hash) SELECT e.notification_id, {_link_sql('e')} "
         f"FROM {events_table} e WHERE e.originator_id = %s AND e.originator_version = %s"
+    )
+
+
+def insert_linked_postgres(events_table: str) -> str:
+    """PostgreSQL: insert one event `(originator_id, version, topic, state)` = `(%s, %s, %s,
+    %s)` and its link in one statement (the table lock held); it returns the event's
+    `notification_id`."""
+    return (
+        f"WITH new AS (INSERT INTO {events_table} "
+        "(originator_id, originator_version, topic, state) VALUES (%s, %s, %s, %s) "
+        "RETURNING notification_id, originator_id, originator_version, topic, state), "
+        "link AS (INSERT INTO ledger_chain (position, hash) "
+        f"SELECT new.notification_id, {_link_sql('new')} FROM new) "
+        "SELECT notification_id FROM new"
     )

@@ -303,10 +303,12 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         # eventsourcing's statements of a save, rendered once instead of on every save (each
         # identifier quoted anew by libpq, each time)
         self.lock_table_statements = [_rendered(s) for s in self.lock_table_statements]
-        self.insert_events_statement = _rendered(self.insert_events_statement)  # type: ignore[assignment]
+        rendered = _rendered(self.insert_events_statement)
+        self.insert_events_statement = rendered  # type: ignore[assignment]
         self._notify = _rendered(SQL("NOTIFY {0}").format(Identifier(self.channel_name)))
         self._guard = _pg(side_tables.read_guard(self._guarded_events_table())).encode()
         self._insert_link = chain.insert_link_postgres(self._guarded_events_table()).encode()
+        self._insert_linked = chain.insert_linked_postgres(self._guarded_events_table()).encode()
 
     def create_table(self) -> None:
         with self.datastore.get_connection() as conn:
@@ -321,10 +323,11 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         """eventsourcing's steps (its hooks below, in its order) in one pipeline: one round
-        trip for a save of a few events, whose links the database computes
-        (`chain.insert_link_postgres`), so that every statement, the COMMIT included, is sent
-        before the first answer is awaited; two for a larger save (a batch), whose links are
-        computed here from the positions the first brings back (the database's way costs a
+        trip for a save of a few events, whose links the database computes (a single event's
+        in the statement that inserts it, `chain.insert_linked_postgres`; else a statement
+        each, `chain.insert_link_postgres`), so that every statement, the COMMIT included, is
+        sent before the first answer is awaited; two for a larger save (a batch), whose links
+        are computed here from the positions the first brings back (the database's way costs a
         statement a link, a little more server time than an INSERT of rows made here).
         eventsourcing's own `insert_events` nests psycopg transaction blocks inside its
         pipeline, and each nested block's exit is a Sync and a wait: four round trips a save
@@ -355,16 +358,14 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
                                     notification_ids = self._link_here(
                                         curs, inserted, head, stored_events
                                     )
-                                else:
+                                elif len(stored_events) > 1:
                                     self._link_in_database(curs, stored_events)
                             curs.execute("COMMIT", prepare=False)
                         except Exception as error:  # raised after the pipeline, as
                             failed = error  # eventsourcing does (else psycopg warns)
                     # the pipeline's end sent the rest, and raised the first failure in it
                     if failed is None and stored_events and not linked_here:
-                        notification_ids = self._fetch_ids_after_insert_events(
-                            inserted, stored_events, **kwargs
-                        )
+                        notification_ids = [row["notification_id"] for row in inserted]
             except Exception as error:
                 failed = failed or error
             if failed is not None:
@@ -412,6 +413,15 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         self._notify_channel(curs)
         if head is not None:
             head.execute(chain.SELECT_HEAD, prepare=False)
+        if len(stored_events) == 1 and head is None:
+            # a single command's event: inserted and linked by one statement (the composite
+            # array eventsourcing's INSERT takes, and a statement, less to send)
+            event = stored_events[0]
+            curs.execute(
+                self._insert_linked,
+                (event.originator_id, event.originator_version, event.topic, event.state),
+            )
+            return
         PostgresAggregateRecorder._insert_stored_events(self, curs, stored_events, **kwargs)
 
     def _link_in_database(
