@@ -85,13 +85,20 @@ class PreparedQuery:
             return bound
         return [bound[index] for index in self._order]
 
+    def processors(self, description: Sequence[Any]) -> list[Processor]:
+        """Each selected column's result processor (None: the driver's value as it is), for the
+        cursor's `description`: some drivers' processors depend on the type code it reports."""
+        return [
+            kind.result_processor(self._dialect, column[1])
+            for kind, column in zip(self._types, description, strict=True)
+        ]
+
     def rows(self, description: Sequence[Any], raw: list[Sequence[Any]]) -> list[Sequence[Any]]:
         if self._columns is None:
-            # some drivers' processors depend on the type code the cursor reports
             self._columns = [
                 (index, processor)
-                for index, (kind, column) in enumerate(zip(self._types, description, strict=True))
-                if (processor := kind.result_processor(self._dialect, column[1])) is not None
+                for index, processor in enumerate(self.processors(description))
+                if processor is not None
             ]
         if not self._columns:
             return raw
@@ -141,13 +148,20 @@ class PreparedReader:
         """The rows of `statement` (a module constant or the product of a cached builder: it is
         compiled on first sight and remembered by identity)."""
         query = self._statements.get(statement)
-        parameters = query.parameters(values)
+        return query.rows(*self.raw(query, query.parameters(values)))
+
+    def prepared(self, statement: Select[Any]) -> PreparedQuery:
+        """`statement` compiled, as `all` compiles it."""
+        return self._statements.get(statement)
+
+    def raw(self, query: PreparedQuery, parameters: Any) -> tuple[Sequence[Any], list[Any]]:
+        """The cursor's description and the rows as the driver gives them, for `query`'s
+        parameters already bound."""
         try:
-            description, rows = self._run(query.sql, parameters)
+            return self._run(query.sql, parameters)
         except self._disconnect_error:
             self._forget()  # a dropped connection (server restart, idle timeout): one retry
-            description, rows = self._run(query.sql, parameters)
-        return query.rows(description, rows)
+            return self._run(query.sql, parameters)
 
     def scalar(self, statement: Select[Any], values: Mapping[str, Any]) -> Any:
         rows = self.all(statement, values)

@@ -12,6 +12,7 @@ from typing import Any, Final
 from uuid import UUID
 
 import pandas as pd
+import pydantic
 from pydantic import TypeAdapter
 from sqlalchemy import (
     Connection,
@@ -36,7 +37,6 @@ from ledger.validation import (
     Moment,
     SourceName,
     as_uuid,
-    is_valid,
     optional,
     role_name,
     shown,
@@ -49,9 +49,10 @@ from projections.models import (
     AnnotationModel,
     RoleModel,
     UserModel,
+    is_user,
 )
 from projections.personal import PersonalData
-from projections.prepared import PreparedReader
+from projections.prepared import PreparedQuery, PreparedReader
 
 AUDIT_COLUMNS: Final = [
     "position",
@@ -64,6 +65,7 @@ AUDIT_COLUMNS: Final = [
     "command_id",
 ]
 _ANNOTATION_LIST: Final = TypeAdapter(list[AnnotationModel])
+_SOURCE_NAME: Final = TypeAdapter(SourceName)
 ANNOTATION_FRAME_COLUMNS: Final = ["start", "end", "belief_time", "source", "type", "content"]
 MAX_SOURCES: Final = 8192
 """The most sources one annotation search takes: padded, its bound values stay within what
@@ -327,6 +329,12 @@ class Queries:
 
     # -- annotations ----------------------------------------------------------------------------
 
+    @functools.cached_property
+    def _fields_makers(self) -> dict[int, AnnotationFields]:
+        """Per search compiled by the reader (by the id of its `PreparedQuery`, which the reader
+        keeps), the maker of its rows' fields."""
+        return {}
+
     def search_annotations(
         self,
         account: Any,
@@ -366,43 +374,30 @@ class Queries:
             params["beliefs_after"] = belief_after
         if (belief_before := _moment(beliefs_before, "beliefs_before")) is not None:
             params["beliefs_before"] = belief_before
-        names, user_ids = ([], []) if source is None else _sources(source, self.resolve_user)
-        # lists padded (with repeats) to a power of two: few distinct statements to compile
-        names, user_ids = _padded(names), _padded(user_ids)
-        params.update({f"name_{i}": name for i, name in enumerate(names)})
-        params.update({f"user_{i}": user_id for i, user_id in enumerate(user_ids)})
-        query = _annotation_search(
+        sources = None
+        if source is not None:
+            names, user_ids = _sources(source, self.resolve_user)
+            # lists padded (with repeats) to a power of two: few distinct statements to compile
+            names, user_ids = _padded(names), _padded(user_ids)
+            for i, name in enumerate(names):
+                params[f"name_{i}"] = name
+            for i, user_id in enumerate(user_ids):
+                params[f"user_{i}"] = user_id
+            sources = (len(names), len(user_ids))
+        statement = _annotation_search(
             after is not None,
             before is not None,
             belief_after is not None,
             belief_before is not None,
-            None if source is None else (len(names), len(user_ids)),
+            sources,
         )
+        query = self.reader.prepared(statement)
+        description, rows = self.reader.raw(query, query.parameters(params))
+        fields = self._fields_makers.get(id(query))
+        if fields is None:
+            fields = self._fields_makers[id(query)] = _annotation_fields(query, description)
         # one validation for the whole list: a third less than a model at a time
-        found = _ANNOTATION_LIST.validate_python(
-            [
-                {
-                    "id": id_,
-                    "account_id": account_id,
-                    "content": content,
-                    "start": start,
-                    "end": end,
-                    "belief_time": belief_time,
-                    "source": source_user_id if source_user_id else source_name,
-                    "type": type_,
-                }
-                for (
-                    id_,
-                    content,
-                    start,
-                    end,
-                    belief_time,
-                    source_name,
-                    source_user_id,
-                    type_,
-                ) in self.reader.all(query, params)
-            ]
-        )
+        found = _ANNOTATION_LIST.validate_python(fields(rows, account_id))
         if not as_frame:
             return found
         return pd.DataFrame(
@@ -488,9 +483,8 @@ def _roles_held_now(
 def _sources(source: Any, resolve_user: Callable[[Any], UUID]) -> tuple[list[str], list[UUID]]:
     """Sources by name, by user id (or user model), or a list of them: (names, user ids). A
     text is a name, and also the user whose id or email it is."""
-    wanted: Sequence[Any] = (
-        list(source) if isinstance(source, Iterable) and not isinstance(source, str) else [source]
-    )
+    one = isinstance(source, str) or not isinstance(source, Iterable) or is_user(source)
+    wanted: Sequence[Any] = [source] if one else list(source)  # (a user model is iterable)
     if len(wanted) > MAX_SOURCES:
         raise ValidationError(
             f"invalid source: {len(wanted)} sources given, at most {MAX_SOURCES} are allowed"
@@ -499,7 +493,7 @@ def _sources(source: Any, resolve_user: Callable[[Any], UUID]) -> tuple[list[str
     user_ids: list[UUID] = []
     for item in wanted:
         if isinstance(item, str):
-            if is_valid(SourceName, item):  # else no source can have it (nor be encoded)
+            if _is_source_name(item):  # else no source can have it (nor be encoded)
                 names.append(item)
             if references.is_email(item):
                 user_ids.append(resolve_user(item))
@@ -509,6 +503,14 @@ def _sources(source: Any, resolve_user: Callable[[Any], UUID]) -> tuple[list[str
         else:
             user_ids.append(as_uuid(item, "source user"))
     return names, user_ids
+
+
+def _is_source_name(text: str) -> bool:
+    try:
+        _SOURCE_NAME.validate_python(text)
+    except pydantic.ValidationError:
+        return False
+    return True
 
 
 def _padded(items: list[Any]) -> list[Any]:
@@ -602,3 +604,39 @@ def _annotation_search(
     # at a fifth of the cost of SQLAlchemy's processor
     columns[0] = type_coerce(n.id, String())
     return select(*columns).where(*conditions).order_by(n.start, n.end, n.id)
+
+
+AnnotationFields = Callable[[list[Sequence[Any]], UUID], list[dict[str, Any]]]
+
+
+def _annotation_fields(query: PreparedQuery, description: Sequence[Any]) -> AnnotationFields:
+    """The models' fields from a search's rows (as the driver gives them) in one pass, each
+    column's result processor applied to its values but None."""
+    processors = dict(zip(_ANNOTATION_COLUMNS, query.processors(description), strict=True))
+    # text needs none in either dialect (nor the id, read as text: see `_annotation_search`)
+    unprocessed = [processors[name] for name in ("id", "content", "source_name", "type")]
+    assert unprocessed == [None] * 4, processors
+    start_at, end_at, belief_at, user = (
+        processors[name] or _unchanged for name in ("start", "end", "belief_time", "source_user_id")
+    )
+
+    def fields(rows: list[Sequence[Any]], account_id: UUID) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": id_,
+                "account_id": account_id,
+                "content": content,
+                "start": start_at(start),
+                "end": end_at(end),
+                "belief_time": None if belief_time is None else belief_at(belief_time),
+                "source": source_name if source_user_id is None else user(source_user_id),
+                "type": type_,
+            }
+            for id_, content, start, end, belief_time, source_name, source_user_id, type_ in rows
+        ]
+
+    return fields
+
+
+def _unchanged(value: Any) -> Any:
+    return value
