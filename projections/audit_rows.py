@@ -21,7 +21,7 @@ from uuid import UUID
 import orjson
 
 from projections.prepared import PreparedQuery
-from projections.tables import _sqlite_utc_text
+from projections.tables import _sqlite_utc_text, _sqlite_uuid_hex
 
 METADATA: Final = frozenset(
     {
@@ -103,14 +103,18 @@ def sqlite_log_row(query: PreparedQuery) -> SQLiteLogRow | None:
         return None
     if _processor(plan, "timestamp") is not _sqlite_utc_text:
         return None
+    if any(
+        _processor(plan, name) is not _sqlite_uuid_hex for name in ("aggregate_id", "account_id")
+    ):
+        return None
 
     def row(position: int, event: Any, kind: str, account_id: UUID | None) -> list[Any]:
         return [
             position,
             _sqlite_utc_text(event.timestamp),
-            event.originator_id.hex,
+            _sqlite_uuid_hex(event.originator_id),
             kind,
-            None if account_id is None else account_id.hex,
+            _sqlite_uuid_hex(account_id),
             type(event).__name__,
             event.actor,
             event.reason,

@@ -185,6 +185,9 @@ class PersonalDataMapper(Mapper[UUID]):
     def __init__(self, transcoder: Transcoder, keyring: Keyring) -> None:
         super().__init__(transcoder=transcoder)
         self.keyring = keyring
+        # per topic, the event class and its class_version (`getattr` on a class without one
+        # formats an AttributeError each time)
+        self._classes: dict[str, tuple[Any, int]] = {}
 
     def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
         fields = getattr(type(domain_event), "personal_fields", ())
@@ -248,7 +251,11 @@ class PersonalDataMapper(Mapper[UUID]):
     def _decoded(self, stored_event: StoredEvent) -> Any:
         """`Mapper.to_domain_event` without a cipher or compressor, less its lookups per event
         (anything it would refuse goes to it, to be refused in its words)."""
-        cls = resolve_topic(stored_event.topic)
+        found = self._classes.get(stored_event.topic)
+        if found is None:
+            cls = resolve_topic(stored_event.topic)
+            found = self._classes[stored_event.topic] = (cls, getattr(cls, "class_version", 1))
+        cls, class_version = found
         try:
             state = self.transcoder.decode(stored_event.state)
         except Exception:
@@ -260,7 +267,6 @@ class PersonalDataMapper(Mapper[UUID]):
             originator_id
         )
         state["originator_version"] = stored_event.originator_version
-        class_version = getattr(cls, "class_version", 1)
         from_version = state.pop("class_version", 1)
         while from_version < class_version:
             getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(state)
