@@ -1,9 +1,11 @@
 """The read models' SQLite binds of times and ids, served from caches (`projections.tables`):
 the same text as SQLAlchemy's own processors give, the first time and from the cache, and the
-same tables on both databases."""
+same tables on both databases; and None bound as NULL through the adapter registered for it."""
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -14,6 +16,7 @@ from sqlalchemy import Column, DateTime, MetaData, Table, Uuid
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.schema import CreateTable
 
+from ledger.storage import database
 from projections import tables as t
 from projections.tables import UTCDateTime, UUIDKey
 
@@ -78,3 +81,12 @@ def test_uuid_columns_are_created_as_before() -> None:
         ours_pg = UUIDKey().bind_processor(postgresql.dialect())
         theirs_pg = Uuid().dialect_impl(postgresql.dialect()).bind_processor(postgresql.dialect())
         assert (ours_pg is None) == (theirs_pg is None)
+
+
+def test_none_binds_null_through_the_registered_adapter() -> None:
+    assert sqlite3.adapters[(type(None), sqlite3.PrepareProtocol)] is database._null
+    with closing(sqlite3.connect(":memory:")) as conn:
+        conn.execute("CREATE TABLE t (a, b)")
+        conn.executemany("INSERT INTO t VALUES (?, ?)", [(1, None), (None, "x")])
+        rows = conn.execute("SELECT typeof(a), typeof(b), a IS NULL, b IS NULL FROM t").fetchall()
+    assert rows == [("integer", "null", 0, 1), ("null", "text", 1, 0)]
