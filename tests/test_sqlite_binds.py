@@ -25,7 +25,7 @@ SQLITE = sqlite.dialect()
 
 @given(
     moment=st.datetimes(
-        min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.timezones()
+        min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.timezones()
     )
 )
 def test_cached_utc_texts_are_sqlalchemys(moment: datetime) -> None:
