@@ -77,12 +77,14 @@ def event_fields(event: Any) -> dict[str, Any]:
 def fields_json(event: Any) -> str:
     """The text of the event's `fields` column: what `json.dumps(event_fields(event))` reads
     back as."""
-    fields = {k: v for k, v in vars(event).items() if k not in METADATA}
-    for value in fields.values():
-        kind = type(value)
-        if kind in _ORJSON_EXACT or (kind is datetime and value.tzinfo is UTC):
+    fields = {}
+    for key, value in vars(event).items():  # one pass: picked and checked
+        if key in METADATA:
             continue
-        return json.dumps(event_fields(event))
+        kind = type(value)
+        if kind not in _ORJSON_EXACT and (kind is not datetime or value.tzinfo is not UTC):
+            return json.dumps(event_fields(event))
+        fields[key] = value
     try:
         return orjson.dumps(fields).decode()
     except orjson.JSONEncodeError:  # an integer beyond 64 bits, a lone surrogate
