@@ -21,7 +21,7 @@ from uuid import UUID
 import orjson
 
 from projections.prepared import PreparedQuery
-from projections.tables import _sqlite_utc_text
+from projections.tables import _sqlite_utc_text, _sqlite_uuid_hex
 
 METADATA: Final = frozenset(
     {
@@ -77,12 +77,14 @@ def event_fields(event: Any) -> dict[str, Any]:
 def fields_json(event: Any) -> str:
     """The text of the event's `fields` column: what `json.dumps(event_fields(event))` reads
     back as."""
-    fields = {k: v for k, v in vars(event).items() if k not in METADATA}
-    for value in fields.values():
-        kind = type(value)
-        if kind in _ORJSON_EXACT or (kind is datetime and value.tzinfo is UTC):
+    fields = {}
+    for key, value in vars(event).items():  # one pass: picked and checked
+        if key in METADATA:
             continue
-        return json.dumps(event_fields(event))
+        kind = type(value)
+        if kind not in _ORJSON_EXACT and (kind is not datetime or value.tzinfo is not UTC):
+            return json.dumps(event_fields(event))
+        fields[key] = value
     try:
         return orjson.dumps(fields).decode()
     except orjson.JSONEncodeError:  # an integer beyond 64 bits, a lone surrogate
@@ -103,14 +105,18 @@ def sqlite_log_row(query: PreparedQuery) -> SQLiteLogRow | None:
         return None
     if _processor(plan, "timestamp") is not _sqlite_utc_text:
         return None
+    if any(
+        _processor(plan, name) is not _sqlite_uuid_hex for name in ("aggregate_id", "account_id")
+    ):
+        return None
 
     def row(position: int, event: Any, kind: str, account_id: UUID | None) -> list[Any]:
         return [
             position,
             _sqlite_utc_text(event.timestamp),
-            event.originator_id.hex,
+            _sqlite_uuid_hex(event.originator_id),
             kind,
-            None if account_id is None else account_id.hex,
+            _sqlite_uuid_hex(account_id),
             type(event).__name__,
             event.actor,
             event.reason,

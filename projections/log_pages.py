@@ -1,4 +1,4 @@
-"""A page of the log for the projector: on SQLite read as plain tuples into slotted
+"""A page of the log for the projector: on SQLite read as plain tuples into named-tuple
 notifications, the library's `select_notifications` elsewhere.
 
 The library's read builds an `sqlite3.Row` and a frozen dataclass per event: a third of the
@@ -8,7 +8,7 @@ attributes with the same values (tests/test_log_pages.py compares them)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 from uuid import UUID
 
 from eventsourcing.sqlite import SQLiteApplicationRecorder
@@ -19,19 +19,15 @@ _IDS: dict[str, UUID] = {}
 _IDS_CACHED: Final = 65_536
 
 
-class PageNotification:
-    """What the mapper and the projector read of a notification."""
+class PageNotification(NamedTuple):
+    """What the mapper and the projector read of a notification. Made by `tuple.__new__`: no
+    Python `__init__` to run per event."""
 
-    __slots__ = ("id", "originator_id", "originator_version", "state", "topic")
-
-    def __init__(
-        self, id: int, originator_id: UUID, originator_version: int, topic: str, state: bytes
-    ) -> None:
-        self.id = id
-        self.originator_id = originator_id
-        self.originator_version = originator_version
-        self.topic = topic
-        self.state = state
+    id: int
+    originator_id: UUID
+    originator_version: int
+    topic: str
+    state: bytes
 
 
 def read_page(recorder: Any, start: int, limit: int, stop: int | None) -> Sequence[Any]:
@@ -61,7 +57,8 @@ def read_page(recorder: Any, start: int, limit: int, stop: int | None) -> Sequen
     if len(_IDS) > _IDS_CACHED:
         _IDS.clear()
     ids = _IDS
+    new = tuple.__new__
     return [
-        PageNotification(n, ids.get(o) or ids.setdefault(o, UUID(o)), v, t, s)
+        new(PageNotification, (n, ids.get(o) or ids.setdefault(o, UUID(o)), v, t, s))
         for n, o, v, t, s in rows
     ]

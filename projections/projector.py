@@ -71,7 +71,8 @@ class Projector:
         self.engine = engine
         self.page_size = page_size
         self.sealed = sealed
-        self._account_of_user: dict[UUID, UUID] = {}
+        # each user's account, by the user id's int (a UUID hashes in Python, an int in C)
+        self._account_of_user: dict[int, UUID] = {}
         self.position_now = 0  # the position of the event being applied
         self._pending_log: list[Any] = []  # the rows' values, or on SQLite their parameters
         # per account, the longest annotation added since the last flush: one UPDATE each,
@@ -289,15 +290,15 @@ class Projector:
             self._pending_spans[account_id] = span
 
     def remember_account(self, user_id: UUID, account_id: UUID) -> None:
-        self._account_of_user[user_id] = account_id
+        self._account_of_user[user_id.int] = account_id
 
     def account_of(self, writer: PageWriter, user_id: UUID) -> UUID | None:
-        account_id = self._account_of_user.get(user_id)
+        account_id = self._account_of_user.get(user_id.int)
         if account_id is None:
             rows = writer.all(_SELECT_ACCOUNT_OF, {"user_id": user_id})
             account_id = rows[0][0] if rows else None
             if account_id is not None:
-                self._account_of_user[user_id] = account_id
+                self._account_of_user[user_id.int] = account_id
         return account_id
 
 
@@ -310,6 +311,8 @@ def _cannot_project(notification: Any, error: Exception) -> str:
 
 
 # -- statements, built once -----------------------------------------------------------------
+# The handlers' INSERTs leave out the columns that start NULL (revoked_at, removed_at, ...):
+# sqlite3 adapts every None it binds, with two failed attribute look-ups each.
 
 _INSERT_LOG = insert(t.audit_log)
 _INSERT_IF_ABSENT: Final[dict[str, Any]] = {
@@ -605,7 +608,6 @@ def _account_role_granted(p: Projector, w: PageWriter, e: Event) -> None:
             "account_id": e.originator_id,
             "role": e.role,
             "granted_at": e.timestamp,
-            "revoked_at": None,
             "ends_at": e.until,
         },
         (e.originator_id, e.role),
@@ -655,7 +657,6 @@ def _annotation_added(p: Projector, w: PageWriter, e: Event) -> None:
             "source_user_id": e.source_user_id,
             "type": e.type,
             "added_at": e.timestamp,
-            "removed_at": None,
         },
         e.annotation_id,
     )
@@ -689,8 +690,6 @@ def _user_created(p: Projector, w: PageWriter, e: Event) -> None:
             "active": True,
             "erased": False,
             "login_count": 0,
-            "last_login_at": None,
-            "last_seen_at": None,
             "created_at": e.timestamp,
             "created_position": p.position_now,
         },
@@ -698,7 +697,7 @@ def _user_created(p: Projector, w: PageWriter, e: Event) -> None:
     )
     w.execute(
         _INSERT_ACTIVITY,
-        {"user_id": e.originator_id, "active_from": e.timestamp, "active_to": None},
+        {"user_id": e.originator_id, "active_from": e.timestamp},
         e.originator_id,
     )
     p.remember_account(e.originator_id, e.account_id)
@@ -740,7 +739,6 @@ def _role_granted(p: Projector, w: PageWriter, e: Event) -> None:
             "user_id": e.originator_id,
             "role": e.role,
             "granted_at": e.timestamp,
-            "revoked_at": None,
             "ends_at": e.until,
         },
         (e.originator_id, e.role),
@@ -786,7 +784,7 @@ def _user_reactivated(p: Projector, w: PageWriter, e: Event) -> None:
     w.execute(_SET_ACTIVE, {"b_id": e.originator_id, "b_active": True}, e.originator_id)
     w.execute(
         _INSERT_ACTIVITY,
-        {"user_id": e.originator_id, "active_from": e.timestamp, "active_to": None},
+        {"user_id": e.originator_id, "active_from": e.timestamp},
         e.originator_id,
     )
 

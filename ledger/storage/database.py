@@ -27,6 +27,17 @@ from ledger.storage.settings import (
 
 SECRETS_TABLE = "ledger_secrets"
 
+
+def _null(value: None) -> None:
+    return value
+
+
+# sqlite3 (Python 3.11) adapts every parameter that is not an int, float or str before binding
+# it: for None it asks its protocol's `__adapt__`, which formats an AttributeError and drops it,
+# then the value's `__conform__`. An adapter registered for None is found at the first look-up
+# and binds the same NULL. (The read models' rows bind a None or two per event.)
+sqlite3.register_adapter(type(None), _null)
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 WRITER_CACHE_KIB = 32 * 1024
 WRITER_CHECKPOINT_PAGES = 10_000

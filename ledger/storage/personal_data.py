@@ -24,7 +24,13 @@ from uuid import UUID
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.domain import DomainEventProtocol
-from eventsourcing.persistence import Mapper, StoredEvent, Transcoder, find_id_convertor
+from eventsourcing.persistence import (
+    Mapper,
+    StoredEvent,
+    Transcoder,
+    find_id_convertor,
+    pass_through_convertor,
+)
 from eventsourcing.utils import resolve_topic
 
 from ledger.domain.base import ERASED
@@ -185,6 +191,10 @@ class PersonalDataMapper(Mapper[UUID]):
     def __init__(self, transcoder: Transcoder, keyring: Keyring) -> None:
         super().__init__(transcoder=transcoder)
         self.keyring = keyring
+        # per topic, the event class and its class_version (`getattr` on a class without one
+        # formats an AttributeError each time)
+        self._classes: dict[str, tuple[Any, int]] = {}
+        self._uuid_as_is: set[type[Any]] = set()  # classes whose UUID ids pass as they are
 
     def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
         fields = getattr(type(domain_event), "personal_fields", ())
@@ -248,7 +258,11 @@ class PersonalDataMapper(Mapper[UUID]):
     def _decoded(self, stored_event: StoredEvent) -> Any:
         """`Mapper.to_domain_event` without a cipher or compressor, less its lookups per event
         (anything it would refuse goes to it, to be refused in its words)."""
-        cls = resolve_topic(stored_event.topic)
+        found = self._classes.get(stored_event.topic)
+        if found is None:
+            cls = resolve_topic(stored_event.topic)
+            found = self._classes[stored_event.topic] = (cls, getattr(cls, "class_version", 1))
+        cls, class_version = found
         try:
             state = self.transcoder.decode(stored_event.state)
         except Exception:
@@ -256,11 +270,14 @@ class PersonalDataMapper(Mapper[UUID]):
         if type(state) is not dict:
             return super().to_domain_event(stored_event)
         originator_id = stored_event.originator_id
-        state["originator_id"] = find_id_convertor(cls, cast(Hashable, type(originator_id)))(
-            originator_id
-        )
+        if type(originator_id) is UUID and cls in self._uuid_as_is:
+            state["originator_id"] = originator_id
+        else:
+            convert = find_id_convertor(cls, cast(Hashable, type(originator_id)))
+            if type(originator_id) is UUID and convert is pass_through_convertor:
+                self._uuid_as_is.add(cls)
+            state["originator_id"] = convert(originator_id)
         state["originator_version"] = stored_event.originator_version
-        class_version = getattr(cls, "class_version", 1)
         from_version = state.pop("class_version", 1)
         while from_version < class_version:
             getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(state)
