@@ -85,8 +85,17 @@ class PreparedQuery:
             return bound
         return [bound[index] for index in self._order]
 
-    def rows(self, description: Sequence[Any], raw: list[Sequence[Any]]) -> list[Sequence[Any]]:
+    @property
+    def described(self) -> bool:
+        """Whether `rows` has what it needs of a cursor's description (after its first call):
+        psycopg builds the description's column objects anew on each asking."""
+        return self._columns is not None
+
+    def rows(
+        self, description: Sequence[Any] | None, raw: list[Sequence[Any]]
+    ) -> list[Sequence[Any]]:
         if self._columns is None:
+            assert description is not None, "the first rows come with their description"
             # some drivers' processors depend on the type code the cursor reports
             self._columns = [
                 (index, processor)
@@ -142,22 +151,25 @@ class PreparedReader:
         compiled on first sight and remembered by identity)."""
         query = self._statements.get(statement)
         parameters = query.parameters(values)
+        describe = not query.described
         try:
-            description, rows = self._run(query.sql, parameters)
+            description, rows = self._run(query.sql, parameters, describe)
         except self._disconnect_error:
             self._forget()  # a dropped connection (server restart, idle timeout): one retry
-            description, rows = self._run(query.sql, parameters)
+            description, rows = self._run(query.sql, parameters, describe)
         return query.rows(description, rows)
 
     def scalar(self, statement: Select[Any], values: Mapping[str, Any]) -> Any:
         rows = self.all(statement, values)
         return rows[0][0] if rows else None
 
-    def _run(self, sql: str, parameters: Any) -> tuple[Sequence[Any], list[Sequence[Any]]]:
+    def _run(
+        self, sql: str, parameters: Any, describe: bool
+    ) -> tuple[Sequence[Any] | None, list[Sequence[Any]]]:
         cursor = self._connection().cursor()
         try:
             cursor.execute(sql, parameters)
-            return cursor.description, list(cursor.fetchall())
+            return cursor.description if describe else None, list(cursor.fetchall())
         finally:
             cursor.close()
 
