@@ -16,7 +16,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
+import projections.projector as projector_module
 from ledger import Ledger
+from ledger.domain import User
 from tests.conftest import ADMIN
 from tests.helpers import api_client
 
@@ -178,6 +180,34 @@ def test_a_read_takes_no_worker_thread_where_reads_never_wait_and_one_elsewhere(
         )
         assert len(hops) == 1
         monkeypatch.undo()
+
+
+def test_a_callers_move_counts_at_once_while_the_read_models_cannot_catch_up(
+    led: Ledger,
+    acme: UUID,
+    clients: tuple[TestClient, TestClient],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The caller is taken as recorded, as their roles are: moved to another account, they
+    no longer read their old account's users, though the read models still hold them in it."""
+    globex = led.create_account("Globex", actor=ADMIN)
+    bob = led.create_user("bob@acme.org", account_id=acme, actor=ADMIN, password=PASSWORD)
+    carl = led.create_user("carl@acme.org", account_id=acme, actor=ADMIN)
+    bob_token = {"Authorization": token(clients[0], "bob@acme.org")}
+    for client in clients:
+        assert client.get(f"/api/v3_0/users/{carl}", headers=bob_token).status_code == 200
+
+    def failing(*args: object) -> None:
+        raise RuntimeError("handler crashed")
+
+    monkeypatch.setitem(projector_module._HANDLERS, User.UserMoved, failing)
+    led.move_user(bob, globex, actor=ADMIN)
+    for client in clients:
+        assert client.get(f"/api/v3_0/users/{carl}", headers=bob_token).status_code == 403
+        own = client.get(f"/api/v3_0/users/{bob}", headers=bob_token)
+        assert own.status_code == 200 and own.json()["account_id"] == str(acme)  # as projected
+        assert client.get("/api/ops/ping").json()["projection"] == "failing"
+    answers(clients, f"/api/v3_0/users/{carl}", bob_token["Authorization"])
 
 
 def test_a_bad_token_answers_401_before_a_bad_parameter_answers_422(

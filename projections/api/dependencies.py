@@ -57,15 +57,11 @@ def _recorded(tokens: TokenService, authorization: str | None, in_loop: bool = F
 
 
 def _principal(recorded: Recorded, read_model: ReadModel) -> tuple[Principal, ReadModel]:
-    user = read_model.get_user(recorded.user.id)
-    if user is None:
-        raise ApiError(401, "the token no longer grants access")
-    # the roles as recorded, not as projected: a revoked role stops granting reads at once,
-    # also while the read models lag behind the log; a grant past its `until` grants nothing,
-    # whether or not its expiry has been recorded yet
-    return Principal(
-        user=user, roles=frozenset(recorded.user.held_now(datetime.now(UTC)))
-    ), read_model
+    # the caller and their roles as recorded, not as projected: a move or a revoked role
+    # counts at once, also while the read models lag behind the log (or fail to catch up); a
+    # grant past its `until` grants nothing, whether or not its expiry has been recorded yet
+    user = recorded.user
+    return Principal(user=user, roles=frozenset(user.held_now(datetime.now(UTC)))), read_model
 
 
 def caller(authorization: str | None, services: Services) -> Principal:
