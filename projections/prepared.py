@@ -159,6 +159,43 @@ class PreparedReader:
             description, rows = self._run(query.sql, parameters, describe)
         return query.rows(description, rows)
 
+    def all_of(self, *asked: tuple[Select[Any], Mapping[str, Any]]) -> list[list[Sequence[Any]]]:
+        """The rows of each statement, the statements sent together: on PostgreSQL in one
+        round trip (psycopg's pipeline mode), each in its own implicit transaction."""
+        queries = [self._statements.get(statement) for statement, _ in asked]
+        runs = [
+            (query.sql, query.parameters(values), not query.described)
+            for query, (_, values) in zip(queries, asked, strict=True)
+        ]
+        try:
+            results = self._run_all(runs)
+        except self._disconnect_error:
+            self._forget()
+            results = self._run_all(runs)
+        return [
+            query.rows(description, rows)
+            for query, (description, rows) in zip(queries, results, strict=True)
+        ]
+
+    def _run_all(
+        self, runs: list[tuple[str, Any, bool]]
+    ) -> list[tuple[Sequence[Any] | None, list[Sequence[Any]]]]:
+        connection = self._connection()
+        if not hasattr(connection, "pipeline"):  # not psycopg: one after the other
+            return [self._run(*run) for run in runs]
+        cursors = [connection.cursor() for _ in runs]
+        try:
+            with connection.pipeline():
+                for cursor, (sql, parameters, _) in zip(cursors, runs, strict=True):
+                    cursor.execute(sql, parameters)
+            return [
+                (cursor.description if describe else None, list(cursor.fetchall()))
+                for cursor, (_, _, describe) in zip(cursors, runs, strict=True)
+            ]
+        finally:
+            for cursor in cursors:
+                cursor.close()
+
     def scalar(self, statement: Select[Any], values: Mapping[str, Any]) -> Any:
         rows = self.all(statement, values)
         return rows[0][0] if rows else None

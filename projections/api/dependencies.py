@@ -162,18 +162,18 @@ def account_or_404(rm: ReadModel, account_id: UUID) -> AccountModel:
 
 
 def user_or_404(rm: ReadModel, user_id: UUID) -> tuple[UserModel, AccountModel]:
-    user = rm.get_user(user_id)
-    if user is None:
-        raise ApiError(404, f"user {user_id} not found")
-    return user, account_or_404(rm, user.account_id)
+    user, _ends, account = user_and_role_ends_or_404(rm, user_id)
+    return user, account
 
 
 def user_and_role_ends_or_404(
     rm: ReadModel, user_id: UUID
 ) -> tuple[UserModel, dict[str, datetime], AccountModel]:
-    """`user_or_404`, and the user's role ends now (`rm.role_ends`), read with the user."""
-    found = rm.get_user_and_role_ends(user_id)
+    """The user, their role ends now (`rm.role_ends`) and their account, read together."""
+    found = rm.get_user_with_account(user_id)
     if found is None:
         raise ApiError(404, f"user {user_id} not found")
-    user, ends = found
-    return user, ends, account_or_404(rm, user.account_id)
+    user, ends, account = found
+    if account is None:
+        raise ApiError(404, f"account {user.account_id} not found")
+    return user, ends, account
