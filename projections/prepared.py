@@ -93,8 +93,17 @@ class PreparedQuery:
             for kind, column in zip(self._types, description, strict=True)
         ]
 
-    def rows(self, description: Sequence[Any], raw: list[Sequence[Any]]) -> list[Sequence[Any]]:
+    @property
+    def described(self) -> bool:
+        """Whether `rows` has what it needs of a cursor's description (after its first call):
+        psycopg builds the description's column objects anew on each asking."""
+        return self._columns is not None
+
+    def rows(
+        self, description: Sequence[Any] | None, raw: list[Sequence[Any]]
+    ) -> list[Sequence[Any]]:
         if self._columns is None:
+            assert description is not None, "the first rows come with their description"
             self._columns = [
                 (index, processor)
                 for index, processor in enumerate(self.processors(description))
@@ -148,30 +157,73 @@ class PreparedReader:
         """The rows of `statement` (a module constant or the product of a cached builder: it is
         compiled on first sight and remembered by identity)."""
         query = self._statements.get(statement)
-        return query.rows(*self.raw(query, query.parameters(values)))
+        parameters = query.parameters(values)
+        description, rows = self.raw(query, parameters, describe=not query.described)
+        return query.rows(description, rows)
 
     def prepared(self, statement: Select[Any]) -> PreparedQuery:
         """`statement` compiled, as `all` compiles it."""
         return self._statements.get(statement)
 
-    def raw(self, query: PreparedQuery, parameters: Any) -> tuple[Sequence[Any], list[Any]]:
-        """The cursor's description and the rows as the driver gives them, for `query`'s
-        parameters already bound."""
+    def raw(
+        self, query: PreparedQuery, parameters: Any, describe: bool = True
+    ) -> tuple[Sequence[Any] | None, list[Any]]:
+        """The cursor's description (if `describe`) and the rows as the driver gives them, for
+        `query`'s parameters already bound."""
         try:
-            return self._run(query.sql, parameters)
+            return self._run(query.sql, parameters, describe)
         except self._disconnect_error:
             self._forget()  # a dropped connection (server restart, idle timeout): one retry
-            return self._run(query.sql, parameters)
+            return self._run(query.sql, parameters, describe)
+
+    def all_of(self, *asked: tuple[Select[Any], Mapping[str, Any]]) -> list[list[Sequence[Any]]]:
+        """The rows of each statement, the statements sent together: on PostgreSQL in one
+        round trip (psycopg's pipeline mode), each in its own implicit transaction."""
+        queries = [self._statements.get(statement) for statement, _ in asked]
+        runs = [
+            (query.sql, query.parameters(values), not query.described)
+            for query, (_, values) in zip(queries, asked, strict=True)
+        ]
+        try:
+            results = self._run_all(runs)
+        except self._disconnect_error:
+            self._forget()
+            results = self._run_all(runs)
+        return [
+            query.rows(description, rows)
+            for query, (description, rows) in zip(queries, results, strict=True)
+        ]
+
+    def _run_all(
+        self, runs: list[tuple[str, Any, bool]]
+    ) -> list[tuple[Sequence[Any] | None, list[Sequence[Any]]]]:
+        connection = self._connection()
+        if not hasattr(connection, "pipeline"):  # not psycopg: one after the other
+            return [self._run(*run) for run in runs]
+        cursors = [connection.cursor() for _ in runs]
+        try:
+            with connection.pipeline():
+                for cursor, (sql, parameters, _) in zip(cursors, runs, strict=True):
+                    cursor.execute(sql, parameters)
+            return [
+                (cursor.description if describe else None, list(cursor.fetchall()))
+                for cursor, (_, _, describe) in zip(cursors, runs, strict=True)
+            ]
+        finally:
+            for cursor in cursors:
+                cursor.close()
 
     def scalar(self, statement: Select[Any], values: Mapping[str, Any]) -> Any:
         rows = self.all(statement, values)
         return rows[0][0] if rows else None
 
-    def _run(self, sql: str, parameters: Any) -> tuple[Sequence[Any], list[Sequence[Any]]]:
+    def _run(
+        self, sql: str, parameters: Any, describe: bool
+    ) -> tuple[Sequence[Any] | None, list[Sequence[Any]]]:
         cursor = self._connection().cursor()
         try:
             cursor.execute(sql, parameters)
-            return cursor.description, list(cursor.fetchall())
+            return cursor.description if describe else None, list(cursor.fetchall())
         finally:
             cursor.close()
 

@@ -117,19 +117,28 @@ _USER_BY_ID = (
     .where(t.users.c.id == _U)
     .order_by(_grants.role, _grants.granted_at)
 )
-_ACCOUNT_BY_ID = (
-    select(t.accounts, _account_grants.role)
-    .select_from(
-        t.accounts.outerjoin(
-            t.account_role_grants,
-            and_(
-                _account_grants.account_id == t.accounts.c.id,
-                held.ACCOUNT_ROLE_GRANTS.covers(None),
-            ),
+
+
+def _account_where(condition: ColumnElement[bool]) -> Select[Any]:
+    return (
+        select(t.accounts, _account_grants.role)
+        .select_from(
+            t.accounts.outerjoin(
+                t.account_role_grants,
+                and_(
+                    _account_grants.account_id == t.accounts.c.id,
+                    held.ACCOUNT_ROLE_GRANTS.covers(None),
+                ),
+            )
         )
+        .where(condition)
+        .order_by(_account_grants.role)
     )
-    .where(t.accounts.c.id == _A)
-    .order_by(_account_grants.role)
+
+
+_ACCOUNT_BY_ID = _account_where(t.accounts.c.id == _A)
+_ACCOUNT_OF_USER = _account_where(
+    t.accounts.c.id == select(t.users.c.account_id).where(t.users.c.id == _U).scalar_subquery()
 )
 _USER_COLUMNS: Final = [column.name for column in t.users.columns]
 _ACCOUNT_COLUMNS: Final = [column.name for column in t.accounts.columns]
@@ -241,8 +250,30 @@ class Queries:
 
     def get_user_and_role_ends(self, user: Any) -> tuple[UserModel, dict[str, datetime]] | None:
         """`get_user`, and the user's `role_ends` now, read together."""
+        return self._user_and_role_ends(
+            self.reader.all(_USER_BY_ID, {"u": self.resolve_user(user)})
+        )
+
+    def get_user_with_account(
+        self, user: Any
+    ) -> tuple[UserModel, dict[str, datetime], AccountModel | None] | None:
+        """`get_user_and_role_ends`, and the user's account (`get_account`), asked together:
+        one round trip on PostgreSQL."""
         user_id = self.resolve_user(user)
-        rows = self.reader.all(_USER_BY_ID, {"u": user_id})
+        user_rows, account_rows = self.reader.all_of(
+            (_USER_BY_ID, {"u": user_id}), (_ACCOUNT_OF_USER, {"u": user_id})
+        )
+        found = self._user_and_role_ends(user_rows)
+        if found is None:
+            return None
+        account = _account_of_rows(account_rows)
+        if account is None or account.id != found[0].account_id:
+            account = self.get_account(found[0].account_id)  # moved between the two reads
+        return found[0], found[1], account
+
+    def _user_and_role_ends(
+        self, rows: list[Sequence[Any]]
+    ) -> tuple[UserModel, dict[str, datetime]] | None:
         if not rows:
             return None
         width = len(_USER_COLUMNS)
@@ -304,12 +335,7 @@ class Queries:
 
     def get_account(self, account: Any) -> AccountModel | None:
         account_id = as_uuid(account, "account")
-        rows = self.reader.all(_ACCOUNT_BY_ID, {"a": account_id})
-        if not rows:
-            return None
-        width = len(_ACCOUNT_COLUMNS)
-        row = dict(zip(_ACCOUNT_COLUMNS, rows[0][:width], strict=True))
-        return _account_model(row, [found[width] for found in rows if found[width] is not None])
+        return _account_of_rows(self.reader.all(_ACCOUNT_BY_ID, {"a": account_id}))
 
     def list_accounts(self, include_closed: bool = False) -> list[AccountModel]:
         condition = and_(True) if include_closed else t.accounts.c.closed.is_(False)
@@ -392,9 +418,10 @@ class Queries:
             sources,
         )
         query = self.reader.prepared(statement)
-        description, rows = self.reader.raw(query, query.parameters(params))
         fields = self._fields_makers.get(id(query))
+        description, rows = self.reader.raw(query, query.parameters(params), fields is None)
         if fields is None:
+            assert description is not None
             fields = self._fields_makers[id(query)] = _annotation_fields(query, description)
         # one validation for the whole list: a third less than a model at a time
         found = _ANNOTATION_LIST.validate_python(fields(rows, account_id))
@@ -444,6 +471,15 @@ class Queries:
             if column not in frame.columns:
                 frame[column] = pd.Series(dtype=object)
         return frame
+
+
+def _account_of_rows(rows: list[Sequence[Any]]) -> AccountModel | None:
+    """An account as `_ACCOUNT_BY_ID` reads it (a row per account role held now)."""
+    if not rows:
+        return None
+    width = len(_ACCOUNT_COLUMNS)
+    row = dict(zip(_ACCOUNT_COLUMNS, rows[0][:width], strict=True))
+    return _account_model(row, [found[width] for found in rows if found[width] is not None])
 
 
 def _account_model(row: Mapping[Any, Any], roles: list[str]) -> AccountModel:

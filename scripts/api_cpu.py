@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""CPU per `GET /api/v3_0/users/<id>` of the read API driven in-process by raw ASGI calls (no
-HTTP server, no client library): what the app itself costs, measured as CPU time, which a
-loaded machine disturbs far less than wall-clock time (`scripts/api_load.py` measures that).
+"""CPU per `GET /api/v3_0/users/<id>` (or another route: --path) of the read API driven
+in-process by raw ASGI calls (no HTTP server, no client library): what the app itself costs,
+measured as CPU time, which a loaded machine disturbs far less than wall-clock time
+(`scripts/api_load.py` measures that).
 
     python scripts/api_cpu.py                       # a SQLite file in a temporary folder
     python scripts/api_cpu.py --url postgresql+psycopg://postgres@127.0.0.1/api_cpu
@@ -95,12 +96,18 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1500)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--path",
+        default="/api/v3_0/users/{user}",
+        help="the route to drive, `{user}` standing for each user's id in turn",
+    )
     arguments = parser.parse_args()
     from projections.api import create_app
 
     with tempfile.TemporaryDirectory() as folder:
         url = arguments.url or f"sqlite:///{Path(folder) / 'ledger.db'}"
-        paths = [f"/api/v3_0/users/{user}" for user in api_load._populate(url, 100)]
+        users = api_load._populate(url, 100)
+        paths = [arguments.path.format(user=user) for user in users]
         app = create_app(url)
         login = json.dumps({"email": api_load.ADMIN, "password": api_load.PASSWORD}).encode()
         _, answer = asyncio.run(call(app, "/api/requestAuthToken", None, "POST", login))

@@ -180,7 +180,7 @@ def _server(command: list[str], workers: int) -> Iterator[int]:
         [*command, "--port", str(port), "--workers", str(workers)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent)},
+        env={**os.environ, "PYTHONPATH": _python_path()},
     )
     try:
         _wait(port, process)
@@ -192,6 +192,14 @@ def _server(command: list[str], workers: int) -> Iterator[int]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def _python_path() -> str:
+    """This folder (the bare app's module) before the caller's PYTHONPATH, which names the
+    tree to serve: without it, the servers would import the installed (editable) checkout."""
+    given = os.environ.get("PYTHONPATH")
+    here = str(Path(__file__).parent)
+    return here if not given else os.pathsep.join([here, given])
 
 
 def _wait(port: int, process: subprocess.Popen[bytes]) -> None:

@@ -1,18 +1,24 @@
-"""`GET /api/v3_0/users/<id>` answers in the event loop where the database's reads never wait
-(SQLite in WAL mode) and in a worker thread elsewhere (PostgreSQL): both ways must answer
-alike, byte for byte, whatever the token, the id and the state of the read models; and the
-token check, which may now run in the loop, only reads."""
+"""Every read route checks the token and reads in the event loop where the database's reads
+never wait (SQLite in WAL mode) and in one worker thread elsewhere (PostgreSQL): both ways
+must answer alike, byte for byte, whatever the token, the parameters and the state of the read
+models; a bad token answers 401 before a bad parameter's 422; and the token check, which may
+run in the loop, only reads."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID, uuid4
 
+import anyio.to_thread
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
+import projections.projector as projector_module
 from ledger import Ledger
+from ledger.domain import User
 from tests.conftest import ADMIN
 from tests.helpers import api_client
 
@@ -82,6 +88,150 @@ def test_the_user_route_answers_alike_in_the_loop_and_in_a_thread(
     all_alike()
     led.erase_user(ann, actor=ADMIN, reason="asked to")
     all_alike()
+
+
+def test_every_read_route_answers_alike_in_the_loop_and_in_a_thread(
+    led: Ledger, acme: UUID, clients: tuple[TestClient, TestClient]
+) -> None:
+    globex = led.create_account("Globex", actor=ADMIN)
+    ann = led.create_user(
+        "ann@acme.org", account_id=acme, actor=ADMIN, roles=["account-admin"], password=PASSWORD
+    )
+    bob = led.create_user("bob@acme.org", account_id=acme, actor=ADMIN, password=PASSWORD)
+    led.create_user(
+        "rex@acme.org", account_id=acme, actor=ADMIN, roles=["admin"], password=PASSWORD
+    )
+    carl = led.create_user("carl@globex.org", account_id=globex, actor=ADMIN)
+    start = datetime(2026, 12, 24, tzinfo=UTC)
+    led.add_annotation(
+        acme, content="Christmas", start=start, end=start + timedelta(days=3),
+        source="calendar", actor=ADMIN,
+    )  # fmt: skip
+    led.start_review(
+        "q1", scope={"accounts": ["Acme"]}, reviewer="rex@acme.org",
+        due=datetime.now(UTC) + timedelta(days=30), actor=ADMIN,
+    )  # fmt: skip
+    tokens = [token(clients[0], f"{name}@acme.org") for name in ("ann", "bob", "rex")]
+    paths = ["/api/v3_0/users", "/api/v3_0/users?include_inactive=true&per-page=2&page=1"]
+    paths += [f"/api/v3_0/users?account_id={acme}", f"/api/v3_0/users?account_id={globex}"]
+    for user in (ann, bob, carl, uuid4(), 12345):
+        paths += [f"/api/v3_0/users/{user}{end}" for end in ("", "/auditlog", "/roles")]
+        paths += [f"/api/v3_0/users/{user}/reviews"]
+    paths += [f"/api/v3_0/users/{ann}/roles?at=2020-01-01T00:00:00Z"]
+    paths += ["/api/v3_0/accounts", "/api/v3_0/accounts?per-page=1&page=2"]
+    for account in (acme, globex, uuid4(), 77):
+        paths += [f"/api/v3_0/accounts/{account}{end}" for end in ("", "/auditlog")]
+        paths += [f"/api/v3_0/accounts/{account}/annotations"]
+    paths += [f"/api/v3_0/accounts/{acme}/annotations?annotations_after=2026-12-25T00:00:00Z"]
+    paths += ["/api/v3_0/roles/admin/holders", "/api/v3_0/roles/nothing/holders"]
+    paths += ["/api/v3_0/reviews", "/api/v3_0/reviews/q1", "/api/v3_0/reviews/q2"]
+
+    def all_alike() -> None:
+        for path in paths:
+            for each in (*tokens, "garbage", None):
+                answers(clients, path, each)
+
+    all_alike()
+    # each change recorded by another process: the read models lag until caught up
+    led.grant_role(bob, "admin-reader", actor=ADMIN)
+    all_alike()
+    led.move_user(carl, acme, actor=ADMIN)
+    all_alike()
+    led.deactivate_user(bob, actor=ADMIN)
+    all_alike()
+    led.erase_user(ann, actor=ADMIN, reason="asked to")
+    all_alike()
+
+
+def test_a_read_takes_no_worker_thread_where_reads_never_wait_and_one_elsewhere(
+    url: str,
+    led: Ledger,
+    acme: UUID,
+    clients: tuple[TestClient, TestClient],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Counted at anyio, where FastAPI's and Starlette's hops to the thread pool all go: a
+    warm worker's read takes none in the loop, and one (the token check with the route's
+    reads) elsewhere; a FlexMeasures id, looked up through the ledger's pool, takes one."""
+    ann = led.create_user(
+        "ann@acme.org", account_id=acme, actor=ADMIN, roles=["admin"], password=PASSWORD
+    )
+    good = token(clients[0], "ann@acme.org")
+    hops: list[object] = []
+    run_sync = anyio.to_thread.run_sync
+
+    async def counted(function: Any, *args: Any, **kwargs: Any) -> Any:
+        hops.append(function)
+        return await run_sync(function, *args, **kwargs)
+
+    paths = [f"/api/v3_0/users/{ann}", "/api/v3_0/users", f"/api/v3_0/accounts/{acme}"]
+    paths += [f"/api/v3_0/users/{ann}/roles", "/api/v3_0/roles/admin/holders", "/api/ops/ping"]
+    for client, in_loop in zip(clients, (url.startswith("sqlite"), False), strict=True):
+        for path in [*paths, "/api/v3_0/users/12345"]:
+            assert client.get(path, headers={"Authorization": good}).status_code in (200, 404)
+        monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
+        for path in paths:
+            hops.clear()
+            assert client.get(path, headers={"Authorization": good}).status_code == 200
+            assert len(hops) == (0 if in_loop or path == "/api/ops/ping" else 1), path
+        hops.clear()
+        assert (
+            client.get("/api/v3_0/users/12345", headers={"Authorization": good}).status_code == 404
+        )
+        assert len(hops) == 1
+        monkeypatch.undo()
+
+
+def test_a_callers_move_counts_at_once_while_the_read_models_cannot_catch_up(
+    led: Ledger,
+    acme: UUID,
+    clients: tuple[TestClient, TestClient],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The caller is taken as recorded, as their roles are: moved to another account, they
+    no longer read their old account's users, though the read models still hold them in it."""
+    globex = led.create_account("Globex", actor=ADMIN)
+    bob = led.create_user("bob@acme.org", account_id=acme, actor=ADMIN, password=PASSWORD)
+    carl = led.create_user("carl@acme.org", account_id=acme, actor=ADMIN)
+    bob_token = {"Authorization": token(clients[0], "bob@acme.org")}
+    for client in clients:
+        assert client.get(f"/api/v3_0/users/{carl}", headers=bob_token).status_code == 200
+
+    def failing(*args: object) -> None:
+        raise RuntimeError("handler crashed")
+
+    monkeypatch.setitem(projector_module._HANDLERS, User.UserMoved, failing)
+    led.move_user(bob, globex, actor=ADMIN)
+    for client in clients:
+        assert client.get(f"/api/v3_0/users/{carl}", headers=bob_token).status_code == 403
+        own = client.get(f"/api/v3_0/users/{bob}", headers=bob_token)
+        assert own.status_code == 200 and own.json()["account_id"] == str(acme)  # as projected
+        assert client.get("/api/ops/ping").json()["projection"] == "failing"
+    answers(clients, f"/api/v3_0/users/{carl}", bob_token["Authorization"])
+
+
+def test_a_bad_token_answers_401_before_a_bad_parameter_answers_422(
+    led: Ledger, acme: UUID, clients: tuple[TestClient, TestClient]
+) -> None:
+    ann = led.create_user(
+        "ann@acme.org", account_id=acme, actor=ADMIN, roles=["admin"], password=PASSWORD
+    )
+    good = token(clients[0], "ann@acme.org")
+    bad_parameters = [
+        "/api/v3_0/users/not-an-id",
+        "/api/v3_0/users?page=0",
+        f"/api/v3_0/users/{ann}/roles?at=yesterday",
+        f"/api/v3_0/users/{ann}/auditlog?sort-dir=up",
+        f"/api/v3_0/accounts/{acme}/annotations?beliefs_after=soon",
+        "/api/v3_0/reviews?at=never",
+    ]
+    for path in bad_parameters:
+        for client in clients:
+            for each in ("garbage", None):
+                headers = {} if each is None else {"Authorization": each}
+                assert client.get(path, headers=headers).status_code == 401, path
+            assert client.get(path, headers={"Authorization": good}).status_code == 422, path
+            answers(clients, path, good)
 
 
 def test_a_deleted_signing_secret_refuses_every_token_and_checking_makes_none(

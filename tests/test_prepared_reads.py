@@ -69,10 +69,38 @@ def test_a_connection_dropped_by_the_server_is_replaced(postgres_server: str) ->
         assert ended is not None and ended[0] >= 1
         assert rm.has_role(user, "consultant")
         assert rm.roles(user) == {"consultant"}
+        with psycopg.connect(postgres_server, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (rm.engine.url.database,),
+            )
+        found = rm.get_user_with_account(user)  # two statements in one pipeline
+        assert found is not None and found[0].roles == ["consultant"] and found[2] is not None
     finally:
         rm.close()
         led.close()
         drop()
+
+
+def test_a_user_and_their_account_read_together_answer_as_read_apart(
+    led: Ledger, acme: UUID, rm: ReadModel, granted: UUID
+) -> None:
+    globex = led.create_account("Globex", actor=ADMIN, roles=["Consultancy"])
+    bob = led.create_user("bob@acme.example", account_id=acme, actor=ADMIN, roles=["admin"])
+    led.grant_role(bob, "consultant", actor=ADMIN, until=datetime.now(UTC) + timedelta(days=2))
+    carl = led.create_user("carl@acme.example", account_id=acme, actor=ADMIN)
+    led.move_user(carl, globex, actor=ADMIN)
+    dan = led.create_user("dan@acme.example", account_id=acme, actor=ADMIN, roles=["admin"])
+    led.erase_user(dan, actor=ADMIN, reason="asked to")
+    rm.catch_up()
+    for user in (granted, bob, carl, dan, UUID(int=7)):
+        apart = rm.get_user_and_role_ends(user)
+        together = rm.get_user_with_account(user)
+        if apart is None:
+            assert together is None
+            continue
+        assert together == (*apart, rm.get_account(apart[0].account_id))
 
 
 def test_answers_follow_new_events(led: Ledger, rm: ReadModel, granted: UUID) -> None:

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledger.errors import LedgerError, ValidationError
 from projections.api.auth import token_ttl
+from projections.api.dependencies import refusal
 from projections.api.errors import ApiError, first_problem, problem
 from projections.api.external_ids import answers_with_flexmeasures_ids
 from projections.api.parameters import known_parameters_only
@@ -74,19 +75,22 @@ def create_app(url: str | None = None) -> FastAPI:
     app.add_middleware(VersionHeaders, server_version=server_version)
 
     @app.exception_handler(ApiError)
-    def api_error(_request: Request, error: ApiError) -> JSONResponse:
+    async def api_error(_request: Request, error: ApiError) -> JSONResponse:
         return problem(error.status, error.message, error.headers)
 
     @app.exception_handler(LedgerError)
-    def ledger_error(_request: Request, error: LedgerError) -> JSONResponse:
+    async def ledger_error(_request: Request, error: LedgerError) -> JSONResponse:
         return problem(422 if isinstance(error, ValidationError) else 404, str(error))
 
     @app.exception_handler(RequestValidationError)
-    def invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        refused = await refusal(request)  # a bad token answers 401 whatever else is wrong
+        if refused is not None:
+            return problem(refused.status, refused.message, refused.headers)
         return problem(422, first_problem(error))
 
     @app.exception_handler(StarletteHTTPException)
-    def http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
         """The router's own answers (no such route, method not allowed) in the same shape."""
         return problem(error.status_code, str(error.detail), error.headers)
 

@@ -49,28 +49,6 @@ def authenticated(authorization: str | None, services: Services) -> tuple[Princi
     return _principal(recorded, services.reads((recorded.log_head, recorded.projected)))
 
 
-async def authenticated_in_loop(
-    authorization: str | None, services: Services
-) -> tuple[Principal, ReadModel]:
-    """`authenticated`, in the event loop where its reads never wait (`Services.reads_in_loop`:
-    SQLite in WAL mode; a thread hop cost more than the reads): the token's one confirming
-    query and the caller's read-model user, on the loop's own connection. Anything that may
-    wait goes to a worker thread: opening the services, a check needing more than that query
-    (`NotInLoop`), a catch-up (it writes), and everything on PostgreSQL."""
-    opened = services.opened()
-    if opened is None or not services.reads_in_loop:
-        return await run_in_threadpool(authenticated, authorization, services)
-    tokens, read_model = opened
-    try:
-        recorded = _recorded(tokens, authorization, in_loop=True)
-    except NotInLoop:
-        return await run_in_threadpool(authenticated, authorization, services)
-    if recorded.log_head > recorded.projected:
-        seen = (recorded.log_head, recorded.projected)
-        read_model = await run_in_threadpool(services.reads, seen)
-    return _principal(recorded, read_model)
-
-
 def _recorded(tokens: TokenService, authorization: str | None, in_loop: bool = False) -> Recorded:
     try:
         return tokens.authenticate(authorization, in_loop=in_loop)
@@ -79,15 +57,11 @@ def _recorded(tokens: TokenService, authorization: str | None, in_loop: bool = F
 
 
 def _principal(recorded: Recorded, read_model: ReadModel) -> tuple[Principal, ReadModel]:
-    user = read_model.get_user(recorded.user.id)
-    if user is None:
-        raise ApiError(401, "the token no longer grants access")
-    # the roles as recorded, not as projected: a revoked role stops granting reads at once,
-    # also while the read models lag behind the log; a grant past its `until` grants nothing,
-    # whether or not its expiry has been recorded yet
-    return Principal(
-        user=user, roles=frozenset(recorded.user.held_now(datetime.now(UTC)))
-    ), read_model
+    # the caller and their roles as recorded, not as projected: a move or a revoked role
+    # counts at once, also while the read models lag behind the log (or fail to catch up); a
+    # grant past its `until` grants nothing, whether or not its expiry has been recorded yet
+    user = recorded.user
+    return Principal(user=user, roles=frozenset(user.held_now(datetime.now(UTC)))), read_model
 
 
 def caller(authorization: str | None, services: Services) -> Principal:
@@ -95,37 +69,79 @@ def caller(authorization: str | None, services: Services) -> Principal:
     return authenticated(authorization, services)[0]
 
 
-async def request_caller(
+class Reading:
+    """What every authenticated read route runs its work with: `await read(work)` calls
+    `work(me, rm, ids)` with the caller its token names, the read models (caught up) and the
+    ids as the API shows them, and answers what `work` returns (or raises). The token check
+    and the work run together, in one place: in the event loop where reads never wait
+    (`Services.reads_in_loop`: SQLite in WAL mode), else in one worker thread. Anything in the
+    loop that would need more than a read on the loop's own connection or the read models'
+    pool (the signing secret read, a user rebuilt from their events, a catch-up, a look-up in
+    the ledger's side tables) raises `NotInLoop`, and the whole runs again in a thread: it
+    only read, so it changed nothing."""
+
+    def __init__(self, services: Services, authorization: str | None) -> None:
+        self.services = services
+        self.authorization = authorization
+
+    async def __call__(self, work: Callable[[Principal, ReadModel, ExternalIds], T]) -> T:
+        opened = self.services.opened()
+        if opened is not None and self.services.reads_in_loop:
+            try:
+                return self._in_loop(*opened, work)
+            except NotInLoop:
+                pass
+        return await run_in_threadpool(self._in_thread, work)
+
+    def _in_loop(
+        self,
+        tokens: TokenService,
+        read_model: ReadModel,
+        work: Callable[[Principal, ReadModel, ExternalIds], T],
+    ) -> T:
+        recorded = _recorded(tokens, self.authorization, in_loop=True)
+        if recorded.log_head > recorded.projected:
+            raise NotInLoop  # a catch-up writes, and waits for the lock another holds
+        me, rm = _principal(recorded, read_model)
+        ledger = self.services.opened_ledger()
+        assert ledger is not None, "opened with the token service"
+        return work(me, rm, ExternalIds(ledger, answers_with_flexmeasures_ids(), in_loop=True))
+
+    def _in_thread(self, work: Callable[[Principal, ReadModel, ExternalIds], T]) -> T:
+        me, rm = authenticated(self.authorization, self.services)
+        return work(me, rm, ExternalIds(self.services.ledger, answers_with_flexmeasures_ids()))
+
+
+async def reading(
     request: Request, authorization: Annotated[str | None, Depends(token_header)]
-) -> Principal:
-    """`caller`, keeping the read models it caught up for the route (`Reads`): one look at
-    the log's head a request. The services are taken from the app, not as a dependency of
-    their own: FastAPI walks each dependency's dependencies on every request, cached or not,
-    and every route depends on this one."""
-    services: Services = request.app.state.services
-    me, request.state.read_model = await authenticated_in_loop(authorization, services)
-    return me
+) -> Reading:
+    """A read route's `Reading`. It checks nothing yet: a request whose parameters are
+    invalid is checked by the handler of that error (`refusal`), so a bad token still answers
+    401 before a bad parameter's 422. The services are taken from the app, not as a
+    dependency of their own: FastAPI walks each dependency's dependencies on every request."""
+    found = Reading(request.app.state.services, authorization)
+    request.state.reading = found
+    return found
 
 
-async def in_loop_or_thread(services: Services, work: Callable[[], T], *, loop: bool = True) -> T:
-    """`work()` (reads of the read models on the reader's own connection), in the event loop
-    where reads never wait, else (or `loop=False`: reads through a pool) in a worker thread."""
-    if loop and services.reads_in_loop:
-        return work()
-    return await run_in_threadpool(work)
+Read = Annotated[Reading, Depends(reading)]
 
 
-Caller = Annotated[Principal, Depends(request_caller)]
+async def refusal(request: Request) -> ApiError | None:
+    """Why a read route's request is refused whatever else it asks (a token that does not
+    grant access), if it is a read route's and it is."""
+    found: Reading | None = getattr(request.state, "reading", None)
+    if found is None:
+        return None
+    try:
+        await found(_nothing)
+    except ApiError as refused:
+        return refused
+    return None
 
 
-def caller_reads(request: Request) -> tuple[Services, ReadModel, ExternalIds]:
-    """For a route that took `Caller` (so the services are open): the services, the read
-    models `Reads` gives and the ids `Ids` gives, without their dependencies' walk."""
-    services: Services = request.app.state.services
-    ledger = services.opened_ledger()
-    assert ledger is not None, "the caller is authenticated first"
-    found: ReadModel = request.state.read_model
-    return services, found, ExternalIds(ledger, answers_with_flexmeasures_ids())
+def _nothing(_me: Principal, _rm: ReadModel, _ids: ExternalIds) -> None:
+    return None
 
 
 async def external_ids(services: AppServices) -> ExternalIds:
@@ -138,15 +154,6 @@ async def external_ids(services: AppServices) -> ExternalIds:
 Ids = Annotated[ExternalIds, Depends(external_ids)]
 
 
-async def reads(request: Request, _caller: Caller) -> ReadModel:
-    """The read models, caught up, for an authenticated caller (authenticated first)."""
-    found: ReadModel = request.state.read_model
-    return found
-
-
-Reads = Annotated[ReadModel, Depends(reads)]
-
-
 def account_or_404(rm: ReadModel, account_id: UUID) -> AccountModel:
     account = rm.get_account(account_id)
     if account is None:
@@ -155,18 +162,18 @@ def account_or_404(rm: ReadModel, account_id: UUID) -> AccountModel:
 
 
 def user_or_404(rm: ReadModel, user_id: UUID) -> tuple[UserModel, AccountModel]:
-    user = rm.get_user(user_id)
-    if user is None:
-        raise ApiError(404, f"user {user_id} not found")
-    return user, account_or_404(rm, user.account_id)
+    user, _ends, account = user_and_role_ends_or_404(rm, user_id)
+    return user, account
 
 
 def user_and_role_ends_or_404(
     rm: ReadModel, user_id: UUID
 ) -> tuple[UserModel, dict[str, datetime], AccountModel]:
-    """`user_or_404`, and the user's role ends now (`rm.role_ends`), read with the user."""
-    found = rm.get_user_and_role_ends(user_id)
+    """The user, their role ends now (`rm.role_ends`) and their account, read together."""
+    found = rm.get_user_with_account(user_id)
     if found is None:
         raise ApiError(404, f"user {user_id} not found")
-    user, ends = found
-    return user, ends, account_or_404(rm, user.account_id)
+    user, ends, account = found
+    if account is None:
+        raise ApiError(404, f"account {user.account_id} not found")
+    return user, ends, account

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Annotated, Final, Literal, TypeVar
+from typing import Annotated, Any, Final, Literal, TypeVar
 from uuid import UUID
 
 from pydantic import Field
@@ -19,6 +19,7 @@ from ledger.errors import ValidationError
 from ledger.storage import side_tables as side
 from ledger.validation import shown
 from projections.api import schemas
+from projections.api.auth import NotInLoop
 from projections.api.errors import ApiError
 
 IDS_VARIABLE: Final = "LEDGER_API_IDS"
@@ -41,16 +42,24 @@ def answers_with_flexmeasures_ids() -> bool:
 
 
 class ExternalIds:
-    def __init__(self, ledger: Ledger, flexmeasures_ids: bool) -> None:
+    """`in_loop`: NotInLoop rather than a look-up (through the ledger's pool, which may wait)."""
+
+    def __init__(self, ledger: Ledger, flexmeasures_ids: bool, *, in_loop: bool = False) -> None:
         self.ledger = ledger
         self.flexmeasures_ids = flexmeasures_ids
+        self.in_loop = in_loop
         self._found: dict[tuple[str, UUID], int | None] = {}  # looked up once per request
+
+    def _side_row(self, sql: str, params: tuple[str, Any]) -> dict[str, Any] | None:
+        if self.in_loop:
+            raise NotInLoop
+        return self.ledger.side.select_one(sql, params)
 
     def ledger_id(self, kind: Kind, given: AnyId) -> UUID:
         """The ledger's id of what `given` names: a UUID, or a FlexMeasures integer id."""
         if isinstance(given, UUID):
             return given
-        row = self.ledger.side.select_one(side.SELECT_LEDGER_ID, (kind, given))
+        row = self._side_row(side.SELECT_LEDGER_ID, (kind, given))
         if row is None:
             raise ApiError(404, f"{kind} {given} not found")
         return UUID(row["ledger_id"])
@@ -58,7 +67,7 @@ class ExternalIds:
     def _external(self, kind: str, ledger_id: UUID) -> int | None:
         key = (kind, ledger_id)
         if key not in self._found:
-            row = self.ledger.side.select_one(side.SELECT_EXTERNAL_ID, (kind, str(ledger_id)))
+            row = self._side_row(side.SELECT_EXTERNAL_ID, (kind, str(ledger_id)))
             self._found[key] = None if row is None else int(row["external_id"])
         return self._found[key]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 from uuid import UUID
 
 from ledger import access_policy as rules
@@ -19,11 +20,21 @@ from projections.models import AccountModel, UserModel
 READ_ALL = rules.READ_ALL
 
 
+class Someone(Protocol):
+    """A user as the access rules see them (the user as recorded, or a read model's)."""
+
+    @property
+    def id(self) -> UUID: ...
+
+    @property
+    def account_id(self) -> UUID: ...
+
+
 @dataclass(frozen=True)
 class Principal:
     """The authenticated caller, with their effective roles now."""
 
-    user: UserModel
+    user: Someone
     roles: frozenset[str]
 
     @property

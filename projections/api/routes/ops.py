@@ -10,7 +10,7 @@ router = APIRouter()
 
 
 @router.get("/api/", response_model=schemas.Versions)
-def versions(request: Request) -> schemas.Versions:
+async def versions(request: Request) -> schemas.Versions:
     return schemas.Versions(
         flexmeasures_version=request.app.version,
         versions=API_VERSIONS,
@@ -19,7 +19,7 @@ def versions(request: Request) -> schemas.Versions:
 
 
 @router.get("/api/ops/ping", response_model=schemas.Ping)
-def ping(services: AppServices) -> schemas.Ping:
+async def ping(services: AppServices) -> schemas.Ping:
     """As FlexMeasures' ping; `projection` says whether the last catch-up failed."""
     failing = services.projection_failure is not None
     return schemas.Ping(message="ok", projection="failing" if failing else "ok")

@@ -11,9 +11,10 @@ from fastapi import APIRouter
 
 import projections.api.policy as policy
 import projections.api.schemas as schemas
-from projections.api.dependencies import Caller, Ids, Reads, user_or_404
+from projections.api.dependencies import Read, user_or_404
 from projections.api.errors import PROBLEMS, ApiError, forbidden
 from projections.api.external_ids import AnyId, ExternalIds
+from projections.api.policy import Principal
 from projections.api.schemas import UtcDateTime
 from projections.read_model import ReadModel
 from projections.reviews import ReviewItemModel, ReviewModel
@@ -31,50 +32,59 @@ def _readable(me: policy.Principal, rm: ReadModel) -> Readable:
 
 
 @router.get("/api/v3_0/reviews", response_model=list[schemas.Review], responses=PROBLEMS)
-def list_reviews(me: Caller, rm: Reads, ids: Ids, at: UtcDateTime | None = None) -> Any:
-    readable = _readable(me, rm)
-    shown = []
-    for campaign in rm.reviews(at):
-        items = rm.review_items(campaign.name, at, account_ids=readable)
-        if readable is None or items:
-            shown.append(_review(rm, ids, me, readable, campaign, items))
-    return shown
+async def list_reviews(read: Read, at: UtcDateTime | None = None) -> Any:
+    def answer(me: Principal, rm: ReadModel, ids: ExternalIds) -> Any:
+        readable = _readable(me, rm)
+        shown = []
+        for campaign in rm.reviews(at):
+            items = rm.review_items(campaign.name, at, account_ids=readable)
+            if readable is None or items:
+                shown.append(_review(rm, ids, me, readable, campaign, items))
+        return shown
+
+    return await read(answer)
 
 
 @router.get(
     "/api/v3_0/reviews/{name:path}", response_model=schemas.ReviewWithItems, responses=PROBLEMS
 )
-def get_review(
-    name: str, me: Caller, rm: Reads, ids: Ids, at: UtcDateTime | None = None
+async def get_review(
+    name: str, read: Read, at: UtcDateTime | None = None
 ) -> schemas.ReviewWithItems:
-    readable = _readable(me, rm)
-    campaign = rm.review(name, at)
-    if campaign is None:
-        raise ApiError(404, f"review campaign {name!r} not found")
-    items = rm.review_items(name, at, account_ids=readable)
-    if readable is not None and not items:
-        raise forbidden(f"review campaign {name!r}")
-    summary = _review(rm, ids, me, readable, campaign, items)
-    reviewer = _reviewer_shown(rm, me, readable, campaign.reviewer_id)
-    return schemas.ReviewWithItems(
-        **summary.model_dump(), item_list=[_item(ids, item, reviewer) for item in items]
-    )
+    def answer(me: Principal, rm: ReadModel, ids: ExternalIds) -> schemas.ReviewWithItems:
+        readable = _readable(me, rm)
+        campaign = rm.review(name, at)
+        if campaign is None:
+            raise ApiError(404, f"review campaign {name!r} not found")
+        items = rm.review_items(name, at, account_ids=readable)
+        if readable is not None and not items:
+            raise forbidden(f"review campaign {name!r}")
+        summary = _review(rm, ids, me, readable, campaign, items)
+        reviewer = _reviewer_shown(rm, me, readable, campaign.reviewer_id)
+        return schemas.ReviewWithItems(
+            **summary.model_dump(), item_list=[_item(ids, item, reviewer) for item in items]
+        )
+
+    return await read(answer)
 
 
 @router.get(
     "/api/v3_0/users/{id}/reviews", response_model=list[schemas.ReviewItem], responses=PROBLEMS
 )
-def user_reviews(
-    id: AnyId, me: Caller, rm: Reads, ids: Ids, at: UtcDateTime | None = None
+async def user_reviews(
+    id: AnyId, read: Read, at: UtcDateTime | None = None
 ) -> list[schemas.ReviewItem]:
-    user, account = user_or_404(rm, ids.ledger_id("user", id))
-    if not policy.can_read_user_audit_log(me, user, account):
-        raise forbidden(f"the access reviews of user {id}")
-    readable = policy.audit_logs_readable(me, rm.list_accounts(include_closed=True))
-    return [
-        _item(ids, item, _reviewer_shown(rm, me, readable, item.reviewer_id))
-        for item in rm.review_decisions(user.id, at)
-    ]
+    def answer(me: Principal, rm: ReadModel, ids: ExternalIds) -> list[schemas.ReviewItem]:
+        user, account = user_or_404(rm, ids.ledger_id("user", id))
+        if not policy.can_read_user_audit_log(me, user, account):
+            raise forbidden(f"the access reviews of user {id}")
+        readable = policy.audit_logs_readable(me, rm.list_accounts(include_closed=True))
+        return [
+            _item(ids, item, _reviewer_shown(rm, me, readable, item.reviewer_id))
+            for item in rm.review_decisions(user.id, at)
+        ]
+
+    return await read(answer)
 
 
 def _review(

@@ -1,20 +1,15 @@
 """`/api/v3_0/users`: the users the caller may read, one user, its audit log and its roles."""
 
 from typing import Annotated, Any
-from uuid import UUID
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 
 import projections.api.policy as policy
 import projections.api.schemas as schemas
 from projections.api.audit_log import AuditLogParameters, audit_log
 from projections.api.dependencies import (
-    Caller,
-    Ids,
-    Reads,
+    Read,
     account_or_404,
-    caller_reads,
-    in_loop_or_thread,
     user_and_role_ends_or_404,
     user_or_404,
 )
@@ -33,10 +28,8 @@ router = APIRouter()
 @router.get(
     "/api/v3_0/users", response_model=list[schemas.User] | schemas.UsersPage, responses=PROBLEMS
 )
-def list_users(
-    me: Caller,
-    rm: Reads,
-    ids: Ids,
+async def list_users(
+    read: Read,
     account_id: AnyId | None = None,
     include_inactive: bool = False,
     page: Annotated[int | None, Query(ge=1)] = None,
@@ -44,44 +37,45 @@ def list_users(
     per_page_now: PerPageNow = None,
     filter: str | None = None,
 ) -> Any:
-    if account_id is not None:
-        account = account_or_404(rm, ids.ledger_id("account", account_id))
-        if not policy.can_read_account(me, account):
-            raise forbidden(f"the users of account {account_id}")
-        users = rm.list_users(account.id, include_inactive=include_inactive)
-    else:
-        readable = {
-            a.id for a in rm.list_accounts(include_closed=True) if policy.can_read_account(me, a)
-        }
-        users = [
-            u for u in rm.list_users(include_inactive=include_inactive) if u.account_id in readable
-        ]
-    return paged(
-        [ids.user(schemas.User.of(u)) for u in users],
-        page,
-        per_page_given(per_page_now, per_page),
-        filter,
-        lambda u: (u.email, u.username),
-        schemas.UsersPage,
-    )
+    def answer(me: Principal, rm: ReadModel, ids: ExternalIds) -> Any:
+        if account_id is not None:
+            account = account_or_404(rm, ids.ledger_id("account", account_id))
+            if not policy.can_read_account(me, account):
+                raise forbidden(f"the users of account {account_id}")
+            users = rm.list_users(account.id, include_inactive=include_inactive)
+        else:
+            readable = {
+                a.id
+                for a in rm.list_accounts(include_closed=True)
+                if policy.can_read_account(me, a)
+            }
+            users = [
+                u
+                for u in rm.list_users(include_inactive=include_inactive)
+                if u.account_id in readable
+            ]
+        return paged(
+            [ids.user(schemas.User.of(u)) for u in users],
+            page,
+            per_page_given(per_page_now, per_page),
+            filter,
+            lambda u: (u.email, u.username),
+            schemas.UsersPage,
+        )
+
+    return await read(answer)
 
 
 @router.get("/api/v3_0/users/{id}", response_model=schemas.User, responses=PROBLEMS)
-async def get_user(id: AnyId, me: Caller, request: Request) -> schemas.User:
-    # async, its reads in the loop where they never wait: a plain `def` route takes two
-    # thread hops (the route, then its response's validation); its one dependency the caller
-    services, rm, ids = caller_reads(request)
-    # FlexMeasures ids are looked up through the ledger's pool, which may wait: in a thread
-    in_loop = isinstance(id, UUID) and not ids.flexmeasures_ids
-    return await in_loop_or_thread(services, lambda: _user(id, me, rm, ids), loop=in_loop)
+async def get_user(id: AnyId, read: Read) -> schemas.User:
+    def answer(me: Principal, rm: ReadModel, ids: ExternalIds) -> schemas.User:
+        user, ends, account = user_and_role_ends_or_404(rm, ids.ledger_id("user", id))
+        if not policy.can_read_user(me, user, account):
+            raise forbidden(f"user {id}")
+        shown = schemas.User.of(user).model_copy(update={"role_ends": ends})
+        return ids.user(shown)
 
-
-def _user(id: AnyId, me: Principal, rm: ReadModel, ids: ExternalIds) -> schemas.User:
-    user, ends, account = user_and_role_ends_or_404(rm, ids.ledger_id("user", id))
-    if not policy.can_read_user(me, user, account):
-        raise forbidden(f"user {id}")
-    shown = schemas.User.of(user).model_copy(update={"role_ends": ends})
-    return ids.user(shown)
+    return await read(answer)
 
 
 @router.get(
@@ -89,30 +83,34 @@ def _user(id: AnyId, me: Principal, rm: ReadModel, ids: ExternalIds) -> schemas.
     response_model=list[schemas.AuditLogEntry] | schemas.AuditLogPage,
     responses=PROBLEMS,
 )
-def user_audit_log(id: AnyId, me: Caller, rm: Reads, ids: Ids, query: AuditLogParameters) -> Any:
-    user, account = user_or_404(rm, ids.ledger_id("user", id))
-    if not policy.can_read_user_audit_log(me, user, account):
-        raise forbidden(f"the audit log of user {id}")
-    changes = history(rm, aggregate_id=user.id)
-    if user.id != me.user.id:  # a moved user's entries from before: their account's to read
-        readable = policy.audit_logs_readable(me, rm.list_accounts(include_closed=True))
-        if readable is not None:
-            changes = [c for c in changes if c.account_id is None or c.account_id in readable]
-    return audit_log(rm, changes, me, query, ids)
+async def user_audit_log(id: AnyId, read: Read, query: AuditLogParameters) -> Any:
+    def answer(me: Principal, rm: ReadModel, ids: ExternalIds) -> Any:
+        user, account = user_or_404(rm, ids.ledger_id("user", id))
+        if not policy.can_read_user_audit_log(me, user, account):
+            raise forbidden(f"the audit log of user {id}")
+        changes = history(rm, aggregate_id=user.id)
+        if user.id != me.user.id:  # a moved user's entries from before: their account's to read
+            readable = policy.audit_logs_readable(me, rm.list_accounts(include_closed=True))
+            if readable is not None:
+                changes = [c for c in changes if c.account_id is None or c.account_id in readable]
+        return audit_log(rm, changes, me, query, ids)
+
+    return await read(answer)
 
 
 @router.get("/api/v3_0/users/{id}/roles", response_model=schemas.UserRoles, responses=PROBLEMS)
-def user_roles(
-    id: AnyId, me: Caller, rm: Reads, ids: Ids, at: UtcDateTime | None = None
-) -> schemas.UserRoles:
-    user, account = user_or_404(rm, ids.ledger_id("user", id))
-    if not policy.can_read_user(me, user, account):
-        raise forbidden(f"user {id}")
-    roles = sorted(rm.roles(user.id, at=at))
-    ends = rm.role_ends(user.id, at=at)
-    return schemas.UserRoles(
-        user_id=user.id,
-        at=at,
-        roles=roles,
-        ends={role: end for role, end in ends.items() if role in roles},
-    )
+async def user_roles(id: AnyId, read: Read, at: UtcDateTime | None = None) -> schemas.UserRoles:
+    def answer(me: Principal, rm: ReadModel, ids: ExternalIds) -> schemas.UserRoles:
+        user, account = user_or_404(rm, ids.ledger_id("user", id))
+        if not policy.can_read_user(me, user, account):
+            raise forbidden(f"user {id}")
+        roles = sorted(rm.roles(user.id, at=at))
+        ends = rm.role_ends(user.id, at=at)
+        return schemas.UserRoles(
+            user_id=user.id,
+            at=at,
+            roles=roles,
+            ends={role: end for role, end in ends.items() if role in roles},
+        )
+
+    return await read(answer)
