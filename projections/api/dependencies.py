@@ -72,7 +72,8 @@ def caller(authorization: str | None, services: Services) -> Principal:
 class Reading:
     """What every authenticated read route runs its work with: `await read(work)` calls
     `work(me, rm, ids)` with the caller its token names, the read models (caught up) and the
-    ids as the API shows them, and answers what `work` returns (or raises). The token check
+    ids as the API shows them, and answers what `work` returns (or raises); a plain `def`
+    route whose answer grows with the data calls `read.in_thread(work)`. The token check
     and the work run together, in one place: in the event loop where reads never wait
     (`Services.reads_in_loop`: SQLite in WAL mode), else in one worker thread. Anything in the
     loop that would need more than a read on the loop's own connection or the read models'
@@ -91,7 +92,7 @@ class Reading:
                 return self._in_loop(*opened, work)
             except NotInLoop:
                 pass
-        return await run_in_threadpool(self._in_thread, work)
+        return await run_in_threadpool(self.in_thread, work)
 
     def _in_loop(
         self,
@@ -107,7 +108,11 @@ class Reading:
         assert ledger is not None, "opened with the token service"
         return work(me, rm, ExternalIds(ledger, answers_with_flexmeasures_ids(), in_loop=True))
 
-    def _in_thread(self, work: Callable[[Principal, ReadModel, ExternalIds], T]) -> T:
+    def in_thread(self, work: Callable[[Principal, ReadModel, ExternalIds], T]) -> T:
+        """`work` run here, in a worker thread: the way of a route whose answer grows with the
+        data (a list, an audit log), so that building and validating it never holds up the
+        event loop's other requests (FastAPI validates a plain `def` route's answer in a
+        worker thread too)."""
         me, rm = authenticated(self.authorization, self.services)
         return work(me, rm, ExternalIds(self.services.ledger, answers_with_flexmeasures_ids()))
 

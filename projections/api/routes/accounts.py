@@ -26,7 +26,7 @@ router = APIRouter()
     response_model=list[schemas.Account] | schemas.AccountsPage,
     responses=PROBLEMS,
 )
-async def list_accounts(
+def list_accounts(
     read: Read,
     page: Annotated[int | None, Query(ge=1)] = None,
     per_page: PerPage = None,
@@ -48,7 +48,7 @@ async def list_accounts(
             schemas.AccountsPage,
         )
 
-    return await read(answer)
+    return read.in_thread(answer)
 
 
 @router.get("/api/v3_0/accounts/{id}", response_model=schemas.Account, responses=PROBLEMS)
@@ -69,7 +69,7 @@ async def get_account(id: AnyId, read: Read) -> schemas.Account:
     response_model=list[schemas.AuditLogEntry] | schemas.AuditLogPage,
     responses=PROBLEMS,
 )
-async def account_audit_log(id: AnyId, read: Read, query: AuditLogParameters) -> Any:
+def account_audit_log(id: AnyId, read: Read, query: AuditLogParameters) -> Any:
     """The account's changes and its users' (as FlexMeasures logs a member's changes with
     their account)."""
 
@@ -79,7 +79,7 @@ async def account_audit_log(id: AnyId, read: Read, query: AuditLogParameters) ->
             raise forbidden(f"the audit log of account {id}")
         return audit_log(rm, history(rm, account_id=account.id), me, query, ids)
 
-    return await read(answer)
+    return read.in_thread(answer)
 
 
 @router.get(
@@ -87,7 +87,7 @@ async def account_audit_log(id: AnyId, read: Read, query: AuditLogParameters) ->
     response_model=list[schemas.Annotation],
     responses=PROBLEMS,
 )
-async def account_annotations(
+def account_annotations(
     id: AnyId,
     read: Read,
     annotations_after: UtcDateTime | None = None,
@@ -113,4 +113,4 @@ async def account_annotations(
         assert isinstance(found, list)
         return [schemas.Annotation.of(a) for a in found]
 
-    return await read(answer)
+    return read.in_thread(answer)

@@ -32,7 +32,7 @@ def _readable(me: policy.Principal, rm: ReadModel) -> Readable:
 
 
 @router.get("/api/v3_0/reviews", response_model=list[schemas.Review], responses=PROBLEMS)
-async def list_reviews(read: Read, at: UtcDateTime | None = None) -> Any:
+def list_reviews(read: Read, at: UtcDateTime | None = None) -> Any:
     def answer(me: Principal, rm: ReadModel, ids: ExternalIds) -> Any:
         readable = _readable(me, rm)
         shown = []
@@ -42,15 +42,13 @@ async def list_reviews(read: Read, at: UtcDateTime | None = None) -> Any:
                 shown.append(_review(rm, ids, me, readable, campaign, items))
         return shown
 
-    return await read(answer)
+    return read.in_thread(answer)
 
 
 @router.get(
     "/api/v3_0/reviews/{name:path}", response_model=schemas.ReviewWithItems, responses=PROBLEMS
 )
-async def get_review(
-    name: str, read: Read, at: UtcDateTime | None = None
-) -> schemas.ReviewWithItems:
+def get_review(name: str, read: Read, at: UtcDateTime | None = None) -> schemas.ReviewWithItems:
     def answer(me: Principal, rm: ReadModel, ids: ExternalIds) -> schemas.ReviewWithItems:
         readable = _readable(me, rm)
         campaign = rm.review(name, at)
@@ -65,15 +63,13 @@ async def get_review(
             **summary.model_dump(), item_list=[_item(ids, item, reviewer) for item in items]
         )
 
-    return await read(answer)
+    return read.in_thread(answer)
 
 
 @router.get(
     "/api/v3_0/users/{id}/reviews", response_model=list[schemas.ReviewItem], responses=PROBLEMS
 )
-async def user_reviews(
-    id: AnyId, read: Read, at: UtcDateTime | None = None
-) -> list[schemas.ReviewItem]:
+def user_reviews(id: AnyId, read: Read, at: UtcDateTime | None = None) -> list[schemas.ReviewItem]:
     def answer(me: Principal, rm: ReadModel, ids: ExternalIds) -> list[schemas.ReviewItem]:
         user, account = user_or_404(rm, ids.ledger_id("user", id))
         if not policy.can_read_user_audit_log(me, user, account):
@@ -84,7 +80,7 @@ async def user_reviews(
             for item in rm.review_decisions(user.id, at)
         ]
 
-    return await read(answer)
+    return read.in_thread(answer)
 
 
 def _review(

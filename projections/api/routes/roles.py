@@ -16,7 +16,7 @@ router = APIRouter()
 
 
 @router.get("/api/v3_0/roles/{name}/holders", response_model=list[schemas.User], responses=PROBLEMS)
-async def role_holders(name: str, read: Read, at: UtcDateTime | None = None) -> list[schemas.User]:
+def role_holders(name: str, read: Read, at: UtcDateTime | None = None) -> list[schemas.User]:
     def answer(me: Principal, rm: ReadModel, _ids: ExternalIds) -> list[schemas.User]:
         if name not in {r.name for r in rm.list_roles()}:
             raise ApiError(404, f"role {name!r} is not defined")
@@ -27,4 +27,4 @@ async def role_holders(name: str, read: Read, at: UtcDateTime | None = None) -> 
             if policy.can_read_user(me, u, accounts[u.account_id])
         ]
 
-    return await read(answer)
+    return read.in_thread(answer)

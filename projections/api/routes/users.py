@@ -28,7 +28,7 @@ router = APIRouter()
 @router.get(
     "/api/v3_0/users", response_model=list[schemas.User] | schemas.UsersPage, responses=PROBLEMS
 )
-async def list_users(
+def list_users(
     read: Read,
     account_id: AnyId | None = None,
     include_inactive: bool = False,
@@ -63,7 +63,7 @@ async def list_users(
             schemas.UsersPage,
         )
 
-    return await read(answer)
+    return read.in_thread(answer)
 
 
 @router.get("/api/v3_0/users/{id}", response_model=schemas.User, responses=PROBLEMS)
@@ -83,7 +83,7 @@ async def get_user(id: AnyId, read: Read) -> schemas.User:
     response_model=list[schemas.AuditLogEntry] | schemas.AuditLogPage,
     responses=PROBLEMS,
 )
-async def user_audit_log(id: AnyId, read: Read, query: AuditLogParameters) -> Any:
+def user_audit_log(id: AnyId, read: Read, query: AuditLogParameters) -> Any:
     def answer(me: Principal, rm: ReadModel, ids: ExternalIds) -> Any:
         user, account = user_or_404(rm, ids.ledger_id("user", id))
         if not policy.can_read_user_audit_log(me, user, account):
@@ -95,7 +95,7 @@ async def user_audit_log(id: AnyId, read: Read, query: AuditLogParameters) -> An
                 changes = [c for c in changes if c.account_id is None or c.account_id in readable]
         return audit_log(rm, changes, me, query, ids)
 
-    return await read(answer)
+    return read.in_thread(answer)
 
 
 @router.get("/api/v3_0/users/{id}/roles", response_model=schemas.UserRoles, responses=PROBLEMS)
