@@ -153,7 +153,7 @@ def test_a_read_takes_no_worker_thread_where_reads_never_wait_and_one_elsewhere(
     """Counted at anyio, where FastAPI's and Starlette's hops to the thread pool all go: a
     warm worker's read takes none in the loop, and one (the token check with the route's
     reads) elsewhere; a FlexMeasures id, looked up through the ledger's pool, takes one. A
-    list's route, whose answer grows with the data, takes two everywhere (the route, then its
+    list's route, whose answer grows with the data, takes two or more everywhere (the route, its
     answer's validation): it never holds up the loop."""
     ann = led.create_user(
         "ann@acme.org", account_id=acme, actor=ADMIN, roles=["admin"], password=PASSWORD
