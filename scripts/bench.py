@@ -619,9 +619,9 @@ def statements_sent(rm: Any, calls: Sequence[Callable[[], Any]]) -> list[list[tu
     sent: list[list[tuple[str, Any]]] = []
     run = reader._run
 
-    def recording(sql: str, parameters: Any) -> Any:
+    def recording(sql: str, parameters: Any, *rest: Any) -> Any:
         sent[-1].append((sql, parameters))
-        return run(sql, parameters)
+        return run(sql, parameters, *rest)
 
     reader._run = recording
     try:

@@ -112,6 +112,16 @@ def test_version_conflicts_on_one_user_are_retried(led: Ledger, acme: UUID) -> N
     assert_chain_intact(led)
 
 
+def test_two_writers_repeating_the_same_commands_never_fail(led: Ledger, acme: UUID) -> None:
+    """Each command lands or is refused as the ledger refuses it, never with a driver error:
+    on PostgreSQL a ROLLBACK once sent in a pipeline made psycopg deallocate, one statement
+    late, a statement it had just prepared ("prepared statement _pg3_N does not exist")."""
+    users = [led.create_user(f"u{i}@example.org", account_id=acme, actor=ADMIN) for i in range(3)]
+    outcomes = run_workers(workers.grant_login_revoke, *[(led.url, users, w, 60) for w in (0, 1)])
+    assert all(o.startswith("ok") for o in outcomes), Counter(outcomes)
+    assert_chain_intact(led)
+
+
 def assert_chain_intact(led: Ledger) -> None:
     """Concurrent writers extend the integrity chain without a wrong or missing link."""
     with Audit(led.url) as audit:

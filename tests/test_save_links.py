@@ -132,8 +132,7 @@ def test_a_version_clash_fails_the_whole_save(
 def test_a_single_command_waits_on_postgresql_once(
     led: Ledger, acme: UUID, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Its save (a grant: read guards, the event, its link, the COMMIT) in one round trip,
-    and so is a confirmation of cached state by a command that saves nothing."""
+    """Its save (a grant: read guards, the event, its link, the COMMIT) in one round trip."""
     import psycopg._pipeline_base
 
     syncs: list[None] = []
@@ -151,7 +150,6 @@ def test_a_single_command_waits_on_postgresql_once(
         lambda: led.grant_role(ann, "admin", actor=ADMIN),
         lambda: led.record_login(ann),
         lambda: led.revoke_role(ann, "admin", actor=ADMIN),
-        lambda: led.revoke_role(ann, "admin", actor=ADMIN),  # a no-op: confirmed, not saved
     ):
         syncs.clear()
         command()

@@ -102,3 +102,27 @@ def denied_grants(
         ]
     finally:
         led.close()
+
+
+def grant_login_revoke(
+    url: str, users: list[UUID], worker: int, rounds: int, barrier: Barrier
+) -> list[str]:
+    """The bench's mix (a grant of admin, a login, its revocation) over a few shared users,
+    round-robin: the same statements again and again on each connection, as a busy writer
+    sends them (psycopg prepares a statement on its fifth use)."""
+    led = Ledger(url)
+    try:
+        barrier.wait()
+        outcomes = []
+        for i in range(rounds):
+            user = users[(i + worker) % len(users)]
+            if i % 3 == 0:
+                call = partial(led.grant_role, user, "admin", actor=ADMIN)
+            elif i % 3 == 1:
+                call = partial(led.record_login, user)
+            else:
+                call = partial(led.revoke_role, user, "admin", actor=ADMIN)
+            outcomes.append(_outcome(call))
+        return outcomes
+    finally:
+        led.close()

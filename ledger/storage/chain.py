@@ -32,6 +32,8 @@ def link(previous: str, position: int, event: StoredEvent) -> str:
 def link_of(
     previous: str, position: int, originator_id: str, version: int, topic: str, state: bytes
 ) -> str:
+    # PostgreSQL computes the same link in SQL for small saves (`_link_sql`): change both
+    # together (tests/test_save_links.py compares them)
     digest = hashlib.sha256(
         f"{previous}\x1f{position}\x1f{originator_id}\x1f{version}\x1f{topic}\x1f".encode()
     )

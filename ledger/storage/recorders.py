@@ -595,20 +595,13 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             "WHERE e.originator_id = wanted.id AND e.originator_version > wanted.after "
             "OFFSET 0) e ORDER BY wanted.n, e.originator_version"
         ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
-        params = ([id_ for id_, _ in positions], [after for _, after in positions])
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            try:
-                # sent together, answered in one round trip (a command's confirmation of
-                # cached state is one of these: it waited on four)
-                with conn.pipeline():
-                    conn.execute("BEGIN", prepare=False)
-                    conn.execute("SET LOCAL jit = off", prepare=False)
-                    curs.execute(query, params)
-                    conn.execute("ROLLBACK", prepare=False)
-            except Exception:
-                with contextlib.suppress(DriverError):  # the connection may be gone
-                    conn.rollback()
-                raise
+        # In a transaction block of psycopg's, not BEGIN ... ROLLBACK sent in one pipeline:
+        # psycopg then sends the DEALLOCATE ALL a ROLLBACK calls for after the connection's
+        # next statement, which deleted that statement if psycopg had just prepared it (two
+        # writing processes then failed with "prepared statement _pg3_N does not exist").
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute("SET LOCAL jit = off")
+            curs.execute(query, ([id_ for id_, _ in positions], [after for _, after in positions]))
             return [
                 StoredEvent(
                     originator_id=row["originator_id"],
