@@ -555,7 +555,7 @@ def _padded(items: list[Any]) -> list[Any]:
     return items + [items[0]] * ((1 << (len(items) - 1).bit_length()) - len(items))
 
 
-_ANNOTATION_COLUMNS: Final = [
+ANNOTATION_COLUMNS: Final = [  # a search's row, in order
     "id",
     "content",
     "start",
@@ -635,7 +635,7 @@ def _annotation_search(
                 *([n.source_user_id.in_(by_user)] if by_user else []),
             )
         )
-    columns: list[ColumnElement[Any]] = [t.annotations.c[name] for name in _ANNOTATION_COLUMNS]
+    columns: list[ColumnElement[Any]] = [t.annotations.c[name] for name in ANNOTATION_COLUMNS]
     # the id as the driver gives it (SQLite: hex text): the model's validator makes the UUID,
     # at a fifth of the cost of SQLAlchemy's processor
     columns[0] = type_coerce(n.id, String())
@@ -648,7 +648,7 @@ AnnotationFields = Callable[[list[Sequence[Any]], UUID], list[dict[str, Any]]]
 def _annotation_fields(query: PreparedQuery, description: Sequence[Any]) -> AnnotationFields:
     """The models' fields from a search's rows (as the driver gives them) in one pass, each
     column's result processor applied to its values but None."""
-    processors = dict(zip(_ANNOTATION_COLUMNS, query.processors(description), strict=True))
+    processors = dict(zip(ANNOTATION_COLUMNS, query.processors(description), strict=True))
     # text needs none in either dialect (nor the id, read as text: see `_annotation_search`)
     unprocessed = [processors[name] for name in ("id", "content", "source_name", "type")]
     assert unprocessed == [None] * 4, processors

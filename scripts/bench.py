@@ -612,6 +612,28 @@ def floor_result(
     )
 
 
+def search_calls(
+    rm: Any, account: Any, count: int, annotations: int, rng: random.Random
+) -> list[Callable[[], Any]]:
+    """The bench's `search_annotations` calls: 6-hour windows over the account's hourly
+    annotations, `source="bench"` on every other call."""
+    calls: list[Callable[[], Any]] = []
+    for i in range(count):
+        window = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(
+            hours=rng.randrange(max(1, annotations))
+        )
+        calls.append(
+            functools.partial(
+                rm.search_annotations,
+                account,
+                annotations_after=window,
+                annotations_before=window + timedelta(hours=6),
+                source="bench" if i % 2 else None,
+            )
+        )
+    return calls
+
+
 def statements_sent(rm: Any, calls: Sequence[Callable[[], Any]]) -> list[list[tuple[str, Any]]]:
     """The SQL and parameters each call sends through the reader, recorded by running each call
     once more."""
@@ -663,19 +685,6 @@ def statements_alone(url: str, sent: Sequence[Sequence[tuple[str, Any]]]) -> lis
     return latencies
 
 
-# the columns of a search's row, in order
-ANNOTATION_ROW = [
-    "id",
-    "content",
-    "start",
-    "end",
-    "belief_time",
-    "source_name",
-    "source_user_id",
-    "type",
-]
-
-
 def annotation_models(conn: Any, statements: Sequence[tuple[str, Any]], account: uuid.UUID) -> Any:
     """A search call's statements run on `conn`, their rows validated as one list of models:
     pydantic parses the driver's values itself, from one dict a row; nothing else."""
@@ -717,12 +726,14 @@ def statements_and_models_alone(
     """Latencies of each search call's statements replayed as `statements_alone` does, and its
     rows then validated as models (`annotation_models`): the floor of a search that returns
     validated models."""
+    from projections.queries import ANNOTATION_COLUMNS
+
     conn = driver_connection(url)
     latencies = []
     try:
         cursor = conn.cursor()
         cursor.execute(*sent[0][0])
-        assert [column[0] for column in cursor.description] == ANNOTATION_ROW
+        assert [column[0] for column in cursor.description] == ANNOTATION_COLUMNS
         cursor.close()
         for statements in sent:
             start = time.perf_counter()
@@ -1249,20 +1260,7 @@ def run(url: str, scale: dict[str, int], log: Callable[[str], None]) -> list[Res
             latencies.append(time.perf_counter() - begin)
         results.append(latency_result(name, latencies, point_p50, 3))
     account = led.account_id_for_name("Account 0")
-    searches: list[Callable[[], Any]] = []
-    for i in range(min(scale["samples"], 300)):
-        window = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(
-            hours=rng.randrange(max(1, scale["annotations"]))
-        )
-        searches.append(
-            functools.partial(
-                rm.search_annotations,
-                account,
-                annotations_after=window,
-                annotations_before=window + timedelta(hours=6),
-                source="bench" if i % 2 else None,
-            )
-        )
+    searches = search_calls(rm, account, min(scale["samples"], 300), scale["annotations"], rng)
     latencies = []
     for search in searches:
         begin = time.perf_counter()

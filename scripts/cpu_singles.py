@@ -25,7 +25,6 @@ import random
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -128,19 +127,8 @@ def database(server: str | None, folder: str) -> Iterator[str]:
     if server is None:
         yield f"sqlite:///{folder}/cpu.db"
         return
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    url = make_url(server)
-    name = f"wt_singles_{uuid.uuid4().hex[:8]}"
-    admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with bench.scratch_database(server) as url:
+        yield url
 
 
 class RoundTrips:

@@ -17,14 +17,12 @@ call's list of dicts alone; `floor` the statements and the models validated from
 from __future__ import annotations
 
 import argparse
-import functools
 import gc
 import os
 import random
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -45,20 +43,7 @@ def build(url: str) -> None:
 
 def searches(rm: Any, account: Any, count: int) -> list[Callable[[], Any]]:
     """The bench's calls (`scripts/bench.py`, the search_annotations row)."""
-    rng = random.Random(1)
-    calls: list[Callable[[], Any]] = []
-    for i in range(count):
-        window = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(hours=rng.randrange(10_000))
-        calls.append(
-            functools.partial(
-                rm.search_annotations,
-                account,
-                annotations_after=window,
-                annotations_before=window + timedelta(hours=6),
-                source="bench" if i % 2 else None,
-            )
-        )
-    return calls
+    return bench.search_calls(rm, account, count, 10_000, random.Random(1))
 
 
 def loop(part: str, rm: Any, url: str, calls: list[Callable[[], Any]]) -> Callable[[], None]:
