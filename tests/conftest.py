@@ -5,10 +5,12 @@ property tests run the "ci" hypothesis profile."""
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import eventsourcing.utils
 import psycopg
 import pytest
 from hypothesis import HealthCheck, Phase, settings
@@ -116,3 +118,13 @@ def rm(url: str, led: Ledger) -> Iterator[ReadModel]:
         yield model
     finally:
         model.close()
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Every sleep, by the ledger's runner or by eventsourcing's retries, recorded instead of
+    slept."""
+    slept: list[float] = []
+    monkeypatch.setattr(time, "sleep", slept.append)
+    monkeypatch.setattr(eventsourcing.utils, "sleep", slept.append)
+    return slept

@@ -5,12 +5,10 @@ that a move of the runner re-points them here only."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 from uuid import UUID
 
-import eventsourcing.utils
 import pytest
 
 from ledger import InactiveUser, Ledger, runner
@@ -35,15 +33,6 @@ def other(led: Ledger) -> Iterator[Ledger]:
         yield ledger
     finally:
         ledger.close()
-
-
-@pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Every sleep, by the runner or by eventsourcing's own retries."""
-    slept: list[float] = []
-    monkeypatch.setattr(time, "sleep", slept.append)
-    monkeypatch.setattr(eventsourcing.utils, "sleep", slept.append)
-    return slept
 
 
 @pytest.fixture

@@ -7,11 +7,9 @@ error (eventsourcing's IntegrityError: no retry, nothing written)."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 from uuid import UUID, uuid4
 
-import eventsourcing.utils
 import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
@@ -84,15 +82,6 @@ def stored(originator_id: UUID, version: int) -> StoredEvent:
         topic="ledger.domain.users:User.LoginRecorded",
         state=b"{}",
     )
-
-
-@pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Every sleep, as eventsourcing's retries of an OperationalError would make."""
-    slept: list[float] = []
-    monkeypatch.setattr(time, "sleep", slept.append)
-    monkeypatch.setattr(eventsourcing.utils, "sleep", slept.append)
-    return slept
 
 
 @pytest.mark.parametrize("size", [1, LINKED_BY_THE_DATABASE + 1])
