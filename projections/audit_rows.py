@@ -20,21 +20,10 @@ from uuid import UUID
 
 import orjson
 
+from ledger.domain.base import EVENT_METADATA
 from projections.prepared import PreparedQuery
 from projections.tables import _sqlite_utc_text, _sqlite_uuid_hex
 
-METADATA: Final = frozenset(
-    {
-        "originator_id",
-        "originator_version",
-        "originator_topic",
-        "timestamp",
-        "actor",
-        "reason",
-        "command_id",
-    }
-)
-"""An event's attributes that the audit log keeps in columns of their own, not in `fields`."""
 LOG_COLUMNS: Final = (
     "position",
     "timestamp",
@@ -70,7 +59,9 @@ def plain(value: Any) -> Any:
 def event_fields(event: Any) -> dict[str, Any]:
     # `plain` inlined for the common fields: a call less per field of every event
     return {
-        k: v if type(v) in _AS_IS else plain(v) for k, v in vars(event).items() if k not in METADATA
+        k: v if type(v) in _AS_IS else plain(v)
+        for k, v in vars(event).items()
+        if k not in EVENT_METADATA
     }
 
 
@@ -79,7 +70,7 @@ def fields_json(event: Any) -> str:
     back as."""
     fields = {}
     for key, value in vars(event).items():  # one pass: picked and checked
-        if key in METADATA:
+        if key in EVENT_METADATA:  # kept in columns of their own
             continue
         kind = type(value)
         if kind not in _ORJSON_EXACT and (kind is not datetime or value.tzinfo is not UTC):

@@ -21,7 +21,7 @@ from importlib import metadata as package_metadata
 from typing import Any, Final
 from uuid import UUID
 
-from ledger.domain.base import ERASED
+from ledger.domain.base import ERASED, EVENT_METADATA
 
 SCHEMA_VERSION: Final = "1.8.0"
 IAM: Final = (3, "Identity & Access Management")
@@ -96,18 +96,6 @@ PART_ENTITIES: Final = {
     "ReviewItemCertified": "ReviewItem",
     "ReviewItemRevoked": "ReviewItem",
 }
-# what every event carries, shown in its own OCSF attributes rather than in `unmapped`
-COMMON_FIELDS: Final = frozenset(
-    {
-        "originator_id",
-        "originator_version",
-        "originator_topic",
-        "timestamp",
-        "actor",
-        "reason",
-        "command_id",
-    }
-)
 
 
 def _product_version() -> str:
@@ -143,11 +131,12 @@ AS_IS: Final = frozenset({str, int, bool, type(None)})
 
 
 def fields(event: Any) -> dict[str, Any]:
-    """The event's own fields (not its common metadata), as JSON values."""
+    """The event's own fields (not its metadata: shown in OCSF attributes of their own), as
+    JSON values."""
     return {
         name: value if type(value) in AS_IS else plain(value)
         for name, value in vars(event).items()
-        if name not in COMMON_FIELDS and name[0] != "_"
+        if name not in EVENT_METADATA and name[0] != "_"
     }
 
 

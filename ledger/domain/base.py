@@ -13,6 +13,19 @@ from eventsourcing.utils import resolve_topic
 
 _CONTAINERS: Final = (set, dict, list)
 
+EVENT_METADATA: Final = frozenset(
+    {
+        "originator_id",
+        "originator_version",
+        "originator_topic",
+        "timestamp",
+        "actor",
+        "reason",
+        "command_id",
+    }
+)
+"""The attributes every event carries besides its own fields: whose, which, when, who, why."""
+
 ERASED: Final = "[erased]"
 """Shown in place of personal data whose key was deleted by `erase_user`."""
 
