@@ -19,8 +19,12 @@ from ledger import Ledger
 from projections import ReadModel
 
 # Property tests: under CI=true the "ci" profile runs each with 200 examples (the random
-# histories of test_properties.py too); locally they keep their quicker defaults.
-settings.register_profile("ci", max_examples=200)
+# histories of test_properties.py too); locally they keep their quicker defaults. Neither has
+# hypothesis' deadline (200 ms an example): a timing check, which fails an example that a loaded
+# machine ran slowly.
+settings.register_profile("local", deadline=None)
+settings.register_profile("ci", max_examples=200, deadline=None)
+settings.load_profile("local")
 # For runs against a planted bug (scripts/mutation.py sets LEDGER_HYPOTHESIS_PROFILE=mutant, as
 # it runs pytest without plugins): report the first failing example as it is, without the
 # minutes of shrinking it on two databases; and no timing checks, as a slow example on a loaded
