@@ -556,7 +556,7 @@ def api_results(url: str, log: Callable[[str], None]) -> list[Result]:
         f"its statements alone {floor.rate:,.0f} requests/s"
     )
     how = (
-        "in one pipeline on an async psycopg connection"
+        "in one pipeline on a psycopg connection"
         if api_url.startswith("postgresql")
         else "one after the other on a sqlite3 connection"
     )
