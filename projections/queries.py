@@ -259,10 +259,7 @@ class Queries:
     ) -> tuple[UserModel, dict[str, datetime], AccountModel | None] | None:
         """`get_user_and_role_ends`, and the user's account (`get_account`), asked together:
         one round trip on PostgreSQL."""
-        user_id = self.resolve_user(user)
-        user_rows, account_rows = self.reader.all_of(
-            (_USER_BY_ID, {"u": user_id}), (_ACCOUNT_OF_USER, {"u": user_id})
-        )
+        user_rows, account_rows = self.reader.all_of(*self.user_with_account_reads(user))
         found = self._user_and_role_ends(user_rows)
         if found is None:
             return None
@@ -270,6 +267,11 @@ class Queries:
         if account is None or account.id != found[0].account_id:
             account = self.get_account(found[0].account_id)  # moved between the two reads
         return found[0], found[1], account
+
+    def user_with_account_reads(self, user: Any) -> list[tuple[Select[Any], dict[str, Any]]]:
+        """The statements (and their parameters) `get_user_with_account` sends together."""
+        user_id = self.resolve_user(user)
+        return [(_USER_BY_ID, {"u": user_id}), (_ACCOUNT_OF_USER, {"u": user_id})]
 
     def _user_and_role_ends(
         self, rows: list[Sequence[Any]]

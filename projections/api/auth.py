@@ -281,15 +281,8 @@ class TokenService:
         """(the user as recorded now, rebuilt only if their or their account's events moved
         on since this process last rebuilt them; what the same query read besides)."""
         known = self._checked.get(user_id)
-        account = None if known is None else self._event_id(known.user.account_id)
-        parameters = {
-            "user": self._event_id(user_id),
-            "account": account,
-            "user_key": str(user_id),
-            "secret_name": SIGNING_SECRET,
-        }
         user_version, account_version, password_hash, secret, head, projected = self.reader.all(
-            self._state, parameters
+            *self.confirming(user_id)
         )[0]
         if (
             known is None
@@ -301,6 +294,19 @@ class TokenService:
             known = self._rebuilt(user_id)
         stored = None if secret is None else bytes.fromhex(secret)
         return known, _State(password_hash, stored, head or 0, projected or 0)
+
+    def confirming(self, user_id: UUID) -> tuple[Select[Any], dict[str, Any]]:
+        """The one query (and its parameters) that confirms a token of `user_id` as recorded
+        now, as `authenticate` runs it."""
+        known = self._checked.get(user_id)
+        account = None if known is None else self._event_id(known.user.account_id)
+        parameters = {
+            "user": self._event_id(user_id),
+            "account": account,
+            "user_key": str(user_id),
+            "secret_name": SIGNING_SECRET,
+        }
+        return self._state, parameters
 
     def _rebuilt(self, user_id: UUID) -> _Checked | None:
         user = self._recorded_user(user_id)
