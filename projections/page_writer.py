@@ -8,8 +8,10 @@ a rebuild; binding parameters through `PreparedQuery.parameters`' general loop a
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from typing import Any
+from itertools import chain
+from typing import Any, Final
 
 from sqlalchemy import Connection, Insert, Table
 from sqlalchemy.sql import ClauseElement, Select
@@ -56,6 +58,7 @@ class WriteStatements(PreparedStatements):
         self._last: dict[int, tuple[ClauseElement, tuple[str, ...] | None, PreparedQuery, Binder]]
         self._last = {}
         self._copies: dict[int, tuple[PreparedQuery, str | None]] = {}
+        self._values: dict[int, tuple[PreparedQuery, tuple[str, int] | None]] = {}
 
     def binder(self, query: PreparedQuery) -> Binder:
         found = self._binders.get(id(query))
@@ -85,14 +88,34 @@ class WriteStatements(PreparedStatements):
             found = self._copies[id(query)] = (query, self._copy(statement, query))
         return found[1]
 
-    def _copy(self, statement: ClauseElement, query: PreparedQuery) -> str | None:
-        if not isinstance(statement, Insert) or not isinstance(statement.table, Table):
+    def rows_at_once(
+        self, statement: ClauseElement, query: PreparedQuery
+    ) -> tuple[str, int] | None:
+        """SQLite: a plain INSERT's statement for many rows at once (`VALUES (..), (..)`), and
+        how many; else None."""
+        found = self._values.get(id(query))
+        if found is None:
+            found = self._values[id(query)] = (query, self._rows_at_once(statement, query))
+        return found[1]
+
+    def _rows_at_once(
+        self, statement: ClauseElement, query: PreparedQuery
+    ) -> tuple[str, int] | None:
+        if self.dialect.name != "sqlite" or not _plain_insert(statement) or not query._in_order:
             return None
+        head, values, rest = query.sql.rpartition(" VALUES ")
+        if not values or _ONE_ROW.fullmatch(rest) is None:
+            return None
+        rows = max(1, _SQLITE_VARIABLES // (rest.count("?")))
+        return f"{head} VALUES {', '.join([rest] * rows)}", rows
+
+    def _copy(self, statement: ClauseElement, query: PreparedQuery) -> str | None:
+        if not _plain_insert(statement):
+            return None
+        assert isinstance(statement, Insert) and isinstance(statement.table, Table)
         table = statement.table
         plain = (
             self.dialect.name == "postgresql"
-            and statement._post_values_clause is None  # no ON CONFLICT
-            and not statement._returning
             and query._order is None
             and all(name in table.c and table.c[name].name == name for name in query._names)
         )
@@ -101,6 +124,21 @@ class WriteStatements(PreparedStatements):
         quoted = self.dialect.identifier_preparer
         columns = ", ".join(quoted.quote(name) for name in query._names)
         return f"COPY {quoted.format_table(table)} ({columns}) FROM STDIN"
+
+
+# SQLite's bound on a statement's parameters before 3.32 (32,766 since): rows sent at once
+_SQLITE_VARIABLES: Final = 999
+_ONE_ROW: Final = re.compile(r"\(\?(?:, \?)*\)")
+
+
+def _plain_insert(statement: ClauseElement) -> bool:
+    """An INSERT of given values into a table: no ON CONFLICT, no RETURNING."""
+    return (
+        isinstance(statement, Insert)
+        and isinstance(statement.table, Table)
+        and statement._post_values_clause is None
+        and not statement._returning
+    )
 
 
 class PageWriter:
@@ -177,6 +215,18 @@ class PageWriter:
                         for values in run.parameters:
                             copy.write_row([values[name] for name in names])
                     continue
+                if len(run.parameters) > 1 and run.at_once is not None:
+                    # one statement, one sqlite3_step (the GIL let go of) for many rows
+                    sql, rows = run.at_once
+                    parameters = run.parameters
+                    whole = len(parameters) - len(parameters) % rows
+                    for first in range(0, whole, rows):
+                        cursor.execute(
+                            sql, list(chain.from_iterable(parameters[first : first + rows]))
+                        )
+                    if whole < len(parameters):
+                        cursor.executemany(run.query.sql, parameters[whole:])
+                    continue
                 self._in_pipeline()
                 if len(run.parameters) == 1:
                     cursor.execute(run.query.sql, run.parameters[0])
@@ -201,8 +251,12 @@ class PageWriter:
                     return
                 if run.keys is None or key in run.keys:
                     break
-        copy = self._statements.copy(statement, query) if self._start_pipeline else None
-        runs.append(_Run(query, parameters, None if key is None else {key}, copy))
+        copy = at_once = None
+        if self._start_pipeline is not None:
+            copy = self._statements.copy(statement, query)
+        else:
+            at_once = self._statements.rows_at_once(statement, query)
+        runs.append(_Run(query, parameters, None if key is None else {key}, copy, at_once))
 
     def _end_pipeline(self) -> None:
         self._pipeline.close()
@@ -232,14 +286,21 @@ class PageWriter:
 
 class _Run:
     """Queued writes of one statement, sent together; `keys`: the rows they touch (None: any);
-    `copy`: the COPY that loads them, if the statement is a plain INSERT on PostgreSQL."""
+    `copy`: the COPY that loads them, if the statement is a plain INSERT on PostgreSQL;
+    `at_once`: on SQLite, its statement for many rows and how many."""
 
-    __slots__ = ("copy", "keys", "parameters", "query")
+    __slots__ = ("at_once", "copy", "keys", "parameters", "query")
 
     def __init__(
-        self, query: PreparedQuery, parameters: list[Any], keys: set[Any] | None, copy: str | None
+        self,
+        query: PreparedQuery,
+        parameters: list[Any],
+        keys: set[Any] | None,
+        copy: str | None,
+        at_once: tuple[str, int] | None,
     ) -> None:
         self.query = query
         self.parameters = parameters
         self.keys = keys
         self.copy = copy
+        self.at_once = at_once

@@ -158,3 +158,20 @@ def test_small_pages_leave_what_large_pages_leave(led: Ledger, acme: UUID, rm: R
         assert dump(small) == expected
     finally:
         small.close()
+
+
+def test_rows_sent_many_at_once_leave_what_rows_sent_one_by_one_leave(
+    led: Ledger, acme: UUID, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite: a run of a plain INSERT goes as statements of many rows and a remainder."""
+    varied_history(led, acme)
+    dumps = []
+    for variables in (1, 40, 999):  # a row a statement; 4 audit rows and a rest; the default
+        monkeypatch.setattr(page_writer_module, "_SQLITE_VARIABLES", variables)
+        rm = ReadModel(led.url, page_size=50)
+        try:
+            rm.rebuild()
+            dumps.append(dump(rm))
+        finally:
+            rm.close()
+    assert dumps[1] == dumps[0] and dumps[2] == dumps[0]
