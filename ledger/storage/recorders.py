@@ -5,13 +5,19 @@ from the disk what an erasure deleted."""
 from __future__ import annotations
 
 import contextlib
+import random
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Final, LiteralString, Protocol, cast
 from uuid import UUID
 
-from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
+from eventsourcing.persistence import (
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    StoredEvent,
+)
 from eventsourcing.postgres import (
     PostgresAggregateRecorder,
     PostgresApplicationRecorder,
@@ -25,7 +31,6 @@ from eventsourcing.sqlite import (
     SQLiteCursor,
     SQLiteFactory,
 )
-from eventsourcing.utils import retry
 from psycopg import Connection, Cursor
 from psycopg import Error as DriverError
 from psycopg.errors import LockNotAvailable
@@ -283,6 +288,10 @@ def _between(
     return within, tuple(bounds)
 
 
+SAVE_ATTEMPTS: Final = 10
+"""PostgreSQL: how many times a save is sent while its connection keeps failing."""
+SAVE_RETRY_WAIT: Final = 0.2  # seconds between two of them
+
 LINKED_BY_THE_DATABASE: Final = 8
 """PostgreSQL: a save of this many events or fewer has its links computed by the database."""
 
@@ -309,6 +318,13 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         self._guard = _pg(side_tables.read_guard(self._guarded_events_table())).encode()
         self._insert_link = chain.insert_link_postgres(self._guarded_events_table()).encode()
         self._insert_linked = chain.insert_linked_postgres(self._guarded_events_table()).encode()
+        # the stored events at the positions `(%s, %s)` (arrays), in that order; nulls if none
+        self._select_as_sent = (
+            "SELECT e.notification_id, e.topic, e.state "
+            "FROM unnest(%s::uuid[], %s::bigint[]) WITH ORDINALITY AS sent(id, version, n) "
+            f"LEFT JOIN {self._guarded_events_table()} e "
+            "ON e.originator_id = sent.id AND e.originator_version = sent.version ORDER BY sent.n"
+        ).encode()
 
     def create_table(self) -> None:
         with self.datastore.get_connection() as conn:
@@ -318,8 +334,67 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (_CREATE_TABLES_LOCK,))
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """Send the save (`_send_save`), again if its connection fails, as eventsourcing's
+        `@retry` did. A connection lost after the COMMIT left may have lost only the answer:
+        the server committed, and the save sent again clashes with itself. So a clash after a
+        failed attempt is checked: if what the save wrote is stored exactly as sent
+        (`_positions_if_stored`), the first attempt committed, and the save succeeded."""
+        attempt = 1
+        while True:
+            try:
+                return self._send_save(stored_events, **kwargs)
+            except (InterfaceError, OperationalError):
+                if attempt == SAVE_ATTEMPTS:
+                    raise
+                attempt += 1
+                time.sleep(SAVE_RETRY_WAIT * random.uniform(0.95, 1.05))
+            except IntegrityError:
+                if attempt > 1:
+                    side_writes = kwargs.get("side_writes", ())
+                    positions = self._positions_if_stored(stored_events, side_writes)
+                    if positions is not None:
+                        return positions if stored_events else None
+                raise
+
+    def _positions_if_stored(
+        self, stored_events: Sequence[StoredEvent], side_writes: Iterable[SideWrite]
+    ) -> list[int] | None:
+        """The positions of the save's events if every one is stored as sent (originator,
+        version, topic and state bytes), and every command id sent with them is stored with
+        the same fingerprint and result; else None, as when nothing identifies the save. An
+        event's state holds its command's actor, reason, command id and time: stored as sent,
+        it was this save that stored it (a save's rows commit together, or none do)."""
+        commands = {
+            write.params[0]: write.params
+            for write in side_writes
+            if write.sql == side_tables.REMEMBER_COMMAND
+        }
+        if not stored_events and not commands:
+            return None
+        with self.datastore.get_connection() as conn:
+            stored = conn.execute(
+                self._select_as_sent,
+                (
+                    [event.originator_id for event in stored_events],
+                    [event.originator_version for event in stored_events],
+                ),
+            ).fetchall()
+            remembered = conn.execute(
+                "SELECT command_id, fingerprint, result FROM ledger_commands "
+                "WHERE command_id = ANY(%s)",
+                (list(commands),),
+            ).fetchall()
+        if {row["command_id"]: tuple(row.values()) for row in remembered} != commands:
+            return None
+        for row, event in zip(stored, stored_events, strict=True):
+            if row["topic"] != event.topic or bytes(row["state"]) != event.state:
+                return None
+        return [row["notification_id"] for row in stored]
+
+    def _send_save(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         """eventsourcing's steps (its hooks below, in its order) in one pipeline: one round

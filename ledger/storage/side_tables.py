@@ -113,11 +113,13 @@ def release_all(owner_id: UUID) -> SideWrite:
     return SideWrite("DELETE FROM ledger_claims WHERE owner_id = ?", (str(owner_id),))
 
 
+REMEMBER_COMMAND: Final = (
+    "INSERT INTO ledger_commands (command_id, fingerprint, result) VALUES (?, ?, ?)"
+)
+
+
 def remember_command(command_id: str, fingerprint: str, result: str) -> SideWrite:
-    return SideWrite(
-        "INSERT INTO ledger_commands (command_id, fingerprint, result) VALUES (?, ?, ?)",
-        (command_id, fingerprint, result),
-    )
+    return SideWrite(REMEMBER_COMMAND, (command_id, fingerprint, result))
 
 
 def put_user_key(key_id: str, user_id: UUID, secret: str) -> SideWrite:
