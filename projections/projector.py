@@ -25,7 +25,6 @@ from projections.audit_rows import LOG_COLUMNS, event_fields, sqlite_log_row
 from projections.log_pages import read_page
 from projections.page_writer import PageWriter, WriteStatements
 from projections.personal import PERSONAL_FIELDS
-from projections.read_ahead import Page, ReadAhead
 
 TRACKING_NAME: Final = "read_models"
 # A tracking row, there while a long catch-up from an empty read model leaves out the indexes
@@ -84,8 +83,6 @@ class Projector:
         self._log_query = self._statements.get(_INSERT_LOG, LOG_COLUMNS)
         self._log_row = sqlite_log_row(self._log_query)
         self.bulk_from = BULK_FROM
-        # whether `catch_up` reads and decodes the next page while it writes one
-        self.read_ahead = True
         self.in_bulk = False  # whether the query indexes may be missing
         self._started = False  # seen a read model with events projected and every index
         dbapi = engine.dialect.loaded_dbapi
@@ -120,12 +117,11 @@ class Projector:
         """
         self._begin_bulk_load(stop)
         projected = 0
-        with ReadAhead(lambda start: self._read(start, stop)) as ahead:
-            while True:
-                read, applied = self._project_page(until, stop, ahead if self.read_ahead else None)
-                if not read:
-                    break
-                projected += applied
+        while True:
+            read, applied = self.project_page(until=until, stop=stop)
+            if not read:
+                break
+            projected += applied
         self._end_bulk_load()
         return projected
 
@@ -180,53 +176,31 @@ class Projector:
 
         If an event cannot be projected, ProjectionError names it and the page is rolled
         back: the read models stay at the last page projected whole."""
-        return self._project_page(until, stop, None)
-
-    def _project_page(
-        self, until: datetime | None, stop: int | None, ahead: ReadAhead | None
-    ) -> tuple[int, int]:
         try:
-            return self._project(until, stop, ahead, careful=False)
+            return self._project(until, stop, careful=False)
         except ProjectionError:
             raise
         except self._database_errors:
             raise
         except Exception:  # some event of the page: run the page again to name it
-            return self._project(until, stop, None, careful=True)
-
-    def _read(self, start: int, stop: int | None) -> Page:
-        """The page from `start` on, decoded (run by the read-ahead thread)."""
-        notifications = read_page(self.ledger.recorder, start, self.page_size, stop)
-        return notifications, self.ledger.to_domain_events(notifications, opened=not self.sealed)
+            return self._project(until, stop, careful=True)
 
     def _project(
-        self, until: datetime | None, stop: int | None, ahead: ReadAhead | None, *, careful: bool
+        self, until: datetime | None, stop: int | None, *, careful: bool
     ) -> tuple[int, int]:
         """`careful`: decode and apply the events one at a time, each one's statements
-        answered before the next, so a failure names its event. `ahead`: where the page may
-        have been read already, and where the next one is to be read while this one is
-        written (the position is read under the lock first: a page read ahead from any
-        other position, another process having projected meanwhile, is dropped)."""
+        answered before the next, so a failure names its event."""
         applied = 0
         with self.engine.begin() as conn:
             start = self.position(conn, lock=True) + 1
             if stop is not None and start > stop:
                 return 0, 0
-            page = None if ahead is None else ahead.take(start)
-            if page is None:
-                notifications = read_page(self.ledger.recorder, start, self.page_size, stop)
-                events = None
-            else:
-                notifications, events = page
-            if ahead is not None and len(notifications) == self.page_size:
-                following = notifications[-1].id + 1
-                if stop is None or following <= stop:
-                    ahead.start(following)
+            notifications = read_page(self.ledger.recorder, start, self.page_size, stop)
             self._pending_log, self._pending_spans = [], {}
             with PageWriter(conn, self._statements) as writer:
                 if careful:
                     events = [self._decode(notification) for notification in notifications]
-                elif events is None:
+                else:
                     events = self.ledger.to_domain_events(notifications, opened=not self.sealed)
                 for notification, event in zip(notifications, events, strict=True):
                     if until is None or event.timestamp <= until:

@@ -318,12 +318,11 @@ def effective_roles(reference: Reference) -> list[set[str]]:
     return [set(u.roles) if u.active else set() for u in reference.users]
 
 
-def check_history(url: str, ops: list[tuple[Any, ...]], page_size: int = 1000) -> None:
-    """`page_size`: the rebuild's pages (small ones: read ahead while one is written)."""
+def check_history(url: str, ops: list[tuple[Any, ...]]) -> None:
     reference = Reference()
     clock = Clock()
     led = Ledger(url, clock=clock)
-    rm = ReadModel(url, page_size=page_size)
+    rm = ReadModel(url)
     history: list[tuple[datetime, list[set[str]]]] = []
     try:
         led.define_account_role("Consultancy", actor=ADMIN)
@@ -457,9 +456,9 @@ def fresh_database(backend: str, request: pytest.FixtureRequest) -> Iterator[str
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-@given(ops=operations, page_size=st.integers(min_value=1, max_value=9))
+@given(ops=operations)
 def test_random_histories_match_the_reference_model(
-    backend: str, request: pytest.FixtureRequest, ops: list[Any], page_size: int
+    backend: str, request: pytest.FixtureRequest, ops: list[Any]
 ) -> None:
     with fresh_database(backend, request) as url:
-        check_history(url, ops, page_size)
+        check_history(url, ops)

@@ -8,7 +8,6 @@ from typing import Any
 from uuid import UUID
 
 from ledger import Ledger, LedgerError
-from projections import ReadModel
 
 ADMIN = "cli:worker"
 
@@ -127,13 +126,3 @@ def grant_login_revoke(
         return outcomes
     finally:
         led.close()
-
-
-def catch_up(url: str, page_size: int, barrier: Barrier) -> list[str]:
-    """Project the log in pages of `page_size`, beside another process doing the same."""
-    rm = ReadModel(url, page_size=page_size)
-    try:
-        barrier.wait()
-        return [_outcome(rm.catch_up)]
-    finally:
-        rm.close()
