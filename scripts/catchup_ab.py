@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Wall and CPU seconds of rebuilds of one log, for A/B runs of two trees in turn (the read-ahead
-gains wall time, not CPU: run it on a quiet machine).
+"""Wall and CPU seconds of rebuilds of one log, for A/B runs of two trees in turn (on a quiet
+machine).
 
     python scripts/catchup_ab.py build sqlite:////dev/shm/ab.db    # 13,190 events, as callgrind's
-    PYTHONPATH=TREE python scripts/catchup_ab.py run sqlite:////dev/shm/ab.db [--off] [--rounds 5]
+    PYTHONPATH=TREE python scripts/catchup_ab.py run sqlite:////dev/shm/ab.db [--rounds 5]
 
-`--off`: without the read-ahead (`Projector.read_ahead = False`). Prints each rebuild's wall
-seconds, the process's and the main thread's CPU seconds, and voluntary context switches.
+Prints each rebuild's wall seconds, the process's and the main thread's CPU seconds, and
+voluntary context switches.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import resource
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench import batch_lines
@@ -36,18 +35,10 @@ def build(url: str) -> None:
     led.close()
 
 
-def run(url: str, off: bool, rounds: int) -> None:
+def run(url: str, rounds: int) -> None:
     from projections import ReadModel
     from projections import projector as projector_module
 
-    if off:
-        made = projector_module.Projector.__init__
-
-        def without_read_ahead(self: Any, *args: Any, **kwargs: Any) -> None:
-            made(self, *args, **kwargs)
-            self.read_ahead = False
-
-        projector_module.Projector.__init__ = without_read_ahead  # type: ignore[method-assign]
     rm = ReadModel(url, page_size=2000)
     rows = []
     for _ in range(rounds):
@@ -65,7 +56,7 @@ def run(url: str, off: bool, rounds: int) -> None:
         )
     rm.close()
     tree = Path(projector_module.__file__).parent.parent
-    print(f"{tree} read-ahead {'off' if off else 'on'}, {events} events")
+    print(f"{tree}, {events} events")
     for row in rows:
         print("  wall {:.3f} s, CPU {:.3f} s, main thread {:.3f} s, {} switches".format(*row))
     print(f"  best wall {min(row[0] for row in rows):.3f} s", flush=True)
@@ -77,13 +68,12 @@ def main() -> None:
     )
     parser.add_argument("command", choices=["build", "run"])
     parser.add_argument("url")
-    parser.add_argument("--off", action="store_true")
     parser.add_argument("--rounds", type=int, default=5)
     arguments = parser.parse_args()
     if arguments.command == "build":
         build(arguments.url)
     else:
-        run(arguments.url, arguments.off, arguments.rounds)
+        run(arguments.url, arguments.rounds)
 
 
 if __name__ == "__main__":

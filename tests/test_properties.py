@@ -318,11 +318,12 @@ def effective_roles(reference: Reference) -> list[set[str]]:
     return [set(u.roles) if u.active else set() for u in reference.users]
 
 
-def check_history(url: str, ops: list[tuple[Any, ...]]) -> None:
+def check_history(url: str, ops: list[tuple[Any, ...]], page_size: int = 1000) -> None:
+    """`page_size`: the rebuild's pages (small ones: a history spans many)."""
     reference = Reference()
     clock = Clock()
     led = Ledger(url, clock=clock)
-    rm = ReadModel(url)
+    rm = ReadModel(url, page_size=page_size)
     history: list[tuple[datetime, list[set[str]]]] = []
     try:
         led.define_account_role("Consultancy", actor=ADMIN)
@@ -456,9 +457,9 @@ def fresh_database(backend: str, request: pytest.FixtureRequest) -> Iterator[str
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-@given(ops=operations)
+@given(ops=operations, page_size=st.sampled_from([1, 2, 5, 1000]))
 def test_random_histories_match_the_reference_model(
-    backend: str, request: pytest.FixtureRequest, ops: list[Any]
+    backend: str, request: pytest.FixtureRequest, ops: list[Any], page_size: int
 ) -> None:
     with fresh_database(backend, request) as url:
-        check_history(url, ops)
+        check_history(url, ops, page_size)
