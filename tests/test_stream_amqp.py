@@ -121,7 +121,7 @@ def test_a_lost_cursor_repeats_the_tail_with_the_same_ids(led: Ledger, queue: st
 
 
 def test_kill_9_at_random_instants_then_restart_misses_nothing(led: Ledger, queue: str) -> None:
-    history(led, 150)  # 450 events and more
+    history(led, 600)  # 1,800 events and more: streamed over more than one poll of the queue
     head = led.recorder.max_notification_id() or 0
     command = [LEDGER, "--db", led.url, "audit", "stream", "--to", AMQP_URL, "--queue", queue]
     chance = random.Random(os.environ.get("PYTEST_XDIST_WORKER", "") + queue)
