@@ -7,7 +7,6 @@ from typing import Annotated, TypeVar
 from uuid import UUID
 
 from fastapi import Depends, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader
 
 from projections.api.auth import NotInLoop, Recorded, TokenService, Unauthorized
@@ -16,6 +15,7 @@ from projections.api.external_ids import ExternalIds, answers_with_flexmeasures_
 from projections.api.policy import Principal
 from projections.api.services import Services
 from projections.api.throttle import LoginThrottle
+from projections.api.workers import in_worker
 from projections.models import AccountModel, UserModel
 from projections.read_model import ReadModel
 
@@ -92,7 +92,7 @@ class Reading:
                 return self._in_loop(*opened, work)
             except NotInLoop:
                 pass
-        return await run_in_threadpool(self.in_thread, work)
+        return await in_worker(self.in_thread, work)
 
     def _in_loop(
         self,
@@ -152,7 +152,7 @@ def _nothing(_me: Principal, _rm: ReadModel, _ids: ExternalIds) -> None:
 async def external_ids(services: AppServices) -> ExternalIds:
     ledger = services.opened_ledger()
     if ledger is None:  # opening it may wait (on the database, on a catch-up): not in the loop
-        ledger = await run_in_threadpool(lambda: services.ledger)
+        ledger = await in_worker(lambda: services.ledger)
     return ExternalIds(ledger, answers_with_flexmeasures_ids())
 
 

@@ -10,7 +10,6 @@ from typing import Annotated, Final
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
-from starlette.concurrency import run_in_threadpool
 
 import projections.api.policy as policy
 import projections.api.schemas as schemas
@@ -20,6 +19,7 @@ from projections.api.errors import PROBLEMS, ApiError
 from projections.api.external_ids import ExternalIds
 from projections.api.policy import Principal
 from projections.api.services import Services
+from projections.api.workers import in_worker
 from projections.changes import changes_after
 
 MAX_LIMIT: Final = 1000
@@ -44,12 +44,12 @@ async def changes(
     consultants). With `wait`, an answer with no events comes only once `wait` seconds have
     passed; the caller's token and roles are checked again at each look."""
     deadline = time.monotonic() + wait
-    me = await run_in_threadpool(caller, authorization, services)
+    me = await in_worker(caller, authorization, services)
     while True:
-        found = await run_in_threadpool(_changes_after, services, ids, me, after, limit)
+        found = await in_worker(_changes_after, services, ids, me, after, limit)
         # checked again after reading: a caller deactivated, or whose roles changed, while
         # the events were read gets nothing read under the access they no longer have
-        now = await run_in_threadpool(caller, authorization, services)
+        now = await in_worker(caller, authorization, services)
         if _access(now) != _access(me):
             me = now
             continue
