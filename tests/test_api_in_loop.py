@@ -16,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
+import projections.api.workers as workers
 import projections.projector as projector_module
 from ledger import Ledger
 from ledger.domain import User
@@ -150,7 +151,8 @@ def test_a_read_takes_no_worker_thread_where_reads_never_wait_and_one_elsewhere(
     clients: tuple[TestClient, TestClient],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Counted at anyio, where FastAPI's and Starlette's hops to the thread pool all go: a
+    """Counted at anyio, where FastAPI's and Starlette's hops to the thread pool all go, and at
+    the read API's own pool (`projections.api.workers`), where the routes' hops go: a
     warm worker's read takes none in the loop, and one (the token check with the route's
     reads) elsewhere; a FlexMeasures id, looked up through the ledger's pool, takes one. A
     list's route, whose answer grows with the data, takes two or more everywhere (the route, its
@@ -166,6 +168,12 @@ def test_a_read_takes_no_worker_thread_where_reads_never_wait_and_one_elsewhere(
         hops.append(function)
         return await run_sync(function, *args, **kwargs)
 
+    submit = workers._pool.submit
+
+    def counted_submit(function: Any, *args: Any, **kwargs: Any) -> Any:
+        hops.append(function)
+        return submit(function, *args, **kwargs)
+
     paths = [f"/api/v3_0/users/{ann}", f"/api/v3_0/accounts/{acme}"]
     paths += [f"/api/v3_0/users/{ann}/roles", "/api/ops/ping"]
     lists = ["/api/v3_0/users", "/api/v3_0/roles/admin/holders", f"/api/v3_0/users/{ann}/auditlog"]
@@ -173,6 +181,7 @@ def test_a_read_takes_no_worker_thread_where_reads_never_wait_and_one_elsewhere(
         for path in [*paths, "/api/v3_0/users/12345"]:
             assert client.get(path, headers={"Authorization": good}).status_code in (200, 404)
         monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
+        monkeypatch.setattr(workers._pool, "submit", counted_submit)
         for path in paths:
             hops.clear()
             assert client.get(path, headers={"Authorization": good}).status_code == 200
