@@ -30,7 +30,7 @@ from projections.reviews import ReviewQueries
 
 _CREATE_LOCK = 7_350_002  # pg_advisory_xact_lock key: one process creates the tables at a time
 SCHEMA_ROW = "schema-version"
-SCHEMA_VERSION = 7  # raise whenever a read-model table changes shape
+SCHEMA_VERSION = 8  # raise whenever a read-model table changes shape
 
 
 def projected_position() -> Select[tuple[int]]:
