@@ -4,6 +4,7 @@ it is now (an erased user's as erased)."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gc
 import json
@@ -252,6 +253,29 @@ def _open_worker(url: str, parent: int) -> None:
     gc.set_threshold(WORKER_GC_THRESHOLD, 10, 10)
 
 
+@contextlib.contextmanager
+def _ctrl_c_held() -> Iterator[None]:
+    """Ctrl-C held back, not lost, while the pool forks its workers and starts its thread (on
+    the first submit): a worker born meanwhile only notes it, until `_open_worker` ignores it;
+    and this process is interrupted only once the pool is whole, so `shutdown` ends it (cut
+    short between its forks and its thread, the pool left workers that nothing stops, which
+    the exit then waited for). A handler, not a signal mask: the signal may land on any thread
+    (psycopg's pool has some), and Python raises it in the main thread all the same."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # Ctrl-C interrupts the main thread only
+        return
+    pressed: list[Any] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pressed and callable(previous):
+        previous(signal.SIGINT, pressed[0])
+    elif pressed and previous == signal.SIG_DFL:
+        os.kill(os.getpid(), signal.SIGINT)
+
+
 def _end_with_parent(parent: int) -> None:
     while os.getppid() == parent:
         time.sleep(0.5)
@@ -291,9 +315,10 @@ def _in_workers(
     rest_from: int | None = None
     try:
         while True:
-            while len(pending) < 2 * WORKERS and (start := next(starts, None)) is not None:
-                stop = min(start + PAGE - 1, head)
-                pending.append((start, pool.submit(_worker_piece, fmt, start, stop, until)))
+            with _ctrl_c_held():
+                while len(pending) < 2 * WORKERS and (start := next(starts, None)) is not None:
+                    stop = min(start + PAGE - 1, head)
+                    pending.append((start, pool.submit(_worker_piece, fmt, start, stop, until)))
             if not pending:
                 break
             start, future = pending.popleft()
