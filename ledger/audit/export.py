@@ -268,11 +268,11 @@ def _ctrl_c_held() -> Iterator[None]:
     previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(frame))
     try:
         yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    finally:  # None: a handler set outside Python, which cannot be put back from here
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
     if pressed and callable(previous):
         previous(signal.SIGINT, pressed[0])
-    elif pressed and previous == signal.SIG_DFL:
+    elif pressed and previous in (signal.SIG_DFL, None):
         os.kill(os.getpid(), signal.SIGINT)
 
 
