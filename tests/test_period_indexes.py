@@ -36,8 +36,12 @@ def history(led: Ledger, acme: UUID) -> tuple[UUID, UUID]:
     return ann, bob
 
 
-def index_columns(url: str, engine_url: ReadModel) -> dict[str, list[str]]:
-    with engine_url.engine.connect() as conn:
+def expected_columns(url: str) -> dict[str, list[str]]:
+    return {name: KEYS[name] + (ENDS[name] if url.startswith("sqlite") else []) for name in KEYS}
+
+
+def index_columns(url: str, rm: ReadModel) -> dict[str, list[str]]:
+    with rm.engine.connect() as conn:
         if url.startswith("sqlite"):
             return {
                 name: [row[2] for row in conn.execute(text(f"PRAGMA index_info({name})"))]
@@ -113,10 +117,7 @@ def test_the_period_indexes_hold_the_ends_on_sqlite_only(
     url: str, rm: ReadModel, history: tuple[UUID, UUID]
 ) -> None:
     rm.catch_up()
-    expected = {
-        name: KEYS[name] + (ENDS[name] if url.startswith("sqlite") else []) for name in KEYS
-    }
-    assert index_columns(url, rm) == expected
+    assert index_columns(url, rm) == expected_columns(url)
     assert answers(rm, *history) == EXPECTED
 
 
@@ -142,8 +143,6 @@ def test_a_read_model_of_the_previous_shape_is_rebuilt_not_read(
     try:
         rm.catch_up()
         assert answers(rm, *history) == EXPECTED
-        assert index_columns(url, rm) == {
-            name: KEYS[name] + (ENDS[name] if url.startswith("sqlite") else []) for name in KEYS
-        }
+        assert index_columns(url, rm) == expected_columns(url)
     finally:
         rm.close()
